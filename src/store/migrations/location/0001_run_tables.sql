@@ -1,0 +1,516 @@
+-- A run location: the run tables of one location tag ({{tag}}) in one run-ops database.
+-- Every location schema is created from this same template, so locations differ only by name.
+--
+-- Relations inside a location use foreign keys; relations that may cross locations or databases
+-- (rerun_of, parent_run_id, reused_from, workflow versions) are plain ids, resolved by id.
+
+create table {{schema}}.runs (
+  id text collate "C" primary key,
+  environment_id text collate "C" not null,
+  workflow_id text collate "C" not null,
+  version_id text collate "C" not null,
+  status text not null check (status in ('queued', 'running', 'waiting', 'paused', 'succeeded', 'failed', 'canceled')),
+  trigger_kind text not null check (trigger_kind in ('manual', 'api', 'webhook', 'cron', 'rerun', 'cli', 'dashboard', 'child')),
+  trigger_ref text,
+  input_dataclip_id text collate "C",
+  final_dataclip_id text collate "C",
+  -- run state: top-level keys patched by committed steps
+  state jsonb not null default '{}',
+  -- step runs not yet resolved; reaching 0 ends the run
+  open_steps integer not null default 0,
+  save_dataclips boolean not null,
+  idempotency_key text,
+  rerun_of text collate "C",
+  rerun_from_step text,
+  parent_run_id text collate "C",
+  parent_step_run_id text collate "C",
+  error jsonb,
+  created_at timestamptz not null default now(),
+  started_at timestamptz,
+  finished_at timestamptz,
+  updated_at timestamptz not null default now()
+);
+
+-- Keyset listing (SCALE.md): (created_at desc, id desc) per environment, and per workflow.
+create index runs_env_created on {{schema}}.runs (environment_id, created_at desc, id desc);
+create index runs_env_workflow_created on {{schema}}.runs (environment_id, workflow_id, created_at desc, id desc);
+-- "latest succeeded run of a workflow" (cron previous-state input) and active-run scans.
+create index runs_env_workflow_status on {{schema}}.runs (environment_id, workflow_id, status, finished_at desc);
+
+create table {{schema}}.step_runs (
+  id text collate "C" primary key,
+  run_id text collate "C" not null references {{schema}}.runs (id) on delete cascade,
+  environment_id text collate "C" not null,
+  workflow_id text collate "C" not null,
+  step_id text collate "C" not null,
+  -- step id, or `step[i]` for a loop iteration / parallel branch
+  step_key text collate "C" not null,
+  -- the enclosing loop / parallel step run key, and the iteration index inside it
+  scope_key text collate "C",
+  iteration integer,
+  status text not null check (status in ('pending', 'ready', 'running', 'waiting', 'succeeded', 'failed', 'pruned', 'canceled')),
+  -- join bookkeeping: parents not yet resolved, and the parents whose edge arrived live
+  pending_parents integer not null default 0,
+  live_from text[] collate "C" not null default '{}',
+  parents text[] collate "C" not null default '{}',
+  -- successor keys: all of them, and those reached when this step fails (failure/always edges)
+  successors text[] collate "C" not null default '{}',
+  failure_successors text[] collate "C" not null default '{}',
+  on_exhausted text not null default 'fail' check (on_exhausted in ('fail', 'pause')),
+  max_attempts integer not null check (max_attempts > 0),
+  attempt_count integer not null default 0,
+  available_at timestamptz not null default now(),
+  lease_owner text,
+  lease_expires_at timestamptz,
+  input_dataclip_id text collate "C",
+  -- md5 of the canonical (jsonb) text of the resolved input: rerun change detection
+  input_hash text,
+  output_dataclip_id text collate "C",
+  -- rerun: the source run's step run whose output this one reuses (zero copy)
+  reused_from text collate "C",
+  error jsonb,
+  created_at timestamptz not null default now(),
+  started_at timestamptz,
+  finished_at timestamptz,
+  unique (run_id, step_key)
+);
+
+-- Claim index: only ready rows, in the order they become claimable.
+create index step_runs_ready on {{schema}}.step_runs (environment_id, available_at, id) where status = 'ready';
+-- Reaper index: only running rows, by lease expiry.
+create index step_runs_leases on {{schema}}.step_runs (lease_expires_at) where status = 'running';
+
+-- An attempt is written when its step is claimed, before any user code runs.
+create table {{schema}}.attempts (
+  step_run_id text collate "C" not null references {{schema}}.step_runs (id) on delete cascade,
+  number integer not null check (number > 0),
+  run_id text collate "C" not null,
+  worker_id text not null,
+  status text not null check (status in ('running', 'succeeded', 'failed', 'lost', 'canceled')),
+  error jsonb,
+  started_at timestamptz not null default now(),
+  finished_at timestamptz,
+  primary key (step_run_id, number)
+);
+
+create table {{schema}}.dataclips (
+  id text collate "C" primary key,
+  run_id text collate "C",
+  environment_id text collate "C" not null,
+  kind text not null check (kind in ('input', 'output', 'step_input', 'final', 'webhook_request', 'waitpoint_payload')),
+  body jsonb,
+  body_hash text,
+  size_bytes integer not null,
+  wiped_at timestamptz,
+  created_at timestamptz not null default now()
+);
+create index dataclips_run on {{schema}}.dataclips (run_id);
+
+create table {{schema}}.run_events (
+  id bigint generated always as identity primary key,
+  run_id text collate "C" not null,
+  kind text not null,
+  step_key text collate "C",
+  attempt integer,
+  data jsonb,
+  created_at timestamptz not null default now()
+);
+create index run_events_run on {{schema}}.run_events (run_id, id);
+
+-- What a parked step waits on: a time, a token completed by API, or a child run.
+create table {{schema}}.waitpoints (
+  id text collate "C" primary key,
+  run_id text collate "C" not null references {{schema}}.runs (id) on delete cascade,
+  step_run_id text collate "C" not null references {{schema}}.step_runs (id) on delete cascade,
+  kind text not null check (kind in ('sleep', 'approval', 'child_run')),
+  status text not null default 'waiting' check (status in ('waiting', 'completed', 'timed_out', 'canceled')),
+  resume_at timestamptz,
+  child_run_id text collate "C",
+  payload_schema jsonb,
+  payload_dataclip_id text collate "C",
+  created_at timestamptz not null default now(),
+  completed_at timestamptz
+);
+create index waitpoints_due on {{schema}}.waitpoints (resume_at) where status = 'waiting';
+
+-- Ids minted inside SQL (join inputs, merged final states) share the JavaScript format:
+-- <prefix>_<tag><10 chars of ms time><16 random chars>, Crockford base32, lowercase.
+create function {{schema}}.mint_id(p_prefix text) returns text
+language plpgsql volatile as $$
+declare
+  alphabet constant text := '0123456789abcdefghjkmnpqrstvwxyz';
+  ms bigint := floor(extract(epoch from clock_timestamp()) * 1000);
+  out text := '';
+begin
+  for i in 1..10 loop
+    out := substr(alphabet, (ms % 32)::int + 1, 1) || out;
+    ms := ms / 32;
+  end loop;
+  for i in 1..16 loop
+    out := out || substr(alphabet, floor(random() * 32)::int + 1, 1);
+  end loop;
+  return p_prefix || '_{{tag}}' || out;
+end $$;
+
+-- Claim the given ready step runs for a worker: mark them running with a lease, write their
+-- attempt rows, start queued runs, log events. Returns what the worker needs to execute each step,
+-- input body and run state included, so executing needs no further read.
+-- Indexes: step_runs pk; runs pk; dataclips pk.
+create function {{schema}}.claim_by_ids(p_ids text[], p_worker text, p_lease_ms integer)
+returns table (
+  step_run_id text, run_id text, step_id text, step_key text, workflow_id text, version_id text,
+  environment_id text, attempt integer, max_attempts integer, input jsonb, state jsonb, save_dataclips boolean
+)
+language plpgsql as $$
+begin
+  return query
+  with claimed as (
+    update {{schema}}.step_runs s
+       set status = 'running',
+           attempt_count = s.attempt_count + 1,
+           lease_owner = p_worker,
+           lease_expires_at = now() + p_lease_ms * interval '1 millisecond',
+           started_at = coalesce(s.started_at, now())
+     where s.id = any(p_ids) and s.status = 'ready'
+    returning s.id, s.run_id, s.step_id, s.step_key, s.workflow_id, s.environment_id, s.attempt_count,
+              s.max_attempts, s.input_dataclip_id
+  ), new_attempts as (
+    insert into {{schema}}.attempts (step_run_id, number, run_id, worker_id, status)
+    select c.id, c.attempt_count, c.run_id, p_worker, 'running' from claimed c
+  ), started as (
+    update {{schema}}.runs r set status = 'running', started_at = coalesce(r.started_at, now()), updated_at = now()
+     where r.id in (select c.run_id from claimed c) and r.status = 'queued'
+  ), logged as (
+    insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+    select c.run_id, 'step.started', c.step_key, c.attempt_count, jsonb_build_object('worker', p_worker) from claimed c
+  )
+  select c.id::text, c.run_id::text, c.step_id::text, c.step_key::text, c.workflow_id::text, r.version_id::text,
+         c.environment_id::text, c.attempt_count, c.max_attempts, d.body, r.state, r.save_dataclips
+    from claimed c
+    join {{schema}}.runs r on r.id = c.run_id
+    left join {{schema}}.dataclips d on d.id = c.input_dataclip_id;
+end $$;
+
+-- The worker's claim: one round trip. Picks up to p_limit ready rows of the given environments
+-- and workflows from the partial index step_runs_ready, skipping rows other workers hold.
+create function {{schema}}.claim_steps(p_worker text, p_envs text[], p_workflows text[], p_limit integer, p_lease_ms integer)
+returns table (
+  step_run_id text, run_id text, step_id text, step_key text, workflow_id text, version_id text,
+  environment_id text, attempt integer, max_attempts integer, input jsonb, state jsonb, save_dataclips boolean
+)
+language plpgsql as $$
+declare
+  v_ids text[];
+begin
+  select array_agg(p.id) into v_ids from (
+    select s.id from {{schema}}.step_runs s
+     where s.status = 'ready' and s.available_at <= now()
+       and s.environment_id = any(p_envs) and s.workflow_id = any(p_workflows)
+     order by s.available_at, s.id
+     limit p_limit
+     for update skip locked
+  ) p;
+  if v_ids is null then
+    return;
+  end if;
+  return query select * from {{schema}}.claim_by_ids(v_ids, p_worker, p_lease_ms);
+end $$;
+
+-- Make a pending step run ready: resolve its input. One parent that succeeded: point at that
+-- parent's output dataclip (no copy). A failed parent (through a failure edge): `{ error }`.
+-- Several parents (a join): a new dataclip `{ [parentKey]: output | { error } }` over the live ones.
+create function {{schema}}.make_ready(p_step_run_id text) returns void
+language plpgsql as $$
+declare
+  s record;
+  p record;
+  v_body jsonb;
+  v_input_id text;
+  v_hash text;
+begin
+  select * into s from {{schema}}.step_runs where id = p_step_run_id;
+  if cardinality(s.parents) = 1 then
+    select sr.status, sr.error, sr.output_dataclip_id, d.body_hash into p
+      from {{schema}}.step_runs sr left join {{schema}}.dataclips d on d.id = sr.output_dataclip_id
+     where sr.run_id = s.run_id and sr.step_key = s.parents[1];
+    if p.status = 'succeeded' then
+      v_input_id := p.output_dataclip_id;
+      v_hash := p.body_hash;
+    else
+      v_body := jsonb_build_object('error', p.error);
+    end if;
+  else
+    select jsonb_object_agg(sr.step_key, case when sr.status = 'succeeded' then d.body else jsonb_build_object('error', sr.error) end)
+      into v_body
+      from {{schema}}.step_runs sr left join {{schema}}.dataclips d on d.id = sr.output_dataclip_id
+     where sr.run_id = s.run_id and sr.step_key = any(s.live_from);
+  end if;
+  if v_input_id is null then
+    v_input_id := {{schema}}.mint_id('dc');
+    v_hash := md5(v_body::text);
+    insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+    values (v_input_id, s.run_id, s.environment_id, 'step_input', v_body, v_hash, octet_length(v_body::text));
+  end if;
+  update {{schema}}.step_runs
+     set status = 'ready', available_at = now(), input_dataclip_id = v_input_id, input_hash = v_hash
+   where id = p_step_run_id;
+end $$;
+
+-- A step run resolved (succeeded or failed); its edges to p_live arrive live, to p_dead dead.
+-- Successors whose parents are all resolved become ready (some edge arrived live) or pruned (none
+-- did); pruning cascades along every edge of a pruned step. Returns the keys made ready and the
+-- number pruned. Index: step_runs (run_id, step_key) unique.
+create function {{schema}}.propagate(p_run_id text, p_from text, p_live text[], p_dead text[], out ready text[], out pruned integer)
+language plpgsql as $$
+declare
+  v_check text[];
+  v_next text[];
+  r record;
+begin
+  ready := '{}';
+  pruned := 0;
+  if cardinality(p_live) > 0 then
+    update {{schema}}.step_runs set pending_parents = pending_parents - 1, live_from = array_append(live_from, p_from)
+     where run_id = p_run_id and step_key = any(p_live) and status = 'pending';
+  end if;
+  if cardinality(p_dead) > 0 then
+    update {{schema}}.step_runs set pending_parents = pending_parents - 1
+     where run_id = p_run_id and step_key = any(p_dead) and status = 'pending';
+  end if;
+  v_check := p_live || p_dead;
+  while cardinality(v_check) > 0 loop
+    v_next := '{}';
+    for r in
+      select id, step_key, live_from, successors from {{schema}}.step_runs
+       where run_id = p_run_id and step_key = any(v_check) and status = 'pending' and pending_parents <= 0
+    loop
+      if cardinality(r.live_from) > 0 then
+        perform {{schema}}.make_ready(r.id);
+        ready := array_append(ready, r.step_key::text);
+      else
+        update {{schema}}.step_runs set status = 'pruned', finished_at = now() where id = r.id;
+        insert into {{schema}}.run_events (run_id, kind, step_key) values (p_run_id, 'step.pruned', r.step_key);
+        pruned := pruned + 1;
+        if cardinality(r.successors) > 0 then
+          update {{schema}}.step_runs set pending_parents = pending_parents - 1
+           where run_id = p_run_id and step_key = any(r.successors) and status = 'pending';
+          v_next := v_next || r.successors;
+        end if;
+      end if;
+    end loop;
+    v_check := v_next;
+  end loop;
+end $$;
+
+-- End a run. Final state: the succeeded step runs none of whose successors ran. One such leaf:
+-- point at its output dataclip (no copy, no write). Several: one new dataclip { [key]: output }.
+-- With save_dataclips off, every body of the run is dropped now (they were kept only while the run
+-- was live, so that any worker could pick up any step and a crash loses nothing).
+create function {{schema}}.finish_run(p_run_id text, p_status text, p_error jsonb) returns void
+language plpgsql as $$
+declare
+  v_run record;
+  v_count integer;
+  v_single text;
+  v_final text;
+  v_body jsonb;
+begin
+  select id, environment_id, save_dataclips into v_run from {{schema}}.runs where id = p_run_id;
+  select count(*), min(s.output_dataclip_id) into v_count, v_single
+    from {{schema}}.step_runs s
+   where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+     and not exists (
+       select 1 from {{schema}}.step_runs c
+        where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+  if v_count = 1 then
+    v_final := v_single;
+  elsif v_count > 1 then
+    select jsonb_object_agg(s.step_key, d.body) into v_body
+      from {{schema}}.step_runs s join {{schema}}.dataclips d on d.id = s.output_dataclip_id
+     where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+       and not exists (
+         select 1 from {{schema}}.step_runs c
+          where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+    v_final := {{schema}}.mint_id('dc');
+    insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+    values (v_final, p_run_id, v_run.environment_id, 'final', v_body, md5(v_body::text), octet_length(v_body::text));
+  end if;
+  update {{schema}}.runs
+     set status = p_status, final_dataclip_id = v_final, error = p_error, open_steps = 0,
+         finished_at = now(), updated_at = now()
+   where id = p_run_id;
+  if not v_run.save_dataclips then
+    update {{schema}}.dataclips set body = null, wiped_at = now() where run_id = p_run_id and body is not null;
+  end if;
+  insert into {{schema}}.run_events (run_id, kind, data)
+  values (p_run_id, 'run.' || p_status, jsonb_build_object('finalDataclipId', v_final, 'error', p_error));
+  perform pg_notify('weft_run_finished', p_run_id);
+end $$;
+
+-- Commit a successful attempt: ONE round trip, ONE transaction (the statement's own).
+-- Fenced by (step run, attempt number, worker, unexpired lease): a worker whose lease expired, or
+-- whose step was reaped, canceled or re-claimed, changes nothing and gets status 'fenced'.
+-- In that transaction: output dataclip, attempt and step run succeeded, state patch, successors
+-- (joins, pruning), run completion and final state, events; and with p_claim_next the next ready
+-- step of the same run is claimed for the same worker (the chain fast path).
+-- If the process dies before this commits, nothing of the attempt is kept: the lease expires and
+-- the reaper counts the attempt as lost.
+create function {{schema}}.complete_step(
+  p_step_run_id text, p_attempt integer, p_worker text,
+  p_output text, p_output_id text,
+  p_state_set jsonb, p_state_del text[],
+  p_live text[], p_dead text[],
+  p_claim_next boolean, p_lease_ms integer
+) returns jsonb
+language plpgsql as $$
+declare
+  s record;
+  v_prop record;
+  v_run record;
+  v_next jsonb;
+  v_claim text;
+begin
+  update {{schema}}.step_runs
+     set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
+         output_dataclip_id = p_output_id, error = null
+   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+     and lease_owner = p_worker and lease_expires_at >= now()
+  returning run_id, step_key, environment_id into s;
+  if not found then
+    return jsonb_build_object('status', 'fenced');
+  end if;
+
+  insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+  values (p_output_id, s.run_id, s.environment_id, 'output', p_output::jsonb, md5(p_output::jsonb::text), octet_length(p_output));
+  update {{schema}}.attempts set status = 'succeeded', finished_at = now()
+   where step_run_id = p_step_run_id and number = p_attempt;
+
+  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead);
+
+  update {{schema}}.runs
+     set open_steps = open_steps - 1 - v_prop.pruned,
+         state = case when p_state_set is null and p_state_del is null then state
+                      else (state - coalesce(p_state_del, '{}'::text[])) || coalesce(p_state_set, '{}'::jsonb) end,
+         updated_at = now()
+   where id = s.run_id
+  returning open_steps, status, state into v_run;
+
+  insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+  values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
+    'outputDataclipId', p_output_id,
+    'statePatch', case when p_state_set is null and p_state_del is null then null
+                       else jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del)) end));
+
+  if v_run.open_steps <= 0 and v_run.status = 'running' then
+    perform {{schema}}.finish_run(s.run_id, 'succeeded', null);
+    return jsonb_build_object('status', 'committed', 'runStatus', 'succeeded');
+  end if;
+
+  if cardinality(v_prop.ready) > 0 then
+    if p_claim_next and v_run.status = 'running' then
+      select id into v_claim from {{schema}}.step_runs
+       where run_id = s.run_id and step_key = any(v_prop.ready) and status = 'ready'
+       order by id limit 1 for update skip locked;
+      select to_jsonb(c) into v_next from {{schema}}.claim_by_ids(array[v_claim], p_worker, p_lease_ms) c;
+    end if;
+    if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
+      perform pg_notify('weft_ready', s.environment_id);
+    end if;
+  end if;
+  return jsonb_build_object('status', 'committed', 'runStatus', v_run.status, 'next', v_next);
+end $$;
+
+-- Record a failed attempt (p_attempt_status 'failed'), or a lost one found by the reaper ('lost').
+-- p_retry_delay_ms not null: requeue after that delay. Null: the step is exhausted — its failure
+-- edges (failure_successors) are followed if it has any; otherwise the run pauses (on_exhausted
+-- 'pause') or fails, and every unfinished step run of it is canceled (which fences their
+-- attempts). Any state draft of the attempt is simply never written.
+-- p_fence_worker: the worker must still hold an unexpired lease (worker path); the reaper passes
+-- null and instead requires an expired lease, so a live worker's attempt is never reaped.
+create function {{schema}}.fail_step(
+  p_step_run_id text, p_attempt integer, p_fence_worker text, p_attempt_status text,
+  p_error jsonb, p_retry_delay_ms integer
+) returns jsonb
+language plpgsql as $$
+declare
+  s record;
+  v_prop record;
+  v_run record;
+  v_failed_run boolean := false;
+begin
+  select id, run_id, step_key, environment_id, failure_successors, successors, on_exhausted, max_attempts, attempt_count
+    into s from {{schema}}.step_runs
+   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+     and ((p_fence_worker is not null and lease_owner = p_fence_worker and lease_expires_at >= now())
+       or (p_fence_worker is null and lease_expires_at < now()))
+   for update;
+  if not found then
+    return jsonb_build_object('status', 'fenced');
+  end if;
+
+  update {{schema}}.attempts set status = p_attempt_status, error = p_error, finished_at = now()
+   where step_run_id = p_step_run_id and number = p_attempt;
+
+  if p_retry_delay_ms is not null and s.attempt_count < s.max_attempts then
+    update {{schema}}.step_runs
+       set status = 'ready', available_at = now() + p_retry_delay_ms * interval '1 millisecond',
+           lease_owner = null, lease_expires_at = null, error = p_error
+     where id = p_step_run_id;
+    insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+    values (s.run_id, case when p_attempt_status = 'lost' then 'step.lost' else 'step.retrying' end, s.step_key, p_attempt,
+            jsonb_build_object('error', p_error, 'retryInMs', p_retry_delay_ms));
+    perform pg_notify('weft_ready', s.environment_id);
+    return jsonb_build_object('status', 'retrying', 'runId', s.run_id);
+  end if;
+
+  update {{schema}}.step_runs
+     set status = 'failed', finished_at = now(), lease_owner = null, lease_expires_at = null, error = p_error
+   where id = p_step_run_id;
+  insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+  values (s.run_id, 'step.failed', s.step_key, p_attempt, jsonb_build_object('error', p_error, 'lost', p_attempt_status = 'lost'));
+
+  if cardinality(s.failure_successors) > 0 then
+    v_prop := {{schema}}.propagate(s.run_id, s.step_key, s.failure_successors,
+      array(select unnest(s.successors) except select unnest(s.failure_successors)));
+    update {{schema}}.runs set open_steps = open_steps - 1 - v_prop.pruned, updated_at = now()
+     where id = s.run_id returning open_steps, status into v_run;
+    if v_run.open_steps <= 0 and v_run.status = 'running' then
+      perform {{schema}}.finish_run(s.run_id, 'succeeded', null);
+      return jsonb_build_object('status', 'failed', 'runStatus', 'succeeded', 'runId', s.run_id);
+    end if;
+    if cardinality(v_prop.ready) > 0 then
+      perform pg_notify('weft_ready', s.environment_id);
+    end if;
+    return jsonb_build_object('status', 'failed', 'runStatus', v_run.status, 'runId', s.run_id);
+  end if;
+
+  if s.on_exhausted = 'pause' then
+    update {{schema}}.runs set status = 'paused', updated_at = now() where id = s.run_id and status = 'running';
+    insert into {{schema}}.run_events (run_id, kind, step_key, data)
+    values (s.run_id, 'run.paused', s.step_key, jsonb_build_object('error', p_error));
+    return jsonb_build_object('status', 'failed', 'runStatus', 'paused', 'runId', s.run_id);
+  end if;
+
+  -- Fail the run: cancel what has not finished (a running attempt elsewhere is fenced by this).
+  update {{schema}}.attempts a set status = 'canceled', finished_at = now()
+    from {{schema}}.step_runs sr
+   where sr.run_id = s.run_id and sr.status = 'running' and a.step_run_id = sr.id and a.number = sr.attempt_count
+     and a.status = 'running';
+  update {{schema}}.step_runs set status = 'canceled', finished_at = now(), lease_owner = null, lease_expires_at = null
+   where run_id = s.run_id and status in ('pending', 'ready', 'running', 'waiting');
+  perform {{schema}}.finish_run(s.run_id, 'failed',
+    jsonb_build_object('stepKey', s.step_key, 'error', p_error));
+  return jsonb_build_object('status', 'failed', 'runStatus', 'failed', 'runId', s.run_id);
+end $$;
+
+-- Extend the leases a worker still holds; returns the ids it holds (a missing id means the lease
+-- was lost: reaped, canceled or fenced, and the worker must abort that attempt).
+create function {{schema}}.extend_leases(p_worker text, p_ids text[], p_lease_ms integer) returns text[]
+language sql as $$
+  with extended as (
+    update {{schema}}.step_runs set lease_expires_at = now() + p_lease_ms * interval '1 millisecond'
+     where id = any(p_ids) and status = 'running' and lease_owner = p_worker and lease_expires_at >= now()
+    returning id
+  )
+  select coalesce(array_agg(id::text), '{}') from extended
+$$;

@@ -1,0 +1,103 @@
+/**
+ * Domain records the stores return. They mirror the tables (camelCase) and are what the engine,
+ * the server and the CLI work with; no driver type leaves src/store.
+ *
+ * Glossary: a *run* executes one workflow version; a *step run* is one step inside one run (loop
+ * iterations and parallel branches are their own step runs, keyed `step[i]`); an *attempt* is one
+ * try of a step run, written before its code starts; a *dataclip* is a persisted JSON value.
+ */
+import type { StepErrorInfo } from '../core/errors.js';
+
+export type RunStatus = 'queued' | 'running' | 'waiting' | 'paused' | 'succeeded' | 'failed' | 'canceled';
+export type StepRunStatus = 'pending' | 'ready' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'pruned' | 'canceled';
+export type AttemptStatus = 'running' | 'succeeded' | 'failed' | 'lost' | 'canceled';
+export type TriggerKind = 'manual' | 'api' | 'webhook' | 'cron' | 'rerun' | 'cli' | 'dashboard' | 'child';
+export type DataclipKind = 'input' | 'output' | 'step_input' | 'final' | 'webhook_request' | 'waitpoint_payload';
+
+export const RUN_STATUSES: readonly RunStatus[] = ['queued', 'running', 'waiting', 'paused', 'succeeded', 'failed', 'canceled'];
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'canceled'];
+
+export interface RunRecord {
+  id: string;
+  environmentId: string;
+  workflowId: string;
+  versionId: string;
+  status: RunStatus;
+  trigger: { kind: TriggerKind; ref: string | null };
+  inputDataclipId: string | null;
+  finalDataclipId: string | null;
+  saveDataclips: boolean;
+  idempotencyKey: string | null;
+  rerunOf: string | null;
+  rerunFromStep: string | null;
+  parentRunId: string | null;
+  error: { stepKey?: string; error?: StepErrorInfo } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+}
+
+export interface AttemptRecord {
+  number: number;
+  workerId: string;
+  status: AttemptStatus;
+  error: StepErrorInfo | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export interface StepRunRecord {
+  id: string;
+  runId: string;
+  stepId: string;
+  stepKey: string;
+  status: StepRunStatus;
+  attemptCount: number;
+  maxAttempts: number;
+  inputDataclipId: string | null;
+  inputHash: string | null;
+  outputDataclipId: string | null;
+  reusedFrom: string | null;
+  error: StepErrorInfo | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  attempts: AttemptRecord[];
+}
+
+export interface DataclipRecord {
+  id: string;
+  runId: string | null;
+  kind: DataclipKind;
+  body: unknown;
+  sizeBytes: number;
+  wipedAt: string | null;
+  createdAt: string;
+}
+
+export interface RunEventRecord {
+  id: string;
+  runId: string;
+  kind: string;
+  stepKey: string | null;
+  attempt: number | null;
+  data: unknown;
+  createdAt: string;
+}
+
+/** A step run a worker holds: everything needed to execute it without another read. */
+export interface ClaimedStep {
+  stepRunId: string;
+  runId: string;
+  stepId: string;
+  stepKey: string;
+  workflowId: string;
+  versionId: string;
+  environmentId: string;
+  attempt: number;
+  maxAttempts: number;
+  input: unknown;
+  state: Record<string, unknown>;
+  saveDataclips: boolean;
+}

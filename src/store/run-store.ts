@@ -1,0 +1,567 @@
+/**
+ * The run store: runs, step runs, attempts, dataclips and events across run locations.
+ *
+ * Routing (SCALE.md): a run-scoped id names its location tag, so any read or write by id touches
+ * exactly one location with no lookup. A well-formed id with an unknown tag goes to the default
+ * (legacy) location; a malformed id is "not found". Reads by predicate (list) ask every location
+ * and merge.
+ */
+import { WeftError } from '../core/errors.js';
+import type { SerializedGraph } from '../core/graph.js';
+import { mintRunScopedId, parseRunScopedId } from '../core/ids.js';
+import type { Executor } from './executor.js';
+import { quoteIdent } from './migrator.js';
+import type {
+  AttemptRecord,
+  ClaimedStep,
+  DataclipRecord,
+  RunEventRecord,
+  RunRecord,
+  RunStatus,
+  StepRunRecord,
+  TriggerKind,
+} from './rows.js';
+
+export interface RunLocation {
+  tag: string;
+  db: Executor;
+  /** Schema holding this location's run tables. */
+  schema: string;
+  /** Schema holding the run-ops database's idempotency keys. */
+  opsSchema: string;
+}
+
+export interface CreateRunParams {
+  environmentId: string;
+  workflowId: string;
+  versionId: string;
+  graph: SerializedGraph;
+  /** Input as validated JSON text (see core/json.ts encodeJson). */
+  inputText: string;
+  inputBytes: number;
+  saveDataclips: boolean;
+  trigger: { kind: TriggerKind; ref?: string | null };
+  idempotency?: { key: string; ttlMs: number };
+  /** Location tag for the new run; the default location when omitted. */
+  locationTag?: string;
+}
+
+export interface CreateRunResult {
+  run: RunRecord;
+  deduplicated: boolean;
+}
+
+export interface ListRunsQuery {
+  environmentId: string;
+  workflowId?: string;
+  statuses?: RunStatus[];
+  createdFrom?: string;
+  createdTo?: string;
+  limit: number;
+  cursor?: string;
+}
+
+export type CompleteResult =
+  | { status: 'fenced' }
+  | { status: 'committed'; runStatus: RunStatus; next: ClaimedStep | null };
+
+export type FailResult = { status: 'fenced' } | { status: 'retrying' | 'failed'; runStatus?: RunStatus; runId: string };
+
+type Row = Record<string, unknown>;
+
+const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
+const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
+
+function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string,
+    environmentId: r.environment_id as string,
+    workflowId: r.workflow_id as string,
+    versionId: r.version_id as string,
+    status: r.status as RunStatus,
+    trigger: { kind: r.trigger_kind as TriggerKind, ref: (r.trigger_ref as string | null) ?? null },
+    inputDataclipId: (r.input_dataclip_id as string | null) ?? null,
+    finalDataclipId: (r.final_dataclip_id as string | null) ?? null,
+    saveDataclips: r.save_dataclips as boolean,
+    idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    rerunOf: (r.rerun_of as string | null) ?? null,
+    rerunFromStep: (r.rerun_from_step as string | null) ?? null,
+    parentRunId: (r.parent_run_id as string | null) ?? null,
+    error: (r.error as RunRecord['error']) ?? null,
+    createdAt: iso(r.created_at),
+    startedAt: isoOrNull(r.started_at),
+    finishedAt: isoOrNull(r.finished_at),
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+function toClaimed(r: Row): ClaimedStep {
+  return {
+    stepRunId: r.step_run_id as string,
+    runId: r.run_id as string,
+    stepId: r.step_id as string,
+    stepKey: r.step_key as string,
+    workflowId: r.workflow_id as string,
+    versionId: r.version_id as string,
+    environmentId: r.environment_id as string,
+    attempt: Number(r.attempt),
+    maxAttempts: Number(r.max_attempts),
+    input: r.input ?? null,
+    state: (r.state as Record<string, unknown>) ?? {},
+    saveDataclips: r.save_dataclips as boolean,
+  };
+}
+
+const RUN_COLUMNS = `id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref, input_dataclip_id,
+  final_dataclip_id, save_dataclips, idempotency_key, rerun_of, rerun_from_step, parent_run_id, error,
+  created_at, started_at, finished_at, updated_at`;
+
+/** Keyset cursor: the (created_at, id) of the last row, created_at exact to the microsecond. */
+interface Cursor {
+  t: string;
+  id: string;
+}
+
+function encodeCursor(c: Cursor): string {
+  return Buffer.from(JSON.stringify([c.t, c.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): Cursor {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string' && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(parsed[0])) {
+      return { t: parsed[0], id: parsed[1] };
+    }
+  } catch {
+    // fall through
+  }
+  throw new WeftError('invalid_cursor', `cursor "${cursor.slice(0, 40)}" is not a cursor this API issued; pass the nextCursor of a previous page, or omit it for the first page.`);
+}
+
+export class RunStore {
+  readonly locations: ReadonlyMap<string, RunLocation>;
+  readonly defaultTag: string;
+
+  constructor(locations: RunLocation[], defaultTag: string) {
+    if (locations.length === 0) throw new WeftError('invalid_config', 'at least one run location is required');
+    for (const l of locations) {
+      quoteIdent(l.schema);
+      quoteIdent(l.opsSchema);
+    }
+    this.locations = new Map(locations.map((l) => [l.tag, l]));
+    if (!this.locations.has(defaultTag)) {
+      throw new WeftError('invalid_config', `default run location "${defaultTag}" is not among the configured locations (${[...this.locations.keys()].join(', ')})`);
+    }
+    this.defaultTag = defaultTag;
+  }
+
+  /** The location an id routes to, or undefined for a malformed id. O(1), no query. */
+  locationOf(id: string): RunLocation | undefined {
+    const parsed = parseRunScopedId(id);
+    if (!parsed) return undefined;
+    return this.locations.get(parsed.tag) ?? this.locations.get(this.defaultTag);
+  }
+
+  private location(tag: string | undefined): RunLocation {
+    const loc = this.locations.get(tag ?? this.defaultTag);
+    if (!loc) throw new WeftError('invalid_config', `run location "${tag}" is not configured`);
+    return loc;
+  }
+
+  /**
+   * Create a run in one statement (one round trip, one transaction): idempotency claim, input
+   * dataclip, run row, every step run of the graph (roots ready), the `run.created` event, and a
+   * NOTIFY that wakes idle workers. With an idempotency key that is already claimed and unexpired
+   * nothing is written and the existing run is returned (`deduplicated`), or `idempotency_conflict`
+   * when the input differs. Concurrent identical triggers serialize on the key's unique index.
+   */
+  async createRun(p: CreateRunParams): Promise<CreateRunResult> {
+    const loc = this.location(p.locationTag);
+    const s = loc.schema;
+    const runId = mintRunScopedId('run', loc.tag);
+    const inputId = mintRunScopedId('dc', loc.tag);
+    const parents = new Map<string, string[]>();
+    const successors = new Map<string, string[]>();
+    const failureSuccessors = new Map<string, string[]>();
+    for (const node of p.graph.nodes) {
+      parents.set(node.id, []);
+      successors.set(node.id, []);
+      failureSuccessors.set(node.id, []);
+    }
+    for (const e of p.graph.edges) {
+      parents.get(e.to)!.push(e.from);
+      successors.get(e.from)!.push(e.to);
+      if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
+    }
+    const steps = p.graph.nodes.map((n) => ({
+      id: mintRunScopedId('sr', loc.tag),
+      step_id: n.id,
+      pending: parents.get(n.id)!.length,
+      parents: parents.get(n.id)!,
+      successors: successors.get(n.id)!,
+      failure_successors: failureSuccessors.get(n.id)!,
+      max_attempts: n.maxAttempts,
+      on_exhausted: n.onExhausted,
+    }));
+    const key = p.idempotency?.key ?? null;
+    const rows = await loc.db.query<{ run_id: string | null }>(
+      `with key_claim as (
+         insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
+         select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::integer * interval '1 millisecond'
+          where $9::text is not null
+         on conflict (environment_id, workflow_id, key) do update
+            set run_id = excluded.run_id, input_hash = excluded.input_hash, expires_at = excluded.expires_at,
+                state = 'claimed', created_at = now()
+          where ${loc.opsSchema}.idempotency_keys.expires_at < now()
+         returning 1
+       ), go as (
+         select 1 as ok where $9::text is null or exists (select 1 from key_claim)
+       ), input as (
+         insert into ${s}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+         select $5, $4, $1, 'input', $6::jsonb, md5($6::jsonb::text), $7 from go
+         returning body_hash
+       ), run as (
+         insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
+                                input_dataclip_id, open_steps, save_dataclips, idempotency_key)
+         select $4, $1, $2, $3, 'queued', $11, $12, $5, $13, $8, $9 from go
+         returning id
+       ), steps as (
+         insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, status, pending_parents,
+                                     parents, successors, failure_successors, max_attempts, on_exhausted,
+                                     input_dataclip_id, input_hash)
+         select u.id, $4, $1, $2, u.step_id, u.step_id, case when u.pending = 0 then 'ready' else 'pending' end,
+                u.pending, u.parents, u.successors, u.failure_successors, u.max_attempts, u.on_exhausted,
+                case when u.pending = 0 then $5 end, case when u.pending = 0 then input.body_hash end
+           from jsonb_to_recordset($14::jsonb) as u(id text, step_id text, pending integer, parents text[],
+                successors text[], failure_successors text[], max_attempts integer, on_exhausted text)
+          cross join input
+       ), logged as (
+         insert into ${s}.run_events (run_id, kind, data)
+         select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
+       )
+       select (select id from run) as run_id, (select pg_notify('weft_ready', $1) from go) as notified`,
+      [
+        p.environmentId,
+        p.workflowId,
+        p.versionId,
+        runId,
+        inputId,
+        p.inputText,
+        p.inputBytes,
+        p.saveDataclips,
+        key,
+        p.idempotency?.ttlMs ?? 0,
+        p.trigger.kind,
+        p.trigger.ref ?? null,
+        steps.length,
+        JSON.stringify(steps),
+      ],
+    );
+    if (rows.rows[0]?.run_id) {
+      const run = await this.getRun(p.environmentId, runId);
+      return { run: run!, deduplicated: false };
+    }
+    return this.resolveIdempotentRun(loc, p);
+  }
+
+  private async resolveIdempotentRun(loc: RunLocation, p: CreateRunParams): Promise<CreateRunResult> {
+    const key = p.idempotency!.key;
+    const existing = await loc.db.query<{ run_id: string; same_input: boolean }>(
+      `select run_id, input_hash = md5($4::jsonb::text) as same_input
+         from ${loc.opsSchema}.idempotency_keys where environment_id = $1 and workflow_id = $2 and key = $3`,
+      [p.environmentId, p.workflowId, key, p.inputText],
+    );
+    const row = existing.rows[0];
+    if (!row) {
+      // The key expired and was removed between our statement and this read: try again.
+      return this.createRun(p);
+    }
+    if (!row.same_input) {
+      throw new WeftError(
+        'idempotency_conflict',
+        `Idempotency key "${key}" of workflow \`${p.workflowId}\` was already used for run ${row.run_id} with a different input. Use a new key for a different input, or send the same input to get that run back.`,
+        { details: { runId: row.run_id, idempotencyKey: key } },
+      );
+    }
+    const run = await this.getRun(p.environmentId, row.run_id);
+    if (!run) throw new WeftError('internal', `idempotency key "${key}" points at run ${row.run_id}, which does not exist`);
+    return { run, deduplicated: true };
+  }
+
+  async getRun(environmentId: string, runId: string): Promise<RunRecord | undefined> {
+    const loc = this.locationOf(runId);
+    if (!loc) return undefined;
+    const rows = await loc.db.query<Row>(`select ${RUN_COLUMNS} from ${loc.schema}.runs where id = $1 and environment_id = $2`, [runId, environmentId]);
+    return rows.rows[0] ? toRun(rows.rows[0]) : undefined;
+  }
+
+  /**
+   * Keyset page over every location, newest first: each location returns `limit + 1` rows after
+   * the cursor from runs_env_created (or runs_env_workflow_created) — an index range scan — and
+   * the pages are merged here with the same (created_at, id) order the database uses (ids are
+   * COLLATE "C", i.e. byte order, like JavaScript's `<` on ASCII). One round trip per location.
+   */
+  async listRuns(q: ListRunsQuery): Promise<{ data: RunRecord[]; nextCursor: string | null }> {
+    const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const pages = await Promise.all(
+      [...this.locations.values()].map(async (loc) => {
+        const where = ['environment_id = $1'];
+        const params: unknown[] = [q.environmentId];
+        const add = (sql: string, value: unknown): void => {
+          params.push(value);
+          where.push(sql.replaceAll('$?', `$${params.length}`));
+        };
+        if (q.workflowId) add('workflow_id = $?', q.workflowId);
+        if (q.statuses && q.statuses.length > 0) add('status = any($?::text[])', q.statuses);
+        if (q.createdFrom) add('created_at >= $?::timestamptz', q.createdFrom);
+        if (q.createdTo) add('created_at < $?::timestamptz', q.createdTo);
+        if (cursor) {
+          params.push(cursor.t, cursor.id);
+          where.push(`(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::text)`);
+        }
+        params.push(q.limit + 1);
+        const rows = await loc.db.query<Row>(
+          `select ${RUN_COLUMNS}, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created_key
+             from ${loc.schema}.runs where ${where.join(' and ')}
+            order by created_at desc, id desc limit $${params.length}`,
+          params,
+        );
+        return rows.rows;
+      }),
+    );
+    const merged = pages.flat().sort((a, b) => {
+      const ta = a.created_key as string;
+      const tb = b.created_key as string;
+      if (ta !== tb) return ta < tb ? 1 : -1;
+      const ia = a.id as string;
+      const ib = b.id as string;
+      return ia < ib ? 1 : ia > ib ? -1 : 0;
+    });
+    const page = merged.slice(0, q.limit);
+    const last = page[page.length - 1];
+    const nextCursor = merged.length > q.limit && last ? encodeCursor({ t: last.created_key as string, id: last.id as string }) : null;
+    return { data: page.map(toRun), nextCursor };
+  }
+
+  async listStepRuns(environmentId: string, runId: string): Promise<StepRunRecord[] | undefined> {
+    const loc = this.locationOf(runId);
+    if (!loc) return undefined;
+    const run = await loc.db.query(`select 1 from ${loc.schema}.runs where id = $1 and environment_id = $2`, [runId, environmentId]);
+    if (run.rows.length === 0) return undefined;
+    const [steps, attempts] = await Promise.all([
+      loc.db.query<Row>(
+        `select id, run_id, step_id, step_key, status, attempt_count, max_attempts, input_dataclip_id, input_hash,
+                output_dataclip_id, reused_from, error, created_at, started_at, finished_at
+           from ${loc.schema}.step_runs where run_id = $1 order by created_at, id`,
+        [runId],
+      ),
+      loc.db.query<Row>(
+        `select step_run_id, number, worker_id, status, error, started_at, finished_at
+           from ${loc.schema}.attempts where run_id = $1 order by step_run_id, number`,
+        [runId],
+      ),
+    ]);
+    const byStep = new Map<string, AttemptRecord[]>();
+    for (const a of attempts.rows) {
+      const list = byStep.get(a.step_run_id as string) ?? [];
+      list.push({
+        number: Number(a.number),
+        workerId: a.worker_id as string,
+        status: a.status as AttemptRecord['status'],
+        error: (a.error as AttemptRecord['error']) ?? null,
+        startedAt: iso(a.started_at),
+        finishedAt: isoOrNull(a.finished_at),
+      });
+      byStep.set(a.step_run_id as string, list);
+    }
+    return steps.rows.map((r) => ({
+      id: r.id as string,
+      runId: r.run_id as string,
+      stepId: r.step_id as string,
+      stepKey: r.step_key as string,
+      status: r.status as StepRunRecord['status'],
+      attemptCount: Number(r.attempt_count),
+      maxAttempts: Number(r.max_attempts),
+      inputDataclipId: (r.input_dataclip_id as string | null) ?? null,
+      inputHash: (r.input_hash as string | null) ?? null,
+      outputDataclipId: (r.output_dataclip_id as string | null) ?? null,
+      reusedFrom: (r.reused_from as string | null) ?? null,
+      error: (r.error as StepRunRecord['error']) ?? null,
+      createdAt: iso(r.created_at),
+      startedAt: isoOrNull(r.started_at),
+      finishedAt: isoOrNull(r.finished_at),
+      attempts: byStep.get(r.id as string) ?? [],
+    }));
+  }
+
+  async getDataclip(environmentId: string, dataclipId: string): Promise<DataclipRecord | undefined> {
+    const loc = this.locationOf(dataclipId);
+    if (!loc) return undefined;
+    const rows = await loc.db.query<Row>(
+      `select id, run_id, kind, body, size_bytes, wiped_at, created_at from ${loc.schema}.dataclips where id = $1 and environment_id = $2`,
+      [dataclipId, environmentId],
+    );
+    const r = rows.rows[0];
+    if (!r) return undefined;
+    return {
+      id: r.id as string,
+      runId: (r.run_id as string | null) ?? null,
+      kind: r.kind as DataclipRecord['kind'],
+      body: r.body ?? null,
+      sizeBytes: Number(r.size_bytes),
+      wipedAt: isoOrNull(r.wiped_at),
+      createdAt: iso(r.created_at),
+    };
+  }
+
+  async listRunEvents(environmentId: string, runId: string, afterId = 0, limit = 1000): Promise<RunEventRecord[] | undefined> {
+    const loc = this.locationOf(runId);
+    if (!loc) return undefined;
+    const rows = await loc.db.query<Row>(
+      `select e.id::text as id, e.run_id, e.kind, e.step_key, e.attempt, e.data, e.created_at
+         from ${loc.schema}.run_events e join ${loc.schema}.runs r on r.id = e.run_id
+        where e.run_id = $1 and r.environment_id = $2 and e.id > $3 order by e.id limit $4`,
+      [runId, environmentId, afterId, limit],
+    );
+    return rows.rows.map((r) => ({
+      id: r.id as string,
+      runId: r.run_id as string,
+      kind: r.kind as string,
+      stepKey: (r.step_key as string | null) ?? null,
+      attempt: r.attempt === null ? null : Number(r.attempt),
+      data: r.data ?? null,
+      createdAt: iso(r.created_at),
+    }));
+  }
+
+  /**
+   * Claim up to `limit` ready step runs across locations: one round trip per location asked
+   * (claim_steps: partial index step_runs_ready, `for update skip locked`, attempt rows written in
+   * the same statement). Locations are asked in rotation so none starves.
+   */
+  private claimRotation = 0;
+  async claimSteps(workerId: string, environmentIds: string[], workflowIds: string[], limit: number, leaseMs: number): Promise<ClaimedStep[]> {
+    const locs = [...this.locations.values()];
+    const out: ClaimedStep[] = [];
+    const start = this.claimRotation++ % locs.length;
+    for (let i = 0; i < locs.length && out.length < limit; i++) {
+      const loc = locs[(start + i) % locs.length]!;
+      const rows = await loc.db.query<Row>(`select * from ${loc.schema}.claim_steps($1, $2, $3, $4, $5)`, [
+        workerId,
+        environmentIds,
+        workflowIds,
+        limit - out.length,
+        leaseMs,
+      ]);
+      for (const r of rows.rows) out.push(toClaimed(r));
+    }
+    return out;
+  }
+
+  /** Commit a succeeded attempt: one round trip (complete_step). See the function's comment. */
+  async completeStep(
+    claim: ClaimedStep,
+    workerId: string,
+    c: {
+      outputText: string;
+      stateSet: string | null;
+      stateDelete: string[] | null;
+      live: string[];
+      dead: string[];
+      claimNext: boolean;
+      leaseMs: number;
+    },
+  ): Promise<CompleteResult> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const outputId = mintRunScopedId('dc', loc.tag);
+    const rows = await loc.db.query<{ r: { status: string; runStatus?: RunStatus; next?: Row | null } }>(
+      `select ${loc.schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`,
+      [claim.stepRunId, claim.attempt, workerId, c.outputText, outputId, c.stateSet, c.stateDelete, c.live, c.dead, c.claimNext, c.leaseMs],
+    );
+    const r = rows.rows[0]!.r;
+    if (r.status === 'fenced') return { status: 'fenced' };
+    return { status: 'committed', runStatus: r.runStatus!, next: r.next ? toClaimed(r.next) : null };
+  }
+
+  /**
+   * Record a failed attempt (worker path: fenced by the worker's lease). `retryDelayMs` null means
+   * no further attempt (terminal error or last attempt).
+   */
+  async failStep(claim: ClaimedStep, workerId: string, error: unknown, retryDelayMs: number | null): Promise<FailResult> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const rows = await loc.db.query<{ r: FailResult }>(`select ${loc.schema}.fail_step($1, $2, $3, 'failed', $4::jsonb, $5) as r`, [
+      claim.stepRunId,
+      claim.attempt,
+      workerId,
+      JSON.stringify(error),
+      retryDelayMs,
+    ]);
+    return rows.rows[0]!.r;
+  }
+
+  /** Extend the leases of step runs a worker holds; returns the ids it still holds. */
+  async extendLeases(workerId: string, stepRunIds: string[], leaseMs: number): Promise<Set<string>> {
+    const byLoc = new Map<RunLocation, string[]>();
+    for (const id of stepRunIds) {
+      const loc = this.locationOf(id);
+      if (!loc) continue;
+      byLoc.set(loc, [...(byLoc.get(loc) ?? []), id]);
+    }
+    const held = new Set<string>();
+    await Promise.all(
+      [...byLoc].map(async ([loc, ids]) => {
+        const rows = await loc.db.query<{ ids: string[] }>(`select ${loc.schema}.extend_leases($1, $2, $3) as ids`, [workerId, ids, leaseMs]);
+        for (const id of rows.rows[0]?.ids ?? []) held.add(id);
+      }),
+    );
+    return held;
+  }
+
+  /**
+   * The reaper: attempts whose lease expired (their worker died, paused or lost the database) are
+   * marked `lost` — they count as used — and their step is requeued at once, or, when that was the
+   * last attempt, fails (following failure edges, pausing or failing the run). Rows are taken with
+   * `skip locked`, so several reapers never handle the same attempt; fail_step re-checks the
+   * expiry under the row lock, so a lease extended in between is left alone.
+   */
+  async reapExpiredLeases(limit = 100): Promise<number> {
+    let reaped = 0;
+    for (const loc of this.locations.values()) {
+      const rows = await loc.db.query<{ id: string; attempt_count: number; lease_owner: string | null }>(
+        `select id, attempt_count, lease_owner from ${loc.schema}.step_runs
+          where status = 'running' and lease_expires_at < now()
+          order by lease_expires_at limit $1`,
+        [limit],
+      );
+      for (const r of rows.rows) {
+        const error = {
+          name: 'LeaseExpired',
+          message: `worker ${r.lease_owner ?? '(unknown)'} stopped renewing its lease on attempt ${r.attempt_count} (it crashed, was paused, or lost the database); the attempt counts as used.`,
+          code: 'lease_lost',
+          terminal: false,
+        };
+        const result = await loc.db.query<{ r: FailResult }>(`select ${loc.schema}.fail_step($1, $2, null, 'lost', $3::jsonb, 0) as r`, [
+          r.id,
+          r.attempt_count,
+          JSON.stringify(error),
+        ]);
+        if (result.rows[0]!.r.status !== 'fenced') reaped++;
+      }
+    }
+    return reaped;
+  }
+
+  /** Earliest `available_at` of a ready step in the future (for the worker's wake-up timer). */
+  async nextAvailableAt(environmentIds: string[]): Promise<Date | null> {
+    let earliest: Date | null = null;
+    for (const loc of this.locations.values()) {
+      const rows = await loc.db.query<{ t: Date | null }>(
+        `select min(available_at) as t from ${loc.schema}.step_runs where status = 'ready' and environment_id = any($1)`,
+        [environmentIds],
+      );
+      const t = rows.rows[0]?.t ?? null;
+      if (t && (!earliest || t < earliest)) earliest = new Date(t);
+    }
+    return earliest;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Opening the stores: executors for the control plane and run-ops databases, migrations, and the
+ * ControlStore / RunStore over them. One database by default (no extra cost); a separate run-ops
+ * database when configured (SCALE.md), guarded by the distinct-database sentinel.
+ */
+import { assertLocationTag } from '../core/ids.js';
+import { WeftError } from '../core/errors.js';
+import { ControlStore } from './control-store.js';
+import type { Executor } from './executor.js';
+import { isSchemaCurrent, migrateSchema } from './migrator.js';
+import { createPgExecutor } from './pg-executor.js';
+import { createPgliteExecutor } from './pglite-executor.js';
+import { RunStore, type RunLocation } from './run-store.js';
+
+export const DEFAULT_LOCATION_TAG = 'a0';
+
+export interface StoresOptions {
+  control: Executor;
+  /** Run-ops database; the control database when omitted. */
+  runOps?: Executor;
+  /** Schema name prefix: `<prefix>` (control), `<prefix>_ops`, `<prefix>_loc_<tag>`. Default `weft`. */
+  schemaPrefix?: string;
+  /** Location tags in the run-ops database. Default `["a0"]`. */
+  locationTags?: string[];
+  /** Where new runs go. Default: the first tag. */
+  defaultLocationTag?: string;
+}
+
+export interface Stores {
+  control: ControlStore;
+  runs: RunStore;
+  controlDb: Executor;
+  runOpsDb: Executor;
+  schemas: { control: string; ops: string; locations: string[] };
+  migrate(): Promise<string[]>;
+  isReady(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function createStores(options: StoresOptions): Stores {
+  const prefix = options.schemaPrefix ?? 'weft';
+  const controlDb = options.control;
+  const runOpsDb = options.runOps ?? options.control;
+  const tags = options.locationTags ?? [DEFAULT_LOCATION_TAG];
+  tags.forEach(assertLocationTag);
+  const opsSchema = `${prefix}_ops`;
+  const locations: RunLocation[] = tags.map((tag) => ({ tag, db: runOpsDb, schema: `${prefix}_loc_${tag}`, opsSchema }));
+  const control = new ControlStore(controlDb, prefix);
+  const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
+  const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
+  return {
+    control,
+    runs,
+    controlDb,
+    runOpsDb,
+    schemas,
+    async migrate() {
+      if (options.runOps && options.runOps !== options.control) await assertDistinctDatabases(controlDb, runOpsDb);
+      const applied: string[] = [];
+      const note = (r: { schema: string; applied: string[] }) => applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
+      note(await migrateSchema(controlDb, 'control', prefix));
+      note(await migrateSchema(runOpsDb, 'ops', opsSchema));
+      for (const loc of locations) note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
+      return applied;
+    },
+    async isReady() {
+      const checks = [
+        isSchemaCurrent(controlDb, 'control', prefix),
+        isSchemaCurrent(runOpsDb, 'ops', opsSchema),
+        ...locations.map((l) => isSchemaCurrent(runOpsDb, 'location', l.schema)),
+      ];
+      return (await Promise.all(checks)).every(Boolean);
+    },
+    async close() {
+      await controlDb.close();
+      if (runOpsDb !== controlDb) await runOpsDb.close();
+    },
+  };
+}
+
+/**
+ * Split mode must really be split: refuse to start when both URLs reach the same physical
+ * database, since the foreign keys and cascades that protected the data do not cross the split.
+ */
+export async function assertDistinctDatabases(a: Executor, b: Executor): Promise<void> {
+  if (a.kind === 'pglite' || b.kind === 'pglite') return;
+  const q = `select (select system_identifier::text from pg_control_system()) as sys, current_database() as db`;
+  const [ra, rb] = await Promise.all([a.query<{ sys: string; db: string }>(q), b.query<{ sys: string; db: string }>(q)]);
+  if (ra.rows[0]?.sys === rb.rows[0]?.sys && ra.rows[0]?.db === rb.rows[0]?.db) {
+    throw new WeftError(
+      'invalid_config',
+      `DATABASE_URL and RUN_OPS_DATABASE_URL reach the same database ("${ra.rows[0]?.db}" on server ${ra.rows[0]?.sys}). Point RUN_OPS_DATABASE_URL at a different database, or unset it to keep everything in one.`,
+    );
+  }
+}
+
+/** Open an executor from a URL: `postgres://…`, `pglite:<dir>` or `pglite:memory`. */
+export async function openExecutor(url: string, options: { poolSize?: number; applicationName?: string } = {}): Promise<Executor> {
+  if (url.startsWith('pglite:')) {
+    const dir = url.slice('pglite:'.length);
+    return createPgliteExecutor(dir === 'memory' || dir === '' ? {} : { dataDir: dir });
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const opts: Parameters<typeof createPgExecutor>[0] = { connectionString: url };
+    if (options.poolSize !== undefined) opts.max = options.poolSize;
+    if (options.applicationName !== undefined) opts.applicationName = options.applicationName;
+    return createPgExecutor(opts);
+  }
+  throw new WeftError('invalid_config', `database URL "${url.replace(/\/\/[^@]*@/, '//***@')}" is not supported: use postgres://…, pglite:<directory> or pglite:memory`);
+}
