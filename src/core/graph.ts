@@ -37,6 +37,7 @@ export interface CompiledStep {
 
 /** The graph as stored with a workflow version (functions replaced by their source text). */
 export interface SerializedGraph {
+  maxPayloadBytes: number;
   nodes: Array<{
     id: string;
     kind: 'step';
@@ -149,6 +150,7 @@ export function compileWorkflow(workflow: Workflow<unknown, Record<string, unkno
 
   const order = topologicalOrder(wid, steps);
   const graph: SerializedGraph = {
+    maxPayloadBytes,
     nodes: order.map((s) => {
       const node: SerializedGraph['nodes'][number] = {
         id: s.id,

@@ -1,0 +1,74 @@
+/**
+ * Starting runs: the single place that turns a trigger (API, CLI, webhook, cron, tests) into a
+ * run. Validates the input before anything is written, resolves the workflow's current version
+ * and the environment's settings through the cache-first resolver, picks the run location from
+ * the organization's flag, and creates the run in one statement.
+ */
+import { WeftError } from '../core/errors.js';
+import { encodeJson } from '../core/json.js';
+import type { ControlStore } from '../store/control-store.js';
+import type { RunStore } from '../store/run-store.js';
+import type { RunRecord, TriggerKind } from '../store/rows.js';
+
+export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+export const MAX_IDEMPOTENCY_TTL_MS = 30 * 24 * 3_600_000;
+
+export interface TriggerRequest {
+  environmentId: string;
+  workflowId: string;
+  input?: unknown;
+  idempotencyKey?: string;
+  idempotencyTtlMs?: number;
+  trigger?: { kind: TriggerKind; ref?: string | null };
+}
+
+export interface TriggerResult {
+  run: RunRecord;
+  deduplicated: boolean;
+}
+
+export async function triggerRun(stores: { control: ControlStore; runs: RunStore }, req: TriggerRequest): Promise<TriggerResult> {
+  const env = await stores.control.getEnvironment(req.environmentId);
+  if (!env) throw new WeftError('not_found', `environment ${req.environmentId} does not exist`);
+  const version = await stores.control.currentVersion(req.environmentId, req.workflowId);
+  if (!version) {
+    const known = (await stores.control.listWorkflows(req.environmentId)).map((w) => `\`${w.id}\``);
+    throw new WeftError(
+      'unknown_workflow',
+      `Workflow \`${req.workflowId}\` is not registered in environment "${env.name}". Registered: ${known.join(', ') || 'none'}. Check the id, or start a worker (weft dev / weft worker) that loads it.`,
+      { details: { workflowId: req.workflowId, known: known.map((k) => k.slice(1, -1)) } },
+    );
+  }
+  const encoded = encodeJson(req.input ?? null, {
+    what: `The input of workflow \`${req.workflowId}\``,
+    root: 'input',
+    maxBytes: version.graph.maxPayloadBytes,
+    code: 'invalid_input',
+  });
+  let idempotency: { key: string; ttlMs: number } | undefined;
+  if (req.idempotencyKey !== undefined) {
+    if (req.idempotencyKey.length < 1 || req.idempotencyKey.length > 255) {
+      throw new WeftError('invalid_input', `idempotencyKey must be 1–255 characters; found ${req.idempotencyKey.length}.`);
+    }
+    const ttlMs = req.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS;
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_IDEMPOTENCY_TTL_MS) {
+      throw new WeftError('invalid_input', `idempotencyKeyTTL must be between 1 second and 30 days (in ms); found ${ttlMs}.`);
+    }
+    idempotency = { key: req.idempotencyKey, ttlMs };
+  }
+  const flagged = env.flags['runs.location'];
+  const locationTag = typeof flagged === 'string' && stores.runs.locations.has(flagged) ? flagged : undefined;
+  const params: Parameters<RunStore['createRun']>[0] = {
+    environmentId: req.environmentId,
+    workflowId: req.workflowId,
+    versionId: version.id,
+    graph: version.graph,
+    inputText: encoded.text,
+    inputBytes: encoded.bytes,
+    saveDataclips: env.saveDataclips,
+    trigger: req.trigger ?? { kind: 'api' },
+  };
+  if (idempotency) params.idempotency = idempotency;
+  if (locationTag) params.locationTag = locationTag;
+  return stores.runs.createRun(params);
+}

@@ -1,0 +1,360 @@
+/**
+ * The worker: claims ready step runs, executes them with no transaction open, and commits or
+ * fails each attempt in one round trip.
+ *
+ * Failure semantics:
+ * - The attempt row is written by the claim, before step code starts. If this process dies while
+ *   the code runs, the lease stops being renewed, the reaper marks the attempt `lost` (it counts)
+ *   and requeues the step or fails it when that was the last attempt.
+ * - The commit is fenced by (step run, attempt, worker, unexpired lease). A worker that was paused
+ *   or partitioned past its lease cannot commit: its late commit changes nothing and is logged.
+ * - On timeout, lost lease, cancel or shutdown, `ctx.signal` aborts and the worker stops waiting
+ *   for the step; a result that arrives later is ignored.
+ */
+import { hostname } from 'node:os';
+import { describeError, WeftError, type StepErrorInfo } from '../core/errors.js';
+import { resolveOutgoingEdges } from '../core/graph.js';
+import { mintIdBody } from '../core/ids.js';
+import { encodeJson } from '../core/json.js';
+import { backoffDelay } from '../core/retry.js';
+import type { StepContext } from '../core/workflow.js';
+import type { ClaimedStep } from '../store/rows.js';
+import type { RunStore } from '../store/run-store.js';
+import type { Logger } from './logger.js';
+import type { WorkflowRegistry } from './registry.js';
+import { computeStatePatch, draftState } from './state.js';
+
+export interface WorkerOptions {
+  /** Unique per process; default `<host>-<pid>-<random>`. */
+  workerId?: string;
+  /** Steps executed at once. Default 10. */
+  concurrency?: number;
+  /** How long a claim is valid without renewal. Default 30 s. */
+  leaseMs?: number;
+  /** How often leases are renewed. Default leaseMs / 3. */
+  heartbeatMs?: number;
+  /** Fallback poll when no NOTIFY arrives. Default 1 s. */
+  pollIntervalMs?: number;
+  /** How long stop() waits for running steps before aborting them. Default 30 s. */
+  shutdownGraceMs?: number;
+  /**
+   * Fault points for tests: called at named moments with the claim; throwing or killing the
+   * process there simulates a crash at that exact point.
+   */
+  faults?: Partial<Record<'beforeExecute' | 'beforeCommit' | 'afterCommit', (claim: ClaimedStep) => void | Promise<void>>>;
+}
+
+interface InFlight {
+  claim: ClaimedStep;
+  controller: AbortController;
+}
+
+export class Worker {
+  readonly workerId: string;
+  private readonly concurrency: number;
+  private readonly leaseMs: number;
+  private readonly heartbeatMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly shutdownGraceMs: number;
+  private readonly inflight = new Map<string, InFlight>();
+  private readonly chains = new Set<Promise<void>>();
+  private running = false;
+  private accepting = false;
+  private wakeRequested = false;
+  private wakeResolve: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopListening: (() => Promise<void>) | undefined;
+
+  constructor(
+    private readonly runs: RunStore,
+    private readonly registry: WorkflowRegistry,
+    private readonly logger: Logger,
+    private readonly options: WorkerOptions = {},
+  ) {
+    this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${mintIdBody().slice(-6)}`;
+    this.concurrency = options.concurrency ?? 10;
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.heartbeatMs = options.heartbeatMs ?? Math.max(10, Math.floor(this.leaseMs / 3));
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.shutdownGraceMs = options.shutdownGraceMs ?? 30_000;
+  }
+
+  get inFlightCount(): number {
+    return this.inflight.size;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.accepting = true;
+    const envId = this.registry.environmentId;
+    const unlisten: Array<() => Promise<void>> = [];
+    for (const loc of this.runs.locations.values()) {
+      unlisten.push(
+        await loc.db.listen('weft_ready', (payload) => {
+          if (payload === envId || payload === '') this.wake();
+        }),
+      );
+    }
+    this.stopListening = async () => {
+      await Promise.all(unlisten.map((u) => u()));
+    };
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+    this.loopDone = this.loop();
+  }
+
+  /** Wake the claim loop now (a NOTIFY arrived, a slot freed, a retry came due). */
+  wake(): void {
+    this.wakeRequested = true;
+    const resolve = this.wakeResolve;
+    this.wakeResolve = undefined;
+    resolve?.();
+  }
+
+  private waitForWake(ms: number): Promise<void> {
+    if (this.wakeRequested) {
+      this.wakeRequested = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeResolve = undefined;
+        resolve();
+      }, ms);
+      this.wakeResolve = () => {
+        clearTimeout(timer);
+        this.wakeRequested = false;
+        resolve();
+      };
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (this.accepting) {
+      const free = this.concurrency - this.inflight.size;
+      const workflows = this.registry.workflowIds();
+      if (free > 0 && workflows.length > 0) {
+        this.wakeRequested = false;
+        let claimed: ClaimedStep[];
+        try {
+          claimed = await this.runs.claimSteps(this.workerId, [this.registry.environmentId], workflows, free, this.leaseMs);
+          failures = 0;
+        } catch (error) {
+          failures++;
+          this.logger.error({ err: error, workerId: this.workerId }, 'claim failed; retrying');
+          await this.waitForWake(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
+          continue;
+        }
+        if (!this.accepting) {
+          // Stopped while the claim was in flight: run what we hold (it is ours now), claim no more.
+          for (const c of claimed) this.launch(c);
+          break;
+        }
+        for (const c of claimed) this.launch(c);
+        if (claimed.length === free) continue;
+      }
+      await this.waitForWake(this.pollIntervalMs);
+    }
+  }
+
+  private launch(claim: ClaimedStep): void {
+    const chain = this.runChain(claim).catch((error: unknown) => {
+      this.logger.error({ err: error, stepRunId: claim.stepRunId }, 'worker chain crashed');
+    });
+    this.chains.add(chain);
+    void chain.finally(() => {
+      this.chains.delete(chain);
+      this.wake();
+    });
+  }
+
+  /** Execute a claim, then the next step of the same run the commit handed back, and so on. */
+  private async runChain(first: ClaimedStep): Promise<void> {
+    let claim: ClaimedStep | null = first;
+    while (claim) {
+      const entry: InFlight = { claim, controller: new AbortController() };
+      this.inflight.set(claim.stepRunId, entry);
+      try {
+        claim = await this.execute(entry);
+      } finally {
+        this.inflight.delete(entry.claim.stepRunId);
+      }
+    }
+  }
+
+  private async execute({ claim, controller }: InFlight): Promise<ClaimedStep | null> {
+    const log = this.logger.child({ runId: claim.runId, step: claim.stepKey, attempt: claim.attempt });
+    let resolved;
+    try {
+      resolved = await this.registry.resolveStep(claim.workflowId, claim.versionId, claim.stepId);
+    } catch (error) {
+      await this.recordFailure(claim, describeError(error), null, log);
+      return null;
+    }
+    const { workflow, step } = resolved;
+    const what = `Step \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId}, attempt ${claim.attempt})`;
+    const draft = draftState(claim.state);
+    const ctx: StepContext = {
+      runId: claim.runId,
+      workflowId: claim.workflowId,
+      stepId: claim.stepId,
+      stepKey: claim.stepKey,
+      attempt: claim.attempt,
+      maxAttempts: claim.maxAttempts,
+      idempotencyKey: claim.stepRunId,
+      signal: controller.signal,
+      log: {
+        debug: (m, d) => log.debug(d ?? {}, m),
+        info: (m, d) => log.info(d ?? {}, m),
+        warn: (m, d) => log.warn(d ?? {}, m),
+        error: (m, d) => log.error(d ?? {}, m),
+      },
+      state: draft,
+    };
+    let timeout: NodeJS.Timeout | undefined;
+    if (step.timeoutMs !== undefined) {
+      const ms = step.timeoutMs;
+      timeout = setTimeout(
+        () => controller.abort(new WeftError('step_timeout', `${what} timed out after ${ms} ms (its \`timeout\`).`)),
+        ms,
+      );
+    }
+    let output: unknown;
+    try {
+      await this.options.faults?.beforeExecute?.(claim);
+      output = await raceAbort(Promise.resolve().then(() => step.run(claim.input, ctx)), controller.signal);
+    } catch (error) {
+      clearTimeout(timeout);
+      if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
+        log.warn({ reason: String(controller.signal.reason) }, 'attempt abandoned: lease lost');
+        return null;
+      }
+      const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
+      const exhausted = claim.attempt >= claim.maxAttempts;
+      const delay = info.terminal || exhausted ? null : backoffDelay(step.retry, claim.attempt + 1);
+      await this.recordFailure(claim, info, delay, log);
+      return null;
+    }
+    clearTimeout(timeout);
+
+    let commit;
+    try {
+      const encoded = encodeJson(output, { what: `${what} returned a value that`, root: 'output', maxBytes: workflow.maxPayloadBytes, code: 'invalid_output' });
+      const patch = computeStatePatch(claim.state, ctx.state, what, workflow.maxPayloadBytes);
+      const edges = resolveOutgoingEdges(workflow.id, step, { ok: true, output });
+      commit = { outputText: encoded.text, stateSet: patch.setText, stateDelete: patch.delete, live: edges.live, dead: edges.dead };
+    } catch (error) {
+      await this.recordFailure(claim, describeError(error), null, log);
+      return null;
+    }
+    await this.options.faults?.beforeCommit?.(claim);
+    try {
+      const result = await this.runs.completeStep(claim, this.workerId, { ...commit, claimNext: this.accepting, leaseMs: this.leaseMs });
+      if (result.status === 'fenced') {
+        log.warn({ stepRunId: claim.stepRunId }, 'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded');
+        return null;
+      }
+      await this.options.faults?.afterCommit?.(claim);
+      return result.next;
+    } catch (error) {
+      // The commit may or may not have happened; either way the fence makes a retry safe.
+      log.error({ err: error }, 'commit failed; the lease will expire and the reaper will requeue the step');
+      return null;
+    }
+  }
+
+  private async recordFailure(claim: ClaimedStep, info: StepErrorInfo, retryDelayMs: number | null, log: Logger): Promise<void> {
+    try {
+      const result = await this.runs.failStep(claim, this.workerId, info, retryDelayMs);
+      if (result.status === 'fenced') {
+        log.warn('failure not recorded: the attempt no longer holds its lease');
+      } else if (result.status === 'retrying') {
+        log.info({ err: info.message, retryInMs: retryDelayMs }, 'attempt failed; retrying');
+        if (retryDelayMs !== null) this.wakeAfter(retryDelayMs);
+      } else {
+        log.warn({ err: info.message, runStatus: result.runStatus }, 'step failed');
+      }
+    } catch (error) {
+      log.error({ err: error }, 'recording the failure failed; the lease will expire and the reaper will handle it');
+    }
+  }
+
+  private wakeAfter(ms: number): void {
+    if (!this.accepting) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.wake();
+    }, ms + 5);
+    this.timers.add(timer);
+  }
+
+  /** Renew the leases of everything in flight; abort attempts whose lease was lost. */
+  private async heartbeat(): Promise<void> {
+    const ids = [...this.inflight.keys()];
+    if (ids.length === 0) return;
+    try {
+      const held = await this.runs.extendLeases(this.workerId, ids, this.leaseMs);
+      for (const id of ids) {
+        const entry = this.inflight.get(id);
+        if (entry && !held.has(id) && !entry.controller.signal.aborted) {
+          entry.controller.abort(new WeftError('lease_lost', `attempt ${entry.claim.attempt} of step run ${id} lost its lease (reaped, canceled or the run ended)`));
+        }
+      }
+    } catch (error) {
+      this.logger.warn({ err: error }, 'lease renewal failed; will try again');
+    }
+  }
+
+  /**
+   * Graceful stop: claim nothing more, let running steps finish for up to `shutdownGraceMs`,
+   * then abort the rest (their attempts fail as retryable and are requeued at once).
+   */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.accepting = false;
+    this.wake();
+    await this.loopDone;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    const drained = Promise.all([...this.chains]);
+    const grace = new Promise<'timeout'>((resolve) => {
+      const t = setTimeout(() => resolve('timeout'), this.shutdownGraceMs);
+      void drained.finally(() => clearTimeout(t));
+    });
+    if ((await Promise.race([drained.then(() => 'done' as const), grace])) === 'timeout') {
+      for (const entry of this.inflight.values()) {
+        entry.controller.abort(new WeftError('internal', `worker ${this.workerId} is shutting down`));
+      }
+      await drained;
+    }
+    clearInterval(this.heartbeatTimer);
+    await this.stopListening?.();
+    this.running = false;
+  }
+}
+
+function isLeaseLost(reason: unknown): boolean {
+  return reason instanceof WeftError && reason.code === 'lease_lost';
+}
+
+/** Resolve with the promise, or reject as soon as the signal aborts (the promise is abandoned). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}

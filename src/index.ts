@@ -1,0 +1,21 @@
+/**
+ * Weft's public SDK: define workflows, and embed the engine.
+ *
+ * @example
+ * import { defineWorkflow } from 'weft';
+ *
+ * export default defineWorkflow<{ email: string }>('welcome')
+ *   .step('send', async ({ email }, ctx) => mailer.send(email, { idempotencyKey: ctx.idempotencyKey }))
+ *   .step('record', { after: 'send' }, (receipt) => ({ sent: receipt.id }));
+ */
+export { defineWorkflow, Workflow } from './core/workflow.js';
+export type { StepContext, StepOptions, FailureInput, RunState, EdgeOn, StepLogger, WorkflowOptions } from './core/workflow.js';
+export { TerminalError, WeftError } from './core/errors.js';
+export type { StepErrorInfo, WeftErrorCode } from './core/errors.js';
+export type { RetryPolicy, Duration } from './core/retry.js';
+export { Engine } from './engine/engine.js';
+export type { EngineOptions } from './engine/engine.js';
+export type { WorkerOptions } from './engine/worker.js';
+export { createStores, openExecutor } from './store/stores.js';
+export type { Stores, StoresOptions } from './store/stores.js';
+export type { RunRecord, StepRunRecord, DataclipRecord, RunStatus, StepRunStatus } from './store/rows.js';
