@@ -95,7 +95,8 @@ export interface EncodeOptions {
  * size. `undefined` becomes `null`.
  */
 export function encodeJson(value: unknown, options: EncodeOptions): { text: string; bytes: number } {
-  const problem = findJsonProblem(value, options.root);
+  // A step that returns nothing (`void`) has the output null.
+  const problem = value === undefined ? undefined : findJsonProblem(value, options.root);
   if (problem) {
     throw new WeftError(
       options.code,
