@@ -50,10 +50,14 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
       ],
     ];
     const workflows = cases.map(([name, make]) =>
-      defineWorkflow(`bad-${name}`).step('produce', { retry: { maxAttempts: 3, minDelay: 5 } }, () => {
-        calls++;
-        return make();
-      }),
+      defineWorkflow(`bad-${name}`).step(
+        'produce',
+        { retry: { maxAttempts: 3, minDelay: 5 } },
+        () => {
+          calls++;
+          return make();
+        },
+      ),
     );
     const engine = await startTestEngine(db.stores, workflows);
     try {
@@ -62,7 +66,9 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
         expect(done.status, name).toBe('failed');
         expect(done.error?.error?.code, name).toBe('invalid_output');
         expect(done.error?.error?.message, name).toContain(expected);
-        expect(done.error?.error?.message, name).toContain(`Step \`produce\` of workflow \`bad-${name}\``);
+        expect(done.error?.error?.message, name).toContain(
+          `Step \`produce\` of workflow \`bad-${name}\``,
+        );
       }
       expect(calls).toBe(cases.length);
     } finally {
@@ -71,7 +77,11 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
   });
 
   it('fails an oversized output with payload_too_large, not a retry loop', async () => {
-    const wf = defineWorkflow('huge', { maxPayloadBytes: 1024 }).step('make', { retry: { maxAttempts: 3, minDelay: 5 } }, () => 'x'.repeat(2000));
+    const wf = defineWorkflow('huge', { maxPayloadBytes: 1024 }).step(
+      'make',
+      { retry: { maxAttempts: 3, minDelay: 5 } },
+      () => 'x'.repeat(2000),
+    );
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const done = await engine.waitForRun((await engine.trigger('huge', null)).run.id);
@@ -87,7 +97,16 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
   it('a predicate that throws fails the step clearly instead of retrying it', async () => {
     const wf = defineWorkflow('bad-predicate')
       .step('a', { retry: { maxAttempts: 3, minDelay: 5 } }, () => ({}))
-      .step('b', { after: { step: 'a', when: (o: Record<string, never>) => (o as { x: { y: number } }).x.y > 1 } }, () => 1);
+      .step(
+        'b',
+        {
+          after: {
+            step: 'a',
+            when: (o) => (o as unknown as { x: { y: number } }).x.y > 1,
+          },
+        },
+        () => 1,
+      );
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const done = await engine.waitForRun((await engine.trigger('bad-predicate', null)).run.id);
@@ -103,14 +122,21 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
     const wf = defineWorkflow('small-input', { maxPayloadBytes: 100 }).step('s', (x) => x);
     const engine = await startTestEngine(db.stores, [wf], { worker: false });
     try {
-      const tooBig = await engine.trigger('small-input', { blob: 'y'.repeat(200) }).catch((e: unknown) => e);
+      const tooBig = await engine
+        .trigger('small-input', { blob: 'y'.repeat(200) })
+        .catch((e: unknown) => e);
       expect(tooBig).toMatchObject({ code: 'payload_too_large' });
       expect((tooBig as Error).message).toContain('over the limit of 100 bytes');
       const nul = await engine.trigger('small-input', { s: '\u0000' }).catch((e: unknown) => e);
       expect(nul).toMatchObject({ code: 'invalid_input' });
-      const deep = await engine.trigger('small-input', JSON.parse('['.repeat(10_000) + ']'.repeat(10_000))).catch((e: unknown) => e);
+      const deep = await engine
+        .trigger('small-input', JSON.parse('['.repeat(10_000) + ']'.repeat(10_000)))
+        .catch((e: unknown) => e);
       expect(deep).toMatchObject({ code: 'invalid_input' });
-      const { data } = await db.stores.runs.listRuns({ environmentId: engine.environmentId, limit: 10 });
+      const { data } = await db.stores.runs.listRuns({
+        environmentId: engine.environmentId,
+        limit: 10,
+      });
       expect(data).toEqual([]);
     } finally {
       await engine.stop();

@@ -87,12 +87,17 @@ export function describeError(error: unknown): StepErrorInfo {
 }
 
 function isNonRetryableWeftError(error: Error): boolean {
-  return error instanceof WeftError && (error.code === 'invalid_output' || error.code === 'payload_too_large' || error.code === 'edge_condition_failed');
+  return (
+    error instanceof WeftError &&
+    (error.code === 'invalid_output' ||
+      error.code === 'payload_too_large' ||
+      error.code === 'edge_condition_failed')
+  );
 }
 
 function safeString(value: unknown): string {
   try {
-    return typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+    return typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   } catch {
     return String(value);
   }

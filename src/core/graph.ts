@@ -66,14 +66,22 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-function invalid(workflowId: string, message: string, details: Record<string, unknown> = {}): never {
-  throw new WeftError('invalid_workflow', `Workflow \`${workflowId}\`: ${message}`, { details: { workflowId, ...details } });
+function invalid(
+  workflowId: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): never {
+  throw new WeftError('invalid_workflow', `Workflow \`${workflowId}\`: ${message}`, {
+    details: { workflowId, ...details },
+  });
 }
 
 const EDGE_ON: readonly EdgeOn[] = ['success', 'failure', 'always'];
 
 /** Validate a definition and compile it. Throws `WeftError('invalid_workflow')` naming the problem. */
-export function compileWorkflow(workflow: Workflow<unknown, Record<string, unknown>>): CompiledWorkflow {
+export function compileWorkflow(
+  workflow: Workflow<unknown, Record<string, unknown>>,
+): CompiledWorkflow {
   const wid = String(workflow.id);
   if (!ID_PATTERN.test(wid)) {
     throw new WeftError(
@@ -84,16 +92,29 @@ export function compileWorkflow(workflow: Workflow<unknown, Record<string, unkno
   if (workflow.steps.length === 0) invalid(wid, 'has no steps; add one with `.step(id, fn)`.');
   const maxPayloadBytes = workflow.options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   if (!Number.isInteger(maxPayloadBytes) || maxPayloadBytes < 1) {
-    invalid(wid, `maxPayloadBytes is ${JSON.stringify(maxPayloadBytes)}: expected a whole number of bytes ≥ 1.`);
+    invalid(
+      wid,
+      `maxPayloadBytes is ${JSON.stringify(maxPayloadBytes)}: expected a whole number of bytes ≥ 1.`,
+    );
   }
 
   const defs = new Map<string, StepDefinition>();
   for (const def of workflow.steps) {
     if (!ID_PATTERN.test(def.id)) {
-      invalid(wid, `step id ${JSON.stringify(def.id)} is invalid: use letters, digits, "_", "-" and "." (no brackets: \`step[i]\` names loop iterations).`, { stepId: def.id });
+      invalid(
+        wid,
+        `step id ${JSON.stringify(def.id)} is invalid: use letters, digits, "_", "-" and "." (no brackets: \`step[i]\` names loop iterations).`,
+        { stepId: def.id },
+      );
     }
-    if (defs.has(def.id)) invalid(wid, `step \`${def.id}\` is defined twice; step ids must be unique.`, { stepId: def.id });
-    if (typeof def.run !== 'function') invalid(wid, `step \`${def.id}\` has no function; pass \`(input, ctx) => output\`.`, { stepId: def.id });
+    if (defs.has(def.id))
+      invalid(wid, `step \`${def.id}\` is defined twice; step ids must be unique.`, {
+        stepId: def.id,
+      });
+    if (typeof def.run !== 'function')
+      invalid(wid, `step \`${def.id}\` has no function; pass \`(input, ctx) => output\`.`, {
+        stepId: def.id,
+      });
     defs.set(def.id, def);
   }
 
@@ -105,7 +126,11 @@ export function compileWorkflow(workflow: Workflow<unknown, Record<string, unkno
     for (const edge of def.after) {
       validateEdge(wid, def.id, edge, defs);
       if (seenParents.has(edge.from)) {
-        invalid(wid, `step \`${def.id}\` lists \`${edge.from}\` in \`after\` twice; one edge per pair of steps (use \`on: 'always'\` for both outcomes).`, { stepId: def.id, edge: `${edge.from}->${def.id}` });
+        invalid(
+          wid,
+          `step \`${def.id}\` lists \`${edge.from}\` in \`after\` twice; one edge per pair of steps (use \`on: 'always'\` for both outcomes).`,
+          { stepId: def.id, edge: `${edge.from}->${def.id}` },
+        );
       }
       seenParents.add(edge.from);
       const compiled: CompiledEdge = { from: edge.from, to: def.id, on: edge.on };
@@ -114,11 +139,19 @@ export function compileWorkflow(workflow: Workflow<unknown, Record<string, unkno
     }
     const onExhausted = def.onExhausted ?? 'fail';
     if (onExhausted !== 'fail' && onExhausted !== 'pause') {
-      invalid(wid, `step \`${def.id}\` has onExhausted = ${JSON.stringify(def.onExhausted)}: expected "fail" or "pause".`, { stepId: def.id });
+      invalid(
+        wid,
+        `step \`${def.id}\` has onExhausted = ${JSON.stringify(def.onExhausted)}: expected "fail" or "pause".`,
+        { stepId: def.id },
+      );
     }
     const retry = resolveRetryPolicy(def.retry, where);
-    const timeoutMs = def.timeout === undefined ? undefined : parseDuration(def.timeout, `${where} timeout`);
-    if (timeoutMs !== undefined && timeoutMs < 1) invalid(wid, `step \`${def.id}\` has a timeout of 0; omit it for no timeout.`, { stepId: def.id });
+    const timeoutMs =
+      def.timeout === undefined ? undefined : parseDuration(def.timeout, `${where} timeout`);
+    if (timeoutMs !== undefined && timeoutMs < 1)
+      invalid(wid, `step \`${def.id}\` has a timeout of 0; omit it for no timeout.`, {
+        stepId: def.id,
+      });
     const config = JSON.stringify({
       retry,
       timeoutMs: timeoutMs ?? null,
@@ -171,25 +204,61 @@ export function compileWorkflow(workflow: Workflow<unknown, Record<string, unkno
       }),
     ),
   };
-  const versionHash = sha256(JSON.stringify({ id: wid, maxPayloadBytes, nodes: graph.nodes.map((n) => [n.id, n.hash]) }));
-  return { id: wid, description: workflow.options.description, versionHash, steps, order, maxPayloadBytes, graph };
+  const versionHash = sha256(
+    JSON.stringify({ id: wid, maxPayloadBytes, nodes: graph.nodes.map((n) => [n.id, n.hash]) }),
+  );
+  return {
+    id: wid,
+    description: workflow.options.description,
+    versionHash,
+    steps,
+    order,
+    maxPayloadBytes,
+    graph,
+  };
 }
 
-function validateEdge(wid: string, stepId: string, edge: EdgeDefinition, defs: Map<string, StepDefinition>): void {
+function validateEdge(
+  wid: string,
+  stepId: string,
+  edge: EdgeDefinition,
+  defs: Map<string, StepDefinition>,
+): void {
   const name = `${String(edge.from)} -> ${stepId}`;
   if (typeof edge.from !== 'string' || !defs.has(edge.from)) {
     const known = [...defs.keys()].filter((k) => k !== stepId);
-    invalid(wid, `step \`${stepId}\` runs after \`${String(edge.from)}\`, which is not a step of this workflow (a dangling edge). Known steps: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}.`, { stepId, edge: name });
+    invalid(
+      wid,
+      `step \`${stepId}\` runs after \`${String(edge.from)}\`, which is not a step of this workflow (a dangling edge). Known steps: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}.`,
+      { stepId, edge: name },
+    );
   }
-  if (edge.from === stepId) invalid(wid, `step \`${stepId}\` runs after itself (edge \`${name}\`); use a loop for repetition.`, { stepId, edge: name });
+  if (edge.from === stepId)
+    invalid(
+      wid,
+      `step \`${stepId}\` runs after itself (edge \`${name}\`); use a loop for repetition.`,
+      { stepId, edge: name },
+    );
   if (!EDGE_ON.includes(edge.on)) {
-    invalid(wid, `edge \`${name}\` has on = ${JSON.stringify(edge.on)}: expected "success", "failure" or "always".`, { stepId, edge: name });
+    invalid(
+      wid,
+      `edge \`${name}\` has on = ${JSON.stringify(edge.on)}: expected "success", "failure" or "always".`,
+      { stepId, edge: name },
+    );
   }
   if (edge.when !== undefined && typeof edge.when !== 'function') {
-    invalid(wid, `edge \`${name}\` has a \`when\` that is not a function; pass \`(output) => boolean\`.`, { stepId, edge: name });
+    invalid(
+      wid,
+      `edge \`${name}\` has a \`when\` that is not a function; pass \`(output) => boolean\`.`,
+      { stepId, edge: name },
+    );
   }
   if (edge.when !== undefined && edge.on !== 'success') {
-    invalid(wid, `edge \`${name}\` has both \`when\` and on = "${edge.on}"; a predicate applies to a successful output only.`, { stepId, edge: name });
+    invalid(
+      wid,
+      `edge \`${name}\` has both \`when\` and on = "${edge.on}"; a predicate applies to a successful output only.`,
+      { stepId, edge: name },
+    );
   }
 }
 
@@ -199,7 +268,11 @@ function topologicalOrder(wid: string, steps: Map<string, CompiledStep>): Compil
   for (const s of steps.values()) indegree.set(s.id, s.parents.length);
   const queue = [...steps.values()].filter((s) => s.parents.length === 0).map((s) => s.id);
   if (queue.length === 0) {
-    invalid(wid, `has no root step (every step runs after another), so the graph is a cycle: ${describeCycle(steps)}.`, { cycle: cyclePath(steps) });
+    invalid(
+      wid,
+      `has no root step (every step runs after another), so the graph is a cycle: ${describeCycle(steps)}.`,
+      { cycle: cyclePath(steps) },
+    );
   }
   const order: CompiledStep[] = [];
   while (queue.length > 0) {
@@ -213,7 +286,11 @@ function topologicalOrder(wid: string, steps: Map<string, CompiledStep>): Compil
     }
   }
   if (order.length !== steps.size) {
-    invalid(wid, `has a cycle: ${describeCycle(steps)}. Steps may not run after their own successors; use a loop step for repetition.`, { cycle: cyclePath(steps) });
+    invalid(
+      wid,
+      `has a cycle: ${describeCycle(steps)}. Steps may not run after their own successors; use a loop step for repetition.`,
+      { cycle: cyclePath(steps) },
+    );
   }
   return order;
 }
@@ -245,7 +322,9 @@ function cyclePath(steps: Map<string, CompiledStep>): string[] {
 }
 
 function describeCycle(steps: Map<string, CompiledStep>): string {
-  return cyclePath(steps).map((s) => `\`${s}\``).join(' → ');
+  return cyclePath(steps)
+    .map((s) => `\`${s}\``)
+    .join(' → ');
 }
 
 export type StepOutcome = { ok: true; output: unknown } | { ok: false };
@@ -254,7 +333,11 @@ export type StepOutcome = { ok: true; output: unknown } | { ok: false };
  * Which successors an outcome reaches. A predicate that throws is a definition bug, not a
  * transient fault: it surfaces as a non-retryable `edge_condition_failed` error.
  */
-export function resolveOutgoingEdges(workflowId: string, step: CompiledStep, outcome: StepOutcome): { live: string[]; dead: string[] } {
+export function resolveOutgoingEdges(
+  workflowId: string,
+  step: CompiledStep,
+  outcome: StepOutcome,
+): { live: string[]; dead: string[] } {
   const live: string[] = [];
   const dead: string[] = [];
   for (const edge of step.outgoing) {

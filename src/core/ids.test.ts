@@ -23,7 +23,15 @@ describe('ids', () => {
   });
 
   it('malformed ids parse to nothing (a 404, never a crash)', () => {
-    for (const bad of ['', 'run_', 'run_a0', 'run_A0' + 'x'.repeat(26), 'xyz_a0' + '0'.repeat(26), 'run_a0' + 'u'.repeat(26), "run_a0'; drop table runs"]) {
+    for (const bad of [
+      '',
+      'run_',
+      'run_a0',
+      'run_A0' + 'x'.repeat(26),
+      'xyz_a0' + '0'.repeat(26),
+      'run_a0' + 'u'.repeat(26),
+      "run_a0'; drop table runs",
+    ]) {
       expect(parseRunScopedId(bad)).toBeUndefined();
     }
   });

@@ -58,7 +58,9 @@ export function mintIdBody(now: number = Date.now()): string {
 
 export function assertLocationTag(tag: string): void {
   if (!TAG_PATTERN.test(tag)) {
-    throw new Error(`run location tag "${tag}" is invalid: expected 2 characters of [0-9a-z], e.g. "a0"`);
+    throw new Error(
+      `run location tag "${tag}" is invalid: expected 2 characters of [0-9a-z], e.g. "a0"`,
+    );
   }
 }
 

@@ -28,12 +28,14 @@ function describe(value: unknown): string {
   if (typeof value === 'number') return `the number ${value}`;
   if (value instanceof Map) return 'a Map';
   if (value instanceof Set) return 'a Set';
-  if (typeof value === 'object' && value !== null) return `an instance of ${value.constructor?.name ?? 'an unknown class'}`;
+  if (typeof value === 'object' && value !== null)
+    return `an instance of ${value.constructor?.name ?? 'an unknown class'}`;
   return typeof value;
 }
 
 function checkString(s: string, path: string): JsonProblem | undefined {
-  if (NUL.test(s)) return { path, found: 'a string containing \\u0000 (PostgreSQL cannot store it)' };
+  if (NUL.test(s))
+    return { path, found: 'a string containing \\u0000 (PostgreSQL cannot store it)' };
   if (LONE_SURROGATE.test(s)) return { path, found: 'a string with a lone UTF-16 surrogate' };
   return undefined;
 }
@@ -42,10 +44,12 @@ function checkString(s: string, path: string): JsonProblem | undefined {
 export function findJsonProblem(value: unknown, path = 'output'): JsonProblem | undefined {
   const seen = new Set<object>();
   const walk = (v: unknown, p: string, depth: number): JsonProblem | undefined => {
-    if (depth > MAX_JSON_DEPTH) return { path: p, found: `nesting deeper than ${MAX_JSON_DEPTH} levels` };
+    if (depth > MAX_JSON_DEPTH)
+      return { path: p, found: `nesting deeper than ${MAX_JSON_DEPTH} levels` };
     if (v === null || typeof v === 'boolean') return undefined;
     if (typeof v === 'string') return checkString(v, p);
-    if (typeof v === 'number') return Number.isFinite(v) ? undefined : { path: p, found: describe(v) };
+    if (typeof v === 'number')
+      return Number.isFinite(v) ? undefined : { path: p, found: describe(v) };
     if (typeof v !== 'object') return { path: p, found: describe(v) };
     if (typeof (v as { toJSON?: unknown }).toJSON === 'function') {
       return walk((v as { toJSON: () => unknown }).toJSON(), p, depth);
@@ -94,7 +98,10 @@ export interface EncodeOptions {
  * Validate and serialize once. Returns the JSON text (what is sent to the database) and its byte
  * size. `undefined` becomes `null`.
  */
-export function encodeJson(value: unknown, options: EncodeOptions): { text: string; bytes: number } {
+export function encodeJson(
+  value: unknown,
+  options: EncodeOptions,
+): { text: string; bytes: number } {
   // A step that returns nothing (`void`) has the output null.
   const problem = value === undefined ? undefined : findJsonProblem(value, options.root);
   if (problem) {

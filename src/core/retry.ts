@@ -48,25 +48,44 @@ export const DEFAULT_RETRY: ResolvedRetryPolicy = {
   jitter: 0.2,
 };
 
-export function resolveRetryPolicy(policy: RetryPolicy | undefined, where: string): ResolvedRetryPolicy {
+export function resolveRetryPolicy(
+  policy: RetryPolicy | undefined,
+  where: string,
+): ResolvedRetryPolicy {
   const p = policy ?? {};
   const resolved: ResolvedRetryPolicy = {
     maxAttempts: p.maxAttempts ?? DEFAULT_RETRY.maxAttempts,
-    minDelayMs: p.minDelay === undefined ? DEFAULT_RETRY.minDelayMs : parseDuration(p.minDelay, `${where} retry.minDelay`),
-    maxDelayMs: p.maxDelay === undefined ? DEFAULT_RETRY.maxDelayMs : parseDuration(p.maxDelay, `${where} retry.maxDelay`),
+    minDelayMs:
+      p.minDelay === undefined
+        ? DEFAULT_RETRY.minDelayMs
+        : parseDuration(p.minDelay, `${where} retry.minDelay`),
+    maxDelayMs:
+      p.maxDelay === undefined
+        ? DEFAULT_RETRY.maxDelayMs
+        : parseDuration(p.maxDelay, `${where} retry.maxDelay`),
     factor: p.factor ?? DEFAULT_RETRY.factor,
     jitter: p.jitter ?? DEFAULT_RETRY.jitter,
   };
   const bad = (field: string, expected: string, found: unknown): never => {
-    throw new WeftError('invalid_workflow', `${where} has retry.${field} = ${JSON.stringify(found)}: expected ${expected}.`, {
-      details: { field: `retry.${field}` },
-    });
+    throw new WeftError(
+      'invalid_workflow',
+      `${where} has retry.${field} = ${JSON.stringify(found)}: expected ${expected}.`,
+      {
+        details: { field: `retry.${field}` },
+      },
+    );
   };
-  if (!Number.isInteger(resolved.maxAttempts) || resolved.maxAttempts < 1 || resolved.maxAttempts > 1000) {
+  if (
+    !Number.isInteger(resolved.maxAttempts) ||
+    resolved.maxAttempts < 1 ||
+    resolved.maxAttempts > 1000
+  ) {
     bad('maxAttempts', 'a whole number from 1 to 1000', p.maxAttempts);
   }
-  if (!(resolved.factor >= 1 && resolved.factor <= 100)) bad('factor', 'a number from 1 to 100', p.factor);
-  if (!(resolved.jitter >= 0 && resolved.jitter <= 1)) bad('jitter', 'a number from 0 to 1', p.jitter);
+  if (!(resolved.factor >= 1 && resolved.factor <= 100))
+    bad('factor', 'a number from 1 to 100', p.factor);
+  if (!(resolved.jitter >= 0 && resolved.jitter <= 1))
+    bad('jitter', 'a number from 0 to 1', p.jitter);
   if (resolved.maxDelayMs < resolved.minDelayMs) {
     bad('maxDelay', `at least minDelay (${resolved.minDelayMs} ms)`, p.maxDelay);
   }
@@ -77,7 +96,11 @@ export function resolveRetryPolicy(policy: RetryPolicy | undefined, where: strin
  * Delay before attempt `nextAttempt` (2 for the first retry): `minDelay * factor^(n-2)`, capped by
  * `maxDelay`, then spread by ±jitter so that many runs failing together do not retry together.
  */
-export function backoffDelay(policy: ResolvedRetryPolicy, nextAttempt: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  policy: ResolvedRetryPolicy,
+  nextAttempt: number,
+  random: () => number = Math.random,
+): number {
   const exponent = Math.max(0, nextAttempt - 2);
   const base = Math.min(policy.maxDelayMs, policy.minDelayMs * Math.pow(policy.factor, exponent));
   const spread = base * policy.jitter * (random() * 2 - 1);

@@ -21,6 +21,9 @@ export interface StepLogger {
 
 export type RunState = Record<string, unknown>;
 
+/** The step map of a workflow with no steps yet. */
+export type NoSteps = Record<never, never>;
+
 /** What step code receives besides its input. */
 export interface StepContext<TState extends RunState = RunState> {
   readonly runId: string;
@@ -88,7 +91,10 @@ export interface StepOptions<A> {
   onExhausted?: 'fail' | 'pause';
 }
 
-export type StepFunction<I, O, TState extends RunState> = (input: I, ctx: StepContext<TState>) => O | Promise<O>;
+export type StepFunction<I, O, TState extends RunState> = (
+  input: I,
+  ctx: StepContext<TState>,
+) => O | Promise<O>;
 
 /** A step as stored in a definition (types erased). */
 export interface StepDefinition {
@@ -117,7 +123,11 @@ export interface WorkflowOptions {
  * A workflow definition. Immutable: every `.step()` returns a new definition, so a partially built
  * chain can be shared without surprises.
  */
-export class Workflow<TInput = unknown, TSteps extends Record<string, unknown> = {}, TState extends RunState = RunState> {
+export class Workflow<
+  TInput = unknown,
+  TSteps extends Record<string, unknown> = NoSteps,
+  TState extends RunState = RunState,
+> {
   readonly id: string;
   readonly options: WorkflowOptions;
   readonly steps: readonly StepDefinition[];
@@ -154,7 +164,8 @@ export class Workflow<TInput = unknown, TSteps extends Record<string, unknown> =
     maybeRun?: StepFunction<never, unknown, TState>,
   ): Workflow<TInput, Record<string, unknown>, TState> {
     const options: StepOptions<unknown> = typeof optionsOrRun === 'function' ? {} : optionsOrRun;
-    const run = (typeof optionsOrRun === 'function' ? optionsOrRun : maybeRun) as StepDefinition['run'] | undefined;
+    const run = (typeof optionsOrRun === 'function' ? optionsOrRun : maybeRun) as
+      StepDefinition['run'] | undefined;
     const definition: StepDefinition = {
       id,
       after: normalizeAfter(options.after),
@@ -196,10 +207,16 @@ function normalizeAfter(after: unknown): EdgeDefinition[] {
 export function defineWorkflow<TInput = unknown, TState extends RunState = RunState>(
   id: string,
   options: WorkflowOptions = {},
-): Workflow<TInput, {}, TState> {
-  return new Workflow<TInput, {}, TState>(id, options);
+): Workflow<TInput, NoSteps, TState> {
+  return new Workflow<TInput, NoSteps, TState>(id, options);
 }
 
 export function isWorkflow(value: unknown): value is Workflow<unknown, Record<string, unknown>> {
-  return value instanceof Workflow || (typeof value === 'object' && value !== null && (value as { constructor?: { name?: string } }).constructor?.name === 'Workflow' && Array.isArray((value as { steps?: unknown }).steps));
+  return (
+    value instanceof Workflow ||
+    (typeof value === 'object' &&
+      value !== null &&
+      (value as { constructor?: { name?: string } }).constructor?.name === 'Workflow' &&
+      Array.isArray((value as { steps?: unknown }).steps))
+  );
 }

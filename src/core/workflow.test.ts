@@ -1,0 +1,52 @@
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { StepErrorInfo } from './errors.js';
+import { defineWorkflow, type FailureInput } from './workflow.js';
+
+describe('defineWorkflow', () => {
+  it("types each step's input from its parents (checked by tsc)", () => {
+    const wf = defineWorkflow<{ userId: string }>('typed')
+      .step('fetch', ({ userId }) => {
+        expectTypeOf(userId).toEqualTypeOf<string>();
+        return { id: userId, email: 'a@b.c', vip: true };
+      })
+      .step('score', { after: 'fetch' }, async (user) => {
+        expectTypeOf(user).toEqualTypeOf<{ id: string; email: string; vip: boolean }>();
+        return 42;
+      })
+      .step('vipOnly', { after: { step: 'fetch', when: (u) => u.vip } }, (user) => {
+        expectTypeOf(user.email).toEqualTypeOf<string>();
+        return 'vip';
+      })
+      .step('onError', { after: { step: 'score', on: 'failure' } }, (failure) => {
+        expectTypeOf(failure).toEqualTypeOf<FailureInput>();
+        expectTypeOf(failure.error).toEqualTypeOf<StepErrorInfo>();
+        return null;
+      })
+      .step('join', { after: ['fetch', 'score'] }, (parents) => {
+        expectTypeOf(parents.score).toEqualTypeOf<number>();
+        expectTypeOf(parents.fetch.id).toEqualTypeOf<string>();
+        return parents.score;
+      });
+    expect(wf.steps.map((s) => [s.id, s.after.map((e) => `${e.from}:${e.on}`)])).toEqual([
+      ['fetch', []],
+      ['score', ['fetch:success']],
+      ['vipOnly', ['fetch:success']],
+      ['onError', ['score:failure']],
+      ['join', ['fetch:success', 'score:success']],
+    ]);
+  });
+
+  it('is immutable: adding a step returns a new definition', () => {
+    const base = defineWorkflow('w').step('a', () => 1);
+    const extended = base.step('b', { after: 'a' }, (n) => n + 1);
+    expect(base.steps).toHaveLength(1);
+    expect(extended.steps).toHaveLength(2);
+  });
+
+  it('only lets a step run after steps defined before it (checked by tsc)', () => {
+    defineWorkflow('w')
+      .step('a', () => 1)
+      // @ts-expect-error `later` is not a step yet
+      .step('b', { after: 'later' }, () => 1);
+  });
+});
