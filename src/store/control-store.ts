@@ -89,39 +89,59 @@ export class ControlStore {
 
   async createOrganization(name: string): Promise<string> {
     const id = mintControlId('org');
-    await this.db.query(`insert into ${this.s}.organizations (id, name) values ($1, $2)`, [id, name]);
-    return id;
-  }
-
-  async createProject(organizationId: string, name: string, settings: { saveDataclips?: boolean } = {}): Promise<string> {
-    const id = mintControlId('prj');
-    await this.db.query(`insert into ${this.s}.projects (id, organization_id, name, save_dataclips) values ($1, $2, $3, $4)`, [
+    await this.db.query(`insert into ${this.s}.organizations (id, name) values ($1, $2)`, [
       id,
-      organizationId,
       name,
-      settings.saveDataclips ?? true,
     ]);
     return id;
   }
 
-  async updateProjectSettings(projectId: string, settings: { saveDataclips?: boolean }): Promise<void> {
+  async createProject(
+    organizationId: string,
+    name: string,
+    settings: { saveDataclips?: boolean } = {},
+  ): Promise<string> {
+    const id = mintControlId('prj');
+    await this.db.query(
+      `insert into ${this.s}.projects (id, organization_id, name, save_dataclips) values ($1, $2, $3, $4)`,
+      [id, organizationId, name, settings.saveDataclips ?? true],
+    );
+    return id;
+  }
+
+  async updateProjectSettings(
+    projectId: string,
+    settings: { saveDataclips?: boolean },
+  ): Promise<void> {
     if (settings.saveDataclips !== undefined) {
-      await this.db.query(`update ${this.s}.projects set save_dataclips = $2 where id = $1`, [projectId, settings.saveDataclips]);
+      await this.db.query(`update ${this.s}.projects set save_dataclips = $2 where id = $1`, [
+        projectId,
+        settings.saveDataclips,
+      ]);
     }
     this.envCache.bumpEpoch();
   }
 
   async createEnvironment(projectId: string, name: string): Promise<string> {
     if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name)) {
-      throw new WeftError('bad_request', `environment name "${name}" is invalid: use 1–31 lowercase letters, digits and "-"`);
+      throw new WeftError(
+        'bad_request',
+        `environment name "${name}" is invalid: use 1–31 lowercase letters, digits and "-"`,
+      );
     }
     const id = mintControlId('env');
-    await this.db.query(`insert into ${this.s}.environments (id, project_id, name) values ($1, $2, $3)`, [id, projectId, name]);
+    await this.db.query(
+      `insert into ${this.s}.environments (id, project_id, name) values ($1, $2, $3)`,
+      [id, projectId, name],
+    );
     return id;
   }
 
   /** Create an organization, a project and one environment: what a test or a fresh install needs. */
-  async createTenant(names: { organization: string; project: string; environment: string }, settings: { saveDataclips?: boolean } = {}) {
+  async createTenant(
+    names: { organization: string; project: string; environment: string },
+    settings: { saveDataclips?: boolean } = {},
+  ) {
     const organizationId = await this.createOrganization(names.organization);
     const projectId = await this.createProject(organizationId, names.project, settings);
     const environmentId = await this.createEnvironment(projectId, names.environment);
@@ -164,18 +184,18 @@ export class ControlStore {
    * Create an API key for an environment. The token (`weft_<environment>_<32 random chars>`) is
    * returned once; only its sha256 is stored.
    */
-  async createApiKey(environmentId: string, label?: string): Promise<{ id: string; token: string }> {
+  async createApiKey(
+    environmentId: string,
+    label?: string,
+  ): Promise<{ id: string; token: string }> {
     const env = await this.getEnvironment(environmentId);
     if (!env) throw new WeftError('not_found', `environment ${environmentId} does not exist`);
     const token = `weft_${env.name}_${randomToken(32)}`;
     const id = mintControlId('key');
-    await this.db.query(`insert into ${this.s}.api_keys (id, environment_id, token_hash, token_prefix, label) values ($1, $2, $3, $4, $5)`, [
-      id,
-      environmentId,
-      sha256(token),
-      token.slice(0, token.lastIndexOf('_') + 5),
-      label ?? null,
-    ]);
+    await this.db.query(
+      `insert into ${this.s}.api_keys (id, environment_id, token_hash, token_prefix, label) values ($1, $2, $3, $4, $5)`,
+      [id, environmentId, sha256(token), token.slice(0, token.lastIndexOf('_') + 5), label ?? null],
+    );
     return { id, token };
   }
 
@@ -188,7 +208,15 @@ export class ControlStore {
     return rows.rows.length > 0;
   }
 
-  async listApiKeys(environmentId: string): Promise<Array<{ id: string; prefix: string; label: string | null; createdAt: string; revokedAt: string | null }>> {
+  async listApiKeys(environmentId: string): Promise<
+    Array<{
+      id: string;
+      prefix: string;
+      label: string | null;
+      createdAt: string;
+      revokedAt: string | null;
+    }>
+  > {
     const rows = await this.db.query<Row>(
       `select id, token_prefix, label, created_at, revoked_at from ${this.s}.api_keys where environment_id = $1 order by created_at`,
       [environmentId],
@@ -226,7 +254,10 @@ export class ControlStore {
    * and make it current. Concurrent registrations of the same definition (many workers booting)
    * serialize on the workflow row and agree on one version.
    */
-  async registerWorkflow(environmentId: string, compiled: CompiledWorkflow): Promise<{ versionId: string; version: number; created: boolean }> {
+  async registerWorkflow(
+    environmentId: string,
+    compiled: CompiledWorkflow,
+  ): Promise<{ versionId: string; version: number; created: boolean }> {
     const result = await this.db.transaction(async (tx) => {
       await tx.query(
         `insert into ${this.s}.workflows (environment_id, id, description) values ($1, $2, $3)
@@ -234,7 +265,10 @@ export class ControlStore {
         [environmentId, compiled.id, compiled.description ?? null],
       );
       // Lock the workflow row: version numbers are assigned one at a time.
-      await tx.query(`select 1 from ${this.s}.workflows where environment_id = $1 and id = $2 for update`, [environmentId, compiled.id]);
+      await tx.query(
+        `select 1 from ${this.s}.workflows where environment_id = $1 and id = $2 for update`,
+        [environmentId, compiled.id],
+      );
       const existing = await tx.query<{ id: string; version: number }>(
         `select id, version from ${this.s}.workflow_versions where environment_id = $1 and workflow_id = $2 and hash = $3`,
         [environmentId, compiled.id, compiled.versionHash],
@@ -252,16 +286,21 @@ export class ControlStore {
            select $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5::jsonb
              from ${this.s}.workflow_versions where environment_id = $2 and workflow_id = $3
            returning version`,
-          [versionId, environmentId, compiled.id, compiled.versionHash, JSON.stringify(compiled.graph)],
+          [
+            versionId,
+            environmentId,
+            compiled.id,
+            compiled.versionHash,
+            JSON.stringify(compiled.graph),
+          ],
         );
         version = Number(inserted.rows[0]!.version);
         created = true;
       }
-      await tx.query(`update ${this.s}.workflows set current_version_id = $3, updated_at = now() where environment_id = $1 and id = $2`, [
-        environmentId,
-        compiled.id,
-        versionId,
-      ]);
+      await tx.query(
+        `update ${this.s}.workflows set current_version_id = $3, updated_at = now() where environment_id = $1 and id = $2`,
+        [environmentId, compiled.id, versionId],
+      );
       return { versionId, version, created };
     });
     this.currentVersionCache.invalidate(`${environmentId}/${compiled.id}`);
@@ -287,7 +326,10 @@ export class ControlStore {
   async getVersion(versionId: string): Promise<WorkflowVersionRecord | null> {
     const cached = this.versions.get(versionId);
     if (cached) return cached;
-    const rows = await this.db.query<Row>(`select * from ${this.s}.workflow_versions where id = $1`, [versionId]);
+    const rows = await this.db.query<Row>(
+      `select * from ${this.s}.workflow_versions where id = $1`,
+      [versionId],
+    );
     const r = rows.rows[0];
     if (!r) return null;
     const v = toVersion(r);
@@ -311,12 +353,23 @@ export class ControlStore {
       createdAt: iso(r.created_at),
       updatedAt: iso(r.updated_at),
       currentVersion: r.v_id
-        ? toVersion({ id: r.v_id, workflow_id: r.v_workflow_id, environment_id: r.v_environment_id, version: r.v_version, hash: r.v_hash, graph: r.v_graph, created_at: r.v_created_at })
+        ? toVersion({
+            id: r.v_id,
+            workflow_id: r.v_workflow_id,
+            environment_id: r.v_environment_id,
+            version: r.v_version,
+            hash: r.v_hash,
+            graph: r.v_graph,
+            created_at: r.v_created_at,
+          })
         : null,
     }));
   }
 
-  async listVersions(environmentId: string, workflowId: string): Promise<Array<Omit<WorkflowVersionRecord, 'graph'>>> {
+  async listVersions(
+    environmentId: string,
+    workflowId: string,
+  ): Promise<Array<Omit<WorkflowVersionRecord, 'graph'>>> {
     const rows = await this.db.query<Row>(
       `select id, workflow_id, environment_id, version, hash, created_at from ${this.s}.workflow_versions
         where environment_id = $1 and workflow_id = $2 order by version desc`,

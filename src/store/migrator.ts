@@ -34,10 +34,18 @@ export function loadMigrations(set: MigrationSet): MigrationFile[] {
     .sort()
     .map((f): MigrationFile => {
       const sql = readFileSync(new URL(f, dir), 'utf8');
-      return { number: Number(f.slice(0, 4)), name: f.slice(5, -4), breaking: /^--\s*breaking/i.test(sql), sql };
+      return {
+        number: Number(f.slice(0, 4)),
+        name: f.slice(5, -4),
+        breaking: /^--\s*breaking/i.test(sql),
+        sql,
+      };
     });
   files.forEach((f, i) => {
-    if (f.number !== i + 1) throw new Error(`migrations/${set}: expected migration number ${i + 1}, found ${f.number} (${f.name}); numbers must be consecutive`);
+    if (f.number !== i + 1)
+      throw new Error(
+        `migrations/${set}: expected migration number ${i + 1}, found ${f.number} (${f.name}); numbers must be consecutive`,
+      );
   });
   cache.set(set, files);
   return files;
@@ -45,7 +53,10 @@ export function loadMigrations(set: MigrationSet): MigrationFile[] {
 
 export function quoteIdent(name: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
-    throw new WeftError('invalid_config', `schema name "${name}" is invalid: use lowercase letters, digits and "_", starting with a letter.`);
+    throw new WeftError(
+      'invalid_config',
+      `schema name "${name}" is invalid: use lowercase letters, digits and "_", starting with a letter.`,
+    );
   }
   return name;
 }
@@ -102,12 +113,10 @@ export async function migrateSchema(
     if (done.has(file.number)) continue;
     try {
       await db.transaction(async (tx) => {
-        await tx.query(`insert into ${s}.weft_migrations (number, name, migration_set, breaking) values ($1, $2, $3, $4)`, [
-          file.number,
-          file.name,
-          set,
-          file.breaking,
-        ]);
+        await tx.query(
+          `insert into ${s}.weft_migrations (number, name, migration_set, breaking) values ($1, $2, $3, $4)`,
+          [file.number, file.name, set, file.breaking],
+        );
         await tx.exec(render(file.sql, { ...vars, schema: s }));
       });
       applied.push(`${String(file.number).padStart(4, '0')}_${file.name}`);
@@ -120,10 +129,16 @@ export async function migrateSchema(
 }
 
 /** Whether every known migration of the set is applied (readiness). */
-export async function isSchemaCurrent(db: Executor, set: MigrationSet, schema: string): Promise<boolean> {
+export async function isSchemaCurrent(
+  db: Executor,
+  set: MigrationSet,
+  schema: string,
+): Promise<boolean> {
   const s = quoteIdent(schema);
   try {
-    const rows = await db.query<{ n: number }>(`select coalesce(max(number), 0)::int as n from ${s}.weft_migrations`);
+    const rows = await db.query<{ n: number }>(
+      `select coalesce(max(number), 0)::int as n from ${s}.weft_migrations`,
+    );
     return (rows.rows[0]?.n ?? 0) >= loadMigrations(set).length;
   } catch {
     return false;

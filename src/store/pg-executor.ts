@@ -59,7 +59,10 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
       let retry: NodeJS.Timeout | undefined;
       const connect = async (): Promise<void> => {
         if (stopped) return;
-        const c = new pg.Client({ connectionString: options.connectionString, application_name: `${options.applicationName ?? 'weft'}-listen` });
+        const c = new pg.Client({
+          connectionString: options.connectionString,
+          application_name: `${options.applicationName ?? 'weft'}-listen`,
+        });
         c.on('notification', (msg) => {
           if (msg.channel === channel) onNotify(msg.payload ?? '');
         });

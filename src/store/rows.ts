@@ -8,13 +8,25 @@
  */
 import type { StepErrorInfo } from '../core/errors.js';
 
-export type RunStatus = 'queued' | 'running' | 'waiting' | 'paused' | 'succeeded' | 'failed' | 'canceled';
-export type StepRunStatus = 'pending' | 'ready' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'pruned' | 'canceled';
+export type RunStatus =
+  'queued' | 'running' | 'waiting' | 'paused' | 'succeeded' | 'failed' | 'canceled';
+export type StepRunStatus =
+  'pending' | 'ready' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'pruned' | 'canceled';
 export type AttemptStatus = 'running' | 'succeeded' | 'failed' | 'lost' | 'canceled';
-export type TriggerKind = 'manual' | 'api' | 'webhook' | 'cron' | 'rerun' | 'cli' | 'dashboard' | 'child';
-export type DataclipKind = 'input' | 'output' | 'step_input' | 'final' | 'webhook_request' | 'waitpoint_payload';
+export type TriggerKind =
+  'manual' | 'api' | 'webhook' | 'cron' | 'rerun' | 'cli' | 'dashboard' | 'child';
+export type DataclipKind =
+  'input' | 'output' | 'step_input' | 'final' | 'webhook_request' | 'waitpoint_payload';
 
-export const RUN_STATUSES: readonly RunStatus[] = ['queued', 'running', 'waiting', 'paused', 'succeeded', 'failed', 'canceled'];
+export const RUN_STATUSES: readonly RunStatus[] = [
+  'queued',
+  'running',
+  'waiting',
+  'paused',
+  'succeeded',
+  'failed',
+  'canceled',
+];
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'canceled'];
 
 export interface RunRecord {

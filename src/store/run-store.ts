@@ -62,10 +62,10 @@ export interface ListRunsQuery {
 }
 
 export type CompleteResult =
-  | { status: 'fenced' }
-  | { status: 'committed'; runStatus: RunStatus; next: ClaimedStep | null };
+  { status: 'fenced' } | { status: 'committed'; runStatus: RunStatus; next: ClaimedStep | null };
 
-export type FailResult = { status: 'fenced' } | { status: 'retrying' | 'failed'; runStatus?: RunStatus; runId: string };
+export type FailResult =
+  { status: 'fenced' } | { status: 'retrying' | 'failed'; runStatus?: RunStatus; runId: string };
 
 type Row = Record<string, unknown>;
 
@@ -129,13 +129,22 @@ function encodeCursor(c: Cursor): string {
 function decodeCursor(cursor: string): Cursor {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string' && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(parsed[0])) {
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 2 &&
+      typeof parsed[0] === 'string' &&
+      typeof parsed[1] === 'string' &&
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(parsed[0])
+    ) {
       return { t: parsed[0], id: parsed[1] };
     }
   } catch {
     // fall through
   }
-  throw new WeftError('invalid_cursor', `cursor "${cursor.slice(0, 40)}" is not a cursor this API issued; pass the nextCursor of a previous page, or omit it for the first page.`);
+  throw new WeftError(
+    'invalid_cursor',
+    `cursor "${cursor.slice(0, 40)}" is not a cursor this API issued; pass the nextCursor of a previous page, or omit it for the first page.`,
+  );
 }
 
 export class RunStore {
@@ -143,14 +152,18 @@ export class RunStore {
   readonly defaultTag: string;
 
   constructor(locations: RunLocation[], defaultTag: string) {
-    if (locations.length === 0) throw new WeftError('invalid_config', 'at least one run location is required');
+    if (locations.length === 0)
+      throw new WeftError('invalid_config', 'at least one run location is required');
     for (const l of locations) {
       quoteIdent(l.schema);
       quoteIdent(l.opsSchema);
     }
     this.locations = new Map(locations.map((l) => [l.tag, l]));
     if (!this.locations.has(defaultTag)) {
-      throw new WeftError('invalid_config', `default run location "${defaultTag}" is not among the configured locations (${[...this.locations.keys()].join(', ')})`);
+      throw new WeftError(
+        'invalid_config',
+        `default run location "${defaultTag}" is not among the configured locations (${[...this.locations.keys()].join(', ')})`,
+      );
     }
     this.defaultTag = defaultTag;
   }
@@ -222,8 +235,8 @@ export class RunStore {
          returning body_hash
        ), run as (
          insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
-                                input_dataclip_id, open_steps, save_dataclips, idempotency_key)
-         select $4, $1, $2, $3, 'queued', $11, $12, $5, $13, $8, $9 from go
+                                input_dataclip_id, save_dataclips, idempotency_key)
+         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9 from go
          returning id
        ), steps as (
          insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, status, pending_parents,
@@ -232,7 +245,7 @@ export class RunStore {
          select u.id, $4, $1, $2, u.step_id, u.step_id, case when u.pending = 0 then 'ready' else 'pending' end,
                 u.pending, u.parents, u.successors, u.failure_successors, u.max_attempts, u.on_exhausted,
                 case when u.pending = 0 then $5 end, case when u.pending = 0 then input.body_hash end
-           from jsonb_to_recordset($14::jsonb) as u(id text, step_id text, pending integer, parents text[],
+           from jsonb_to_recordset($13::jsonb) as u(id text, step_id text, pending integer, parents text[],
                 successors text[], failure_successors text[], max_attempts integer, on_exhausted text)
           cross join input
        ), logged as (
@@ -253,7 +266,6 @@ export class RunStore {
         p.idempotency?.ttlMs ?? 0,
         p.trigger.kind,
         p.trigger.ref ?? null,
-        steps.length,
         JSON.stringify(steps),
       ],
     );
@@ -264,7 +276,10 @@ export class RunStore {
     return this.resolveIdempotentRun(loc, p);
   }
 
-  private async resolveIdempotentRun(loc: RunLocation, p: CreateRunParams): Promise<CreateRunResult> {
+  private async resolveIdempotentRun(
+    loc: RunLocation,
+    p: CreateRunParams,
+  ): Promise<CreateRunResult> {
     const key = p.idempotency!.key;
     const existing = await loc.db.query<{ run_id: string; same_input: boolean }>(
       `select run_id, input_hash = md5($4::jsonb::text) as same_input
@@ -284,14 +299,21 @@ export class RunStore {
       );
     }
     const run = await this.getRun(p.environmentId, row.run_id);
-    if (!run) throw new WeftError('internal', `idempotency key "${key}" points at run ${row.run_id}, which does not exist`);
+    if (!run)
+      throw new WeftError(
+        'internal',
+        `idempotency key "${key}" points at run ${row.run_id}, which does not exist`,
+      );
     return { run, deduplicated: true };
   }
 
   async getRun(environmentId: string, runId: string): Promise<RunRecord | undefined> {
     const loc = this.locationOf(runId);
     if (!loc) return undefined;
-    const rows = await loc.db.query<Row>(`select ${RUN_COLUMNS} from ${loc.schema}.runs where id = $1 and environment_id = $2`, [runId, environmentId]);
+    const rows = await loc.db.query<Row>(
+      `select ${RUN_COLUMNS} from ${loc.schema}.runs where id = $1 and environment_id = $2`,
+      [runId, environmentId],
+    );
     return rows.rows[0] ? toRun(rows.rows[0]) : undefined;
   }
 
@@ -317,7 +339,9 @@ export class RunStore {
         if (q.createdTo) add('created_at < $?::timestamptz', q.createdTo);
         if (cursor) {
           params.push(cursor.t, cursor.id);
-          where.push(`(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::text)`);
+          where.push(
+            `(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::text)`,
+          );
         }
         params.push(q.limit + 1);
         const rows = await loc.db.query<Row>(
@@ -339,14 +363,20 @@ export class RunStore {
     });
     const page = merged.slice(0, q.limit);
     const last = page[page.length - 1];
-    const nextCursor = merged.length > q.limit && last ? encodeCursor({ t: last.created_key as string, id: last.id as string }) : null;
+    const nextCursor =
+      merged.length > q.limit && last
+        ? encodeCursor({ t: last.created_key as string, id: last.id as string })
+        : null;
     return { data: page.map(toRun), nextCursor };
   }
 
   async listStepRuns(environmentId: string, runId: string): Promise<StepRunRecord[] | undefined> {
     const loc = this.locationOf(runId);
     if (!loc) return undefined;
-    const run = await loc.db.query(`select 1 from ${loc.schema}.runs where id = $1 and environment_id = $2`, [runId, environmentId]);
+    const run = await loc.db.query(
+      `select 1 from ${loc.schema}.runs where id = $1 and environment_id = $2`,
+      [runId, environmentId],
+    );
     if (run.rows.length === 0) return undefined;
     const [steps, attempts] = await Promise.all([
       loc.db.query<Row>(
@@ -394,7 +424,10 @@ export class RunStore {
     }));
   }
 
-  async getDataclip(environmentId: string, dataclipId: string): Promise<DataclipRecord | undefined> {
+  async getDataclip(
+    environmentId: string,
+    dataclipId: string,
+  ): Promise<DataclipRecord | undefined> {
     const loc = this.locationOf(dataclipId);
     if (!loc) return undefined;
     const rows = await loc.db.query<Row>(
@@ -414,7 +447,12 @@ export class RunStore {
     };
   }
 
-  async listRunEvents(environmentId: string, runId: string, afterId = 0, limit = 1000): Promise<RunEventRecord[] | undefined> {
+  async listRunEvents(
+    environmentId: string,
+    runId: string,
+    afterId = 0,
+    limit = 1000,
+  ): Promise<RunEventRecord[] | undefined> {
     const loc = this.locationOf(runId);
     if (!loc) return undefined;
     const rows = await loc.db.query<Row>(
@@ -440,19 +478,22 @@ export class RunStore {
    * the same statement). Locations are asked in rotation so none starves.
    */
   private claimRotation = 0;
-  async claimSteps(workerId: string, environmentIds: string[], workflowIds: string[], limit: number, leaseMs: number): Promise<ClaimedStep[]> {
+  async claimSteps(
+    workerId: string,
+    environmentIds: string[],
+    workflowIds: string[],
+    limit: number,
+    leaseMs: number,
+  ): Promise<ClaimedStep[]> {
     const locs = [...this.locations.values()];
     const out: ClaimedStep[] = [];
     const start = this.claimRotation++ % locs.length;
     for (let i = 0; i < locs.length && out.length < limit; i++) {
       const loc = locs[(start + i) % locs.length]!;
-      const rows = await loc.db.query<Row>(`select * from ${loc.schema}.claim_steps($1, $2, $3, $4, $5)`, [
-        workerId,
-        environmentIds,
-        workflowIds,
-        limit - out.length,
-        leaseMs,
-      ]);
+      const rows = await loc.db.query<Row>(
+        `select * from ${loc.schema}.claim_steps($1, $2, $3, $4, $5)`,
+        [workerId, environmentIds, workflowIds, limit - out.length, leaseMs],
+      );
       for (const r of rows.rows) out.push(toClaimed(r));
     }
     return out;
@@ -474,33 +515,60 @@ export class RunStore {
   ): Promise<CompleteResult> {
     const loc = this.locationOf(claim.stepRunId)!;
     const outputId = mintRunScopedId('dc', loc.tag);
-    const rows = await loc.db.query<{ r: { status: string; runStatus?: RunStatus; next?: Row | null } }>(
+    const rows = await loc.db.query<{
+      r: { status: string; runStatus?: RunStatus; next?: Row | null };
+    }>(
       `select ${loc.schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`,
-      [claim.stepRunId, claim.attempt, workerId, c.outputText, outputId, c.stateSet, c.stateDelete, c.live, c.dead, c.claimNext, c.leaseMs],
+      [
+        claim.stepRunId,
+        claim.attempt,
+        workerId,
+        c.outputText,
+        outputId,
+        c.stateSet,
+        c.stateDelete,
+        c.live,
+        c.dead,
+        c.claimNext,
+        c.leaseMs,
+      ],
     );
     const r = rows.rows[0]!.r;
     if (r.status === 'fenced') return { status: 'fenced' };
-    return { status: 'committed', runStatus: r.runStatus!, next: r.next ? toClaimed(r.next) : null };
+    return {
+      status: 'committed',
+      runStatus: r.runStatus!,
+      // The next step belongs to the same run: same version and dataclip setting.
+      next: r.next
+        ? toClaimed({ ...r.next, version_id: claim.versionId, save_dataclips: claim.saveDataclips })
+        : null,
+    };
   }
 
   /**
    * Record a failed attempt (worker path: fenced by the worker's lease). `retryDelayMs` null means
    * no further attempt (terminal error or last attempt).
    */
-  async failStep(claim: ClaimedStep, workerId: string, error: unknown, retryDelayMs: number | null): Promise<FailResult> {
+  async failStep(
+    claim: ClaimedStep,
+    workerId: string,
+    error: unknown,
+    retryDelayMs: number | null,
+  ): Promise<FailResult> {
     const loc = this.locationOf(claim.stepRunId)!;
-    const rows = await loc.db.query<{ r: FailResult }>(`select ${loc.schema}.fail_step($1, $2, $3, 'failed', $4::jsonb, $5) as r`, [
-      claim.stepRunId,
-      claim.attempt,
-      workerId,
-      JSON.stringify(error),
-      retryDelayMs,
-    ]);
+    const rows = await loc.db.query<{ r: FailResult }>(
+      `select ${loc.schema}.fail_step($1, $2, $3, 'failed', $4::jsonb, $5) as r`,
+      [claim.stepRunId, claim.attempt, workerId, JSON.stringify(error), retryDelayMs],
+    );
     return rows.rows[0]!.r;
   }
 
   /** Extend the leases of step runs a worker holds; returns the ids it still holds. */
-  async extendLeases(workerId: string, stepRunIds: string[], leaseMs: number): Promise<Set<string>> {
+  async extendLeases(
+    workerId: string,
+    stepRunIds: string[],
+    leaseMs: number,
+  ): Promise<Set<string>> {
     const byLoc = new Map<RunLocation, string[]>();
     for (const id of stepRunIds) {
       const loc = this.locationOf(id);
@@ -510,7 +578,10 @@ export class RunStore {
     const held = new Set<string>();
     await Promise.all(
       [...byLoc].map(async ([loc, ids]) => {
-        const rows = await loc.db.query<{ ids: string[] }>(`select ${loc.schema}.extend_leases($1, $2, $3) as ids`, [workerId, ids, leaseMs]);
+        const rows = await loc.db.query<{ ids: string[] }>(
+          `select ${loc.schema}.extend_leases($1, $2, $3) as ids`,
+          [workerId, ids, leaseMs],
+        );
         for (const id of rows.rows[0]?.ids ?? []) held.add(id);
       }),
     );
@@ -527,7 +598,11 @@ export class RunStore {
   async reapExpiredLeases(limit = 100): Promise<number> {
     let reaped = 0;
     for (const loc of this.locations.values()) {
-      const rows = await loc.db.query<{ id: string; attempt_count: number; lease_owner: string | null }>(
+      const rows = await loc.db.query<{
+        id: string;
+        attempt_count: number;
+        lease_owner: string | null;
+      }>(
         `select id, attempt_count, lease_owner from ${loc.schema}.step_runs
           where status = 'running' and lease_expires_at < now()
           order by lease_expires_at limit $1`,
@@ -540,11 +615,10 @@ export class RunStore {
           code: 'lease_lost',
           terminal: false,
         };
-        const result = await loc.db.query<{ r: FailResult }>(`select ${loc.schema}.fail_step($1, $2, null, 'lost', $3::jsonb, 0) as r`, [
-          r.id,
-          r.attempt_count,
-          JSON.stringify(error),
-        ]);
+        const result = await loc.db.query<{ r: FailResult }>(
+          `select ${loc.schema}.fail_step($1, $2, null, 'lost', $3::jsonb, 0) as r`,
+          [r.id, r.attempt_count, JSON.stringify(error)],
+        );
         if (result.rows[0]!.r.status !== 'fenced') reaped++;
       }
     }

@@ -44,7 +44,12 @@ export function createStores(options: StoresOptions): Stores {
   const tags = options.locationTags ?? [DEFAULT_LOCATION_TAG];
   tags.forEach(assertLocationTag);
   const opsSchema = `${prefix}_ops`;
-  const locations: RunLocation[] = tags.map((tag) => ({ tag, db: runOpsDb, schema: `${prefix}_loc_${tag}`, opsSchema }));
+  const locations: RunLocation[] = tags.map((tag) => ({
+    tag,
+    db: runOpsDb,
+    schema: `${prefix}_loc_${tag}`,
+    opsSchema,
+  }));
   const control = new ControlStore(controlDb, prefix);
   const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
@@ -55,12 +60,15 @@ export function createStores(options: StoresOptions): Stores {
     runOpsDb,
     schemas,
     async migrate() {
-      if (options.runOps && options.runOps !== options.control) await assertDistinctDatabases(controlDb, runOpsDb);
+      if (options.runOps && options.runOps !== options.control)
+        await assertDistinctDatabases(controlDb, runOpsDb);
       const applied: string[] = [];
-      const note = (r: { schema: string; applied: string[] }) => applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
+      const note = (r: { schema: string; applied: string[] }) =>
+        applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
       note(await migrateSchema(controlDb, 'control', prefix));
       note(await migrateSchema(runOpsDb, 'ops', opsSchema));
-      for (const loc of locations) note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
+      for (const loc of locations)
+        note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
       return applied;
     },
     async isReady() {
@@ -85,7 +93,10 @@ export function createStores(options: StoresOptions): Stores {
 export async function assertDistinctDatabases(a: Executor, b: Executor): Promise<void> {
   if (a.kind === 'pglite' || b.kind === 'pglite') return;
   const q = `select (select system_identifier::text from pg_control_system()) as sys, current_database() as db`;
-  const [ra, rb] = await Promise.all([a.query<{ sys: string; db: string }>(q), b.query<{ sys: string; db: string }>(q)]);
+  const [ra, rb] = await Promise.all([
+    a.query<{ sys: string; db: string }>(q),
+    b.query<{ sys: string; db: string }>(q),
+  ]);
   if (ra.rows[0]?.sys === rb.rows[0]?.sys && ra.rows[0]?.db === rb.rows[0]?.db) {
     throw new WeftError(
       'invalid_config',
@@ -95,7 +106,10 @@ export async function assertDistinctDatabases(a: Executor, b: Executor): Promise
 }
 
 /** Open an executor from a URL: `postgres://…`, `pglite:<dir>` or `pglite:memory`. */
-export async function openExecutor(url: string, options: { poolSize?: number; applicationName?: string } = {}): Promise<Executor> {
+export async function openExecutor(
+  url: string,
+  options: { poolSize?: number; applicationName?: string } = {},
+): Promise<Executor> {
   if (url.startsWith('pglite:')) {
     const dir = url.slice('pglite:'.length);
     return createPgliteExecutor(dir === 'memory' || dir === '' ? {} : { dataDir: dir });
@@ -106,5 +120,8 @@ export async function openExecutor(url: string, options: { poolSize?: number; ap
     if (options.applicationName !== undefined) opts.applicationName = options.applicationName;
     return createPgExecutor(opts);
   }
-  throw new WeftError('invalid_config', `database URL "${url.replace(/\/\/[^@]*@/, '//***@')}" is not supported: use postgres://…, pglite:<directory> or pglite:memory`);
+  throw new WeftError(
+    'invalid_config',
+    `database URL "${url.replace(/\/\/[^@]*@/, '//***@')}" is not supported: use postgres://…, pglite:<directory> or pglite:memory`,
+  );
 }

@@ -16,8 +16,6 @@ create table {{schema}}.runs (
   final_dataclip_id text collate "C",
   -- run state: top-level keys patched by committed steps
   state jsonb not null default '{}',
-  -- step runs not yet resolved; reaching 0 ends the run
-  open_steps integer not null default 0,
   save_dataclips boolean not null,
   idempotency_key text,
   rerun_of text collate "C",
@@ -77,6 +75,8 @@ create table {{schema}}.step_runs (
 
 -- Claim index: only ready rows, in the order they become claimable.
 create index step_runs_ready on {{schema}}.step_runs (environment_id, available_at, id) where status = 'ready';
+-- "Is anything of this run still open?" (asked when a commit readies nothing): an index probe.
+create index step_runs_open on {{schema}}.step_runs (run_id) where status in ('pending', 'ready', 'running', 'waiting');
 -- Reaper index: only running rows, by lease expiry.
 create index step_runs_leases on {{schema}}.step_runs (lease_expires_at) where status = 'running';
 
@@ -260,24 +260,41 @@ end $$;
 -- Successors whose parents are all resolved become ready (some edge arrived live) or pruned (none
 -- did); pruning cascades along every edge of a pruned step. Returns the keys made ready and the
 -- number pruned. Index: step_runs (run_id, step_key) unique.
-create function {{schema}}.propagate(p_run_id text, p_from text, p_live text[], p_dead text[], out ready text[], out pruned integer)
+-- Fast case, in the decrementing statement itself: a successor whose only parent is p_from and
+-- whose edge is live becomes ready at once, its input pointing at p_from's output (p_output_id).
+create function {{schema}}.propagate(
+  p_run_id text, p_from text, p_live text[], p_dead text[], p_output_id text, p_output_hash text,
+  out ready text[], out pruned integer
+)
 language plpgsql as $$
 declare
-  v_check text[];
+  v_check text[] := '{}';
   v_next text[];
   r record;
 begin
   ready := '{}';
   pruned := 0;
-  if cardinality(p_live) > 0 then
-    update {{schema}}.step_runs set pending_parents = pending_parents - 1, live_from = array_append(live_from, p_from)
-     where run_id = p_run_id and step_key = any(p_live) and status = 'pending';
-  end if;
-  if cardinality(p_dead) > 0 then
-    update {{schema}}.step_runs set pending_parents = pending_parents - 1
-     where run_id = p_run_id and step_key = any(p_dead) and status = 'pending';
-  end if;
-  v_check := p_live || p_dead;
+  for r in
+    update {{schema}}.step_runs u
+       set pending_parents = u.pending_parents - 1,
+           live_from = case when u.step_key = any(p_live) then array_append(u.live_from, p_from::text) else u.live_from end,
+           status = case when f.direct then 'ready' else u.status end,
+           input_dataclip_id = case when f.direct then p_output_id else u.input_dataclip_id end,
+           input_hash = case when f.direct then p_output_hash else u.input_hash end,
+           available_at = case when f.direct then now() else u.available_at end
+      from (select sr.id, (sr.step_key = any(p_live) and sr.pending_parents = 1 and cardinality(sr.parents) = 1
+                           and p_output_id is not null) as direct
+              from {{schema}}.step_runs sr
+             where sr.run_id = p_run_id and sr.step_key = any(p_live || p_dead) and sr.status = 'pending') f
+     where u.id = f.id
+    returning u.step_key, u.status, u.pending_parents
+  loop
+    if r.status = 'ready' then
+      ready := array_append(ready, r.step_key::text);
+    elsif r.pending_parents <= 0 then
+      v_check := array_append(v_check, r.step_key::text);
+    end if;
+  end loop;
   while cardinality(v_check) > 0 loop
     v_next := '{}';
     for r in
@@ -300,6 +317,27 @@ begin
     end loop;
     v_check := v_next;
   end loop;
+end $$;
+
+-- Called when a commit readied nothing: if no step run of the run is open any more, end it.
+-- The run row is locked first, so two transactions that each finish the last open branch
+-- serialize here, and the second (re-reading after the first commits) sees the first's step run
+-- resolved; without the lock each could see the other still running and neither would end the run.
+-- Index: step_runs_open (partial, run_id).
+create function {{schema}}.finish_if_done(p_run_id text) returns text
+language plpgsql as $$
+declare
+  v_status text;
+begin
+  select status into v_status from {{schema}}.runs where id = p_run_id for update;
+  if v_status <> 'running' then
+    return v_status;
+  end if;
+  if exists (select 1 from {{schema}}.step_runs where run_id = p_run_id and status in ('pending', 'ready', 'running', 'waiting')) then
+    return v_status;
+  end if;
+  perform {{schema}}.finish_run(p_run_id, 'succeeded', null);
+  return 'succeeded';
 end $$;
 
 -- End a run. Final state: the succeeded step runs none of whose successors ran. One such leaf:
@@ -336,7 +374,7 @@ begin
     values (v_final, p_run_id, v_run.environment_id, 'final', v_body, md5(v_body::text), octet_length(v_body::text));
   end if;
   update {{schema}}.runs
-     set status = p_status, final_dataclip_id = v_final, error = p_error, open_steps = 0,
+     set status = p_status, final_dataclip_id = v_final, error = p_error,
          finished_at = now(), updated_at = now()
    where id = p_run_id;
   if not v_run.save_dataclips then
@@ -352,9 +390,12 @@ end $$;
 -- whose step was reaped, canceled or re-claimed, changes nothing and gets status 'fenced'.
 -- In that transaction: output dataclip, attempt and step run succeeded, state patch, successors
 -- (joins, pruning), run completion and final state, events; and with p_claim_next the next ready
--- step of the same run is claimed for the same worker (the chain fast path).
+-- step of the same run is claimed for the same worker (the chain fast path: no claim round trip).
 -- If the process dies before this commits, nothing of the attempt is kept: the lease expires and
 -- the reaper counts the attempt as lost.
+-- Statements on the chain path: fence update, dataclip insert, attempt update, successor update
+-- (propagate), event insert, successor claim, attempt insert, state read; indexes used: the
+-- primary keys, step_runs (run_id, step_key), step_runs_open.
 create function {{schema}}.complete_step(
   p_step_run_id text, p_attempt integer, p_worker text,
   p_output text, p_output_id text,
@@ -365,10 +406,14 @@ create function {{schema}}.complete_step(
 language plpgsql as $$
 declare
   s record;
+  v_body jsonb := p_output::jsonb;
+  v_hash text := md5(v_body::text);
   v_prop record;
-  v_run record;
+  v_status text;
+  v_state jsonb;
+  c record;
+  v_input jsonb;
   v_next jsonb;
-  v_claim text;
 begin
   update {{schema}}.step_runs
      set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
@@ -381,19 +426,18 @@ begin
   end if;
 
   insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
-  values (p_output_id, s.run_id, s.environment_id, 'output', p_output::jsonb, md5(p_output::jsonb::text), octet_length(p_output));
+  values (p_output_id, s.run_id, s.environment_id, 'output', v_body, v_hash, octet_length(p_output));
   update {{schema}}.attempts set status = 'succeeded', finished_at = now()
    where step_run_id = p_step_run_id and number = p_attempt;
 
-  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead);
+  if p_state_set is not null or p_state_del is not null then
+    update {{schema}}.runs
+       set state = (state - coalesce(p_state_del, '{}'::text[])) || coalesce(p_state_set, '{}'::jsonb), updated_at = now()
+     where id = s.run_id
+    returning status, state into v_status, v_state;
+  end if;
 
-  update {{schema}}.runs
-     set open_steps = open_steps - 1 - v_prop.pruned,
-         state = case when p_state_set is null and p_state_del is null then state
-                      else (state - coalesce(p_state_del, '{}'::text[])) || coalesce(p_state_set, '{}'::jsonb) end,
-         updated_at = now()
-   where id = s.run_id
-  returning open_steps, status, state into v_run;
+  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash);
 
   insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
   values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
@@ -401,23 +445,42 @@ begin
     'statePatch', case when p_state_set is null and p_state_del is null then null
                        else jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del)) end));
 
-  if v_run.open_steps <= 0 and v_run.status = 'running' then
-    perform {{schema}}.finish_run(s.run_id, 'succeeded', null);
-    return jsonb_build_object('status', 'committed', 'runStatus', 'succeeded');
+  if cardinality(v_prop.ready) = 0 then
+    v_status := {{schema}}.finish_if_done(s.run_id);
+    return jsonb_build_object('status', 'committed', 'runStatus', v_status);
   end if;
 
-  if cardinality(v_prop.ready) > 0 then
-    if p_claim_next and v_run.status = 'running' then
-      select id into v_claim from {{schema}}.step_runs
-       where run_id = s.run_id and step_key = any(v_prop.ready) and status = 'ready'
-       order by id limit 1 for update skip locked;
-      select to_jsonb(c) into v_next from {{schema}}.claim_by_ids(array[v_claim], p_worker, p_lease_ms) c;
-    end if;
-    if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
-      perform pg_notify('weft_ready', s.environment_id);
+  if p_claim_next then
+    update {{schema}}.step_runs u
+       set status = 'running', attempt_count = u.attempt_count + 1, lease_owner = p_worker,
+           lease_expires_at = now() + p_lease_ms * interval '1 millisecond', started_at = coalesce(u.started_at, now())
+     where u.id = (select id from {{schema}}.step_runs
+                    where run_id = s.run_id and step_key = any(v_prop.ready) and status = 'ready'
+                    order by id limit 1 for update skip locked)
+    returning u.id, u.step_id, u.step_key, u.workflow_id, u.attempt_count, u.max_attempts, u.input_dataclip_id into c;
+    if found then
+      insert into {{schema}}.attempts (step_run_id, number, run_id, worker_id, status)
+      values (c.id, c.attempt_count, s.run_id, p_worker, 'running');
+      insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+      values (s.run_id, 'step.started', c.step_key, c.attempt_count, jsonb_build_object('worker', p_worker));
+      if c.input_dataclip_id = p_output_id then
+        v_input := v_body;
+      else
+        select body into v_input from {{schema}}.dataclips where id = c.input_dataclip_id;
+      end if;
+      if v_state is null then
+        select status, state into v_status, v_state from {{schema}}.runs where id = s.run_id;
+      end if;
+      v_next := jsonb_build_object(
+        'step_run_id', c.id, 'run_id', s.run_id, 'step_id', c.step_id, 'step_key', c.step_key,
+        'workflow_id', c.workflow_id, 'environment_id', s.environment_id, 'attempt', c.attempt_count,
+        'max_attempts', c.max_attempts, 'input', v_input, 'state', v_state);
     end if;
   end if;
-  return jsonb_build_object('status', 'committed', 'runStatus', v_run.status, 'next', v_next);
+  if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
+    perform pg_notify('weft_ready', s.environment_id);
+  end if;
+  return jsonb_build_object('status', 'committed', 'runStatus', coalesce(v_status, 'running'), 'next', v_next);
 end $$;
 
 -- Record a failed attempt (p_attempt_status 'failed'), or a lost one found by the reaper ('lost').
@@ -435,8 +498,6 @@ language plpgsql as $$
 declare
   s record;
   v_prop record;
-  v_run record;
-  v_failed_run boolean := false;
 begin
   select id, run_id, step_key, environment_id, failure_successors, successors, on_exhausted, max_attempts, attempt_count
     into s from {{schema}}.step_runs
@@ -471,17 +532,12 @@ begin
 
   if cardinality(s.failure_successors) > 0 then
     v_prop := {{schema}}.propagate(s.run_id, s.step_key, s.failure_successors,
-      array(select unnest(s.successors) except select unnest(s.failure_successors)));
-    update {{schema}}.runs set open_steps = open_steps - 1 - v_prop.pruned, updated_at = now()
-     where id = s.run_id returning open_steps, status into v_run;
-    if v_run.open_steps <= 0 and v_run.status = 'running' then
-      perform {{schema}}.finish_run(s.run_id, 'succeeded', null);
-      return jsonb_build_object('status', 'failed', 'runStatus', 'succeeded', 'runId', s.run_id);
+      array(select unnest(s.successors) except select unnest(s.failure_successors)), null, null);
+    if cardinality(v_prop.ready) = 0 then
+      return jsonb_build_object('status', 'failed', 'runStatus', {{schema}}.finish_if_done(s.run_id), 'runId', s.run_id);
     end if;
-    if cardinality(v_prop.ready) > 0 then
-      perform pg_notify('weft_ready', s.environment_id);
-    end if;
-    return jsonb_build_object('status', 'failed', 'runStatus', v_run.status, 'runId', s.run_id);
+    perform pg_notify('weft_ready', s.environment_id);
+    return jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id);
   end if;
 
   if s.on_exhausted = 'pause' then
