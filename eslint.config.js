@@ -23,10 +23,25 @@ const layer = (name, forbidden, extra = []) => ({
 });
 
 const drivers = [
-  { group: ['pg', '@electric-sql/pglite', '@electric-sql/pglite/*'], message: 'Only src/store talks to database drivers.' },
+  {
+    group: ['pg', '@electric-sql/pglite', '@electric-sql/pglite/*'],
+    message: 'Only src/store talks to database drivers.',
+  },
 ];
 const nodeIo = [
-  { group: ['node:fs', 'node:fs/*', 'node:net', 'node:http', 'node:child_process', 'fs', 'net', 'http'], message: 'src/core is pure: no IO.' },
+  {
+    group: [
+      'node:fs',
+      'node:fs/*',
+      'node:net',
+      'node:http',
+      'node:child_process',
+      'fs',
+      'net',
+      'http',
+    ],
+    message: 'src/core is pure: no IO.',
+  },
 ];
 
 export default tseslint.config(
@@ -39,12 +54,18 @@ export default tseslint.config(
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly' } } },
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly' } },
+  },
   layer('core', ['store', 'engine', 'server', 'cli'], [...drivers, ...nodeIo]),
   layer('store', ['engine', 'server', 'cli']),
   layer('engine', ['server', 'cli'], drivers),

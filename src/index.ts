@@ -9,7 +9,15 @@
  *   .step('record', { after: 'send' }, (receipt) => ({ sent: receipt.id }));
  */
 export { defineWorkflow, Workflow } from './core/workflow.js';
-export type { StepContext, StepOptions, FailureInput, RunState, EdgeOn, StepLogger, WorkflowOptions } from './core/workflow.js';
+export type {
+  StepContext,
+  StepOptions,
+  FailureInput,
+  RunState,
+  EdgeOn,
+  StepLogger,
+  WorkflowOptions,
+} from './core/workflow.js';
 export { TerminalError, WeftError } from './core/errors.js';
 export type { StepErrorInfo, WeftErrorCode } from './core/errors.js';
 export type { RetryPolicy, Duration } from './core/retry.js';
@@ -18,4 +26,10 @@ export type { EngineOptions } from './engine/engine.js';
 export type { WorkerOptions } from './engine/worker.js';
 export { createStores, openExecutor } from './store/stores.js';
 export type { Stores, StoresOptions } from './store/stores.js';
-export type { RunRecord, StepRunRecord, DataclipRecord, RunStatus, StepRunStatus } from './store/rows.js';
+export type {
+  RunRecord,
+  StepRunRecord,
+  DataclipRecord,
+  RunStatus,
+  StepRunStatus,
+} from './store/rows.js';

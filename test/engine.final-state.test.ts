@@ -30,8 +30,13 @@ describe.each(BACKENDS)('final state on %s', (backend) => {
       const steps = (await db.stores.runs.listStepRuns(engine.environmentId, done.id))!;
       const leaf = steps.find((s) => s.stepKey === 'b')!;
       expect(done.finalDataclipId).toBe(leaf.outputDataclipId);
-      expect(await dataclipKinds(done.id)).toEqual({ input: { n: 1, wiped: 0 }, output: { n: 2, wiped: 0 } });
-      expect((await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!))?.body).toEqual({ total: 50 });
+      expect(await dataclipKinds(done.id)).toEqual({
+        input: { n: 1, wiped: 0 },
+        output: { n: 2, wiped: 0 },
+      });
+      expect(
+        (await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!))?.body,
+      ).toEqual({ total: 50 });
     } finally {
       await engine.stop();
     }
@@ -45,7 +50,11 @@ describe.each(BACKENDS)('final state on %s', (backend) => {
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const done = await engine.waitForRun((await engine.trigger('many-leaves', 7)).run.id);
-      expect(await dataclipKinds(done.id)).toEqual({ final: { n: 1, wiped: 0 }, input: { n: 1, wiped: 0 }, output: { n: 3, wiped: 0 } });
+      expect(await dataclipKinds(done.id)).toEqual({
+        final: { n: 1, wiped: 0 },
+        input: { n: 1, wiped: 0 },
+        output: { n: 3, wiped: 0 },
+      });
       const final = await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!);
       expect(final).toMatchObject({ kind: 'final', body: { left: 6, right: { plus: 8 } } });
     } finally {
@@ -60,7 +69,9 @@ describe.each(BACKENDS)('final state on %s', (backend) => {
       .step('also', { after: 'read' }, (s) => s.length);
     const engine = await startTestEngine(db.stores, [wf], { saveDataclips: false });
     try {
-      const done = await engine.waitForRun((await engine.trigger('no-save', { secret: 'pin-1234' })).run.id);
+      const done = await engine.waitForRun(
+        (await engine.trigger('no-save', { secret: 'pin-1234' })).run.id,
+      );
       expect(done.status).toBe('succeeded');
       expect(done.saveDataclips).toBe(false);
       expect(await dataclipKinds(done.id)).toEqual({
@@ -68,7 +79,10 @@ describe.each(BACKENDS)('final state on %s', (backend) => {
         input: { n: 1, wiped: 1 },
         output: { n: 3, wiped: 3 },
       });
-      const bodies = await db.executor.query<{ n: number }>(`select count(*)::int as n from weft_loc_a0.dataclips where run_id = $1 and body is not null`, [done.id]);
+      const bodies = await db.executor.query<{ n: number }>(
+        `select count(*)::int as n from weft_loc_a0.dataclips where run_id = $1 and body is not null`,
+        [done.id],
+      );
       expect(bodies.rows[0]!.n).toBe(0);
       const final = await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!);
       expect(final?.body).toBeNull();

@@ -97,13 +97,22 @@ describe.each(BACKENDS)('graph execution on %s', (backend) => {
       expect(seen.sort()).toEqual(['regular']);
       const steps = await db.stores.runs.listStepRuns(engine.environmentId, run.id);
       const status = Object.fromEntries(steps!.map((s) => [s.stepKey, s.status]));
-      expect(status).toEqual({ load: 'succeeded', vip: 'pruned', vipExtra: 'pruned', regular: 'succeeded', notify: 'succeeded' });
+      expect(status).toEqual({
+        load: 'succeeded',
+        vip: 'pruned',
+        vipExtra: 'pruned',
+        regular: 'succeeded',
+        notify: 'succeeded',
+      });
       const final = await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!);
       expect(final?.body).toEqual({ regular: 'standard' });
 
       const vipRun = await engine.trigger('route', { vip: true });
       const vipDone = await engine.waitForRun(vipRun.run.id);
-      const vipFinal = await db.stores.runs.getDataclip(engine.environmentId, vipDone.finalDataclipId!);
+      const vipFinal = await db.stores.runs.getDataclip(
+        engine.environmentId,
+        vipDone.finalDataclipId!,
+      );
       expect(vipFinal?.body).toEqual({ vipExtra: 'gold+' });
     } finally {
       await engine.stop();
@@ -133,7 +142,9 @@ describe.each(BACKENDS)('graph execution on %s', (backend) => {
         throw new Error(`card ${card} declined`);
       })
       .step('ship', { after: 'charge' }, () => 'shipped')
-      .step('refund', { after: { step: 'charge', on: 'failure' } }, (failure) => ({ handled: failure.error.message }));
+      .step('refund', { after: { step: 'charge', on: 'failure' } }, (failure) => ({
+        handled: failure.error.message,
+      }));
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const { run } = await engine.trigger('recover', '4242');
@@ -164,8 +175,12 @@ describe.each(BACKENDS)('graph execution on %s', (backend) => {
       const bad = await engine.waitForRun((await engine.trigger('always', true)).run.id);
       expect(ok.status).toBe('succeeded');
       expect(bad.status).toBe('succeeded');
-      expect((await db.stores.runs.getDataclip(engine.environmentId, ok.finalDataclipId!))?.body).toEqual({ got: 'ok' });
-      const badFinal = (await db.stores.runs.getDataclip(engine.environmentId, bad.finalDataclipId!))?.body as { got: { error: { message: string } } };
+      expect(
+        (await db.stores.runs.getDataclip(engine.environmentId, ok.finalDataclipId!))?.body,
+      ).toEqual({ got: 'ok' });
+      const badFinal = (
+        await db.stores.runs.getDataclip(engine.environmentId, bad.finalDataclipId!)
+      )?.body as { got: { error: { message: string } } };
       expect(badFinal.got.error.message).toBe('asked to fail');
     } finally {
       await engine.stop();

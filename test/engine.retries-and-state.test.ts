@@ -48,14 +48,22 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
   it('fails the run after the last attempt, and a TerminalError is never retried', async () => {
     let exhaustedCalls = 0;
     let terminalCalls = 0;
-    const exhausted = defineWorkflow('exhausted').step('always-fails', { retry: { maxAttempts: 3, minDelay: 5, maxDelay: 10 } }, () => {
-      exhaustedCalls++;
-      throw new Error('still broken');
-    });
-    const terminal = defineWorkflow('terminal').step('bad-data', { retry: { maxAttempts: 5, minDelay: 5 } }, () => {
-      terminalCalls++;
-      throw new TerminalError('user 42 has no email address', { code: 'missing_email' });
-    });
+    const exhausted = defineWorkflow('exhausted').step(
+      'always-fails',
+      { retry: { maxAttempts: 3, minDelay: 5, maxDelay: 10 } },
+      () => {
+        exhaustedCalls++;
+        throw new Error('still broken');
+      },
+    );
+    const terminal = defineWorkflow('terminal').step(
+      'bad-data',
+      { retry: { maxAttempts: 5, minDelay: 5 } },
+      () => {
+        terminalCalls++;
+        throw new TerminalError('user 42 has no email address', { code: 'missing_email' });
+      },
+    );
     const engine = await startTestEngine(db.stores, [exhausted, terminal]);
     try {
       const a = await engine.waitForRun((await engine.trigger('exhausted', {})).run.id);
@@ -65,7 +73,12 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
       expect(a.error?.stepKey).toBe('always-fails');
       expect(b.status).toBe('failed');
       expect(terminalCalls).toBe(1);
-      expect(b.error?.error).toMatchObject({ name: 'TerminalError', code: 'missing_email', terminal: true, message: 'user 42 has no email address' });
+      expect(b.error?.error).toMatchObject({
+        name: 'TerminalError',
+        code: 'missing_email',
+        terminal: true,
+        message: 'user 42 has no email address',
+      });
       const [step] = (await db.stores.runs.listStepRuns(engine.environmentId, b.id))!;
       expect(step!.status).toBe('failed');
       expect(step!.attempts).toHaveLength(1);
@@ -76,26 +89,35 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
 
   it('times out an attempt, aborts ctx.signal and retries', async () => {
     const aborted: boolean[] = [];
-    const wf = defineWorkflow('slow').step('wait', { timeout: 80, retry: { maxAttempts: 2, minDelay: 5 } }, async (_i, ctx) => {
-      if (ctx.attempt === 1) {
-        await new Promise<void>((resolve) => {
-          ctx.signal.addEventListener('abort', () => {
-            aborted.push(true);
-            resolve();
+    const wf = defineWorkflow('slow').step(
+      'wait',
+      { timeout: 80, retry: { maxAttempts: 2, minDelay: 5 } },
+      async (_i, ctx) => {
+        if (ctx.attempt === 1) {
+          await new Promise<void>((resolve) => {
+            ctx.signal.addEventListener('abort', () => {
+              aborted.push(true);
+              resolve();
+            });
           });
-        });
-        return 'too late';
-      }
-      return 'fast enough';
-    });
+          return 'too late';
+        }
+        return 'fast enough';
+      },
+    );
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const done = await engine.waitForRun((await engine.trigger('slow', null)).run.id);
       expect(done.status).toBe('succeeded');
       expect(aborted).toEqual([true]);
-      expect((await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!))?.body).toBe('fast enough');
+      expect(
+        (await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!))?.body,
+      ).toBe('fast enough');
       const [step] = (await db.stores.runs.listStepRuns(engine.environmentId, done.id))!;
-      expect(step!.attempts[0]).toMatchObject({ status: 'failed', error: { code: 'step_timeout' } });
+      expect(step!.attempts[0]).toMatchObject({
+        status: 'failed',
+        error: { code: 'step_timeout' },
+      });
     } finally {
       await engine.stop();
     }
@@ -112,20 +134,24 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
         ctx.state.temp = 'remove me';
         return 'init';
       })
-      .step('mutate', { after: 'init', retry: { maxAttempts: 2, minDelay: 30 } }, async (_i, ctx) => {
-        if (ctx.attempt === 1) {
-          ctx.state.count = 999;
-          (ctx.state.tags as string[]).push('poison');
-          ctx.state.poisoned = true;
+      .step(
+        'mutate',
+        { after: 'init', retry: { maxAttempts: 2, minDelay: 30 } },
+        async (_i, ctx) => {
+          if (ctx.attempt === 1) {
+            ctx.state.count = 999;
+            (ctx.state.tags as string[]).push('poison');
+            ctx.state.poisoned = true;
+            delete ctx.state.temp;
+            releaseSibling();
+            throw new Error('fail after mutating the draft');
+          }
+          observed.retry!.push(structuredClone(ctx.state));
+          ctx.state.count = (ctx.state.count as number) + 1;
           delete ctx.state.temp;
-          releaseSibling();
-          throw new Error('fail after mutating the draft');
-        }
-        observed.retry!.push(structuredClone(ctx.state));
-        ctx.state.count = (ctx.state.count as number) + 1;
-        delete ctx.state.temp;
-        return 'mutated';
-      })
+          return 'mutated';
+        },
+      )
       .step('sibling', { after: 'init' }, async (_i, ctx) => {
         await siblingGate;
         observed.sibling!.push(structuredClone(ctx.state));
@@ -143,7 +169,10 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
       expect(observed.retry).toEqual([initial]);
       expect(observed.sibling).toEqual([initial]);
       expect(observed.last).toEqual([{ count: 2, tags: ['a'] }]);
-      const rows = await db.executor.query<{ state: unknown }>(`select state from weft_loc_a0.runs where id = $1`, [done.id]);
+      const rows = await db.executor.query<{ state: unknown }>(
+        `select state from weft_loc_a0.runs where id = $1`,
+        [done.id],
+      );
       expect(rows.rows[0]!.state).toEqual({ count: 2, tags: ['a'] });
     } finally {
       await engine.stop();
@@ -165,12 +194,20 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const done = await engine.waitForRun((await engine.trigger('race-state', null)).run.id);
-      const rows = await db.executor.query<{ state: { owner: string } }>(`select state from weft_loc_a0.runs where id = $1`, [done.id]);
+      const rows = await db.executor.query<{ state: { owner: string } }>(
+        `select state from weft_loc_a0.runs where id = $1`,
+        [done.id],
+      );
       expect(rows.rows[0]!.state.owner).toBe('second');
       const events = await db.stores.runs.listRunEvents(engine.environmentId, done.id);
       const patches = events!
-        .filter((e) => e.kind === 'step.succeeded' && (e.data as { statePatch: unknown }).statePatch)
-        .map((e) => [e.stepKey, (e.data as { statePatch: { set: { owner: string } } }).statePatch.set.owner]);
+        .filter(
+          (e) => e.kind === 'step.succeeded' && (e.data as { statePatch: unknown }).statePatch,
+        )
+        .map((e) => [
+          e.stepKey,
+          (e.data as { statePatch: { set: { owner: string } } }).statePatch.set.owner,
+        ]);
       expect(patches).toEqual([
         ['first', 'first'],
         ['second', 'second'],

@@ -37,7 +37,10 @@ export class Engine {
     this.environmentId = options.environmentId;
     this.logger = options.logger ?? createLogger();
     this.registry = new WorkflowRegistry(this.stores.control, this.environmentId);
-    this.worker = options.worker === false ? undefined : new Worker(this.stores.runs, this.registry, this.logger, options.worker ?? {});
+    this.worker =
+      options.worker === false
+        ? undefined
+        : new Worker(this.stores.runs, this.registry, this.logger, options.worker ?? {});
     this.watcher = new RunWatcher(this.stores.runs);
   }
 
@@ -53,7 +56,9 @@ export class Engine {
     return engine;
   }
 
-  async register(workflow: AnyWorkflow): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
+  async register(
+    workflow: AnyWorkflow,
+  ): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
     const result = await this.registry.register(workflow);
     this.worker?.wake();
     return result;
@@ -81,9 +86,17 @@ export class Engine {
   trigger(
     workflowId: string,
     input?: unknown,
-    options: { idempotencyKey?: string; idempotencyTtlMs?: number; trigger?: TriggerResult['run']['trigger'] } = {},
+    options: {
+      idempotencyKey?: string;
+      idempotencyTtlMs?: number;
+      trigger?: TriggerResult['run']['trigger'];
+    } = {},
   ): Promise<TriggerResult> {
-    const req: Parameters<typeof triggerRun>[1] = { environmentId: this.environmentId, workflowId, input };
+    const req: Parameters<typeof triggerRun>[1] = {
+      environmentId: this.environmentId,
+      workflowId,
+      input,
+    };
     if (options.idempotencyKey !== undefined) req.idempotencyKey = options.idempotencyKey;
     if (options.idempotencyTtlMs !== undefined) req.idempotencyTtlMs = options.idempotencyTtlMs;
     if (options.trigger !== undefined) req.trigger = options.trigger;

@@ -10,7 +10,8 @@ import { compileWorkflow, type CompiledStep, type CompiledWorkflow } from '../co
 import type { Workflow } from '../core/workflow.js';
 import type { ControlStore } from '../store/control-store.js';
 
-export type AnyWorkflow = Workflow<never, Record<string, unknown>, never> | Workflow<unknown, Record<string, unknown>>;
+export type AnyWorkflow =
+  Workflow<never, Record<string, unknown>, never> | Workflow<unknown, Record<string, unknown>>;
 
 export class WorkflowRegistry {
   private readonly current = new Map<string, CompiledWorkflow>();
@@ -22,7 +23,9 @@ export class WorkflowRegistry {
   ) {}
 
   /** Validate, compile and register (idempotent). Returns the version record. */
-  async register(workflow: AnyWorkflow): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
+  async register(
+    workflow: AnyWorkflow,
+  ): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
     const compiled = compileWorkflow(workflow as Workflow<unknown, Record<string, unknown>>);
     const result = await this.control.registerWorkflow(this.environmentId, compiled);
     this.current.set(compiled.id, compiled);
@@ -43,7 +46,11 @@ export class WorkflowRegistry {
     return this.current.get(workflowId);
   }
 
-  async resolveStep(workflowId: string, versionId: string, stepId: string): Promise<{ workflow: CompiledWorkflow; step: CompiledStep }> {
+  async resolveStep(
+    workflowId: string,
+    versionId: string,
+    stepId: string,
+  ): Promise<{ workflow: CompiledWorkflow; step: CompiledStep }> {
     const exact = this.byVersionId.get(versionId);
     if (exact) {
       const step = exact.steps.get(stepId);

@@ -29,17 +29,28 @@ export class RunWatcher {
   }
 
   /** Resolve with the run once it has ended (succeeded, failed or canceled) or paused. */
-  async waitForRun(environmentId: string, runId: string, options: { timeoutMs?: number; pollMs?: number } = {}): Promise<RunRecord> {
+  async waitForRun(
+    environmentId: string,
+    runId: string,
+    options: { timeoutMs?: number; pollMs?: number } = {},
+  ): Promise<RunRecord> {
     await this.start();
     const timeoutMs = options.timeoutMs ?? 60_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const run = await this.runs.getRun(environmentId, runId);
-      if (!run) throw new WeftError('not_found', `run ${runId} does not exist in environment ${environmentId}`);
+      if (!run)
+        throw new WeftError(
+          'not_found',
+          `run ${runId} does not exist in environment ${environmentId}`,
+        );
       if (TERMINAL_RUN_STATUSES.includes(run.status) || run.status === 'paused') return run;
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new WeftError('internal', `run ${runId} did not end within ${timeoutMs} ms (status ${run.status})`);
+        throw new WeftError(
+          'internal',
+          `run ${runId} did not end within ${timeoutMs} ms (status ${run.status})`,
+        );
       }
       await new Promise<void>((resolve) => {
         const set = this.waiters.get(runId) ?? new Set();

@@ -22,7 +22,12 @@ export function computeStatePatch(
   maxBytes: number,
 ): StatePatch {
   if (typeof draft !== 'object' || draft === null || Array.isArray(draft)) {
-    encodeJson(draft, { what: `${what} ctx.state`, root: 'ctx.state', maxBytes, code: 'invalid_output' });
+    encodeJson(draft, {
+      what: `${what} ctx.state`,
+      root: 'ctx.state',
+      maxBytes,
+      code: 'invalid_output',
+    });
     return { setText: null, delete: Object.keys(base) };
   }
   const next = draft as Record<string, unknown>;
@@ -37,6 +42,13 @@ export function computeStatePatch(
     }
   }
   const deleted = Object.keys(base).filter((key) => !(key in next) || next[key] === undefined);
-  const setText = changed ? encodeJson(set, { what: `${what} ctx.state`, root: 'ctx.state', maxBytes, code: 'invalid_output' }).text : null;
+  const setText = changed
+    ? encodeJson(set, {
+        what: `${what} ctx.state`,
+        root: 'ctx.state',
+        maxBytes,
+        code: 'invalid_output',
+      }).text
+    : null;
   return { setText, delete: deleted.length > 0 ? deleted : null };
 }

@@ -12,6 +12,10 @@ export async function ensureEnvironment(
   const environment = names.environment ?? 'dev';
   const found = await control.findEnvironmentByName(project, environment);
   if (found) return found;
-  const tenant = await control.createTenant({ organization: names.organization ?? 'default', project, environment });
+  const tenant = await control.createTenant({
+    organization: names.organization ?? 'default',
+    project,
+    environment,
+  });
   return tenant.environmentId;
 }

@@ -27,7 +27,10 @@ export interface TriggerResult {
   deduplicated: boolean;
 }
 
-export async function triggerRun(stores: { control: ControlStore; runs: RunStore }, req: TriggerRequest): Promise<TriggerResult> {
+export async function triggerRun(
+  stores: { control: ControlStore; runs: RunStore },
+  req: TriggerRequest,
+): Promise<TriggerResult> {
   const env = await stores.control.getEnvironment(req.environmentId);
   if (!env) throw new WeftError('not_found', `environment ${req.environmentId} does not exist`);
   const version = await stores.control.currentVersion(req.environmentId, req.workflowId);
@@ -48,16 +51,23 @@ export async function triggerRun(stores: { control: ControlStore; runs: RunStore
   let idempotency: { key: string; ttlMs: number } | undefined;
   if (req.idempotencyKey !== undefined) {
     if (req.idempotencyKey.length < 1 || req.idempotencyKey.length > 255) {
-      throw new WeftError('invalid_input', `idempotencyKey must be 1–255 characters; found ${req.idempotencyKey.length}.`);
+      throw new WeftError(
+        'invalid_input',
+        `idempotencyKey must be 1–255 characters; found ${req.idempotencyKey.length}.`,
+      );
     }
     const ttlMs = req.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS;
     if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_IDEMPOTENCY_TTL_MS) {
-      throw new WeftError('invalid_input', `idempotencyKeyTTL must be between 1 second and 30 days (in ms); found ${ttlMs}.`);
+      throw new WeftError(
+        'invalid_input',
+        `idempotencyKeyTTL must be between 1 second and 30 days (in ms); found ${ttlMs}.`,
+      );
     }
     idempotency = { key: req.idempotencyKey, ttlMs };
   }
   const flagged = env.flags['runs.location'];
-  const locationTag = typeof flagged === 'string' && stores.runs.locations.has(flagged) ? flagged : undefined;
+  const locationTag =
+    typeof flagged === 'string' && stores.runs.locations.has(flagged) ? flagged : undefined;
   const params: Parameters<RunStore['createRun']>[0] = {
     environmentId: req.environmentId,
     workflowId: req.workflowId,

@@ -41,7 +41,12 @@ export interface WorkerOptions {
    * Fault points for tests: called at named moments with the claim; throwing or killing the
    * process there simulates a crash at that exact point.
    */
-  faults?: Partial<Record<'beforeExecute' | 'beforeCommit' | 'afterCommit', (claim: ClaimedStep) => void | Promise<void>>>;
+  faults?: Partial<
+    Record<
+      'beforeExecute' | 'beforeCommit' | 'afterCommit',
+      (claim: ClaimedStep) => void | Promise<void>
+    >
+  >;
 }
 
 interface InFlight {
@@ -140,7 +145,13 @@ export class Worker {
         this.wakeRequested = false;
         let claimed: ClaimedStep[];
         try {
-          claimed = await this.runs.claimSteps(this.workerId, [this.registry.environmentId], workflows, free, this.leaseMs);
+          claimed = await this.runs.claimSteps(
+            this.workerId,
+            [this.registry.environmentId],
+            workflows,
+            free,
+            this.leaseMs,
+          );
           failures = 0;
         } catch (error) {
           failures++;
@@ -186,7 +197,11 @@ export class Worker {
   }
 
   private async execute({ claim, controller }: InFlight): Promise<ClaimedStep | null> {
-    const log = this.logger.child({ runId: claim.runId, step: claim.stepKey, attempt: claim.attempt });
+    const log = this.logger.child({
+      runId: claim.runId,
+      step: claim.stepKey,
+      attempt: claim.attempt,
+    });
     let resolved;
     try {
       resolved = await this.registry.resolveStep(claim.workflowId, claim.versionId, claim.stepId);
@@ -218,14 +233,20 @@ export class Worker {
     if (step.timeoutMs !== undefined) {
       const ms = step.timeoutMs;
       timeout = setTimeout(
-        () => controller.abort(new WeftError('step_timeout', `${what} timed out after ${ms} ms (its \`timeout\`).`)),
+        () =>
+          controller.abort(
+            new WeftError('step_timeout', `${what} timed out after ${ms} ms (its \`timeout\`).`),
+          ),
         ms,
       );
     }
     let output: unknown;
     try {
       await this.options.faults?.beforeExecute?.(claim);
-      output = await raceAbort(Promise.resolve().then(() => step.run(claim.input, ctx)), controller.signal);
+      output = await raceAbort(
+        Promise.resolve().then(() => step.run(claim.input, ctx)),
+        controller.signal,
+      );
     } catch (error) {
       clearTimeout(timeout);
       if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
@@ -242,31 +263,57 @@ export class Worker {
 
     let commit;
     try {
-      const encoded = encodeJson(output, { what: `${what} returned a value that`, root: 'output', maxBytes: workflow.maxPayloadBytes, code: 'invalid_output' });
+      const encoded = encodeJson(output, {
+        what: `${what} returned a value that`,
+        root: 'output',
+        maxBytes: workflow.maxPayloadBytes,
+        code: 'invalid_output',
+      });
       const patch = computeStatePatch(claim.state, ctx.state, what, workflow.maxPayloadBytes);
       const edges = resolveOutgoingEdges(workflow.id, step, { ok: true, output });
-      commit = { outputText: encoded.text, stateSet: patch.setText, stateDelete: patch.delete, live: edges.live, dead: edges.dead };
+      commit = {
+        outputText: encoded.text,
+        stateSet: patch.setText,
+        stateDelete: patch.delete,
+        live: edges.live,
+        dead: edges.dead,
+      };
     } catch (error) {
       await this.recordFailure(claim, describeError(error), null, log);
       return null;
     }
     await this.options.faults?.beforeCommit?.(claim);
     try {
-      const result = await this.runs.completeStep(claim, this.workerId, { ...commit, claimNext: this.accepting, leaseMs: this.leaseMs });
+      const result = await this.runs.completeStep(claim, this.workerId, {
+        ...commit,
+        claimNext: this.accepting,
+        leaseMs: this.leaseMs,
+      });
       if (result.status === 'fenced') {
-        log.warn({ stepRunId: claim.stepRunId }, 'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded');
+        log.warn(
+          { stepRunId: claim.stepRunId },
+          'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded',
+        );
         return null;
       }
       await this.options.faults?.afterCommit?.(claim);
       return result.next;
     } catch (error) {
       // The commit may or may not have happened; either way the fence makes a retry safe.
-      log.error({ err: error }, 'commit failed; the lease will expire and the reaper will requeue the step');
+      log.error(
+        { err: error },
+        'commit failed; the lease will expire and the reaper will requeue the step',
+      );
       return null;
     }
   }
 
-  private async recordFailure(claim: ClaimedStep, info: StepErrorInfo, retryDelayMs: number | null, log: Logger): Promise<void> {
+  private async recordFailure(
+    claim: ClaimedStep,
+    info: StepErrorInfo,
+    retryDelayMs: number | null,
+    log: Logger,
+  ): Promise<void> {
     try {
       const result = await this.runs.failStep(claim, this.workerId, info, retryDelayMs);
       if (result.status === 'fenced') {
@@ -278,7 +325,10 @@ export class Worker {
         log.warn({ err: info.message, runStatus: result.runStatus }, 'step failed');
       }
     } catch (error) {
-      log.error({ err: error }, 'recording the failure failed; the lease will expire and the reaper will handle it');
+      log.error(
+        { err: error },
+        'recording the failure failed; the lease will expire and the reaper will handle it',
+      );
     }
   }
 
@@ -300,7 +350,12 @@ export class Worker {
       for (const id of ids) {
         const entry = this.inflight.get(id);
         if (entry && !held.has(id) && !entry.controller.signal.aborted) {
-          entry.controller.abort(new WeftError('lease_lost', `attempt ${entry.claim.attempt} of step run ${id} lost its lease (reaped, canceled or the run ended)`));
+          entry.controller.abort(
+            new WeftError(
+              'lease_lost',
+              `attempt ${entry.claim.attempt} of step run ${id} lost its lease (reaped, canceled or the run ended)`,
+            ),
+          );
         }
       }
     } catch (error) {
@@ -326,7 +381,9 @@ export class Worker {
     });
     if ((await Promise.race([drained.then(() => 'done' as const), grace])) === 'timeout') {
       for (const entry of this.inflight.values()) {
-        entry.controller.abort(new WeftError('internal', `worker ${this.workerId} is shutting down`));
+        entry.controller.abort(
+          new WeftError('internal', `worker ${this.workerId} is shutting down`),
+        );
       }
       await drained;
     }

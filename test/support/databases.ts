@@ -23,7 +23,9 @@ function urlFor(database: string): string {
 }
 
 /** Create an empty PostgreSQL database; returns its URL and a function that drops it. */
-export async function createPgDatabase(label = 't'): Promise<{ url: string; drop: () => Promise<void> }> {
+export async function createPgDatabase(
+  label = 't',
+): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `weft_${label}_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl() });
   await admin.connect();
@@ -49,7 +51,10 @@ export interface TestDatabase {
   close(): Promise<void>;
 }
 
-export async function openTestDatabase(backend: Backend, options: Omit<StoresOptions, 'control'> = {}): Promise<TestDatabase> {
+export async function openTestDatabase(
+  backend: Backend,
+  options: Omit<StoresOptions, 'control'> = {},
+): Promise<TestDatabase> {
   if (backend === 'pglite') {
     const executor = await createPgliteExecutor();
     const stores = createStores({ control: executor, ...options });

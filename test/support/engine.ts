@@ -9,7 +9,11 @@ import type { Stores } from '../../src/store/stores.js';
 export async function startTestEngine(
   stores: Stores,
   workflows: readonly AnyWorkflow[],
-  options: { worker?: WorkerOptions | false; saveDataclips?: boolean; reaperIntervalMs?: number | false } = {},
+  options: {
+    worker?: WorkerOptions | false;
+    saveDataclips?: boolean;
+    reaperIntervalMs?: number | false;
+  } = {},
 ): Promise<Engine> {
   const suffix = randomBytes(4).toString('hex');
   const tenant = await stores.control.createTenant(
@@ -22,7 +26,8 @@ export async function startTestEngine(
     workflows,
     logger: silentLogger(),
     reaperIntervalMs: options.reaperIntervalMs ?? 200,
-    worker: options.worker === false ? false : { pollIntervalMs: 100, concurrency: 8, ...options.worker },
+    worker:
+      options.worker === false ? false : { pollIntervalMs: 100, concurrency: 8, ...options.worker },
   };
   return Engine.start(engineOptions);
 }
