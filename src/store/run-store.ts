@@ -126,6 +126,17 @@ function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.t, c.id])).toString('base64url');
 }
 
+/**
+ * Exactly what encodeCursor writes (created_at to the microsecond, UTC) and a date that exists:
+ * the cursor comes from the client, and a value PostgreSQL cannot cast (month 13, year 0000) or
+ * a `\u0000` in the id would otherwise fail the query instead of being an invalid cursor.
+ */
+function isCursorTime(t: string): boolean {
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(t) || t < '0001') return false;
+  const ms = Date.parse(t);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === t.slice(0, 19);
+}
+
 function decodeCursor(cursor: string): Cursor {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
@@ -134,7 +145,8 @@ function decodeCursor(cursor: string): Cursor {
       parsed.length === 2 &&
       typeof parsed[0] === 'string' &&
       typeof parsed[1] === 'string' &&
-      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(parsed[0])
+      isCursorTime(parsed[0]) &&
+      parseRunScopedId(parsed[1])?.prefix === 'run'
     ) {
       return { t: parsed[0], id: parsed[1] };
     }
