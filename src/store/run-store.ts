@@ -61,6 +61,21 @@ export interface ListRunsQuery {
   cursor?: string;
 }
 
+/** What the worker commits for a succeeded attempt. */
+export interface CommitPayload {
+  /** Output as validated JSON text. */
+  outputText: string;
+  /** JSON text of the state keys set, or null. */
+  stateSet: string | null;
+  stateDelete: string[] | null;
+  /** Successor keys reached (live) and not reached (dead) by this outcome. */
+  live: string[];
+  dead: string[];
+  /** Claim the next ready step of the same run for this worker in the same transaction. */
+  claimNext: boolean;
+  leaseMs: number;
+}
+
 export type CompleteResult =
   { status: 'fenced' } | { status: 'committed'; runStatus: RunStatus; next: ClaimedStep | null };
 
@@ -229,7 +244,8 @@ export class RunStore {
       on_exhausted: n.onExhausted,
     }));
     const key = p.idempotency?.key ?? null;
-    const rows = await loc.db.query<{ run_id: string | null }>(
+    // One round trip: the run row comes back from the statement that wrote it.
+    const rows = await loc.db.query<Row>(
       `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
          select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::integer * interval '1 millisecond'
@@ -249,7 +265,7 @@ export class RunStore {
          insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
                                 input_dataclip_id, save_dataclips, idempotency_key)
          select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9 from go
-         returning id
+         returning ${RUN_COLUMNS}
        ), steps as (
          insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, status, pending_parents,
                                      parents, successors, failure_successors, max_attempts, on_exhausted,
@@ -264,7 +280,7 @@ export class RunStore {
          insert into ${s}.run_events (run_id, kind, data)
          select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
        )
-       select (select id from run) as run_id, (select pg_notify('weft_ready', $1) from go) as notified`,
+       select run.*, (select pg_notify('weft_ready', $1) from go) as notified from run`,
       [
         p.environmentId,
         p.workflowId,
@@ -281,10 +297,8 @@ export class RunStore {
         JSON.stringify(steps),
       ],
     );
-    if (rows.rows[0]?.run_id) {
-      const run = await this.getRun(p.environmentId, runId);
-      return { run: run!, deduplicated: false };
-    }
+    const created = rows.rows[0];
+    if (created) return { run: toRun(created), deduplicated: false };
     return this.resolveIdempotentRun(loc, p);
   }
 
@@ -515,15 +529,7 @@ export class RunStore {
   async completeStep(
     claim: ClaimedStep,
     workerId: string,
-    c: {
-      outputText: string;
-      stateSet: string | null;
-      stateDelete: string[] | null;
-      live: string[];
-      dead: string[];
-      claimNext: boolean;
-      leaseMs: number;
-    },
+    c: CommitPayload,
   ): Promise<CompleteResult> {
     const loc = this.locationOf(claim.stepRunId)!;
     const outputId = mintRunScopedId('dc', loc.tag);
@@ -555,6 +561,74 @@ export class RunStore {
         ? toClaimed({ ...r.next, version_id: claim.versionId, save_dataclips: claim.saveDataclips })
         : null,
     };
+  }
+
+  /**
+   * Group commit: commit several succeeded attempts with one statement per location (one
+   * transaction, one WAL flush for all of them). Items are sorted by run id inside each batch so
+   * that concurrent batches take run-row locks in the same order. Results come back in the order
+   * of `items`. If the batch statement fails as a whole (e.g. a deadlock with a batch of another
+   * worker), the caller retries the items one by one.
+   */
+  async completeSteps(
+    items: Array<{ claim: ClaimedStep; workerId: string; commit: CommitPayload }>,
+  ): Promise<CompleteResult[]> {
+    if (items.length === 1) {
+      const only = items[0]!;
+      return [await this.completeStep(only.claim, only.workerId, only.commit)];
+    }
+    const results = new Array<CompleteResult>(items.length);
+    const byLoc = new Map<RunLocation, number[]>();
+    items.forEach((item, i) => {
+      const loc = this.locationOf(item.claim.stepRunId)!;
+      byLoc.set(loc, [...(byLoc.get(loc) ?? []), i]);
+    });
+    await Promise.all(
+      [...byLoc].map(async ([loc, indexes]) => {
+        indexes.sort((a, b) => {
+          const ra = items[a]!.claim.runId;
+          const rb = items[b]!.claim.runId;
+          return ra < rb ? -1 : ra > rb ? 1 : 0;
+        });
+        const payload = indexes.map((i) => {
+          const { claim, workerId, commit } = items[i]!;
+          return {
+            stepRunId: claim.stepRunId,
+            attempt: claim.attempt,
+            worker: workerId,
+            output: commit.outputText,
+            outputId: mintRunScopedId('dc', loc.tag),
+            stateSet: commit.stateSet === null ? null : (JSON.parse(commit.stateSet) as unknown),
+            stateDelete: commit.stateDelete,
+            live: commit.live,
+            dead: commit.dead,
+            claimNext: commit.claimNext,
+            leaseMs: commit.leaseMs,
+          };
+        });
+        const rows = await loc.db.query<{
+          r: Array<{ status: string; runStatus?: RunStatus; next?: Row | null }>;
+        }>(`select ${loc.schema}.complete_steps($1::jsonb) as r`, [JSON.stringify(payload)]);
+        rows.rows[0]!.r.forEach((r, k) => {
+          const claim = items[indexes[k]!]!.claim;
+          results[indexes[k]!] =
+            r.status === 'fenced'
+              ? { status: 'fenced' }
+              : {
+                  status: 'committed',
+                  runStatus: r.runStatus!,
+                  next: r.next
+                    ? toClaimed({
+                        ...r.next,
+                        version_id: claim.versionId,
+                        save_dataclips: claim.saveDataclips,
+                      })
+                    : null,
+                };
+        });
+      }),
+    );
+    return results;
   }
 
   /**
@@ -635,6 +709,25 @@ export class RunStore {
       }
     }
     return reaped;
+  }
+
+  /** Of the given run ids, those that have ended or paused (one query per location). */
+  async findEndedRuns(runIds: string[]): Promise<string[]> {
+    const byLoc = new Map<RunLocation, string[]>();
+    for (const id of runIds) {
+      const loc = this.locationOf(id);
+      if (loc) byLoc.set(loc, [...(byLoc.get(loc) ?? []), id]);
+    }
+    const found = await Promise.all(
+      [...byLoc].map(async ([loc, ids]) => {
+        const rows = await loc.db.query<{ id: string }>(
+          `select id from ${loc.schema}.runs where id = any($1::text[]) and status in ('succeeded', 'failed', 'canceled', 'paused')`,
+          [ids],
+        );
+        return rows.rows.map((r) => r.id);
+      }),
+    );
+    return found.flat();
   }
 
   /** Earliest `available_at` of a ready step in the future (for the worker's wake-up timer). */
