@@ -36,6 +36,19 @@ describe('defineWorkflow', () => {
     ]);
   });
 
+  it("gives a root step declared with options (retry, no after) the run's input (checked by tsc)", () => {
+    const wf = defineWorkflow<{ n: number }>('root-options')
+      .step('first', { retry: { maxAttempts: 2 } }, ({ n }) => {
+        expectTypeOf(n).toEqualTypeOf<number>();
+        return n + 1;
+      })
+      .step('second', { after: 'first', timeout: '1s' }, (value) => {
+        expectTypeOf(value).toEqualTypeOf<number>();
+        return value;
+      });
+    expect(wf.steps.map((s) => s.after.length)).toEqual([0, 1]);
+  });
+
   it('is immutable: adding a step returns a new definition', () => {
     const base = defineWorkflow('w').step('a', () => 1);
     const extended = base.step('b', { after: 'a' }, (n) => n + 1);

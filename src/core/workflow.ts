@@ -153,6 +153,12 @@ export class Workflow<
     id: K,
     run: StepFunction<TInput, O, TState>,
   ): Workflow<TInput, TSteps & { [P in K]: Awaited<O> }, TState>;
+  /** A root step with options: no `after`, so it receives the run's input. */
+  step<K extends string, O>(
+    id: K,
+    options: StepOptions<undefined> & { after?: undefined },
+    run: StepFunction<TInput, O, TState>,
+  ): Workflow<TInput, TSteps & { [P in K]: Awaited<O> }, TState>;
   step<K extends string, const A extends After<TSteps> | undefined, O>(
     id: K,
     options: StepOptions<A>,
