@@ -241,6 +241,9 @@ export class Worker {
       },
       state: draft,
     };
+    // Outside the try below: a fault here is a crash before the code starts (the attempt keeps its
+    // claim until the lease expires and is reaped as lost), not a failure of the step's code.
+    await this.options.faults?.beforeExecute?.(claim);
     let timeout: NodeJS.Timeout | undefined;
     if (step.timeoutMs !== undefined) {
       const ms = step.timeoutMs;
@@ -254,7 +257,6 @@ export class Worker {
     }
     let output: unknown;
     try {
-      await this.options.faults?.beforeExecute?.(claim);
       output = await raceAbort(
         Promise.resolve().then(() => step.run(claim.input, ctx)),
         controller.signal,
