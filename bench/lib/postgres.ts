@@ -1,0 +1,225 @@
+/**
+ * PostgreSQL plumbing shared by every system under test: one fresh database per system (dropped
+ * at the end), a probe that reads server-side costs around a measurement, and a client-side
+ * counter of the round trips and transactions every `pg` client in this process sends.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+
+export function adminUrl(): string {
+  return (
+    process.env.WEFT_BENCH_PG_URL ??
+    process.env.WEFT_TEST_PG_URL ??
+    'postgres://postgres@127.0.0.1:5432/postgres'
+  );
+}
+
+export function databaseUrl(database: string): string {
+  const url = new URL(adminUrl());
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export interface BenchDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** Create an empty database named `bench_<label>_<random>`; `drop` removes it (forcing sessions out). */
+export async function createDatabase(label: string): Promise<BenchDatabase> {
+  const name = `bench_${label.replace(/[^a-z0-9]/g, '_')}_${randomBytes(4).toString('hex')}`;
+  await withAdmin((c) => c.query(`create database ${name}`));
+  return {
+    name,
+    url: databaseUrl(name),
+    drop: () =>
+      withAdmin((c) => c.query(`drop database if exists ${name} with (force)`)).then(() => {}),
+  };
+}
+
+/**
+ * A connection of the harness itself (watchers, pollers): not counted by the wire counter, and its
+ * backend is left out of the server CPU (application_name `weft-bench-*`).
+ */
+export async function connectHarnessClient(url: string, name: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: `weft-bench-${name}` });
+  ignoredClients.add(client);
+  await client.connect();
+  return client;
+}
+
+async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({
+    connectionString: adminUrl(),
+    application_name: 'weft-bench-admin',
+  });
+  ignoredClients.add(client);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Run one statement as the admin user on the admin database (e.g. `alter database … set …`). */
+export async function adminQuery(sql: string): Promise<void> {
+  await withAdmin((c) => c.query(sql));
+}
+
+/** Server facts printed with every run (fsync and synchronous_commit decide what a commit costs). */
+export async function serverFacts(): Promise<Record<string, string>> {
+  return withAdmin(async (c) => {
+    const rows = await c.query<{
+      version: string;
+      fsync: string;
+      sync: string;
+      wal_sync: string;
+      sb: string;
+    }>(
+      `select current_setting('server_version') as version, current_setting('fsync') as fsync,
+              current_setting('synchronous_commit') as sync, current_setting('wal_sync_method') as wal_sync,
+              current_setting('shared_buffers') as sb`,
+    );
+    const r = rows.rows[0]!;
+    return {
+      version: r.version,
+      fsync: r.fsync,
+      synchronous_commit: r.sync,
+      wal_sync_method: r.wal_sync,
+      shared_buffers: r.sb,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client-side counting: every round trip a `pg` client of this process sends.
+
+const ignoredClients = new WeakSet<object>();
+const inTransaction = new WeakMap<object, boolean>();
+
+export interface WireCounts {
+  /** Statements sent (each one a network round trip; `pg` never pipelines). */
+  roundTrips: number;
+  /** Transactions ended: explicit commit/rollback, plus every statement sent outside `begin`. */
+  transactions: number;
+}
+
+const counts: WireCounts = { roundTrips: 0, transactions: 0 };
+let installed = false;
+
+/**
+ * Patch `pg.Client.prototype.query` (the one copy of `pg` that Weft, graphile-worker and DBOS all
+ * load here) to count what goes over the wire. Cost: a regex on the statement text, the same for
+ * every system.
+ */
+export function installWireCounter(): { read(): WireCounts; reset(): void } {
+  if (!installed) {
+    installed = true;
+    const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+    const original = proto.query;
+    proto.query = function (this: object, ...args: unknown[]) {
+      if (!ignoredClients.has(this)) {
+        const first = args[0];
+        const text =
+          typeof first === 'string'
+            ? first
+            : first !== null && typeof first === 'object' && 'text' in first
+              ? String((first as { text: unknown }).text)
+              : '';
+        counts.roundTrips++;
+        if (/^\s*(begin|start\s+transaction)\b/i.test(text)) {
+          inTransaction.set(this, true);
+        } else if (/^\s*(commit|end|rollback|abort)\b/i.test(text)) {
+          inTransaction.set(this, false);
+          counts.transactions++;
+        } else if (!inTransaction.get(this)) {
+          counts.transactions++;
+        }
+      }
+      return original.apply(this, args);
+    };
+  }
+  return {
+    read: () => ({ ...counts }),
+    reset: () => {
+      counts.roundTrips = 0;
+      counts.transactions = 0;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-side probe: CPU of the backends serving one database, and transaction ids assigned.
+
+export interface ServerSnapshot {
+  /** On-CPU nanoseconds per backend pid of the database (from /proc/<pid>/schedstat). */
+  cpuNs: Map<number, number>;
+  /** Next transaction id to be assigned, cluster-wide. */
+  nextXid: bigint;
+}
+
+export class ServerProbe {
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly database: string,
+  ) {}
+
+  static async open(database: string): Promise<ServerProbe> {
+    const client = new pg.Client({
+      connectionString: adminUrl(),
+      application_name: 'weft-bench-probe',
+    });
+    ignoredClients.add(client);
+    await client.connect();
+    return new ServerProbe(client, database);
+  }
+
+  /**
+   * Neither query takes a transaction id (pg_current_snapshot does not assign one), so the xid
+   * delta between two snapshots counts the write transactions of everything on the server in
+   * between: the system under test, plus anything else that ran on this PostgreSQL meanwhile.
+   */
+  async snapshot(): Promise<ServerSnapshot> {
+    const rows = await this.client.query<{ pids: number[] | null; xid: string }>(
+      `select (select array_agg(pid) from pg_stat_activity where datname = $1 and application_name not like 'weft-bench-%') as pids,
+              pg_snapshot_xmax(pg_current_snapshot())::text as xid`,
+      [this.database],
+    );
+    const row = rows.rows[0]!;
+    const cpuNs = new Map<number, number>();
+    await Promise.all(
+      (row.pids ?? []).map(async (pid) => {
+        const ns = await readSchedCpuNs(pid);
+        if (ns !== undefined) cpuNs.set(pid, ns);
+      }),
+    );
+    return { cpuNs, nextXid: BigInt(row.xid) };
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => {});
+  }
+}
+
+/**
+ * Backend CPU consumed between two snapshots (a backend born in between counts from zero), or
+ * undefined when no backend could be read (the server is not on this machine).
+ */
+export function serverCpuMs(before: ServerSnapshot, after: ServerSnapshot): number | undefined {
+  if (after.cpuNs.size === 0) return undefined;
+  let ns = 0;
+  for (const [pid, end] of after.cpuNs) ns += end - (before.cpuNs.get(pid) ?? 0);
+  return ns / 1e6;
+}
+
+async function readSchedCpuNs(pid: number): Promise<number | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/schedstat`, 'utf8');
+    return Number(text.split(' ')[0]);
+  } catch {
+    return undefined; // not on this machine's /proc (remote server) or the backend exited
+  }
+}

@@ -1,0 +1,39 @@
+/** Messages between the runner (bench/run.ts) and one benchmark process (bench/host.ts). */
+import type { BenchName, Sizes, Variant } from '../systems/system.js';
+
+export interface HostArgs {
+  target: string;
+  sizes: Sizes;
+  diagnose: boolean;
+}
+
+export type ToHost =
+  | { type: 'measure'; bench: BenchName; variant: Variant; runs: number; stepsPerRun: number }
+  | { type: 'close' };
+
+/** One timed repetition and what it cost. Counts cover the timed region only. */
+export interface Sample {
+  wallMs: number;
+  steps: number;
+  /** CPU time of the benchmark process (the system's client side; on PGlite also the database). */
+  clientCpuMs: number;
+  /** CPU time of the PostgreSQL backends serving the system's database (local server only). */
+  serverCpuMs?: number;
+  /** Statements the process's `pg` clients sent (PostgreSQL only). */
+  wireRoundTrips?: number;
+  /** Transactions those statements formed (a statement outside `begin` is one). */
+  wireTransactions?: number;
+  /** Statements and transactions Weft asked of its executor (both backends). */
+  executorRoundTrips?: number;
+  executorTransactions?: number;
+  /** Transaction ids assigned on the whole server: write transactions (others' activity adds). */
+  writeTransactions?: number;
+  /** The machine's 1-minute load average when the repetition ended (how shared the machine was). */
+  load1: number;
+}
+
+export type FromHost =
+  | { type: 'ready'; database: string | null; settings: Record<string, number | string | boolean> }
+  | { type: 'sample'; sample: Sample }
+  | { type: 'error'; message: string }
+  | { type: 'closed'; diagnostics?: Record<string, unknown> };

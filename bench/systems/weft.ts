@@ -1,0 +1,319 @@
+/**
+ * Weft under test, on PostgreSQL or PGlite: one engine in this process (worker + triggers), the
+ * public SDK only (`defineWorkflow`, `Engine`, `createStores`, `openExecutor`).
+ *
+ * Run end is learned from the `weft_run_finished` NOTIFY that finish_run sends in the run's
+ * final transaction, so the timer stops when the end is committed and visible, with no query of
+ * its own. `engine.waitForRun` would do the same plus one `getRun` per run before and after the
+ * notification: harmless for one chain, but 2,000 extra queries on the worker's pool in a
+ * 1,000-run fan-out. Every run is checked with `getRun` after the timer stops.
+ */
+import type { Executor, Queryable } from '../../src/store/executor.js';
+import {
+  createStores,
+  defineWorkflow,
+  Engine,
+  openExecutor,
+  type Stores,
+} from '../../src/index.js';
+import type { AnyWorkflow } from '../../src/engine/registry.js';
+import { silentLogger } from '../../src/engine/logger.js';
+import { ensureEnvironment } from '../../src/engine/tenant.js';
+import type { Workflow } from '../../src/core/workflow.js';
+import {
+  adminQuery,
+  connectHarnessClient,
+  createDatabase,
+  type BenchDatabase,
+} from '../lib/postgres.js';
+import { sig } from '../lib/stats.js';
+import type {
+  Backend,
+  BenchName,
+  Diagnostics,
+  Session,
+  Sizes,
+  SystemTarget,
+  Timed,
+  Variant,
+} from './system.js';
+
+const WORKER_DEFAULTS = { pollIntervalMs: 1000, leaseMs: 30_000 } as const;
+/** Weft's default worker concurrency; the chain (one run) does not depend on it. */
+const CHAIN_CONCURRENCY = 10;
+const POOL_SIZE = 10;
+
+export function weftTarget(backend: Backend): SystemTarget {
+  return {
+    id: backend === 'postgres' ? 'weft-pg' : 'weft-pglite',
+    system: 'weft',
+    backend,
+    variants(bench: BenchName, options: { concurrency: number[] }): Variant[] {
+      if (bench === 'chain')
+        return [{ name: `c${CHAIN_CONCURRENCY}`, settings: { concurrency: CHAIN_CONCURRENCY } }];
+      return options.concurrency.map((c) => ({ name: `c${c}`, settings: { concurrency: c } }));
+    },
+    open: (sizes, options) => openWeft(backend, sizes, options.diagnose),
+  };
+}
+
+/** A no-op chain of `n` steps, built in a loop: s0 → s1 → … → s(n-1). */
+function chainWorkflow(id: string, n: number): AnyWorkflow {
+  let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow(id).step('s0', () => null);
+  for (let i = 1; i < n; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+  return wf;
+}
+
+async function openWeft(backend: Backend, sizes: Sizes, diagnose: boolean): Promise<Session> {
+  let db: BenchDatabase | undefined;
+  let raw: Executor;
+  if (backend === 'postgres') {
+    db = await createDatabase('weft');
+    // Per-function call counts and times (pg_stat_user_functions); costs a clock read per call.
+    if (diagnose) await adminQuery(`alter database ${db.name} set track_functions = 'pl'`);
+    raw = await openExecutor(db.url, { poolSize: POOL_SIZE, applicationName: 'weft' });
+  } else {
+    raw = await openExecutor('pglite:memory');
+  }
+  const counted = countingExecutor(raw);
+  const stores = createStores({ control: counted.executor });
+  await stores.migrate();
+  const environmentId = await ensureEnvironment(stores.control);
+  const chainId = `chain-${sizes.chainSteps}`;
+  const fanoutId = `fanout-${sizes.fanoutSteps}`;
+  const workflows = [
+    chainWorkflow(chainId, sizes.chainSteps),
+    chainWorkflow(fanoutId, sizes.fanoutSteps),
+  ];
+  const tracker = await FinishTracker.start(stores, environmentId);
+
+  let engine: Engine | undefined;
+  let concurrency = -1;
+  /** Every step run in this session, warm-ups included (what the diagnostics divide by). */
+  let stepsDone = 0;
+  const ensureEngine = async (wanted: number): Promise<Engine> => {
+    if (engine && concurrency === wanted) return engine;
+    await engine?.stop();
+    engine = await Engine.start({
+      stores,
+      environmentId,
+      workflows,
+      worker: { concurrency: wanted, ...WORKER_DEFAULTS },
+      logger: silentLogger(),
+    });
+    concurrency = wanted;
+    return engine;
+  };
+
+  const runAll = async (workflowId: string, runs: number, steps: number): Promise<Timed> => {
+    const e = engine!;
+    const t0 = performance.now();
+    const triggered = await Promise.all(
+      Array.from({ length: runs }, () => e.trigger(workflowId, null)),
+    );
+    const ids = triggered.map((t) => t.run.id);
+    await tracker.waitFor(ids);
+    const wallMs = performance.now() - t0;
+    stepsDone += steps;
+    return { wallMs, steps, verify: () => verifySucceeded(stores, environmentId, ids) };
+  };
+
+  return {
+    database: db?.name,
+    settings: {
+      poolSize: backend === 'postgres' ? POOL_SIZE : 1,
+      saveDataclips: true,
+      ...WORKER_DEFAULTS,
+    },
+    executorCounts: () => ({ ...counted.counts }),
+    async configure(_bench, variant) {
+      await ensureEngine(Number(variant.settings.concurrency));
+    },
+    async chain(steps) {
+      if (steps !== sizes.chainSteps)
+        throw new Error(`weft: chain of ${steps} steps requested, ${sizes.chainSteps} registered`);
+      return runAll(chainId, 1, steps);
+    },
+    async fanout(runs, stepsPerRun) {
+      if (stepsPerRun !== sizes.fanoutSteps)
+        throw new Error(
+          `weft: fan-out of ${stepsPerRun}-step runs requested, ${sizes.fanoutSteps} registered`,
+        );
+      return runAll(fanoutId, runs, runs * stepsPerRun);
+    },
+    async close() {
+      await engine?.stop();
+      await tracker.close();
+      await stores.close();
+      let diagnostics: Diagnostics | undefined;
+      if (db && diagnose) {
+        // Backends flush their statistics when they exit; give the pool's a moment.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        diagnostics = await readServerStats(db.url, stepsDone);
+      }
+      await db?.drop();
+      return diagnostics;
+    },
+  };
+}
+
+/**
+ * Where the server's time and writes go, per step, over the whole session: each PL/pgSQL
+ * function's calls and self time (time in its own statements, not in functions it calls), and
+ * the rows each table gained, changed (HOT or not) and lost.
+ */
+async function readServerStats(url: string, steps: number): Promise<Diagnostics> {
+  const client = await connectHarnessClient(url, 'stats');
+  try {
+    const fns = await client.query<{ name: string; calls: string; total: number; self: number }>(
+      `select schemaname || '.' || funcname as name, calls::text, total_time as total, self_time as self
+         from pg_stat_user_functions order by self_time desc`,
+    );
+    const tables = await client.query<{
+      name: string;
+      ins: string;
+      upd: string;
+      hot: string;
+      del: string;
+    }>(
+      `select schemaname || '.' || relname as name, n_tup_ins::text as ins, n_tup_upd::text as upd,
+              n_tup_hot_upd::text as hot, n_tup_del::text as del
+         from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0 order by n_tup_ins + n_tup_upd desc`,
+    );
+    const per = (n: number) => sig(n / steps, 3);
+    return {
+      steps,
+      functions: fns.rows.map((f) => ({
+        name: f.name,
+        callsPerStep: per(Number(f.calls)),
+        selfMsPerStep: per(f.self),
+        totalMsPerStep: per(f.total),
+      })),
+      tables: tables.rows.map((t) => ({
+        name: t.name,
+        insertsPerStep: per(Number(t.ins)),
+        updatesPerStep: per(Number(t.upd)),
+        hotUpdatesPerStep: per(Number(t.hot)),
+        deletesPerStep: per(Number(t.del)),
+      })),
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+async function verifySucceeded(
+  stores: Stores,
+  environmentId: string,
+  ids: string[],
+): Promise<void> {
+  const runs = await Promise.all(ids.map((id) => stores.runs.getRun(environmentId, id)));
+  const bad = runs.filter((r) => r?.status !== 'succeeded');
+  if (bad.length > 0) {
+    throw new Error(
+      `weft: ${bad.length} of ${ids.length} runs did not succeed (first: ${bad[0]?.id ?? 'missing'} ${bad[0]?.status ?? ''})`,
+    );
+  }
+}
+
+/**
+ * Collects `weft_run_finished` notifications (payload: the run id). `waitFor` resolves once every
+ * id has been announced; if announcements stall for 2 s (a LISTEN connection dropped) it asks
+ * for the missing runs directly, so a lost NOTIFY costs time, never a hang.
+ */
+class FinishTracker {
+  private readonly finished = new Set<string>();
+  private wake: (() => void) | undefined;
+
+  private constructor(
+    private readonly stores: Stores,
+    private readonly environmentId: string,
+    private readonly unlisten: () => Promise<void>,
+  ) {}
+
+  static async start(stores: Stores, environmentId: string): Promise<FinishTracker> {
+    const early: { tracker?: FinishTracker; pending: string[] } = { pending: [] };
+    const unlisten = await stores.runOpsDb.listen('weft_run_finished', (runId) => {
+      if (early.tracker) early.tracker.announce(runId);
+      else early.pending.push(runId);
+    });
+    const tracker = new FinishTracker(stores, environmentId, unlisten);
+    early.tracker = tracker;
+    for (const id of early.pending) tracker.announce(id);
+    return tracker;
+  }
+
+  private announce(runId: string): void {
+    this.finished.add(runId);
+    this.wake?.();
+  }
+
+  async waitFor(ids: readonly string[], timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let missing = ids.filter((id) => !this.finished.has(id));
+    while (missing.length > 0) {
+      const before = missing.length;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 2000);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+      missing = missing.filter((id) => !this.finished.has(id));
+      if (missing.length === before) {
+        if (Date.now() > deadline)
+          throw new Error(`weft: ${missing.length} runs did not finish within ${timeoutMs} ms`);
+        const runs = await Promise.all(
+          missing.map((id) => this.stores.runs.getRun(this.environmentId, id)),
+        );
+        missing = missing.filter((_, i) => runs[i]?.finishedAt == null);
+      }
+    }
+    for (const id of ids) this.finished.delete(id);
+  }
+
+  async close(): Promise<void> {
+    await this.unlisten();
+  }
+}
+
+/** Counts what Weft asks of its executor: statements, and transactions (a statement outside one is its own). */
+function countingExecutor(inner: Executor): {
+  executor: Executor;
+  counts: { roundTrips: number; transactions: number };
+} {
+  const counts = { roundTrips: 0, transactions: 0 };
+  const wrapTx = (tx: Queryable): Queryable => ({
+    query: (sql, params) => {
+      counts.roundTrips++;
+      return tx.query(sql, params);
+    },
+    exec: (sql) => {
+      counts.roundTrips++;
+      return tx.exec(sql);
+    },
+  });
+  const executor: Executor = {
+    kind: inner.kind,
+    query: (sql, params) => {
+      counts.roundTrips++;
+      counts.transactions++;
+      return inner.query(sql, params);
+    },
+    exec: (sql) => {
+      counts.roundTrips++;
+      counts.transactions++;
+      return inner.exec(sql);
+    },
+    transaction: (fn) => {
+      counts.roundTrips += 2; // begin, commit
+      counts.transactions++;
+      return inner.transaction((tx) => fn(wrapTx(tx)));
+    },
+    listen: (channel, onNotify) => inner.listen(channel, onNotify),
+    close: () => inner.close(),
+  };
+  return { executor, counts };
+}
