@@ -1,0 +1,258 @@
+/**
+ * `weft trigger` and `weft runs`: clients of the HTTP API, so they work the same against
+ * `weft dev` and a deployed server. Tables for people, `--json` for scripts (the API's own
+ * shapes, unchanged).
+ */
+import { readFileSync } from 'node:fs';
+import { parseDuration } from '../core/retry.js';
+import { ApiClient, resolveConnection } from './api-client.js';
+import { resolveDataDir } from './local-state.js';
+import { CliError, formatDuration, formatTable, formatTime, printJson } from './output.js';
+
+export interface ClientOptions {
+  url?: string;
+  apiKey?: string;
+  dataDir?: string;
+  json?: boolean;
+}
+
+/** The fields of the API's run the CLI shows (the API has more; `--json` prints them all). */
+interface ApiRun {
+  id: string;
+  workflowId: string;
+  status: string;
+  trigger?: { kind: string; ref: string | null };
+  idempotencyKey?: string | null;
+  finalDataclipId?: string | null;
+  error?: { stepKey?: string; error?: { name?: string; message?: string } } | null;
+  createdAt: string;
+  startedAt?: string | null;
+  finishedAt?: string | null;
+  deduplicated?: boolean;
+}
+
+interface ApiStepRun {
+  stepKey: string;
+  status: string;
+  attemptCount: number;
+  maxAttempts: number;
+  outputDataclipId: string | null;
+  reusedFrom?: string | null;
+  error: { name?: string; message?: string } | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+interface ApiDataclip {
+  id: string;
+  body: unknown;
+  wipedAt: string | null;
+}
+
+const FINISHED = new Set(['succeeded', 'failed', 'canceled', 'paused']);
+
+function client(options: ClientOptions): ApiClient {
+  return new ApiClient(resolveConnection({ ...options, dataDir: resolveDataDir(options.dataDir) }));
+}
+
+export interface TriggerOptions extends ClientOptions {
+  input?: string;
+  inputFile?: string;
+  idempotencyKey?: string;
+  wait?: boolean;
+  timeout: string;
+}
+
+export async function runTrigger(workflowId: string, options: TriggerOptions): Promise<void> {
+  const input = readInput(options);
+  const api = client(options);
+  const body: { input?: unknown; idempotencyKey?: string } = {};
+  if (input !== undefined) body.input = input;
+  if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
+  const { status, body: run } = await api.post<ApiRun>(
+    `/workflows/${encodeURIComponent(workflowId)}/runs`,
+    body,
+  );
+  const deduplicated = status === 200 || run.deduplicated === true;
+  if (!options.wait) {
+    if (options.json) printJson(run);
+    else {
+      process.stdout.write(
+        deduplicated
+          ? `Run ${run.id} already exists for idempotency key "${options.idempotencyKey}" (status ${run.status}); no new run started.\n`
+          : `Started run ${run.id} of ${run.workflowId} (status ${run.status}).\n`,
+      );
+      process.stdout.write(`Follow it with: weft runs show ${run.id}\n`);
+    }
+    return;
+  }
+  const timeoutMs = parseDuration(options.timeout as `${number}s`, '--timeout');
+  if (!options.json)
+    process.stdout.write(
+      `${deduplicated ? 'Existing' : 'Started'} run ${run.id} of ${run.workflowId}; waiting for it to finish…\n`,
+    );
+  const done = await waitForRun(api, run.id, timeoutMs);
+  const output = done.finalDataclipId
+    ? await api.get<ApiDataclip>(`/dataclips/${encodeURIComponent(done.finalDataclipId)}`)
+    : undefined;
+  if (options.json) printJson({ ...done, output: output?.body ?? null });
+  else {
+    process.stdout.write(
+      `Run ${done.id} ${done.status} in ${formatDuration(done.createdAt, done.finishedAt)}.\n`,
+    );
+    if (output) process.stdout.write(`Output:\n${indent(JSON.stringify(output.body, null, 2))}\n`);
+    if (done.error) process.stdout.write(`Error: ${describeRunError(done.error)}\n`);
+  }
+  if (done.status !== 'succeeded') process.exitCode = 1;
+}
+
+function readInput(options: TriggerOptions): unknown {
+  if (options.input !== undefined && options.inputFile !== undefined)
+    throw new CliError('pass --input or --input-file, not both.');
+  let text: string;
+  let from: string;
+  if (options.input !== undefined) {
+    text = options.input;
+    from = '--input';
+  } else if (options.inputFile !== undefined) {
+    from = `--input-file ${options.inputFile}`;
+    try {
+      text = readFileSync(options.inputFile === '-' ? 0 : options.inputFile, 'utf8');
+    } catch (error) {
+      throw new CliError(
+        `${from}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
+      );
+    }
+  } else return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CliError(
+      `${from} is not valid JSON (${(error as Error).message}). Quote it for your shell, e.g. --input '{"name":"Ada"}'.`,
+    );
+  }
+}
+
+async function waitForRun(api: ApiClient, runId: string, timeoutMs: number): Promise<ApiRun> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 100;
+  for (;;) {
+    const run = await api.get<ApiRun>(`/runs/${encodeURIComponent(runId)}`);
+    if (FINISHED.has(run.status)) return run;
+    if (Date.now() + delay > deadline) {
+      throw new CliError(
+        `run ${runId} is still ${run.status} after ${timeoutMs} ms; it goes on in the background. Check it later with: weft runs show ${runId}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(1000, delay * 1.5);
+  }
+}
+
+export interface ListOptions extends ClientOptions {
+  workflow?: string;
+  status?: string[];
+  limit?: string;
+  cursor?: string;
+}
+
+export async function runRunsList(options: ListOptions): Promise<void> {
+  const api = client(options);
+  const query = new URLSearchParams();
+  if (options.workflow) query.set('workflowId', options.workflow);
+  for (const s of options.status ?? []) query.append('status', s);
+  if (options.limit) query.set('limit', options.limit);
+  if (options.cursor) query.set('cursor', options.cursor);
+  const qs = query.toString();
+  const page = await api.get<{ data: ApiRun[]; nextCursor: string | null }>(
+    `/runs${qs ? `?${qs}` : ''}`,
+  );
+  if (options.json) {
+    printJson(page);
+    return;
+  }
+  if (page.data.length === 0) {
+    process.stdout.write("No runs match. Start one with: weft trigger <workflow> --input '{…}'\n");
+    return;
+  }
+  const rows = page.data.map((r) => [
+    r.id,
+    r.workflowId,
+    r.status,
+    r.trigger?.kind,
+    formatTime(r.createdAt),
+    formatDuration(r.startedAt ?? r.createdAt, r.finishedAt),
+  ]);
+  process.stdout.write(
+    `${formatTable(['run', 'workflow', 'status', 'trigger', 'created (UTC)', 'took'], rows)}\n`,
+  );
+  if (page.nextCursor)
+    process.stdout.write(
+      `\nMore runs: weft runs list --cursor ${page.nextCursor}${options.limit ? ` --limit ${options.limit}` : ''}\n`,
+    );
+}
+
+export async function runRunsShow(runId: string, options: ClientOptions): Promise<void> {
+  const api = client(options);
+  const id = encodeURIComponent(runId);
+  const [run, stepsBody] = await Promise.all([
+    api.get<ApiRun>(`/runs/${id}`),
+    api.get<ApiStepRun[] | { data: ApiStepRun[] }>(`/runs/${id}/steps`),
+  ]);
+  const steps = Array.isArray(stepsBody) ? stepsBody : stepsBody.data;
+  const output = run.finalDataclipId
+    ? await api.get<ApiDataclip>(`/dataclips/${encodeURIComponent(run.finalDataclipId)}`)
+    : undefined;
+  if (options.json) {
+    printJson({ run, steps, output: output ? output.body : null });
+    return;
+  }
+  const lines = [
+    `Run       ${run.id}`,
+    `Workflow  ${run.workflowId}`,
+    `Status    ${run.status}`,
+    `Trigger   ${run.trigger?.kind ?? '-'}${run.idempotencyKey ? ` (idempotency key "${run.idempotencyKey}")` : ''}`,
+    `Created   ${formatTime(run.createdAt)} UTC`,
+    `Finished  ${formatTime(run.finishedAt)}${run.finishedAt ? ` UTC (took ${formatDuration(run.startedAt ?? run.createdAt, run.finishedAt)})` : ''}`,
+  ];
+  if (run.error) lines.push(`Error     ${describeRunError(run.error)}`);
+  lines.push(
+    '',
+    formatTable(
+      ['step', 'status', 'attempts', 'took', 'error'],
+      steps.map((s) => [
+        s.stepKey,
+        s.reusedFrom ? `${s.status} (reused)` : s.status,
+        `${s.attemptCount}/${s.maxAttempts}`,
+        formatDuration(s.startedAt, s.finishedAt),
+        s.error ? oneLine(`${s.error.name ?? 'Error'}: ${s.error.message ?? ''}`) : null,
+      ]),
+    ),
+  );
+  if (output) {
+    lines.push(
+      '',
+      output.wipedAt
+        ? 'Output    (not stored: dataclips are off for this project)'
+        : `Output\n${indent(JSON.stringify(output.body, null, 2))}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function describeRunError(error: NonNullable<ApiRun['error']>): string {
+  const e = error.error;
+  return `${error.stepKey ? `step ${error.stepKey}: ` : ''}${e ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : JSON.stringify(error)}`;
+}
+
+function oneLine(text: string, max = 80): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+}

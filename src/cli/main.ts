@@ -1,0 +1,223 @@
+/**
+ * The `weft` command. `bin/weft.js` calls `runCli` from the compiled copy of this file; the
+ * tests run this file through tsx. Each command lives in its own module; this one only declares
+ * the options and turns errors into a message and an exit status.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { WeftError } from '../core/errors.js';
+import type { runRunsList, runRunsShow, runTrigger } from './api-commands.js';
+import type { runKeysCreate, runKeysList, runKeysRevoke, runMigrate } from './db-commands.js';
+import type { runDev } from './dev-command.js';
+import { DEFAULT_DATA_DIR } from './local-state.js';
+import { CliError } from './output.js';
+import type { runWorker } from './worker-command.js';
+
+// Commands are imported when they run: `weft runs list` should not load PGlite, pg and the server.
+const api = () => import('./api-commands.js');
+const db = () => import('./db-commands.js');
+const DEFAULT_DEV_PORT = 3700;
+
+const collect = (value: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  value,
+];
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('weft')
+    .description('Weft: durable workflows for TypeScript. `weft dev` starts everything locally.')
+    .version(version(), '-v, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false });
+
+  const dataDirOption = () =>
+    new Option(
+      '--data-dir <dir>',
+      `folder of weft dev: database in <dir>/db, key in <dir>/dev.json (env WEFT_DATA_DIR)`,
+    ).default(undefined, DEFAULT_DATA_DIR);
+  const workflowsOption = () =>
+    new Option(
+      '--workflows <path>',
+      'a workflow module, a folder of modules, or a glob (repeatable); default: weft.config.ts, else the bundled examples',
+    ).argParser(collect);
+  const configOption = () =>
+    new Option(
+      '--config <file>',
+      'config file exporting { workflows: [...] } (default: ./weft.config.ts when present)',
+    );
+  const logOptions = (cmd: Command, format: string) =>
+    cmd
+      .addOption(new Option('--log-format <format>', `pretty or json (default ${format})`))
+      .addOption(
+        new Option(
+          '--log-level <level>',
+          'trace, debug, info, warn or error (env WEFT_LOG_LEVEL; default info)',
+        ),
+      );
+
+  logOptions(
+    program
+      .command('dev')
+      .description(
+        'Run Weft locally: embedded database, API server, worker and your workflows, reloaded on change',
+      )
+      .option(
+        '-p, --port <port>',
+        `port of the API server (env WEFT_PORT; default ${DEFAULT_DEV_PORT}; 0 = any free port)`,
+      )
+      .option('--host <host>', 'interface to listen on', '127.0.0.1')
+      .addOption(dataDirOption())
+      .addOption(workflowsOption())
+      .addOption(configOption())
+      .option('--no-watch', 'do not reload the workflows when their files change')
+      .option('--concurrency <n>', 'steps executed at once', '10'),
+    'pretty',
+  ).action(async (options: Parameters<typeof runDev>[0]) =>
+    (await import('./dev-command.js')).runDev(options),
+  );
+
+  logOptions(
+    program
+      .command('worker')
+      .description(
+        'Run a worker against PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); SIGTERM drains it',
+      )
+      .option('--database-url <url>', 'overrides DATABASE_URL')
+      .option('--project <name>', 'project of the environment to work for', 'default')
+      .option('--environment <name>', 'environment to work for', 'dev')
+      .addOption(workflowsOption())
+      .addOption(configOption())
+      .option('--concurrency <n>', 'steps executed at once', '10')
+      .option(
+        '--drain-timeout <duration>',
+        'on SIGTERM, how long running steps may finish before they are aborted and requeued',
+        '30s',
+      ),
+    'json',
+  ).action(async (options: Parameters<typeof runWorker>[0]) =>
+    (await import('./worker-command.js')).runWorker(options),
+  );
+
+  program
+    .command('migrate')
+    .description(
+      'Apply the database migrations to DATABASE_URL (and RUN_OPS_DATABASE_URL when set)',
+    )
+    .option('--database-url <url>', 'overrides DATABASE_URL')
+    .option('--json', 'machine-readable output')
+    .action(async (options: Parameters<typeof runMigrate>[0]) => (await db()).runMigrate(options));
+
+  const clientOptions = (cmd: Command) =>
+    cmd
+      .option('--url <url>', 'API base URL (env WEFT_URL; default: the running weft dev)')
+      .option('--api-key <key>', 'API key (env WEFT_API_KEY; default: the key of weft dev)')
+      .addOption(dataDirOption())
+      .option('--json', 'machine-readable output');
+
+  clientOptions(
+    program
+      .command('trigger')
+      .description('Start a run of a workflow')
+      .argument('<workflow>', 'workflow id')
+      .option('-i, --input <json>', 'the run input, as JSON')
+      .option('--input-file <file>', 'read the input JSON from a file (- for stdin)')
+      .option(
+        '--idempotency-key <key>',
+        'start at most one run for this key (the existing run is returned)',
+      )
+      .option('-w, --wait', 'wait until the run finishes and print its output')
+      .option('--timeout <duration>', 'with --wait: how long to wait', '5m'),
+  ).action(async (workflow: string, options: Parameters<typeof runTrigger>[1]) =>
+    (await api()).runTrigger(workflow, options),
+  );
+
+  const runs = program.command('runs').description('Inspect runs');
+  clientOptions(
+    runs
+      .command('list')
+      .description('List runs, newest first')
+      .option('--workflow <id>', 'only runs of this workflow')
+      .addOption(
+        new Option('--status <status>', 'only runs with this status (repeatable)').argParser(
+          collect,
+        ),
+      )
+      .option('--limit <n>', 'runs per page (≤ 100)')
+      .option('--cursor <cursor>', 'the page after this cursor (printed under a full page)'),
+  ).action(async (options: Parameters<typeof runRunsList>[0]) =>
+    (await api()).runRunsList(options),
+  );
+  clientOptions(
+    runs
+      .command('show')
+      .description('Show a run: status, steps, attempts, output')
+      .argument('<runId>'),
+  ).action(async (runId: string, options: Parameters<typeof runRunsShow>[1]) =>
+    (await api()).runRunsShow(runId, options),
+  );
+
+  const keys = program
+    .command('keys')
+    .description(
+      'Manage API keys (directly in the database: DATABASE_URL, else the weft dev folder)',
+    );
+  const keyOptions = (cmd: Command) =>
+    cmd
+      .option('--database-url <url>', 'overrides DATABASE_URL')
+      .addOption(dataDirOption())
+      .option('--project <name>', 'project', 'default')
+      .option('--environment <name>', 'environment', 'dev')
+      .option('--json', 'machine-readable output');
+  keyOptions(
+    keys
+      .command('create')
+      .description('Create an API key (shown once)')
+      .option('--label <label>', 'a note on what the key is for'),
+  ).action(async (options: Parameters<typeof runKeysCreate>[0]) =>
+    (await db()).runKeysCreate(options),
+  );
+  keyOptions(keys.command('revoke').description('Revoke an API key').argument('<keyId>')).action(
+    async (keyId: string, options: Parameters<typeof runKeysRevoke>[1]) =>
+      (await db()).runKeysRevoke(keyId, options),
+  );
+  keyOptions(
+    keys.command('list').description('List the API keys of an environment (prefixes only)'),
+  ).action(async (options: Parameters<typeof runKeysList>[0]) => (await db()).runKeysList(options));
+  return program;
+}
+
+/** Run the CLI with `argv` (as in process.argv). Sets process.exitCode on failure. */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (error) {
+    process.stderr.write(`weft: ${formatError(error)}\n`);
+    process.exitCode = error instanceof CliError ? error.exitCode : 1;
+  }
+}
+
+function formatError(error: unknown): string {
+  if (error instanceof CliError) return error.message;
+  if (error instanceof WeftError) return `${error.code}: ${error.message}`;
+  if (error instanceof Error)
+    return process.env.WEFT_DEBUG
+      ? (error.stack ?? error.message)
+      : `${error.message} (set WEFT_DEBUG=1 for the stack trace)`;
+  return String(error);
+}
+
+// Run directly (`tsx src/cli/main.ts …`, as the tests do); bin/weft.js imports runCli instead.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) {
+  await runCli(process.argv);
+}
