@@ -1,0 +1,147 @@
+/**
+ * The HTTP API as a Hono app: probes, the OpenAPI document and its browsable page, and the v1
+ * routes behind bearer authentication. `createApp` wires; each route module owns its routes.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { methodNotAllowed } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
+import { createLogger, type Logger } from '../engine/logger.js';
+import type { Stores } from '../store/stores.js';
+import { requireApiKey } from './auth.js';
+import { DEFAULT_MAX_BODY_BYTES } from './body.js';
+import { renderDocsPage, type DocsDocument } from './docs-page.js';
+import { errorBody, toErrorResponse, validationError } from './errors.js';
+import { DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
+import { registerDataclipRoutes } from './routes/dataclips.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerRunRoutes } from './routes/runs.js';
+import { registerWorkflowRoutes } from './routes/workflows.js';
+import type { AppEnv, ServerApp, ServerDeps } from './types.js';
+
+export interface CreateAppOptions {
+  stores: Stores;
+  /** Access and error logs. Default: a pino logger named `weft-server`. */
+  logger?: Logger;
+  /** Largest request body accepted, in bytes. Default 10 MiB (the run input limit) + 64 KiB. */
+  maxBodyBytes?: number;
+}
+
+const PROBE_PATHS = new Set(['/healthz', '/readyz']);
+
+/**
+ * Build the API. The app holds no state of its own beyond the stores it is given, so several
+ * apps (or processes) can serve the same databases.
+ *
+ * @example
+ * const app = createApp({ stores });
+ * const server = await startServer(app, { port: 3000 });
+ * // GET http://127.0.0.1:3000/api/docs
+ */
+export function createApp(options: CreateAppOptions): ServerApp {
+  const deps: ServerDeps = {
+    stores: options.stores,
+    logger: options.logger ?? createLogger({ name: 'weft-server' }),
+    maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+  };
+  const { logger } = deps;
+
+  const app: ServerApp = new OpenAPIHono<AppEnv>({
+    // Schema violations become the error envelope (400) instead of zod's raw result.
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw validationError(
+          result.target === 'json' ? 'body' : result.target === 'query' ? 'query' : 'path',
+          result.error,
+        );
+      }
+    },
+  });
+
+  app.use(requestId());
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    c.header('X-Content-Type-Options', 'nosniff');
+    const fields = {
+      requestId: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      environmentId: c.get('identity')?.environmentId,
+    };
+    if (PROBE_PATHS.has(c.req.path)) logger.debug(fields, 'http request');
+    else logger.info(fields, 'http request');
+  });
+  app.use(
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, methods) =>
+        c.json(
+          errorBody(
+            'method_not_allowed',
+            `${c.req.method} is not supported on ${c.req.path}; it accepts ${methods.join(', ')}.`,
+            { allowed: methods },
+          ),
+          405,
+          { Allow: methods.join(', ') },
+        ),
+    }),
+  );
+  app.use('/api/v1/*', requireApiKey(deps.stores.control), async (c, next) => {
+    await next();
+    // Tenant data: never to be kept by shared caches.
+    c.header('Cache-Control', 'no-store');
+  });
+
+  registerSecurityScheme(app);
+  registerHealthRoutes(app, deps);
+  registerWorkflowRoutes(app, deps);
+  registerRunRoutes(app, deps);
+  registerDataclipRoutes(app, deps);
+
+  // Generated on first request: the routes are all registered by then and never change.
+  let document: ReturnType<ServerApp['getOpenAPI31Document']> | undefined;
+  let docsPage: string | undefined;
+  const getDocument = () => (document ??= app.getOpenAPI31Document(DOCUMENT_INFO));
+  app.get('/api/openapi.json', (c) => c.json(getDocument()));
+  app.get('/api/docs', (c) => {
+    // The generator's document type is wider than the page reads; DocsDocument is that subset.
+    docsPage ??= renderDocsPage(getDocument() as unknown as DocsDocument);
+    c.header(
+      'Content-Security-Policy',
+      "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    );
+    return c.html(docsPage);
+  });
+
+  app.notFound((c) =>
+    c.json(
+      errorBody(
+        'not_found',
+        `No route ${c.req.method} ${c.req.path}. The API is described at /api/docs (and /api/openapi.json).`,
+      ),
+      404,
+    ),
+  );
+
+  app.onError((error, c) => {
+    const requestId = c.get('requestId');
+    const { status, body, unexpected } = toErrorResponse(error, requestId);
+    if (unexpected) {
+      logger.error(
+        { err: error, requestId, method: c.req.method, path: c.req.path },
+        'request failed unexpectedly',
+      );
+    } else if (status >= 500) {
+      logger.warn(
+        { requestId, code: body.error.code, message: body.error.message },
+        'request not served',
+      );
+    }
+    if (status === 401) c.header('WWW-Authenticate', 'Bearer realm="weft"');
+    return c.json(body, status);
+  });
+
+  return app;
+}

@@ -1,0 +1,201 @@
+/**
+ * The HTTP error contract. Every error leaves the server as
+ * `{ "error": { "code", "message", "details"? } }`, and `STATUS_BY_CODE` is the one place that
+ * decides which status a code gets (STYLE.md §6). Codes are stable: clients match on them.
+ */
+import type { ZodError } from 'zod';
+import { WeftError, type WeftErrorCode } from '../core/errors.js';
+
+/**
+ * Codes only the HTTP layer produces (content negotiation, routing, readiness); everything else
+ * is a `WeftErrorCode` thrown by core, store or engine.
+ */
+export type ServerErrorCode = 'unsupported_media_type' | 'method_not_allowed' | 'not_ready';
+export type ApiErrorCode = WeftErrorCode | ServerErrorCode;
+
+export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
+
+/**
+ * Statuses by code. 4xx: the caller can fix it; 5xx: we must (and it is logged with a request id).
+ * `STATUS_BY_CODE` below is typed as a `Record` over every code, so adding a code to
+ * `WeftErrorCode` fails to compile until it has a status here. (The table is a separate constant
+ * so that a code listed here ahead of core's union is not an error.)
+ */
+const STATUSES = {
+  bad_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  // An unknown workflow on trigger is a missing resource, named in the message with the known ids.
+  unknown_workflow: 404,
+  method_not_allowed: 405,
+  idempotency_conflict: 409,
+  // The run or waitpoint is not in a state that allows the operation (cancel, resume, complete).
+  run_canceled: 409,
+  run_not_active: 409,
+  run_not_paused: 409,
+  version_mismatch: 409,
+  waitpoint_not_waiting: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  invalid_input: 422,
+  invalid_payload: 422,
+  invalid_cursor: 422,
+  invalid_workflow: 422,
+  unknown_step: 422,
+  invalid_output: 422,
+  // Engine-side failures: they never describe the request, so reaching the API means a bug.
+  edge_condition_failed: 500,
+  step_timeout: 500,
+  lease_lost: 500,
+  workflow_version_unavailable: 500,
+  invalid_config: 500,
+  internal: 500,
+  database_ahead: 503,
+  not_ready: 503,
+} as const;
+const STATUS_BY_CODE: Record<ApiErrorCode, ErrorStatus> = STATUSES;
+
+/** Every code the API can answer with (documented in the OpenAPI `Error` schema). */
+export const API_ERROR_CODES = Object.keys(STATUS_BY_CODE) as [ApiErrorCode, ...ApiErrorCode[]];
+
+export function statusForCode(code: ApiErrorCode): ErrorStatus {
+  return STATUS_BY_CODE[code];
+}
+
+export interface ErrorBody {
+  error: { code: ApiErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** An error raised by the HTTP layer itself; core/store/engine errors stay `WeftError`s. */
+export class ApiError extends Error {
+  override readonly name: string = 'ApiError';
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export function errorBody(
+  code: ApiErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+): ErrorBody {
+  return details === undefined
+    ? { error: { code, message } }
+    : { error: { code, message, details } };
+}
+
+/**
+ * Turn anything thrown while handling a request into a status and an envelope. Errors we do not
+ * recognise become `internal` with a message that carries the request id and nothing else: the
+ * original message may hold SQL or driver internals, so it goes to the log, not to the client.
+ */
+export function toErrorResponse(
+  error: unknown,
+  requestId: string,
+): { status: ErrorStatus; body: ErrorBody; unexpected: boolean } {
+  if (error instanceof WeftError || error instanceof ApiError) {
+    const status = statusForCode(error.code);
+    if (status < 500 || error.code === 'not_ready' || error.code === 'database_ahead') {
+      return {
+        status,
+        body: errorBody(error.code, error.message, error.details),
+        unexpected: false,
+      };
+    }
+  }
+  const httpStatus = hostStatus(error);
+  if (httpStatus !== undefined) {
+    const mapped = HOST_STATUS_CODES[httpStatus];
+    if (mapped)
+      return {
+        status: statusForCode(mapped.code),
+        body: errorBody(mapped.code, mapped.message),
+        unexpected: false,
+      };
+  }
+  return {
+    status: 500,
+    body: errorBody(
+      'internal',
+      `An unexpected error occurred; it was logged with request id ${requestId}. Retry the request; if it keeps failing, report the request id.`,
+      { requestId },
+    ),
+    unexpected: true,
+  };
+}
+
+/**
+ * Hono and its validators throw `HTTPException`s with a status (415 for a body without a JSON
+ * content type, 400 for a body they could not parse). The body middleware answers those cases
+ * first with a better message; this keeps the envelope if one slips through.
+ */
+const HOST_STATUS_CODES: Partial<Record<number, { code: ApiErrorCode; message: string }>> = {
+  400: {
+    code: 'bad_request',
+    message: 'The request is malformed; see /api/docs for the expected shape.',
+  },
+  413: { code: 'payload_too_large', message: 'The request body is too large.' },
+  415: {
+    code: 'unsupported_media_type',
+    message: 'The request body must be JSON: send it with `Content-Type: application/json`.',
+  },
+};
+
+function hostStatus(error: unknown): number | undefined {
+  if (
+    error instanceof Error &&
+    'status' in error &&
+    typeof error.status === 'number' &&
+    'getResponse' in error
+  ) {
+    return error.status;
+  }
+  return undefined;
+}
+
+type Issue = ZodError['issues'][number];
+
+const describePath = (path: Issue['path']): string =>
+  path.length === 0
+    ? '(root)'
+    : path
+        .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+        .join('.')
+        .replace(/\.\[/g, '[');
+
+/**
+ * A schema violation as a 400 `bad_request`. The message names every problem (where, what was
+ * expected) and the fix; `details.issues` carries the same in machine-readable form.
+ */
+export function validationError(where: 'body' | 'query' | 'path', error: ZodError): ApiError {
+  const issues = error.issues.map((issue) => {
+    const keys = issue.code === 'unrecognized_keys' ? issue.keys : undefined;
+    return {
+      path: describePath(issue.path),
+      code: issue.code,
+      message: keys
+        ? `unknown field${keys.length > 1 ? 's' : ''} ${keys.map((k) => `\`${k}\``).join(', ')}`
+        : issue.message,
+    };
+  });
+  const listed = issues
+    .slice(0, 5)
+    .map((i) => (i.path === '(root)' ? i.message : `\`${i.path}\`: ${i.message}`))
+    .join('; ');
+  const more = issues.length > 5 ? `; and ${issues.length - 5} more` : '';
+  const label = where === 'body' ? 'request body' : where === 'query' ? 'query string' : 'path';
+  return new ApiError(
+    'bad_request',
+    `The ${label} does not match the API: ${listed}${more}. See /api/docs for the expected shape.`,
+    { where, issues },
+  );
+}
+
+/** An id taken from the URL, safe to put in a message whatever it contains. */
+export function quoteId(id: string): string {
+  return JSON.stringify(id.length > 120 ? `${id.slice(0, 120)}…` : id);
+}

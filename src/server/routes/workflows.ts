@@ -1,0 +1,144 @@
+/**
+ * Workflows of the key's environment, and triggering a run of one.
+ */
+import { createRoute } from '@hono/zod-openapi';
+import { WeftError } from '../../core/errors.js';
+import { ID_PATTERN } from '../../core/graph.js';
+import { triggerRun } from '../../engine/trigger.js';
+import { jsonBody } from '../body.js';
+import { quoteId } from '../errors.js';
+import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
+import { presentRun, presentWorkflow, presentWorkflowDetail } from '../presenters.js';
+import {
+  TriggerBodySchema,
+  TriggeredRunSchema,
+  WorkflowDetailSchema,
+  WorkflowListSchema,
+  WorkflowParamsSchema,
+} from '../schemas.js';
+import type { ServerApp, ServerDeps } from '../types.js';
+
+const listWorkflows = createRoute({
+  method: 'get',
+  path: '/api/v1/workflows',
+  operationId: 'listWorkflows',
+  tags: ['Workflows'],
+  summary: 'List workflows',
+  description:
+    'Every workflow registered in the environment, ordered by id, with its current version.',
+  security: requiresKey,
+  responses: {
+    200: jsonContent(WorkflowListSchema, 'The workflows.'),
+    ...errorResponses(401),
+  },
+});
+
+const getWorkflow = createRoute({
+  method: 'get',
+  path: '/api/v1/workflows/{workflowId}',
+  operationId: 'getWorkflow',
+  tags: ['Workflows'],
+  summary: 'Get a workflow',
+  description:
+    'The graph (nodes and edges) of the current version, and every version, newest first.',
+  security: requiresKey,
+  request: { params: WorkflowParamsSchema },
+  responses: {
+    200: jsonContent(WorkflowDetailSchema, 'The workflow.'),
+    ...errorResponses(401, 404),
+  },
+});
+
+export function createTriggerRoute(maxBodyBytes: number) {
+  return createRoute({
+    method: 'post',
+    path: '/api/v1/workflows/{workflowId}/runs',
+    operationId: 'triggerRun',
+    tags: ['Runs'],
+    summary: 'Trigger a run',
+    description:
+      'Starts a run of the current version. The run, its input and its first ready steps are committed before the answer. ' +
+      'With an `idempotencyKey` seen before (same workflow, within its TTL) and the same input, the earlier run is returned with 200 and `deduplicated: true`.',
+    security: requiresKey,
+    middleware: [jsonBody(maxBodyBytes)] as const,
+    request: {
+      params: WorkflowParamsSchema,
+      body: { content: { 'application/json': { schema: TriggerBodySchema } }, required: false },
+    },
+    responses: {
+      201: {
+        ...jsonContent(TriggeredRunSchema, 'The run was created.'),
+        headers: {
+          Location: { description: 'The run: /api/v1/runs/{id}', schema: { type: 'string' } },
+        },
+      },
+      200: jsonContent(
+        TriggeredRunSchema,
+        'The idempotency key matched an earlier run; that run is returned.',
+      ),
+      ...errorResponses(400, 401, 404, 409, 413, 415, 422),
+    },
+  });
+}
+
+export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
+  const { stores } = deps;
+
+  app.openapi(listWorkflows, async (c) => {
+    const workflows = await stores.control.listWorkflows(c.get('identity').environmentId);
+    return c.json({ data: workflows.map(presentWorkflow) }, 200);
+  });
+
+  app.openapi(getWorkflow, async (c) => {
+    const { environmentId } = c.get('identity');
+    const { workflowId } = c.req.valid('param');
+    if (!ID_PATTERN.test(workflowId)) throw workflowNotFound(workflowId);
+    // Two queries in parallel. The control store has no single-workflow read, and the list is
+    // small control-plane data (one row per workflow), so it is filtered here.
+    const [workflows, versions] = await Promise.all([
+      stores.control.listWorkflows(environmentId),
+      stores.control.listVersions(environmentId, workflowId),
+    ]);
+    const workflow = workflows.find((w) => w.id === workflowId);
+    if (!workflow)
+      throw workflowNotFound(
+        workflowId,
+        workflows.map((w) => w.id),
+      );
+    return c.json(presentWorkflowDetail(workflow, versions), 200);
+  });
+
+  app.openapi(createTriggerRoute(deps.maxBodyBytes), async (c) => {
+    const identity = c.get('identity');
+    const { workflowId } = c.req.valid('param');
+    const body = c.req.valid('json');
+    if (!ID_PATTERN.test(workflowId)) {
+      throw new WeftError(
+        'unknown_workflow',
+        `${quoteId(workflowId)} is not a workflow id: ids are 1–100 letters, digits, "_", "." or "-", starting with a letter or digit. List workflows with GET /api/v1/workflows.`,
+        { details: { workflowId } },
+      );
+    }
+    const result = await triggerRun(stores, {
+      environmentId: identity.environmentId,
+      workflowId,
+      input: body.input,
+      idempotencyKey: body.idempotencyKey,
+      idempotencyTtlMs: body.idempotencyKeyTTL,
+      trigger: { kind: 'api', ref: identity.keyId },
+    });
+    const run = { ...presentRun(result.run), deduplicated: result.deduplicated };
+    if (result.deduplicated) return c.json(run, 200);
+    return c.json(run, 201, { Location: `/api/v1/runs/${result.run.id}` });
+  });
+}
+
+function workflowNotFound(workflowId: string, known?: string[]): WeftError {
+  const list =
+    known === undefined ? '' : ` Registered: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}.`;
+  return new WeftError(
+    'not_found',
+    `Workflow ${quoteId(workflowId)} does not exist in the environment of this API key.${list} Check the id, or start a worker that registers it.`,
+    { details: { workflowId } },
+  );
+}

@@ -1,0 +1,400 @@
+/**
+ * The zod schemas of the HTTP API: the same objects validate requests and generate the OpenAPI
+ * document (API.md: one source of truth). Request objects are strict — an unknown field is a 400,
+ * so a typo (`idempotencykey`) fails loudly instead of being ignored.
+ *
+ * Response schemas document what the presenters in `presenters.ts` build; the handlers' return
+ * types are checked against them at compile time, not at run time.
+ */
+import { z } from '@hono/zod-openapi';
+import { ID_PATTERN } from '../core/graph.js';
+import { MAX_IDEMPOTENCY_TTL_MS } from '../engine/trigger.js';
+import type {
+  AttemptStatus,
+  DataclipKind,
+  RunStatus,
+  StepRunStatus,
+  TriggerKind,
+} from '../store/rows.js';
+import { API_ERROR_CODES } from './errors.js';
+
+/** `Record`s over each union, so a status added to rows.ts fails to compile until listed here. */
+const enumOf = <T extends string>(members: Record<T, true>): z.ZodEnum<{ [K in T]: K }> =>
+  z.enum(Object.keys(members) as [T, ...T[]]);
+
+const RunStatusSchema = enumOf<RunStatus>({
+  queued: true,
+  running: true,
+  waiting: true,
+  paused: true,
+  succeeded: true,
+  failed: true,
+  canceled: true,
+}).openapi('RunStatus');
+
+export const STEP_RUN_STATUSES = {
+  pending: true,
+  ready: true,
+  running: true,
+  waiting: true,
+  succeeded: true,
+  failed: true,
+  pruned: true,
+  canceled: true,
+} as const satisfies Record<StepRunStatus, true>;
+const StepRunStatusSchema = enumOf<StepRunStatus>(STEP_RUN_STATUSES).openapi('StepRunStatus');
+
+const AttemptStatusSchema = enumOf<AttemptStatus>({
+  running: true,
+  succeeded: true,
+  failed: true,
+  lost: true,
+  canceled: true,
+});
+
+const TriggerKindSchema = enumOf<TriggerKind>({
+  manual: true,
+  api: true,
+  webhook: true,
+  cron: true,
+  rerun: true,
+  cli: true,
+  dashboard: true,
+  child: true,
+});
+
+const DataclipKindSchema = enumOf<DataclipKind>({
+  input: true,
+  output: true,
+  step_input: true,
+  final: true,
+  webhook_request: true,
+  waitpoint_payload: true,
+});
+
+/**
+ * `schema | null` for a schema registered as an OpenAPI component. Not `.nullable()`: the
+ * generator then marks the shared component itself nullable, so every other use of it would
+ * claim null too.
+ */
+const orNull = <T extends z.ZodType>(schema: T) => z.union([schema, z.null()]);
+
+const Timestamp = z.iso.datetime().openapi({ example: '2025-01-31T09:30:00.123Z' });
+const NullableTimestamp = Timestamp.nullable();
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.enum(API_ERROR_CODES).openapi({ description: 'Stable, snake_case; match on it.' }),
+      message: z.string().openapi({
+        description: 'What happened, naming the ids involved, and how to fix it.',
+      }),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .openapi('Error');
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+export const HealthSchema = z.object({ status: z.literal('ok') }).openapi('Health');
+export const ReadySchema = z.object({ status: z.literal('ready') }).openapi('Ready');
+
+// ---------------------------------------------------------------------------------------------
+// Workflows
+
+const WorkflowVersionSchema = z
+  .object({
+    id: z.string().openapi({ example: 'wfv_01jh8k2m3n4p5q6r7s8t9v0w1x' }),
+    version: z.int().positive().openapi({ example: 3 }),
+    hash: z.string().openapi({ description: 'sha256 over the step hashes and edges.' }),
+    createdAt: Timestamp,
+  })
+  .openapi('WorkflowVersion');
+
+/**
+ * The stored graph of a version, served as stored: core serializes it for the API and the
+ * dashboard (functions as source text). Fields core adds later pass through (the objects are not
+ * strict, and in OpenAPI terms they allow additional properties).
+ */
+const GraphSchema = z
+  .object({
+    maxPayloadBytes: z.int().openapi({ description: 'Largest accepted input or step output.' }),
+    maxConcurrency: z
+      .int()
+      .optional()
+      .openapi({ description: 'Most step runs of one run executing at once.' }),
+    nodes: z.array(
+      z.object({
+        id: z.string(),
+        kind: z.string().openapi({
+          description:
+            '`step` for a function step; otherwise the kind of control node (router, forEach, parallel, sleep, …).',
+        }),
+        hash: z.string().openapi({ description: 'sha256 of the code text and config.' }),
+        scope: z
+          .string()
+          .optional()
+          .openapi({ description: 'The control node whose body holds this step.' }),
+        description: z.string().optional(),
+        maxAttempts: z.int(),
+        timeoutMs: z.int().optional(),
+        onExhausted: z.enum(['fail', 'pause']),
+        concurrency: z.int().optional(),
+        control: z.record(z.string(), z.unknown()).optional().openapi({
+          description: 'Settings of a control node (functions as source text).',
+        }),
+      }),
+    ),
+    edges: z.array(
+      z.object({
+        from: z.string(),
+        to: z.string(),
+        on: z.string().openapi({ description: '`success`, `failure`, `always`, …' }),
+        when: z.string().optional().openapi({ description: 'Source text of the predicate.' }),
+        branch: z.string().optional(),
+      }),
+    ),
+  })
+  .openapi('Graph');
+
+export const WorkflowSchema = z
+  .object({
+    id: z.string().openapi({ example: 'onboarding' }),
+    description: z.string().nullable(),
+    currentVersion: orNull(WorkflowVersionSchema),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('Workflow');
+
+export const WorkflowListSchema = z
+  .object({ data: z.array(WorkflowSchema) })
+  .openapi('WorkflowList');
+
+export const WorkflowDetailSchema = WorkflowSchema.extend({
+  graph: orNull(GraphSchema).openapi({ description: 'The graph of the current version.' }),
+  versions: z.array(WorkflowVersionSchema).openapi({ description: 'Every version, newest first.' }),
+}).openapi('WorkflowDetail');
+
+export const WorkflowParamsSchema = z.object({
+  workflowId: z
+    .string()
+    .openapi({ param: { name: 'workflowId', in: 'path' }, example: 'onboarding' }),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+const StepErrorSchema = z
+  .object({
+    name: z.string(),
+    message: z.string(),
+    code: z.string().optional(),
+    terminal: z.boolean().openapi({ description: 'True when no further attempt is made.' }),
+    stack: z.string().optional(),
+  })
+  .openapi('StepError');
+
+export const RunSchema = z
+  .object({
+    id: z.string().openapi({ example: 'run_a001jh8k2m3n4p5q6r7s8t9v0w1x' }),
+    workflowId: z.string(),
+    versionId: z.string(),
+    status: RunStatusSchema,
+    trigger: z.object({
+      kind: TriggerKindSchema,
+      ref: z.string().nullable().openapi({
+        description: 'What triggered the run: for `api`, the id of the API key.',
+      }),
+    }),
+    idempotencyKey: z.string().nullable(),
+    inputDataclipId: z.string().nullable(),
+    finalDataclipId: z.string().nullable().openapi({
+      description: 'Set when the run ends: the output of its single leaf, or a map by step id.',
+    }),
+    rerunOf: z.string().nullable().openapi({ description: 'The run this one reruns.' }),
+    rerunFromStep: z.string().nullable(),
+    parentRunId: z.string().nullable().openapi({ description: 'Set for sub-workflow runs.' }),
+    error: z
+      .object({ stepKey: z.string().optional(), error: StepErrorSchema.optional() })
+      .nullable()
+      .openapi({ description: 'Why the run failed: the step and its last error.' }),
+    createdAt: Timestamp,
+    startedAt: NullableTimestamp,
+    finishedAt: NullableTimestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('Run');
+
+export const RunDetailSchema = RunSchema.extend({
+  steps: z
+    .object({
+      total: z.int(),
+      byStatus: z.object(
+        Object.fromEntries(Object.keys(STEP_RUN_STATUSES).map((s) => [s, z.int()])) as Record<
+          StepRunStatus,
+          z.ZodInt
+        >,
+      ),
+    })
+    .openapi({ description: 'How many step runs the run has, by status.' }),
+}).openapi('RunDetail');
+
+export const TriggeredRunSchema = RunSchema.extend({
+  deduplicated: z.boolean().openapi({
+    description: 'True when the idempotency key matched an earlier run, which is returned.',
+  }),
+}).openapi('TriggeredRun');
+
+export const RunListSchema = z
+  .object({
+    data: z.array(RunSchema),
+    nextCursor: z.string().nullable().openapi({
+      description: 'Pass as `cursor` for the next page; null on the last page.',
+    }),
+  })
+  .openapi('RunList');
+
+export const RunParamsSchema = z.object({
+  runId: z
+    .string()
+    .openapi({ param: { name: 'runId', in: 'path' }, example: 'run_a001jh8k2m3n4p5q6r7s8t9v0w1x' }),
+});
+
+export const TriggerBodySchema = z
+  .strictObject({
+    input: z.unknown().optional().openapi({
+      description:
+        'The run input: any JSON value (default null), at most the workflow’s maxPayloadBytes.',
+    }),
+    idempotencyKey: z.string().min(1).max(255).optional().openapi({
+      description:
+        'Triggers with the same key (per workflow) within the TTL return the first run; the same key with another input is a 409.',
+    }),
+    idempotencyKeyTTL: z
+      .int()
+      .min(1000)
+      .max(MAX_IDEMPOTENCY_TTL_MS)
+      .optional()
+      .openapi({ description: 'How long the key is held, in milliseconds. Default 24 h.' }),
+  })
+  .openapi('TriggerRunRequest');
+
+/**
+ * A timestamp filter. zod's ISO check already refuses days that do not exist (February 30) but
+ * not year 0000, which PostgreSQL cannot cast; refusing it here keeps it a 400, not a 500.
+ */
+const TimestampFilter = z.iso
+  .datetime({ offset: true, error: 'expected an ISO 8601 date-time such as 2025-01-31T09:30:00Z' })
+  .refine((v) => !v.startsWith('0000'), {
+    error: 'year 0000 does not exist; the earliest is 0001',
+  });
+
+export const ListRunsQuerySchema = z
+  .strictObject({
+    workflowId: z
+      .string()
+      .regex(ID_PATTERN, 'not a workflow id (letters, digits, "_", "." and "-", at most 100)')
+      .optional()
+      .openapi({ param: { name: 'workflowId', in: 'query' }, example: 'onboarding' }),
+    status: z
+      .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(RunStatusSchema))
+      .optional()
+      .openapi({
+        param: { name: 'status', in: 'query', style: 'form', explode: true },
+        description: 'Repeat to match any of several: `?status=failed&status=paused`.',
+      }),
+    createdFrom: TimestampFilter.optional().openapi({
+      param: { name: 'createdFrom', in: 'query' },
+      description: 'Runs created at or after this instant (ISO 8601).',
+    }),
+    createdTo: TimestampFilter.optional().openapi({
+      param: { name: 'createdTo', in: 'query' },
+      description: 'Runs created before this instant (ISO 8601, exclusive).',
+    }),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(20)
+      .openapi({ param: { name: 'limit', in: 'query' }, example: 20 }),
+    cursor: z
+      .string()
+      .optional()
+      .openapi({
+        param: { name: 'cursor', in: 'query' },
+        description: 'The `nextCursor` of the previous page.',
+      }),
+  })
+  .refine(
+    (q) => !q.createdFrom || !q.createdTo || Date.parse(q.createdFrom) <= Date.parse(q.createdTo),
+    {
+      message: 'createdFrom is after createdTo; swap them',
+      path: ['createdFrom'],
+    },
+  );
+
+const AttemptSchema = z
+  .object({
+    number: z.int().positive(),
+    workerId: z.string(),
+    status: AttemptStatusSchema,
+    error: orNull(StepErrorSchema),
+    startedAt: Timestamp,
+    finishedAt: NullableTimestamp,
+  })
+  .openapi('Attempt');
+
+export const StepRunSchema = z
+  .object({
+    id: z.string(),
+    stepId: z.string(),
+    stepKey: z.string().openapi({ description: 'The step id, or `step[i]` for a loop iteration.' }),
+    status: StepRunStatusSchema,
+    attemptCount: z.int(),
+    maxAttempts: z.int(),
+    inputDataclipId: z.string().nullable(),
+    inputHash: z.string().nullable(),
+    outputDataclipId: z.string().nullable(),
+    reusedFrom: z.string().nullable().openapi({
+      description: 'For a rerun: the step run whose output this one reuses by reference.',
+    }),
+    error: orNull(StepErrorSchema),
+    attempts: z.array(AttemptSchema),
+    createdAt: Timestamp,
+    startedAt: NullableTimestamp,
+    finishedAt: NullableTimestamp,
+  })
+  .openapi('StepRun');
+
+export const StepRunListSchema = z.object({ data: z.array(StepRunSchema) }).openapi('StepRunList');
+
+// ---------------------------------------------------------------------------------------------
+// Dataclips
+
+export const DataclipSchema = z
+  .object({
+    id: z.string(),
+    runId: z.string().nullable(),
+    kind: DataclipKindSchema,
+    body: z.unknown().openapi({
+      description:
+        'The JSON value; null once wiped (or never stored when the project does not save dataclips).',
+    }),
+    sizeBytes: z.int(),
+    wipedAt: NullableTimestamp,
+    createdAt: Timestamp,
+  })
+  .openapi('Dataclip');
+
+export const DataclipParamsSchema = z.object({
+  dataclipId: z.string().openapi({
+    param: { name: 'dataclipId', in: 'path' },
+    example: 'dc_a001jh8k2m3n4p5q6r7s8t9v0w1x',
+  }),
+});
