@@ -169,3 +169,59 @@ describe('weft dev', () => {
     );
   });
 });
+
+describe('weft dev with a weft.config.ts', () => {
+  let dir: string;
+  let dev: CliProcess | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-cli-config-'));
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({ name: 'cli-config-test', type: 'module' }),
+    );
+    await import('node:fs/promises').then((fs) =>
+      fs.mkdir(join(dir, 'flows', 'billing'), { recursive: true }),
+    );
+    writeFileSync(
+      join(dir, 'flows', 'billing', 'refund.wf.ts'),
+      `import { defineWorkflow } from 'weft';\nexport default defineWorkflow<{ cents: number }>('refund').step('refund', ({ cents }) => ({ refunded: cents }));\n`,
+    );
+    writeFileSync(join(dir, 'flows', 'notes.ts'), `export const notAWorkflow = 1;\n`);
+    writeFileSync(
+      join(dir, 'weft.config.ts'),
+      `import { defineWorkflow } from 'weft';
+const ping = defineWorkflow('ping').step('pong', () => 'pong');
+export default { workflows: ['./flows/**/*.wf.ts', ping] };
+`,
+    );
+  });
+
+  afterAll(async () => {
+    await dev?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('loads the paths, globs and Workflow objects the config lists', async () => {
+    dev = startCli(['dev', '--port', '0'], { cwd: dir });
+    await dev.waitFor('stdout', /Watching the workflow files/, 60_000);
+    expect(dev.stdout()).toMatch(/Workflows\s+ping v1, refund v1\s+from weft\.config\.ts/);
+    const result = await runCli(
+      ['trigger', 'refund', '--input', '{"cents":250}', '--wait', '--json'],
+      { cwd: dir },
+    );
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      status: 'succeeded',
+      output: { refunded: 250 },
+    });
+    expect(existsSync(join(dir, '.weft', 'db'))).toBe(true);
+
+    // Editing the config reloads it: a workflow it no longer lists is unregistered.
+    writeFileSync(
+      join(dir, 'weft.config.ts'),
+      `export default { workflows: './flows/**/*.wf.ts' };\n`,
+    );
+    await dev.waitFor('stderr', /workflow `ping` removed: no module exports it any more/);
+    expect(await dev.stop()).toBe(0);
+  });
+});

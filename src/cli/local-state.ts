@@ -23,7 +23,7 @@ export interface DevState {
 }
 
 export function resolveDataDir(option: string | undefined): string {
-  return resolve(option ?? process.env.WEFT_DATA_DIR ?? DEFAULT_DATA_DIR);
+  return resolve(option || process.env.WEFT_DATA_DIR || DEFAULT_DATA_DIR);
 }
 
 /** How to show a path to the user: relative to the cwd when it is below it. */

@@ -146,8 +146,9 @@ export class WorkflowLoader {
     this.modules.onLocalFile((file) => this.noteFile(file));
   }
 
+  /** The registered workflows, by id. */
   get workflows(): ActiveWorkflow[] {
-    return [...this.active.values()];
+    return [...this.active.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   get sampleInputs(): Readonly<Record<string, unknown>> {

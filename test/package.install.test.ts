@@ -1,0 +1,274 @@
+/**
+ * Weft as a user gets it: `npm pack` (which builds through the `prepare` script), a fresh
+ * project that `npm install`s the tarball, a TypeScript workflow importing from 'weft' that
+ * type-checks against the shipped declarations, and `weft dev` from that project's
+ * node_modules/.bin running it over HTTP.
+ *
+ * The package is packed from a copy of the repository's sources (node_modules linked), so the
+ * build does not replace the working tree's dist/ under someone else's feet.
+ */
+import { execFile, spawn } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, watchProcess, type CliProcess } from './support/cli-process.js';
+
+const exec = promisify(execFile);
+const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const PACK_INPUTS = [
+  'package.json',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'README.md',
+  'CHANGELOG.md',
+  'LICENSE',
+  'src',
+  'bin',
+  'examples',
+  'scripts',
+];
+
+/** Run a command with a time limit; on failure the error carries its output. */
+async function sh(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeoutMs = 180_000,
+): Promise<string> {
+  try {
+    const { stdout } = await exec(command, args, {
+      cwd,
+      timeout: timeoutMs,
+      maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, npm_config_update_notifier: 'false' },
+    });
+    return stdout;
+  } catch (error) {
+    const e = error as { stdout?: string; stderr?: string; message: string };
+    throw new Error(
+      `${command} ${args.join(' ')} failed in ${cwd}: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`,
+    );
+  }
+}
+
+const WORKFLOW = `import { defineWorkflow, TerminalError } from 'weft';
+
+export const invoice = defineWorkflow<{ customer: string; amounts: number[] }>('invoice')
+  .step('total', ({ amounts }) => amounts.reduce((sum, n) => sum + n, 0))
+  .step('check', { after: 'total' }, (total) => {
+    if (total < 0) throw new TerminalError('a negative total cannot be invoiced');
+    return { total, currency: 'EUR' as const };
+  })
+  .step('render', { after: 'check' }, ({ total, currency }, ctx) => ({
+    line: \`\${total.toFixed(2)} \${currency}\`,
+    key: ctx.idempotencyKey.length > 0,
+  }))
+  .step('reject', { after: { step: 'check', on: 'failure' } }, ({ error }) => ({ rejected: error.message }));
+
+// The shipped declarations are real types, not \`any\`: this line must be an error.
+// @ts-expect-error total is a number
+invoice.steps.length.toUpperCase;
+export const typed = defineWorkflow<{ n: number }>('typed').step('a', ({ n }) => n.toFixed(1));
+`;
+
+describe('the npm package', () => {
+  let root: string;
+  let app: string;
+  let dev: CliProcess | undefined;
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'weft-pkg-'));
+    app = join(root, 'app');
+  });
+
+  afterAll(async () => {
+    await dev?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it(
+    'packs, installs into a fresh project, type-checks a workflow and runs it with `weft dev`',
+    { timeout: 420_000 },
+    async () => {
+      // 1. npm pack from a copy of the sources: `prepare` builds dist/ there.
+      const source = join(root, 'source');
+      mkdirSync(source);
+      for (const entry of PACK_INPUTS) {
+        if (existsSync(join(REPO_ROOT, entry)))
+          cpSync(join(REPO_ROOT, entry), join(source, entry), { recursive: true });
+      }
+      symlinkSync(join(REPO_ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
+      const packed = JSON.parse(
+        await sh(NPM, ['pack', '--json', '--pack-destination', root], source),
+      ) as Array<{ filename: string; files: Array<{ path: string }> }>;
+      const files = packed[0]!.files.map((f) => f.path);
+      expect(files).toEqual(
+        expect.arrayContaining([
+          'bin/weft.js',
+          'dist/index.js',
+          'dist/index.d.ts',
+          'dist/cli/main.js',
+          'examples/index.ts',
+        ]),
+      );
+      expect(files.some((f) => f.startsWith('dist/store/migrations/') && f.endsWith('.sql'))).toBe(
+        true,
+      );
+      expect(files.some((f) => f.startsWith('src/') || f.startsWith('test/'))).toBe(false);
+
+      // 2. A fresh ESM project installs the tarball (dependencies from the npm cache when possible).
+      mkdirSync(app);
+      writeFileSync(
+        join(app, 'package.json'),
+        JSON.stringify({ name: 'weft-user-app', private: true, type: 'module' }, null, 2),
+      );
+      await sh(
+        NPM,
+        [
+          'install',
+          join(root, packed[0]!.filename),
+          '--no-audit',
+          '--no-fund',
+          '--prefer-offline',
+          '--loglevel=error',
+        ],
+        app,
+        300_000,
+      );
+      expect(existsSync(join(app, 'node_modules', '.bin', 'weft'))).toBe(true);
+
+      // 3. The user's workflow type-checks against the shipped declarations.
+      writeFileSync(join(app, 'wf.ts'), WORKFLOW);
+      writeFileSync(
+        join(app, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: [],
+          },
+          files: ['wf.ts'],
+        }),
+      );
+      await sh(
+        process.execPath,
+        [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
+        app,
+      );
+
+      // 4. `weft dev` from the project's node_modules/.bin (what `npx weft` runs) serves that workflow.
+      const child = spawn(
+        join(app, 'node_modules', '.bin', 'weft'),
+        ['dev', '--workflows', './wf.ts', '--port', '0'],
+        {
+          cwd: app,
+          env: Object.fromEntries(
+            Object.entries(process.env).filter(([k]) => !k.startsWith('WEFT_')),
+          ),
+          stdio: 'pipe',
+        },
+      );
+      dev = watchProcess(child, 'weft dev (installed package)');
+      await dev.waitFor('stdout', /Watching the workflow files/, 90_000);
+      expect(dev.stdout()).toContain('invoice v1');
+      const { url, apiKey } = JSON.parse(readFileSync(join(app, '.weft', 'dev.json'), 'utf8')) as {
+        url: string;
+        apiKey: string;
+      };
+      const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
+
+      const created = await fetch(`${url}/api/v1/workflows/invoice/runs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ input: { customer: 'ACME', amounts: [12.5, 30] } }),
+      });
+      expect(created.status).toBe(201);
+      const { id } = (await created.json()) as { id: string };
+      let run: { status: string; finalDataclipId: string | null } = {
+        status: 'queued',
+        finalDataclipId: null,
+      };
+      const deadline = Date.now() + 30_000;
+      while (!['succeeded', 'failed', 'canceled'].includes(run.status) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        run = (await (await fetch(`${url}/api/v1/runs/${id}`, { headers })).json()) as typeof run;
+      }
+      expect(run.status).toBe('succeeded');
+      const output = (await (
+        await fetch(`${url}/api/v1/dataclips/${run.finalDataclipId}`, { headers })
+      ).json()) as { body: unknown };
+      expect(output.body).toEqual({ line: '42.50 EUR', key: true });
+
+      // The installed CLI's client commands find the server through .weft/dev.json. A TerminalError
+      // thrown by the user's module is the engine's own class: not retried, failure edge taken.
+      const weft = (...args: string[]) =>
+        sh(join(app, 'node_modules', '.bin', 'weft'), args, app, 60_000);
+      expect(await weft('runs', 'show', id)).toMatch(/render\s+succeeded/);
+      const negative = JSON.parse(
+        await weft(
+          'trigger',
+          'invoice',
+          '--input',
+          '{"customer":"X","amounts":[-1]}',
+          '--wait',
+          '--json',
+        ),
+      ) as { id: string; output: unknown };
+      expect(negative.output).toEqual({ rejected: 'a negative total cannot be invoiced' });
+      expect(await weft('runs', 'show', negative.id)).toMatch(
+        /check\s+failed\s+1\/3\s+\S+\s+TerminalError/,
+      );
+      expect(await dev.stop()).toBe(0);
+
+      // 5. With no workflows of its own, `weft dev` runs the examples shipped in the package.
+      const examples = spawn(
+        join(app, 'node_modules', '.bin', 'weft'),
+        ['dev', '--port', '0', '--data-dir', '.weft-examples'],
+        {
+          cwd: app,
+          env: Object.fromEntries(
+            Object.entries(process.env).filter(([k]) => !k.startsWith('WEFT_')),
+          ),
+          stdio: 'pipe',
+        },
+      );
+      dev = watchProcess(examples, 'weft dev (bundled examples)');
+      await dev.waitFor('stdout', /Watching the workflow files/, 90_000);
+      expect(dev.stdout()).toMatch(
+        /card-payment v1, contact-import v1, order-fulfilment v1, welcome-email v1/,
+      );
+      const declined = JSON.parse(
+        await weft(
+          'trigger',
+          'card-payment',
+          '--data-dir',
+          '.weft-examples',
+          '--wait',
+          '--json',
+          '--input',
+          '{"customerId":"c","amountCents":100,"card":"4000000000000002"}',
+        ),
+      ) as { id: string; output: { status: string } };
+      expect(declined.output.status).toBe('declined');
+      expect(await weft('runs', 'show', declined.id, '--data-dir', '.weft-examples')).toMatch(
+        /charge\s+failed\s+1\/4/,
+      );
+      expect(await dev.stop()).toBe(0);
+    },
+  );
+});
