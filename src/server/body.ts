@@ -41,15 +41,12 @@ export function jsonBody(maxBytes: number): MiddlewareHandler {
       throw error;
     });
     if (bytes.length === 0) {
-      // No bytes and no content type: the route's "no body" case.
-      if (c.req.header('content-type') === undefined) {
-        c.req.raw = new Request(c.req.raw, { body: bytes });
-        return next();
-      }
-      throw new ApiError(
-        'bad_request',
-        'The request body is empty but declares a content type; send a JSON object, or no body and no Content-Type.',
-      );
+      // An empty body, with or without a content type, means "no fields": the same as `{}`.
+      const headers = new Headers(c.req.raw.headers);
+      headers.set('content-type', 'application/json');
+      headers.delete('content-length');
+      c.req.raw = new Request(c.req.raw, { body: '{}', headers });
+      return next();
     }
     const contentType = c.req.header('content-type');
     const mediaType = contentType?.split(';')[0]?.trim() ?? '';
