@@ -50,9 +50,10 @@ describe('weft dev', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'weft-cli-dev-'));
     dataDir = join(dir, 'state');
+    // npm's default scope (CommonJS): workflow .ts files still load as ES modules.
     writeFileSync(
       join(dir, 'package.json'),
-      JSON.stringify({ name: 'cli-dev-test', type: 'module' }),
+      JSON.stringify({ name: 'cli-dev-test', type: 'commonjs' }),
     );
     writeFileSync(join(dir, 'wf.ts'), workflowSource('Hello'));
     rmSync(join(dir, 'helpers'), { recursive: true, force: true });

@@ -15,6 +15,9 @@
  *   namespaces, which also re-instantiate Weft's own files when they are not under
  *   node_modules — the repository and a linked checkout.)
  * - **Knowing what to watch.** Every local file it tags is reported back over a MessagePort.
+ * - **Workflow TypeScript is ESM.** A `.ts` file in a package without `"type": "module"` would be
+ *   compiled to CommonJS, whose `require('weft')` neither reaches this hook nor matches Weft's
+ *   exports (Weft is ESM-only); such files are loaded as ES modules instead.
  *
  * ESM keeps every generation in its module map; for a dev server that reloads on save this is
  * a little memory per save, released when the process exits.
@@ -42,15 +45,19 @@ export async function resolve(specifier, context, next) {
     return next(target, context);
   }
   const resolved = await next(specifier, context);
-  const generation = generationOf(parent);
   const url = resolved.url;
+  const own = generationOf(url);
+  const generation = own ?? generationOf(parent);
   if (generation === null || !url.startsWith('file:') || url.includes('/node_modules/') || ownCode.some((p) => url.startsWith(p))) {
     return resolved;
   }
+  const path = url.split('?')[0];
+  const format = /\\.m?ts$/.test(path) && (resolved.format === 'commonjs' || resolved.format === 'commonjs-typescript') ? 'module-typescript' : resolved.format;
+  if (own !== null) return { ...resolved, format };
   const tagged = new URL(url);
   tagged.searchParams.set(${JSON.stringify(GENERATION_PARAM)}, generation);
-  port.postMessage(url.split('?')[0]);
-  return { ...resolved, url: tagged.href };
+  port.postMessage(path);
+  return { ...resolved, url: tagged.href, format };
 }
 `;
 
