@@ -152,6 +152,49 @@ export function installWireCounter(): { read(): WireCounts; reset(): void } {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Statement timings from auto_explain, delivered as NOTICEs (so nothing lands in the server log).
+
+export interface StatementTiming {
+  statement: string;
+  calls: number;
+  totalMs: number;
+}
+
+const statementTimings = new Map<string, StatementTiming>();
+let noticesInstalled = false;
+
+/**
+ * Collect `auto_explain` notices from every `pg` client of this process: duration per statement
+ * text (nested PL/pgSQL statements included, so a function's line and its statements' lines
+ * overlap). Must be installed before the clients connect.
+ */
+export function installStatementTimings(): { read(): StatementTiming[] } {
+  if (!noticesInstalled) {
+    noticesInstalled = true;
+    const proto = pg.Client.prototype as unknown as {
+      _handleNotice: (msg: { message?: string }) => void;
+    };
+    const original = proto._handleNotice;
+    proto._handleNotice = function (this: unknown, msg: { message?: string }) {
+      const m = /^duration: ([\d.]+) ms\s+plan:\s*([\s\S]*)$/.exec(msg.message ?? '');
+      if (!m) return original.call(this, msg);
+      let text = '(unparsed)';
+      try {
+        const plan = JSON.parse(m[2]!) as { 'Query Text'?: string };
+        text = (plan['Query Text'] ?? text).replace(/\s+/g, ' ').trim().slice(0, 160);
+      } catch {
+        // keep '(unparsed)'
+      }
+      const entry = statementTimings.get(text) ?? { statement: text, calls: 0, totalMs: 0 };
+      entry.calls++;
+      entry.totalMs += Number(m[1]);
+      statementTimings.set(text, entry);
+    };
+  }
+  return { read: () => [...statementTimings.values()].sort((a, b) => b.totalMs - a.totalMs) };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Server-side probe: CPU of the backends serving one database, and transaction ids assigned.
 
 export interface ServerSnapshot {

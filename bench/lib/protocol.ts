@@ -1,10 +1,10 @@
 /** Messages between the runner (bench/run.ts) and one benchmark process (bench/host.ts). */
-import type { BenchName, Sizes, Variant } from '../systems/system.js';
+import type { BenchName, Diagnose, Sizes, Variant } from '../systems/system.js';
 
 export interface HostArgs {
   target: string;
   sizes: Sizes;
-  diagnose: boolean;
+  diagnose: Diagnose;
 }
 
 export type ToHost =

@@ -52,9 +52,14 @@ export interface Session {
 
 export type Diagnostics = Record<string, unknown>;
 
+/**
+ * Server-side diagnostics, where a system supports them: `functions` = time per SQL function and
+ * rows written per table; `statements` = that plus every statement's duration (auto_explain).
+ */
+export type Diagnose = 'off' | 'functions' | 'statements';
+
 export interface OpenOptions {
-  /** Gather server-side diagnostics (function timings, rows written) where the system supports it. */
-  diagnose: boolean;
+  diagnose: Diagnose;
 }
 
 export interface SystemTarget {

@@ -24,12 +24,14 @@ import {
   adminQuery,
   connectHarnessClient,
   createDatabase,
+  installStatementTimings,
   type BenchDatabase,
 } from '../lib/postgres.js';
 import { sig } from '../lib/stats.js';
 import type {
   Backend,
   BenchName,
+  Diagnose,
   Diagnostics,
   Session,
   Sizes,
@@ -64,13 +66,28 @@ function chainWorkflow(id: string, n: number): AnyWorkflow {
   return wf;
 }
 
-async function openWeft(backend: Backend, sizes: Sizes, diagnose: boolean): Promise<Session> {
+async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Promise<Session> {
   let db: BenchDatabase | undefined;
   let raw: Executor;
+  let statementTimings: ReturnType<typeof installStatementTimings> | undefined;
   if (backend === 'postgres') {
     db = await createDatabase('weft');
-    // Per-function call counts and times (pg_stat_user_functions); costs a clock read per call.
-    if (diagnose) await adminQuery(`alter database ${db.name} set track_functions = 'pl'`);
+    // Per-function call counts and times (pg_stat_user_functions: a clock read per call), and
+    // for `statements` every statement's duration, nested ones included, from auto_explain sent
+    // to the client as NOTICEs (nothing reaches the server log). That one inflates every figure
+    // (a plan is printed per statement): use it for shares, not for absolute times.
+    const settings = diagnose === 'off' ? [] : [`track_functions = 'pl'`];
+    if (diagnose === 'statements') {
+      statementTimings = installStatementTimings();
+      settings.push(
+        `session_preload_libraries = 'auto_explain'`,
+        `auto_explain.log_min_duration = 0`,
+        `auto_explain.log_nested_statements = on`,
+        `auto_explain.log_format = 'json'`,
+        `auto_explain.log_level = 'notice'`,
+      );
+    }
+    for (const setting of settings) await adminQuery(`alter database ${db.name} set ${setting}`);
     raw = await openExecutor(db.url, { poolSize: POOL_SIZE, applicationName: 'weft' });
   } else {
     raw = await openExecutor('pglite:memory');
@@ -146,10 +163,16 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: boolean): Prom
       await tracker.close();
       await stores.close();
       let diagnostics: Diagnostics | undefined;
-      if (db && diagnose) {
+      if (db && diagnose !== 'off') {
         // Backends flush their statistics when they exit; give the pool's a moment.
         await new Promise((resolve) => setTimeout(resolve, 500));
         diagnostics = await readServerStats(db.url, stepsDone);
+        diagnostics.statements = (statementTimings?.read() ?? []).slice(0, 40).map((t) => ({
+          statement: t.statement,
+          callsPerStep: sig(t.calls / stepsDone, 3),
+          msPerStep: sig(t.totalMs / stepsDone, 3),
+          msPerCall: sig(t.totalMs / t.calls, 3),
+        }));
       }
       await db?.drop();
       return diagnostics;
