@@ -44,8 +44,8 @@ export function buildProgram(): Command {
   const dataDirOption = () =>
     new Option(
       '--data-dir <dir>',
-      `folder of weft dev: database in <dir>/db, key in <dir>/dev.json (env WEFT_DATA_DIR)`,
-    ).default(undefined, DEFAULT_DATA_DIR);
+      `folder of weft dev: database in <dir>/db, key in <dir>/dev.json (env WEFT_DATA_DIR; default ${DEFAULT_DATA_DIR})`,
+    );
   const workflowsOption = () =>
     new Option(
       '--workflows <path>',
@@ -194,6 +194,21 @@ export function buildProgram(): Command {
   keyOptions(
     keys.command('list').description('List the API keys of an environment (prefixes only)'),
   ).action(async (options: Parameters<typeof runKeysList>[0]) => (await db()).runKeysList(options));
+  program.addHelpText(
+    'after',
+    `
+Quick start:
+  weft dev                                  API, worker and the example workflows on http://127.0.0.1:${DEFAULT_DEV_PORT}
+  weft dev --workflows ./src/workflows      your own workflows (TypeScript), reloaded on save
+  weft trigger welcome-email --input '{"email":"ada@example.com","name":"Ada"}' --wait
+  weft runs list
+  weft runs show <runId>
+
+Production (PostgreSQL):
+  DATABASE_URL=postgres://… weft migrate
+  DATABASE_URL=postgres://… weft keys create --environment prod --label api
+  DATABASE_URL=postgres://… weft worker --workflows ./dist/workflows --environment prod`,
+  );
   return program;
 }
 
