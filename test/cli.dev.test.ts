@@ -203,26 +203,30 @@ export default { workflows: ['./flows/**/*.wf.ts', ping] };
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('loads the paths, globs and Workflow objects the config lists', async () => {
-    dev = startCli(['dev', '--port', '0'], { cwd: dir });
-    await dev.waitFor('stdout', /Watching the workflow files/, 60_000);
-    expect(dev.stdout()).toMatch(/Workflows\s+ping v1, refund v1\s+from weft\.config\.ts/);
-    const result = await runCli(
-      ['trigger', 'refund', '--input', '{"cents":250}', '--wait', '--json'],
-      { cwd: dir },
-    );
-    expect(JSON.parse(result.stdout)).toMatchObject({
-      status: 'succeeded',
-      output: { refunded: 250 },
-    });
-    expect(existsSync(join(dir, '.weft', 'db'))).toBe(true);
+  it(
+    'loads the paths, globs and Workflow objects the config lists',
+    { timeout: 120_000 },
+    async () => {
+      dev = startCli(['dev', '--port', '0'], { cwd: dir });
+      await dev.waitFor('stdout', /Watching the workflow files/, 60_000);
+      expect(dev.stdout()).toMatch(/Workflows\s+ping v1, refund v1\s+from weft\.config\.ts/);
+      const result = await runCli(
+        ['trigger', 'refund', '--input', '{"cents":250}', '--wait', '--json'],
+        { cwd: dir },
+      );
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        status: 'succeeded',
+        output: { refunded: 250 },
+      });
+      expect(existsSync(join(dir, '.weft', 'db'))).toBe(true);
 
-    // Editing the config reloads it: a workflow it no longer lists is unregistered.
-    writeFileSync(
-      join(dir, 'weft.config.ts'),
-      `export default { workflows: './flows/**/*.wf.ts' };\n`,
-    );
-    await dev.waitFor('stderr', /workflow `ping` removed: no module exports it any more/);
-    expect(await dev.stop()).toBe(0);
-  });
+      // Editing the config reloads it: a workflow it no longer lists is unregistered.
+      writeFileSync(
+        join(dir, 'weft.config.ts'),
+        `export default { workflows: './flows/**/*.wf.ts' };\n`,
+      );
+      await dev.waitFor('stderr', /workflow `ping` removed: no module exports it any more/);
+      expect(await dev.stop()).toBe(0);
+    },
+  );
 });
