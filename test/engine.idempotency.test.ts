@@ -49,6 +49,29 @@ describe.each(BACKENDS)('idempotency keys on %s', (backend) => {
     }
   });
 
+  it('accepts the longest TTL (30 days) and refuses longer', async () => {
+    const engine = await startTestEngine(db.stores, [wf], { worker: false });
+    try {
+      const month = 30 * 24 * 3_600_000;
+      const ok = await engine.trigger(
+        'charge',
+        { order: 1 },
+        { idempotencyKey: 'long', idempotencyTtlMs: month },
+      );
+      expect(ok.deduplicated).toBe(false);
+      const rows = await db.executor.query<{ days: number }>(
+        `select round(extract(epoch from expires_at - created_at) / 86400)::int as days from weft_ops.idempotency_keys where key = 'long'`,
+      );
+      expect(rows.rows[0]!.days).toBe(30);
+      const tooLong = await engine
+        .trigger('charge', { order: 1 }, { idempotencyKey: 'longer', idempotencyTtlMs: month + 1 })
+        .catch((e: unknown) => e);
+      expect(tooLong).toMatchObject({ code: 'invalid_input' });
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('an expired key starts a new run', async () => {
     const engine = await startTestEngine(db.stores, [wf], { worker: false });
     try {

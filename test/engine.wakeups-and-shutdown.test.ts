@@ -36,7 +36,7 @@ describe.each(BACKENDS)('wake-ups, the chain fast path and shutdown on %s', (bac
       Record<string, unknown>
     >;
     for (let i = 1; i < 20; i++) {
-      wf = wf.step(`s${i}`, { after: `s${i - 1}` } as never, (n: number) => n + 1) as never;
+      wf = wf.step(`s${i}`, { after: `s${i - 1}` as never }, (n) => (n as number) + 1) as never;
     }
     const engine = await startTestEngine(db.stores, [wf], { worker: { pollIntervalMs: 50 } });
     const runs = db.stores.runs;

@@ -3,60 +3,123 @@
  * parent/successor maps the engine materializes per run, per-step content hashes (code + config)
  * that identify a workflow version and drive rerun change detection, and edge resolution — which
  * successors an outcome makes live and which it prunes.
+ *
+ * A graph has levels (scopes): the workflow's top level, and the body of each loop or parallel
+ * node. Edges stay inside one level; step ids are unique across all levels, so a step run key
+ * (`send[2]`, `send[2][0]` when nested) names one step unambiguously.
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { WeftError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from './json.js';
 import { parseDuration, resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
-import type { EdgeDefinition, EdgeOn, StepDefinition, Workflow } from './workflow.js';
+import type {
+  ControlSpec,
+  EdgeDefinition,
+  EdgeOn,
+  StepDefinition,
+  StepKind,
+  Workflow,
+} from './workflow.js';
 
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+/** Control nodes are engine-run; each of their transitions is a claim, so attempts are not a budget. */
+export const CONTROL_MAX_ATTEMPTS = 2_147_483_647;
+export const MAX_PARALLEL_BRANCHES = 10_000;
 
 export interface CompiledEdge {
   from: string;
   to: string;
   on: EdgeOn;
   when?: (output: unknown) => boolean;
+  branch?: string;
 }
+
+/** One level of the graph: the workflow's top level, or a control node's body. */
+export interface CompiledScope {
+  /** The control node that owns this body, or null for the top level. */
+  owner: string | null;
+  steps: ReadonlyMap<string, CompiledStep>;
+  /** Steps in a topological order (parents first). */
+  order: readonly CompiledStep[];
+}
+
+export type CompiledControl =
+  | { kind: 'forEach'; items: (input: unknown) => unknown; body: CompiledScope }
+  | { kind: 'times'; count: number | ((input: unknown) => unknown); body: CompiledScope }
+  | {
+      kind: 'while';
+      condition: (last: unknown, iteration: number, input: unknown) => unknown;
+      maxIterations: number;
+      body: CompiledScope;
+    }
+  | {
+      kind: 'parallel';
+      items: (input: unknown) => unknown;
+      concurrency: number;
+      onBranchFailure: 'fail_fast' | 'collect';
+      body: CompiledScope;
+    }
+  | { kind: 'sleep'; durationMs?: number; until?: (input: unknown) => unknown }
+  | { kind: 'approval'; schema?: Record<string, unknown>; timeoutMs?: number }
+  | { kind: 'subWorkflow'; workflow: string; input?: (input: unknown) => unknown };
 
 export interface CompiledStep {
   id: string;
-  kind: 'step';
+  kind: StepKind;
+  /** The control node whose body holds this step, or null at the top level. */
+  scope: string | null;
   run: StepDefinition['run'];
+  control: CompiledControl | undefined;
   parents: string[];
   successors: string[];
+  /** Successors reached when this step fails for good (failure and always edges). */
+  failureSuccessors: string[];
   incoming: CompiledEdge[];
   outgoing: CompiledEdge[];
   retry: ResolvedRetryPolicy;
   timeoutMs: number | undefined;
   onExhausted: 'fail' | 'pause';
+  concurrency: number | undefined;
   description: string | undefined;
-  /** sha256 of the code text and the config (retry, timeout, incoming edges). */
+  /** sha256 of the code text and the config (retry, timeout, incoming edges, control spec). */
   hash: string;
+}
+
+export interface SerializedNode {
+  id: string;
+  kind: StepKind;
+  hash: string;
+  /** The control node whose body holds this step; absent at the top level. */
+  scope?: string;
+  description?: string;
+  maxAttempts: number;
+  timeoutMs?: number;
+  onExhausted: 'fail' | 'pause';
+  concurrency?: number;
+  /** Control node settings that the API and the dashboard show (functions as source text). */
+  control?: Record<string, unknown>;
 }
 
 /** The graph as stored with a workflow version (functions replaced by their source text). */
 export interface SerializedGraph {
   maxPayloadBytes: number;
-  nodes: Array<{
-    id: string;
-    kind: 'step';
-    hash: string;
-    description?: string;
-    maxAttempts: number;
-    timeoutMs?: number;
-    onExhausted: 'fail' | 'pause';
-  }>;
-  edges: Array<{ from: string; to: string; on: EdgeOn; when?: string }>;
+  /** Most step runs of one run executing at once; absent: no limit. */
+  maxConcurrency?: number;
+  nodes: SerializedNode[];
+  edges: Array<{ from: string; to: string; on: EdgeOn; when?: string; branch?: string }>;
 }
 
 export interface CompiledWorkflow {
   id: string;
   description: string | undefined;
-  /** sha256 over the step hashes and edges: equal definitions share a version. */
+  /** sha256 over the step hashes: equal definitions share a version. */
   versionHash: string;
+  /** Every step of every level, by id. */
   steps: ReadonlyMap<string, CompiledStep>;
-  /** Steps in a topological order (parents first). */
+  top: CompiledScope;
+  /** Top-level steps in a topological order (parents first). */
   order: readonly CompiledStep[];
   maxPayloadBytes: number;
   graph: SerializedGraph;
@@ -76,12 +139,13 @@ function invalid(
   });
 }
 
-const EDGE_ON: readonly EdgeOn[] = ['success', 'failure', 'always'];
+const EDGE_ON: readonly EdgeOn[] = ['success', 'failure', 'always', 'timeout'];
+const LOOPS: readonly StepKind[] = ['forEach', 'times', 'while', 'parallel'];
+
+type AnyWorkflowDef = Workflow<unknown, Record<string, unknown>>;
 
 /** Validate a definition and compile it. Throws `WeftError('invalid_workflow')` naming the problem. */
-export function compileWorkflow(
-  workflow: Workflow<unknown, Record<string, unknown>>,
-): CompiledWorkflow {
+export function compileWorkflow(workflow: AnyWorkflowDef): CompiledWorkflow {
   const wid = String(workflow.id);
   if (!ID_PATTERN.test(wid)) {
     throw new WeftError(
@@ -97,9 +161,114 @@ export function compileWorkflow(
       `maxPayloadBytes is ${JSON.stringify(maxPayloadBytes)}: expected a whole number of bytes ≥ 1.`,
     );
   }
+  const all = new Map<string, CompiledStep>();
+  const top = compileScope(wid, workflow.steps, null, all);
+  const serialized: SerializedGraph = { maxPayloadBytes, nodes: [], edges: [] };
+  const maxConcurrency = workflow.options.maxConcurrency;
+  if (maxConcurrency !== undefined) {
+    if (!(Number.isInteger(maxConcurrency) && maxConcurrency >= 1 && maxConcurrency <= 100_000)) {
+      invalid(
+        wid,
+        `maxConcurrency is ${JSON.stringify(maxConcurrency)}: expected a whole number from 1 to 100000.`,
+      );
+    }
+    serialized.maxConcurrency = maxConcurrency;
+  }
+  const serializeScope = (scope: CompiledScope): void => {
+    for (const s of scope.order) {
+      serialized.nodes.push(serializeNode(s));
+      for (const e of s.incoming) {
+        const edge: SerializedGraph['edges'][number] = { from: e.from, to: e.to, on: e.on };
+        if (e.when) edge.when = e.when.toString();
+        if (e.branch !== undefined) edge.branch = e.branch;
+        serialized.edges.push(edge);
+      }
+      if (s.control && 'body' in s.control) serializeScope(s.control.body);
+    }
+  };
+  serializeScope(top);
+  const versionHash = sha256(
+    JSON.stringify({
+      id: wid,
+      maxPayloadBytes,
+      maxConcurrency: maxConcurrency ?? null,
+      nodes: serialized.nodes.map((n) => [n.id, n.hash]),
+    }),
+  );
+  return {
+    id: wid,
+    description: workflow.options.description,
+    versionHash,
+    steps: all,
+    top,
+    order: top.order,
+    maxPayloadBytes,
+    graph: serialized,
+  };
+}
 
+function serializeNode(s: CompiledStep): SerializedNode {
+  const node: SerializedNode = {
+    id: s.id,
+    kind: s.kind,
+    hash: s.hash,
+    maxAttempts: s.retry.maxAttempts,
+    onExhausted: s.onExhausted,
+  };
+  if (s.scope !== null) node.scope = s.scope;
+  if (s.description !== undefined) node.description = s.description;
+  if (s.timeoutMs !== undefined) node.timeoutMs = s.timeoutMs;
+  if (s.concurrency !== undefined) node.concurrency = s.concurrency;
+  if (s.control) node.control = describeControl(s.control);
+  return node;
+}
+
+function describeControl(c: CompiledControl): Record<string, unknown> {
+  switch (c.kind) {
+    case 'forEach':
+      return { items: c.items.toString() };
+    case 'times':
+      return { count: typeof c.count === 'number' ? c.count : c.count.toString() };
+    case 'while':
+      return { condition: c.condition.toString(), maxIterations: c.maxIterations };
+    case 'parallel':
+      return {
+        items: c.items.toString(),
+        concurrency: c.concurrency,
+        onBranchFailure: c.onBranchFailure,
+      };
+    case 'sleep':
+      return c.durationMs !== undefined
+        ? { durationMs: c.durationMs }
+        : { until: c.until?.toString() };
+    case 'approval': {
+      const out: Record<string, unknown> = {};
+      if (c.schema) out.schema = c.schema;
+      if (c.timeoutMs !== undefined) out.timeoutMs = c.timeoutMs;
+      return out;
+    }
+    case 'subWorkflow':
+      return c.input
+        ? { workflow: c.workflow, input: c.input.toString() }
+        : { workflow: c.workflow };
+  }
+}
+
+function compileScope(
+  wid: string,
+  stepDefs: readonly StepDefinition[],
+  owner: string | null,
+  all: Map<string, CompiledStep>,
+): CompiledScope {
+  const where = owner === null ? '' : ` (in the body of \`${owner}\`)`;
+  if (owner !== null && stepDefs.length === 0)
+    invalid(
+      wid,
+      `the body of \`${owner}\` has no steps; add one with \`body: (b) => b.step(id, fn)\`.`,
+      { stepId: owner },
+    );
   const defs = new Map<string, StepDefinition>();
-  for (const def of workflow.steps) {
+  for (const def of stepDefs) {
     if (!ID_PATTERN.test(def.id)) {
       invalid(
         wid,
@@ -107,10 +276,13 @@ export function compileWorkflow(
         { stepId: def.id },
       );
     }
-    if (defs.has(def.id))
-      invalid(wid, `step \`${def.id}\` is defined twice; step ids must be unique.`, {
-        stepId: def.id,
-      });
+    if (defs.has(def.id) || all.has(def.id) || def.id === owner) {
+      invalid(
+        wid,
+        `step \`${def.id}\` is defined twice${where}; step ids must be unique across the workflow, loop and parallel bodies included.`,
+        { stepId: def.id },
+      );
+    }
     if (typeof def.run !== 'function')
       invalid(wid, `step \`${def.id}\` has no function; pass \`(input, ctx) => output\`.`, {
         stepId: def.id,
@@ -119,22 +291,27 @@ export function compileWorkflow(
   }
 
   const steps = new Map<string, CompiledStep>();
-  for (const def of workflow.steps) {
-    const where = `Workflow \`${wid}\` step \`${def.id}\``;
+  for (const def of stepDefs) {
+    const stepWhere = `Workflow \`${wid}\` step \`${def.id}\``;
+    const kind: StepKind = def.kind ?? 'step';
     const incoming: CompiledEdge[] = [];
     const seenParents = new Set<string>();
     for (const edge of def.after) {
-      validateEdge(wid, def.id, edge, defs);
+      validateEdge(wid, def.id, edge, defs, owner, all);
       if (seenParents.has(edge.from)) {
         invalid(
           wid,
           `step \`${def.id}\` lists \`${edge.from}\` in \`after\` twice; one edge per pair of steps (use \`on: 'always'\` for both outcomes).`,
-          { stepId: def.id, edge: `${edge.from}->${def.id}` },
+          {
+            stepId: def.id,
+            edge: `${edge.from}->${def.id}`,
+          },
         );
       }
       seenParents.add(edge.from);
       const compiled: CompiledEdge = { from: edge.from, to: def.id, on: edge.on };
       if (edge.when) compiled.when = edge.when;
+      if (edge.branch !== undefined) compiled.branch = edge.branch;
       incoming.push(compiled);
     }
     const onExhausted = def.onExhausted ?? 'fail';
@@ -145,77 +322,230 @@ export function compileWorkflow(
         { stepId: def.id },
       );
     }
-    const retry = resolveRetryPolicy(def.retry, where);
+    const isControl = def.control !== undefined;
+    const retry = isControl
+      ? { maxAttempts: CONTROL_MAX_ATTEMPTS, minDelayMs: 0, maxDelayMs: 0, factor: 1, jitter: 0 }
+      : resolveRetryPolicy(def.retry, stepWhere);
     const timeoutMs =
-      def.timeout === undefined ? undefined : parseDuration(def.timeout, `${where} timeout`);
+      def.timeout === undefined ? undefined : parseDuration(def.timeout, `${stepWhere} timeout`);
     if (timeoutMs !== undefined && timeoutMs < 1)
       invalid(wid, `step \`${def.id}\` has a timeout of 0; omit it for no timeout.`, {
         stepId: def.id,
       });
+    if (
+      def.concurrency !== undefined &&
+      !(Number.isInteger(def.concurrency) && def.concurrency >= 1 && def.concurrency <= 100_000)
+    ) {
+      invalid(
+        wid,
+        `step \`${def.id}\` has concurrency = ${JSON.stringify(def.concurrency)}: expected a whole number from 1 to 100000.`,
+        { stepId: def.id },
+      );
+    }
+    const control = def.control ? compileControl(wid, def.id, def.control, all) : undefined;
     const config = JSON.stringify({
-      retry,
+      kind,
+      retry: isControl ? null : retry,
       timeoutMs: timeoutMs ?? null,
       onExhausted,
-      after: incoming.map((e) => [e.from, e.on, e.when ? e.when.toString() : null]),
+      concurrency: def.concurrency ?? null,
+      after: incoming.map((e) => [
+        e.from,
+        e.on,
+        e.when ? e.when.toString() : null,
+        e.branch ?? null,
+      ]),
+      control: control ? controlFingerprint(control) : null,
     });
-    steps.set(def.id, {
+    const step: CompiledStep = {
       id: def.id,
-      kind: 'step',
+      kind,
+      scope: owner,
       run: def.run,
+      control,
       parents: incoming.map((e) => e.from),
       successors: [],
+      failureSuccessors: [],
       incoming,
       outgoing: [],
       retry,
       timeoutMs,
       onExhausted,
+      concurrency: def.concurrency,
       description: def.description,
-      hash: sha256(`${def.run.toString()}\u0001${config}`),
-    });
+      hash: sha256(`${isControl ? '' : def.run.toString()}\u0001${config}`),
+    };
+    steps.set(def.id, step);
+    all.set(def.id, step);
   }
   for (const step of steps.values()) {
     for (const edge of step.incoming) {
       const parent = steps.get(edge.from)!;
       parent.successors.push(step.id);
       parent.outgoing.push(edge);
+      if (edge.on === 'failure' || edge.on === 'always') parent.failureSuccessors.push(step.id);
     }
   }
-
   const order = topologicalOrder(wid, steps);
-  const graph: SerializedGraph = {
-    maxPayloadBytes,
-    nodes: order.map((s) => {
-      const node: SerializedGraph['nodes'][number] = {
-        id: s.id,
-        kind: s.kind,
-        hash: s.hash,
-        maxAttempts: s.retry.maxAttempts,
-        onExhausted: s.onExhausted,
+  return { owner, steps, order };
+}
+
+function controlFingerprint(c: CompiledControl): unknown {
+  const described = describeControl(c);
+  return 'body' in c ? { ...described, body: c.body.order.map((s) => [s.id, s.hash]) } : described;
+}
+
+function compileControl(
+  wid: string,
+  id: string,
+  spec: ControlSpec,
+  all: Map<string, CompiledStep>,
+): CompiledControl {
+  const body = (b: unknown): CompiledScope => {
+    const wf = b as AnyWorkflowDef | undefined;
+    if (!wf || !Array.isArray(wf.steps)) {
+      invalid(
+        wid,
+        `\`${id}\` needs a \`body\`: a function that adds the body's steps, e.g. \`body: (b) => b.step('each', (item) => …)\`.`,
+        { stepId: id },
+      );
+    }
+    return compileScope(wid, wf.steps, id, all);
+  };
+  const fn = (value: unknown, name: string): ((...args: never[]) => unknown) => {
+    if (typeof value !== 'function')
+      invalid(wid, `\`${id}\` needs \`${name}\` to be a function.`, { stepId: id });
+    return value as (...args: never[]) => unknown;
+  };
+  switch (spec.kind) {
+    case 'forEach':
+      return {
+        kind: 'forEach',
+        items: fn(spec.items, 'items') as (input: unknown) => unknown,
+        body: body(spec.body),
       };
-      if (s.description !== undefined) node.description = s.description;
-      if (s.timeoutMs !== undefined) node.timeoutMs = s.timeoutMs;
-      return node;
-    }),
-    edges: order.flatMap((s) =>
-      s.incoming.map((e) => {
-        const edge: SerializedGraph['edges'][number] = { from: e.from, to: e.to, on: e.on };
-        if (e.when) edge.when = e.when.toString();
-        return edge;
-      }),
-    ),
-  };
-  const versionHash = sha256(
-    JSON.stringify({ id: wid, maxPayloadBytes, nodes: graph.nodes.map((n) => [n.id, n.hash]) }),
-  );
-  return {
-    id: wid,
-    description: workflow.options.description,
-    versionHash,
-    steps,
-    order,
-    maxPayloadBytes,
-    graph,
-  };
+    case 'times': {
+      if (
+        typeof spec.count === 'number' &&
+        !(Number.isInteger(spec.count) && spec.count >= 0 && spec.count <= 100_000)
+      ) {
+        invalid(
+          wid,
+          `\`${id}\` has count = ${spec.count}: expected a whole number from 0 to 100000, or a function of the input.`,
+          { stepId: id },
+        );
+      }
+      if (typeof spec.count !== 'number') fn(spec.count, 'count');
+      return { kind: 'times', count: spec.count, body: body(spec.body) };
+    }
+    case 'while':
+      if (!(
+        Number.isInteger(spec.maxIterations) &&
+        spec.maxIterations >= 1 &&
+        spec.maxIterations <= 100_000
+      )) {
+        invalid(
+          wid,
+          `\`${id}\` has maxIterations = ${JSON.stringify(spec.maxIterations)}: a \`while\` loop needs a bound, a whole number from 1 to 100000.`,
+          { stepId: id },
+        );
+      }
+      return {
+        kind: 'while',
+        condition: fn(spec.condition, 'condition') as (
+          last: unknown,
+          iteration: number,
+          input: unknown,
+        ) => unknown,
+        maxIterations: spec.maxIterations,
+        body: body(spec.body),
+      };
+    case 'parallel': {
+      const concurrency = spec.concurrency ?? MAX_PARALLEL_BRANCHES;
+      if (!(
+        Number.isInteger(concurrency) &&
+        concurrency >= 1 &&
+        concurrency <= MAX_PARALLEL_BRANCHES
+      )) {
+        invalid(
+          wid,
+          `\`${id}\` has concurrency = ${JSON.stringify(spec.concurrency)}: expected a whole number from 1 to ${MAX_PARALLEL_BRANCHES}.`,
+          { stepId: id },
+        );
+      }
+      const policy = spec.onBranchFailure ?? 'fail_fast';
+      if (policy !== 'fail_fast' && policy !== 'collect') {
+        invalid(
+          wid,
+          `\`${id}\` has onBranchFailure = ${JSON.stringify(policy)}: expected "fail_fast" or "collect".`,
+          { stepId: id },
+        );
+      }
+      return {
+        kind: 'parallel',
+        items: fn(spec.items, 'items') as (input: unknown) => unknown,
+        concurrency,
+        onBranchFailure: policy,
+        body: body(spec.body),
+      };
+    }
+    case 'sleep': {
+      if ((spec.duration === undefined) === (spec.until === undefined)) {
+        invalid(
+          wid,
+          `sleep \`${id}\` needs exactly one of \`duration\` (e.g. "10m") or \`until\` (a function returning a time).`,
+          { stepId: id },
+        );
+      }
+      if (spec.duration !== undefined)
+        return {
+          kind: 'sleep',
+          durationMs: parseDuration(spec.duration, `Workflow \`${wid}\` sleep \`${id}\` duration`),
+        };
+      return { kind: 'sleep', until: fn(spec.until, 'until') as (input: unknown) => unknown };
+    }
+    case 'approval': {
+      const out: CompiledControl = { kind: 'approval' };
+      if (spec.timeout !== undefined)
+        out.timeoutMs = parseDuration(
+          spec.timeout,
+          `Workflow \`${wid}\` approval \`${id}\` timeout`,
+        );
+      if (spec.schema !== undefined) out.schema = toJsonSchema(wid, id, spec.schema);
+      return out;
+    }
+    case 'subWorkflow': {
+      if (typeof spec.workflow !== 'string' || !ID_PATTERN.test(spec.workflow)) {
+        invalid(
+          wid,
+          `sub-workflow \`${id}\` names workflow ${JSON.stringify(spec.workflow)}: pass a workflow id or definition.`,
+          { stepId: id },
+        );
+      }
+      const out: CompiledControl = { kind: 'subWorkflow', workflow: spec.workflow };
+      if (spec.input !== undefined)
+        out.input = fn(spec.input, 'input') as (input: unknown) => unknown;
+      return out;
+    }
+  }
+}
+
+/** A zod schema becomes JSON Schema (stored with the version, checked by the API); a JSON Schema is checked as is. */
+function toJsonSchema(wid: string, id: string, schema: unknown): Record<string, unknown> {
+  try {
+    const json =
+      typeof schema === 'object' && schema !== null && '_zod' in schema
+        ? (z.toJSONSchema(schema as z.ZodType) as Record<string, unknown>)
+        : (schema as Record<string, unknown>);
+    z.fromJSONSchema(json as never); // refuse what cannot be checked
+    return json;
+  } catch (error) {
+    invalid(
+      wid,
+      `approval \`${id}\` has a schema that cannot be used: ${(error as Error).message}. Pass a zod schema or a JSON Schema object.`,
+      { stepId: id },
+    );
+  }
 }
 
 function validateEdge(
@@ -223,14 +553,26 @@ function validateEdge(
   stepId: string,
   edge: EdgeDefinition,
   defs: Map<string, StepDefinition>,
+  owner: string | null,
+  all: Map<string, CompiledStep>,
 ): void {
   const name = `${String(edge.from)} -> ${stepId}`;
   if (typeof edge.from !== 'string' || !defs.has(edge.from)) {
+    if (typeof edge.from === 'string' && (all.has(edge.from) || edge.from === owner)) {
+      invalid(
+        wid,
+        `step \`${stepId}\` runs after \`${edge.from}\`, which is in another level of the graph (edges may not cross into or out of a loop or parallel body).`,
+        { stepId, edge: name },
+      );
+    }
     const known = [...defs.keys()].filter((k) => k !== stepId);
     invalid(
       wid,
       `step \`${stepId}\` runs after \`${String(edge.from)}\`, which is not a step of this workflow (a dangling edge). Known steps: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}.`,
-      { stepId, edge: name },
+      {
+        stepId,
+        edge: name,
+      },
     );
   }
   if (edge.from === stepId)
@@ -242,7 +584,7 @@ function validateEdge(
   if (!EDGE_ON.includes(edge.on)) {
     invalid(
       wid,
-      `edge \`${name}\` has on = ${JSON.stringify(edge.on)}: expected "success", "failure" or "always".`,
+      `edge \`${name}\` has on = ${JSON.stringify(edge.on)}: expected "success", "failure", "always" or "timeout".`,
       { stepId, edge: name },
     );
   }
@@ -257,6 +599,29 @@ function validateEdge(
     invalid(
       wid,
       `edge \`${name}\` has both \`when\` and on = "${edge.on}"; a predicate applies to a successful output only.`,
+      { stepId, edge: name },
+    );
+  }
+  const parentKind = defs.get(edge.from)!.kind ?? 'step';
+  if (edge.branch !== undefined) {
+    if (typeof edge.branch !== 'string' || edge.branch.length === 0)
+      invalid(wid, `edge \`${name}\` has an empty branch name.`, { stepId, edge: name });
+    if (parentKind !== 'router')
+      invalid(
+        wid,
+        `edge \`${name}\` names branch "${edge.branch}", but \`${edge.from}\` is not a router; declare it with \`.router(...)\`.`,
+        { stepId, edge: name },
+      );
+    if (edge.when !== undefined || edge.on !== 'success')
+      invalid(wid, `edge \`${name}\` combines a branch with another condition; use one.`, {
+        stepId,
+        edge: name,
+      });
+  }
+  if (edge.on === 'timeout' && parentKind !== 'approval') {
+    invalid(
+      wid,
+      `edge \`${name}\` is a timeout edge, but only approvals time out (\`${edge.from}\` is a ${parentKind}).`,
       { stepId, edge: name },
     );
   }
@@ -327,11 +692,12 @@ function describeCycle(steps: Map<string, CompiledStep>): string {
     .join(' → ');
 }
 
-export type StepOutcome = { ok: true; output: unknown } | { ok: false };
+export type StepOutcome = { ok: true; output: unknown } | { ok: false; timedOut?: boolean };
 
 /**
- * Which successors an outcome reaches. A predicate that throws is a definition bug, not a
- * transient fault: it surfaces as a non-retryable `edge_condition_failed` error.
+ * Which successors an outcome reaches. A predicate that throws, or a router that names no
+ * branch, is a definition bug, not a transient fault: it surfaces as a non-retryable
+ * `edge_condition_failed` error.
  */
 export function resolveOutgoingEdges(
   workflowId: string,
@@ -340,12 +706,31 @@ export function resolveOutgoingEdges(
 ): { live: string[]; dead: string[] } {
   const live: string[] = [];
   const dead: string[] = [];
+  const hasTimeoutEdge = step.outgoing.some((e) => e.on === 'timeout');
+  if (step.kind === 'router' && outcome.ok) {
+    const out = outcome.output;
+    if (!(
+      typeof out === 'string' ||
+      (Array.isArray(out) && out.every((b) => typeof b === 'string'))
+    )) {
+      throw new WeftError(
+        'edge_condition_failed',
+        `Workflow \`${workflowId}\`: router \`${step.id}\` returned ${JSON.stringify(out)?.slice(0, 80)}; a router returns a branch name or an array of branch names (${step.outgoing.map((e) => JSON.stringify(e.branch)).join(', ')}).`,
+        { details: { stepId: step.id } },
+      );
+    }
+  }
   for (const edge of step.outgoing) {
     let taken: boolean;
     if (edge.on === 'always') taken = true;
-    else if (edge.on === 'failure') taken = !outcome.ok;
+    else if (edge.on === 'timeout') taken = !outcome.ok && outcome.timedOut === true;
+    else if (edge.on === 'failure')
+      taken = !outcome.ok && !(outcome.timedOut === true && hasTimeoutEdge);
     else if (!outcome.ok) taken = false;
-    else if (edge.when) {
+    else if (edge.branch !== undefined) {
+      const out = outcome.output;
+      taken = out === edge.branch || (Array.isArray(out) && out.includes(edge.branch));
+    } else if (edge.when) {
       try {
         taken = edge.when(outcome.output) === true;
       } catch (error) {
@@ -359,4 +744,9 @@ export function resolveOutgoingEdges(
     (taken ? live : dead).push(edge.to);
   }
   return { live, dead };
+}
+
+/** The steps of a level that no other step of that level runs after. */
+export function isLoopKind(kind: StepKind): boolean {
+  return LOOPS.includes(kind);
 }

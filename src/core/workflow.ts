@@ -54,21 +54,26 @@ export interface FailureInput {
   error: StepErrorInfo;
 }
 
-export type EdgeOn = 'success' | 'failure' | 'always';
+/**
+ * When an edge is taken: `success` (default), `failure` (the step failed for good), `always`, or
+ * `timeout` (an approval or wait that timed out; without a timeout edge, failure edges apply).
+ */
+export type EdgeOn = 'success' | 'failure' | 'always' | 'timeout';
 
 /** A parent reference: a step id, or a step id with a condition. */
 export type AfterRef<TSteps> =
   | (keyof TSteps & string)
   | {
       [K in keyof TSteps & string]:
-        | { step: K; on?: EdgeOn; when?: never }
-        | { step: K; when: (output: TSteps[K]) => boolean; on?: 'success' };
+        | { step: K; on?: EdgeOn; when?: never; branch?: never }
+        | { step: K; when: (output: TSteps[K]) => boolean; on?: 'success'; branch?: never }
+        | { step: K; branch: string; on?: 'success'; when?: never };
     }[keyof TSteps & string];
 
 export type After<TSteps> = AfterRef<TSteps> | readonly AfterRef<TSteps>[];
 
 type RefStep<R> = R extends string ? R : R extends { step: infer K } ? K : never;
-type RefValue<TSteps, R> = R extends { on: 'failure' }
+type RefValue<TSteps, R> = R extends { on: 'failure' | 'timeout' }
   ? FailureInput
   : R extends { on: 'always' }
     ? TSteps[RefStep<R> & keyof TSteps] | FailureInput
@@ -89,6 +94,14 @@ export interface StepOptions<A> {
   timeout?: Duration;
   /** When the last attempt fails and no `failure` edge is taken: fail the run (default) or pause it. */
   onExhausted?: 'fail' | 'pause';
+  /** Most attempts of this step running at once across all runs (e.g. an API's rate limit). */
+  concurrency?: number;
+}
+
+/** Options shared by control nodes (no retry policy: their transitions are engine-run). */
+export interface ControlOptions<A> {
+  after?: A;
+  description?: string;
 }
 
 export type StepFunction<I, O, TState extends RunState> = (
@@ -97,19 +110,61 @@ export type StepFunction<I, O, TState extends RunState> = (
 ) => O | Promise<O>;
 
 /** A step as stored in a definition (types erased). */
+/** Node kinds: user code (`step`, `router`) or engine-run control nodes. */
+export type StepKind =
+  | 'step'
+  | 'router'
+  | 'forEach'
+  | 'times'
+  | 'while'
+  | 'parallel'
+  | 'sleep'
+  | 'approval'
+  | 'subWorkflow';
+
+type AnyBody =
+  Workflow<never, Record<string, unknown>, never> | Workflow<unknown, Record<string, unknown>>;
+
+/** What a control node does, as given in the definition (functions included). */
+export type ControlSpec =
+  | { kind: 'forEach'; items: (input: unknown) => unknown; body: AnyBody }
+  | { kind: 'times'; count: number | ((input: unknown) => unknown); body: AnyBody }
+  | {
+      kind: 'while';
+      condition: (last: unknown, iteration: number, input: unknown) => unknown;
+      maxIterations: number;
+      body: AnyBody;
+    }
+  | {
+      kind: 'parallel';
+      items: (input: unknown) => unknown;
+      concurrency?: number;
+      onBranchFailure?: 'fail_fast' | 'collect';
+      body: AnyBody;
+    }
+  | { kind: 'sleep'; duration?: Duration; until?: (input: unknown) => unknown }
+  | { kind: 'approval'; schema?: unknown; timeout?: Duration }
+  | { kind: 'subWorkflow'; workflow: string; input?: (input: unknown) => unknown };
+
 export interface StepDefinition {
   id: string;
+  kind: StepKind;
   after: EdgeDefinition[];
   run: StepFunction<unknown, unknown, RunState>;
+  control?: ControlSpec;
   description?: string;
   retry?: RetryPolicy;
   timeout?: Duration;
   onExhausted?: 'fail' | 'pause';
+  /** Most attempts of this step running at once, across all runs. */
+  concurrency?: number;
 }
 
 export interface EdgeDefinition {
   from: string;
   on: EdgeOn;
+  /** Router edges: taken when the router's output is this branch name (or an array holding it). */
+  branch?: string;
   when?: (output: unknown) => boolean;
 }
 
@@ -117,6 +172,8 @@ export interface WorkflowOptions {
   description?: string;
   /** Largest accepted input or output, in bytes. Default 10 MiB. */
   maxPayloadBytes?: number;
+  /** Most steps of one run executing at once (branches, parallel items). Default: no limit. */
+  maxConcurrency?: number;
 }
 
 /**
@@ -172,18 +229,202 @@ export class Workflow<
     const options: StepOptions<unknown> = typeof optionsOrRun === 'function' ? {} : optionsOrRun;
     const run = (typeof optionsOrRun === 'function' ? optionsOrRun : maybeRun) as
       StepDefinition['run'] | undefined;
-    const definition: StepDefinition = {
-      id,
-      after: normalizeAfter(options.after),
-      run: run as StepDefinition['run'],
+    return this.add(id, 'step', options, run as StepDefinition['run']);
+  }
+
+  /**
+   * A router: a step whose output names the branch (or branches) to take. Its successors use
+   * `after: { step: 'route', branch: 'name' }`; edges to other branches are pruned.
+   *
+   * @example
+   * .router('route', { after: 'load' }, (user) => (user.vip ? 'vip' : 'standard'))
+   * .step('welcomeVip', { after: { step: 'route', branch: 'vip' } }, () => sendVipWelcome())
+   */
+  router<K extends string, B extends string, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: StepOptions<A>,
+    choose: StepFunction<StepInput<TInput, TSteps, A>, B | readonly B[], TState>,
+  ): Workflow<TInput, TSteps & { [P in K]: B | B[] }, TState> {
+    return this.add(id, 'router', options, choose as StepDefinition['run']) as never;
+  }
+
+  /**
+   * Run `body` once per item of an array, one iteration after another. Iteration `i` of body step
+   * `s` is the step run `s[i]`; the loop's output is the array of iteration results (an
+   * iteration's result is its body's final state: one leaf's output, or a map of several).
+   */
+  forEach<K extends string, Item, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: ControlOptions<A> & {
+      items: (input: StepInput<TInput, TSteps, A>) => readonly Item[];
+      body: (
+        body: Workflow<Item, NoSteps, TState>,
+      ) => Workflow<Item, Record<string, unknown>, TState>;
+    },
+  ): Workflow<TInput, TSteps & { [P in K]: unknown[] }, TState> {
+    return this.addControl(id, options, {
+      kind: 'forEach',
+      items: options.items as (input: unknown) => unknown,
+      body: options.body(new Workflow<Item, NoSteps, TState>(id)) as AnyBody,
+    });
+  }
+
+  /** Run `body` `count` times in sequence; body roots receive the iteration index. */
+  times<K extends string, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: ControlOptions<A> & {
+      count: number | ((input: StepInput<TInput, TSteps, A>) => number);
+      body: (
+        body: Workflow<number, NoSteps, TState>,
+      ) => Workflow<number, Record<string, unknown>, TState>;
+    },
+  ): Workflow<TInput, TSteps & { [P in K]: unknown[] }, TState> {
+    return this.addControl(id, options, {
+      kind: 'times',
+      count: options.count as number | ((input: unknown) => unknown),
+      body: options.body(new Workflow<number, NoSteps, TState>(id)) as AnyBody,
+    });
+  }
+
+  /**
+   * Run `body` while `condition(lastResult, iteration, input)` holds, at most `maxIterations`
+   * times (hitting the bound fails the loop with `loop_limit_exceeded`). The first iteration gets
+   * the loop's input; each next one gets the previous iteration's result.
+   */
+  while<K extends string, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: ControlOptions<A> & {
+      condition: (last: unknown, iteration: number, input: StepInput<TInput, TSteps, A>) => boolean;
+      maxIterations: number;
+      body: (
+        body: Workflow<unknown, NoSteps, TState>,
+      ) => Workflow<unknown, Record<string, unknown>, TState>;
+    },
+  ): Workflow<TInput, TSteps & { [P in K]: unknown[] }, TState> {
+    return this.addControl(id, options, {
+      kind: 'while',
+      condition: options.condition as (last: unknown, iteration: number, input: unknown) => unknown,
+      maxIterations: options.maxIterations,
+      body: options.body(new Workflow<unknown, NoSteps, TState>(id)) as AnyBody,
+    });
+  }
+
+  /**
+   * Fan `body` out over the items concurrently (on any workers), at most `concurrency` branches at
+   * once. The output is the array of branch results in item order. A failing branch fails the
+   * parallel at once and cancels the others (`onBranchFailure: 'fail_fast'`, the default), or is
+   * recorded as `{ error }` in its slot while the others go on (`'collect'`).
+   */
+  parallel<K extends string, Item, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: ControlOptions<A> & {
+      items: (input: StepInput<TInput, TSteps, A>) => readonly Item[];
+      concurrency?: number;
+      onBranchFailure?: 'fail_fast' | 'collect';
+      body: (
+        body: Workflow<Item, NoSteps, TState>,
+      ) => Workflow<Item, Record<string, unknown>, TState>;
+    },
+  ): Workflow<TInput, TSteps & { [P in K]: unknown[] }, TState> {
+    const spec: ControlSpec = {
+      kind: 'parallel',
+      items: options.items as (input: unknown) => unknown,
+      body: options.body(new Workflow<Item, NoSteps, TState>(id)) as AnyBody,
     };
+    if (options.concurrency !== undefined) spec.concurrency = options.concurrency;
+    if (options.onBranchFailure !== undefined) spec.onBranchFailure = options.onBranchFailure;
+    return this.addControl(id, options, spec);
+  }
+
+  /**
+   * Wait for a duration or until a time, holding no worker. Survives restarts of every process.
+   * The output is `{ until }` (ISO time).
+   */
+  sleep<K extends string, const A extends After<TSteps> | undefined = undefined>(
+    id: K,
+    options: ControlOptions<A> &
+      (
+        | { duration: Duration }
+        | { until: (input: StepInput<TInput, TSteps, A>) => Date | string | number }
+      ),
+  ): Workflow<TInput, TSteps & { [P in K]: { until: string } }, TState> {
+    const spec: ControlSpec = { kind: 'sleep' };
+    if ('duration' in options) spec.duration = options.duration;
+    if ('until' in options) spec.until = options.until as (input: unknown) => unknown;
+    return this.addControl(id, options, spec);
+  }
+
+  /**
+   * Park until a person (or system) completes the step's token:
+   * `POST /api/v1/waitpoints/{token}/complete` with `{ payload }`. The payload is validated
+   * against `schema` (a zod schema or a JSON Schema) and becomes the step's output. With
+   * `timeout`, the step fails with `waitpoint_timed_out` when it expires and follows its
+   * `timeout` edges (or `failure` edges when it has none).
+   */
+  approval<K extends string, const A extends After<TSteps> | undefined = undefined, P = unknown>(
+    id: K,
+    options: ControlOptions<A> & {
+      schema?: { _output?: P } | Record<string, unknown>;
+      timeout?: Duration;
+    },
+  ): Workflow<TInput, TSteps & { [Q in K]: P }, TState> {
+    const spec: ControlSpec = { kind: 'approval' };
+    if (options.schema !== undefined) spec.schema = options.schema;
+    if (options.timeout !== undefined) spec.timeout = options.timeout;
+    return this.addControl(id, options, spec);
+  }
+
+  /**
+   * Start a run of another workflow (a child run, in the same environment) and park until it ends;
+   * the child's final state is this step's output. A failed child fails this step.
+   */
+  subWorkflow<K extends string, const A extends After<TSteps> | undefined = undefined, O = unknown>(
+    id: K,
+    options: ControlOptions<A> & {
+      workflow: string | { id: string; __types?: { steps: unknown } };
+      input?: (input: StepInput<TInput, TSteps, A>) => unknown;
+    },
+  ): Workflow<TInput, TSteps & { [P in K]: O }, TState> {
+    const spec: ControlSpec = {
+      kind: 'subWorkflow',
+      workflow: typeof options.workflow === 'string' ? options.workflow : options.workflow.id,
+    };
+    if (options.input !== undefined) spec.input = options.input as (input: unknown) => unknown;
+    return this.addControl(id, options, spec);
+  }
+
+  private add(
+    id: string,
+    kind: StepKind,
+    options: StepOptions<unknown>,
+    run: StepDefinition['run'],
+    control?: ControlSpec,
+  ): Workflow<TInput, never, TState> {
+    const definition: StepDefinition = { id, kind, after: normalizeAfter(options.after), run };
+    if (control !== undefined) definition.control = control;
     if (options.description !== undefined) definition.description = options.description;
     if (options.retry !== undefined) definition.retry = options.retry;
     if (options.timeout !== undefined) definition.timeout = options.timeout;
     if (options.onExhausted !== undefined) definition.onExhausted = options.onExhausted;
+    if (options.concurrency !== undefined) definition.concurrency = options.concurrency;
     return new Workflow(this.id, this.options, [...this.steps, definition]);
   }
+
+  private addControl(
+    id: string,
+    options: ControlOptions<unknown>,
+    control: ControlSpec,
+  ): Workflow<TInput, never, TState> {
+    const stepOptions: StepOptions<unknown> = { after: options.after };
+    if (options.description !== undefined) stepOptions.description = options.description;
+    return this.add(id, control.kind, stepOptions, controlPlaceholder, control);
+  }
 }
+
+/** Control nodes have no user function; the engine runs them. */
+const controlPlaceholder: StepDefinition['run'] = () => {
+  throw new Error('a control node is run by the engine, not called');
+};
 
 function normalizeAfter(after: unknown): EdgeDefinition[] {
   if (after === undefined) return [];
@@ -191,8 +432,9 @@ function normalizeAfter(after: unknown): EdgeDefinition[] {
   return refs.map((ref): EdgeDefinition => {
     if (typeof ref === 'string') return { from: ref, on: 'success' };
     if (ref !== null && typeof ref === 'object' && 'step' in ref) {
-      const r = ref as { step: unknown; on?: unknown; when?: unknown };
+      const r = ref as { step: unknown; on?: unknown; when?: unknown; branch?: unknown };
       const edge: EdgeDefinition = { from: String(r.step), on: (r.on ?? 'success') as EdgeOn };
+      if (r.branch !== undefined) edge.branch = r.branch as string;
       if (typeof r.when === 'function') edge.when = r.when as (output: unknown) => boolean;
       else if (r.when !== undefined) edge.when = r.when as never; // rejected by validation with a clear message
       return edge;

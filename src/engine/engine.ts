@@ -8,6 +8,8 @@ import type { RunRecord } from '../store/rows.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkflowRegistry, type AnyWorkflow } from './registry.js';
 import { RunWatcher } from './run-watcher.js';
+import type { ControlDeps } from './control.js';
+import { cancelRun, completeWaitpoint, resumeRun } from './run-control.js';
 import { triggerRun, type TriggerResult } from './trigger.js';
 import { Worker, type WorkerOptions } from './worker.js';
 
@@ -19,6 +21,8 @@ export interface EngineOptions {
   worker?: WorkerOptions | false;
   /** How often this process looks for expired leases. Default 5 s; false disables it. */
   reaperIntervalMs?: number | false;
+  /** How often due sleeps and approval timeouts are fired. Default 1 s; false disables it. */
+  timerIntervalMs?: number | false;
   logger?: Logger;
 }
 
@@ -30,6 +34,7 @@ export class Engine {
   readonly logger: Logger;
   private readonly watcher: RunWatcher;
   private reaperTimer: NodeJS.Timeout | undefined;
+  private waitpointTimer: NodeJS.Timeout | undefined;
   private reaping = false;
 
   private constructor(options: EngineOptions) {
@@ -37,10 +42,41 @@ export class Engine {
     this.environmentId = options.environmentId;
     this.logger = options.logger ?? createLogger();
     this.registry = new WorkflowRegistry(this.stores.control, this.environmentId);
+    const controlDeps: ControlDeps = {
+      readState: (claim) => this.stores.runs.controlState(claim),
+      startChild: async (claim, workflowId, input) => {
+        const { run } = await triggerRun(this.stores, {
+          environmentId: claim.environmentId,
+          workflowId,
+          input,
+          // a retried transition finds the same child instead of starting another
+          idempotencyKey: `child:${claim.stepRunId}`,
+          idempotencyTtlMs: 30 * 24 * 3_600_000,
+          trigger: { kind: 'child', ref: claim.runId },
+          parent: { runId: claim.runId, stepRunId: claim.stepRunId },
+        });
+        return run.id;
+      },
+      childResult: async (claim, childRunId) => {
+        const child = await this.stores.runs.getRun(claim.environmentId, childRunId);
+        if (!child) return { status: 'missing', output: null, error: null };
+        const final = child.finalDataclipId
+          ? await this.stores.runs.getDataclip(claim.environmentId, child.finalDataclipId)
+          : undefined;
+        return { status: child.status, output: final?.body ?? null, error: child.error };
+      },
+      now: () => new Date(),
+    };
     this.worker =
       options.worker === false
         ? undefined
-        : new Worker(this.stores.runs, this.registry, this.logger, options.worker ?? {});
+        : new Worker(
+            this.stores.runs,
+            this.registry,
+            this.logger,
+            options.worker ?? {},
+            controlDeps,
+          );
     this.watcher = new RunWatcher(this.stores.runs);
   }
 
@@ -52,6 +88,10 @@ export class Engine {
     const interval = options.reaperIntervalMs ?? 5000;
     if (interval !== false) {
       engine.reaperTimer = setInterval(() => void engine.reapOnce(), interval);
+    }
+    const timer = options.timerIntervalMs ?? 1000;
+    if (timer !== false) {
+      engine.waitpointTimer = setInterval(() => void engine.fireTimersOnce(), timer);
     }
     return engine;
   }
@@ -83,6 +123,35 @@ export class Engine {
     }
   }
 
+  private firing = false;
+  /** Complete due sleeps and time out expired approvals. Returns how many fired. */
+  async fireTimersOnce(): Promise<number> {
+    if (this.firing) return 0;
+    this.firing = true;
+    try {
+      const n = await this.stores.runs.fireDueWaitpoints();
+      if (n > 0) this.worker?.wake();
+      return n;
+    } catch (error) {
+      this.logger.error({ err: error }, 'waitpoint timer failed; will try again');
+      return 0;
+    } finally {
+      this.firing = false;
+    }
+  }
+
+  cancel(runId: string, reason?: string): Promise<RunRecord> {
+    return cancelRun(this.stores, this.environmentId, runId, reason);
+  }
+
+  resume(runId: string, options: { version?: 'original' | 'current' } = {}): Promise<RunRecord> {
+    return resumeRun(this.stores, this.environmentId, runId, options);
+  }
+
+  completeWaitpoint(token: string, payload: unknown): ReturnType<typeof completeWaitpoint> {
+    return completeWaitpoint(this.stores, this.environmentId, token, payload);
+  }
+
   trigger(
     workflowId: string,
     input?: unknown,
@@ -110,6 +179,7 @@ export class Engine {
   /** Stop claiming, drain running steps (graceful), stop the reaper. Leaves the stores open. */
   async stop(): Promise<void> {
     clearInterval(this.reaperTimer);
+    clearInterval(this.waitpointTimer);
     await this.worker?.stop();
     await this.watcher.close();
   }

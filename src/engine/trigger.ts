@@ -20,6 +20,8 @@ export interface TriggerRequest {
   idempotencyKey?: string;
   idempotencyTtlMs?: number;
   trigger?: { kind: TriggerKind; ref?: string | null };
+  /** For a child run: the parent run and the step run waiting on it. */
+  parent?: { runId: string; stepRunId: string };
 }
 
 export interface TriggerResult {
@@ -79,6 +81,7 @@ export async function triggerRun(
     trigger: req.trigger ?? { kind: 'api' },
   };
   if (idempotency) params.idempotency = idempotency;
+  if (req.parent) params.parent = req.parent;
   if (locationTag) params.locationTag = locationTag;
   return stores.runs.createRun(params);
 }

@@ -13,13 +13,14 @@
  */
 import { hostname } from 'node:os';
 import { describeError, WeftError, type StepErrorInfo } from '../core/errors.js';
-import { resolveOutgoingEdges } from '../core/graph.js';
+import { resolveOutgoingEdges, type CompiledStep, type CompiledWorkflow } from '../core/graph.js';
 import { mintIdBody } from '../core/ids.js';
 import { encodeJson } from '../core/json.js';
 import { backoffDelay } from '../core/retry.js';
 import type { StepContext } from '../core/workflow.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult, RunStore } from '../store/run-store.js';
+import { runControlTransition, type ControlDeps, type ControlOutcome } from './control.js';
 import type { Logger } from './logger.js';
 import type { WorkflowRegistry } from './registry.js';
 import { computeStatePatch, draftState } from './state.js';
@@ -89,6 +90,7 @@ export class Worker {
     private readonly registry: WorkflowRegistry,
     private readonly logger: Logger,
     private readonly options: WorkerOptions = {},
+    private readonly controlDeps?: ControlDeps,
   ) {
     this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${mintIdBody().slice(-6)}`;
     this.concurrency = options.concurrency ?? 10;
@@ -112,6 +114,18 @@ export class Worker {
       unlisten.push(
         await loc.db.listen('weft_ready', (payload) => {
           if (payload === envId || payload === '') this.wake();
+        }),
+      );
+    }
+    for (const loc of this.runs.locations.values()) {
+      // A canceled run: abort its attempts here at once (their commits are fenced anyway).
+      unlisten.push(
+        await loc.db.listen('weft_cancel', (runId) => {
+          for (const entry of this.inflight.values()) {
+            if (entry.claim.runId === runId && !entry.controller.signal.aborted) {
+              entry.controller.abort(new WeftError('run_canceled', `run ${runId} was canceled`));
+            }
+          }
         }),
       );
     }
@@ -222,6 +236,7 @@ export class Worker {
       return null;
     }
     const { workflow, step } = resolved;
+    if (step.control) return this.executeControl(claim, workflow, step, log);
     const what = `Step \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId}, attempt ${claim.attempt})`;
     const draft = draftState(claim.state);
     const ctx: StepContext = {
@@ -264,7 +279,10 @@ export class Worker {
     } catch (error) {
       clearTimeout(timeout);
       if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
-        log.warn({ reason: String(controller.signal.reason) }, 'attempt abandoned: lease lost');
+        log.warn(
+          { reason: String(controller.signal.reason) },
+          'attempt abandoned: lease lost or run canceled',
+        );
         return null;
       }
       const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
@@ -274,7 +292,19 @@ export class Worker {
       return null;
     }
     clearTimeout(timeout);
+    return this.commitOutput(claim, workflow, step, output, ctx.state, what, log);
+  }
 
+  /** Validate an output and the state draft, resolve the edges, and commit (group commit). */
+  private async commitOutput(
+    claim: ClaimedStep,
+    workflow: CompiledWorkflow,
+    step: CompiledStep,
+    output: unknown,
+    stateDraft: unknown,
+    what: string,
+    log: Logger,
+  ): Promise<ClaimedStep | null> {
     let commit;
     try {
       const encoded = encodeJson(output, {
@@ -283,7 +313,7 @@ export class Worker {
         maxBytes: workflow.maxPayloadBytes,
         code: 'invalid_output',
       });
-      const patch = computeStatePatch(claim.state, ctx.state, what, workflow.maxPayloadBytes);
+      const patch = computeStatePatch(claim.state, stateDraft, what, workflow.maxPayloadBytes);
       const edges = resolveOutgoingEdges(workflow.id, step, { ok: true, output });
       commit = {
         outputText: encoded.text,
@@ -320,6 +350,61 @@ export class Worker {
       );
       return null;
     }
+  }
+
+  /** One transition of a control node (see control.ts): park, finish with an output, or fail. */
+  private async executeControl(
+    claim: ClaimedStep,
+    workflow: CompiledWorkflow,
+    step: CompiledStep,
+    log: Logger,
+  ): Promise<ClaimedStep | null> {
+    const what = `${step.kind} \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId})`;
+    let outcome: ControlOutcome;
+    try {
+      if (!this.controlDeps)
+        throw new WeftError(
+          'internal',
+          `${what} needs the engine's control dependencies; start workers through Engine`,
+        );
+      outcome = await runControlTransition(workflow, step, claim, this.controlDeps);
+    } catch (error) {
+      // Infrastructure trouble (the database, a child trigger): try the transition again shortly.
+      await this.recordFailure(claim, { ...describeError(error), terminal: false }, 1000, log);
+      return null;
+    }
+    if (outcome.kind === 'complete')
+      return this.commitOutput(claim, workflow, step, outcome.output, claim.state, what, log);
+    if (outcome.kind === 'fail') {
+      const edges = resolveOutgoingEdges(
+        workflow.id,
+        step,
+        outcome.timedOut ? { ok: false, timedOut: true } : { ok: false },
+      );
+      await this.recordFailure(
+        claim,
+        { ...describeError(outcome.error), terminal: true },
+        null,
+        log,
+        edges,
+      );
+      return null;
+    }
+    try {
+      const parked = await this.runs.parkStep(claim, this.workerId, outcome.park);
+      if (parked === 'fenced') {
+        log.warn('park rejected: this transition no longer holds its lease');
+        return null;
+      }
+      if (outcome.childRunId)
+        await this.runs.wakeParentIfChildEnded(claim.stepRunId, outcome.childRunId);
+    } catch (error) {
+      log.error(
+        { err: error },
+        'parking failed; the lease will expire and the transition will run again',
+      );
+    }
+    return null;
   }
 
   /**
@@ -374,9 +459,10 @@ export class Worker {
     info: StepErrorInfo,
     retryDelayMs: number | null,
     log: Logger,
+    edges?: { live: string[]; dead: string[] },
   ): Promise<void> {
     try {
-      const result = await this.runs.failStep(claim, this.workerId, info, retryDelayMs);
+      const result = await this.runs.failStep(claim, this.workerId, info, retryDelayMs, edges);
       if (result.status === 'fenced') {
         log.warn('failure not recorded: the attempt no longer holds its lease');
       } else if (result.status === 'retrying') {
@@ -455,7 +541,9 @@ export class Worker {
 }
 
 function isLeaseLost(reason: unknown): boolean {
-  return reason instanceof WeftError && reason.code === 'lease_lost';
+  return (
+    reason instanceof WeftError && (reason.code === 'lease_lost' || reason.code === 'run_canceled')
+  );
 }
 
 /** Resolve with the promise, or reject as soon as the signal aborts (the promise is abandoned). */

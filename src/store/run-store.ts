@@ -44,6 +44,8 @@ export interface CreateRunParams {
   idempotency?: { key: string; ttlMs: number };
   /** Location tag for the new run; the default location when omitted. */
   locationTag?: string;
+  /** A child run: the parent run and the step run waiting on it. */
+  parent?: { runId: string; stepRunId: string };
 }
 
 export interface CreateRunResult {
@@ -60,6 +62,77 @@ export interface ListRunsQuery {
   limit: number;
   cursor?: string;
 }
+
+/** The concurrency-limit key of a step: limits hold per environment, workflow and step. */
+function concurrencyKey(environmentId: string, workflowId: string, stepId: string): string {
+  return `${environmentId}:${workflowId}:${stepId}`;
+}
+
+/** Successor ids of a step run's graph level, as step run keys (the owner's index path appended). */
+function keyed(stepKey: string, ids: string[]): string[] {
+  const at = stepKey.indexOf('[');
+  const path = at === -1 ? '' : stepKey.slice(at);
+  return ids.map((id) => id + path);
+}
+
+export interface ParkRequest {
+  waitpoint?: {
+    id?: string;
+    kind: 'sleep' | 'approval' | 'child_run';
+    resumeAt?: Date;
+    childRunId?: string;
+    schema?: Record<string, unknown>;
+  };
+  body?: {
+    onScopeFailure: 'fail' | 'collect';
+    nodes: Array<{
+      stepId: string;
+      kind: string;
+      parents: string[];
+      successors: string[];
+      failureSuccessors: string[];
+      maxAttempts: number;
+      onExhausted: 'fail' | 'pause';
+      concurrency: number | undefined;
+    }>;
+    /** Body inputs per iteration, as JSON text; gated iterations wait for a free branch slot. */
+    iterations: Array<{ iteration: number; input: string; gated: boolean }>;
+  };
+}
+
+export interface ControlState {
+  /** Body iterations materialized so far (0 before the first transition). */
+  started: number;
+  scopeFailure: { stepKey: string; error: unknown } | null;
+  waitpoint: {
+    id: string;
+    kind: string;
+    status: string;
+    childRunId: string | null;
+    payload: unknown;
+  } | null;
+  iterations: Map<number, { outputs: Map<string, unknown>; errors: Map<string, unknown> }>;
+}
+
+export interface WaitpointRecord {
+  id: string;
+  runId: string;
+  stepKey: string;
+  kind: 'sleep' | 'approval' | 'child_run';
+  status: 'waiting' | 'completed' | 'timed_out' | 'canceled';
+  resumeAt: string | null;
+  payloadSchema: Record<string, unknown> | null;
+  payloadDataclipId: string | null;
+  childRunId: string | null;
+  createdAt: string;
+  completedAt: string | null;
+}
+
+export type WaitpointCompletion =
+  | { status: 'not_found' }
+  | { status: 'not_waiting'; waitpointStatus: string; completedAt: string | null; runId: string }
+  | { status: 'wrong_kind'; kind: string; runId: string }
+  | { status: 'completed'; runId: string; stepRunId: string; payloadDataclipId: string };
 
 /** What the worker commits for a succeeded attempt. */
 export interface CommitPayload {
@@ -233,22 +306,30 @@ export class RunStore {
       successors.get(e.from)!.push(e.to);
       if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
     }
-    const steps = p.graph.nodes.map((n) => ({
-      id: mintRunScopedId('sr', loc.tag),
-      step_id: n.id,
-      pending: parents.get(n.id)!.length,
-      parents: parents.get(n.id)!,
-      successors: successors.get(n.id)!,
-      failure_successors: failureSuccessors.get(n.id)!,
-      max_attempts: n.maxAttempts,
-      on_exhausted: n.onExhausted,
-    }));
+    // Only the top level is materialized now; loop and parallel bodies are materialized by their
+    // owner when it runs (park_step).
+    const steps = p.graph.nodes
+      .filter((n) => n.scope === undefined)
+      .map((n) => ({
+        id: mintRunScopedId('sr', loc.tag),
+        step_id: n.id,
+        kind: n.kind,
+        pending: parents.get(n.id)!.length,
+        parents: parents.get(n.id)!,
+        successors: successors.get(n.id)!,
+        failure_successors: failureSuccessors.get(n.id)!,
+        max_attempts: n.maxAttempts,
+        on_exhausted: n.onExhausted,
+        concurrency_key:
+          n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
+        concurrency_limit: n.concurrency ?? null,
+      }));
     const key = p.idempotency?.key ?? null;
     // One round trip: the run row comes back from the statement that wrote it.
     const rows = await loc.db.query<Row>(
       `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
-         select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::integer * interval '1 millisecond'
+         select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::bigint * interval '1 millisecond'
           where $9::text is not null
          on conflict (environment_id, workflow_id, key) do update
             set run_id = excluded.run_id, input_hash = excluded.input_hash, expires_at = excluded.expires_at,
@@ -263,18 +344,21 @@ export class RunStore {
          returning body_hash
        ), run as (
          insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
-                                input_dataclip_id, save_dataclips, idempotency_key)
-         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9 from go
+                                input_dataclip_id, save_dataclips, idempotency_key, parent_run_id, parent_step_run_id,
+                                max_concurrency)
+         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9, $14, $15, $16 from go
          returning ${RUN_COLUMNS}
        ), steps as (
-         insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, status, pending_parents,
+         insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, kind, status, pending_parents,
                                      parents, successors, failure_successors, max_attempts, on_exhausted,
-                                     input_dataclip_id, input_hash)
-         select u.id, $4, $1, $2, u.step_id, u.step_id, case when u.pending = 0 then 'ready' else 'pending' end,
+                                     concurrency_key, concurrency_limit, input_dataclip_id, input_hash)
+         select u.id, $4, $1, $2, u.step_id, u.step_id, u.kind, case when u.pending = 0 then 'ready' else 'pending' end,
                 u.pending, u.parents, u.successors, u.failure_successors, u.max_attempts, u.on_exhausted,
+                u.concurrency_key, u.concurrency_limit,
                 case when u.pending = 0 then $5 end, case when u.pending = 0 then input.body_hash end
-           from jsonb_to_recordset($13::jsonb) as u(id text, step_id text, pending integer, parents text[],
-                successors text[], failure_successors text[], max_attempts integer, on_exhausted text)
+           from jsonb_to_recordset($13::jsonb) as u(id text, step_id text, kind text, pending integer, parents text[],
+                successors text[], failure_successors text[], max_attempts integer, on_exhausted text,
+                concurrency_key text, concurrency_limit integer)
           cross join input
        ), logged as (
          insert into ${s}.run_events (run_id, kind, data)
@@ -295,6 +379,9 @@ export class RunStore {
         p.trigger.kind,
         p.trigger.ref ?? null,
         JSON.stringify(steps),
+        p.parent?.runId ?? null,
+        p.parent?.stepRunId ?? null,
+        p.graph.maxConcurrency ?? null,
       ],
     );
     const created = rows.rows[0];
@@ -545,8 +632,8 @@ export class RunStore {
         outputId,
         c.stateSet,
         c.stateDelete,
-        c.live,
-        c.dead,
+        keyed(claim.stepKey, c.live),
+        keyed(claim.stepKey, c.dead),
         c.claimNext,
         c.leaseMs,
       ],
@@ -600,8 +687,8 @@ export class RunStore {
             outputId: mintRunScopedId('dc', loc.tag),
             stateSet: commit.stateSet === null ? null : (JSON.parse(commit.stateSet) as unknown),
             stateDelete: commit.stateDelete,
-            live: commit.live,
-            dead: commit.dead,
+            live: keyed(claim.stepKey, commit.live),
+            dead: keyed(claim.stepKey, commit.dead),
             claimNext: commit.claimNext,
             leaseMs: commit.leaseMs,
           };
@@ -640,12 +727,285 @@ export class RunStore {
     workerId: string,
     error: unknown,
     retryDelayMs: number | null,
+    edges?: { live: string[]; dead: string[] },
   ): Promise<FailResult> {
     const loc = this.locationOf(claim.stepRunId)!;
     const rows = await loc.db.query<{ r: FailResult }>(
-      `select ${loc.schema}.fail_step($1, $2, $3, 'failed', $4::jsonb, $5) as r`,
-      [claim.stepRunId, claim.attempt, workerId, JSON.stringify(error), retryDelayMs],
+      `select ${loc.schema}.fail_step($1, $2, $3, 'failed', $4::jsonb, $5, $6::text[], $7::text[]) as r`,
+      [
+        claim.stepRunId,
+        claim.attempt,
+        workerId,
+        JSON.stringify(error),
+        retryDelayMs,
+        edges ? keyed(claim.stepKey, edges.live) : null,
+        edges ? keyed(claim.stepKey, edges.dead) : null,
+      ],
     );
+    return rows.rows[0]!.r;
+  }
+
+  /**
+   * A control node parks: it waits on a waitpoint and/or on the body step runs materialized here,
+   * in one statement fenced like a commit. See park_step.
+   */
+  async parkStep(
+    claim: ClaimedStep,
+    workerId: string,
+    park: ParkRequest,
+  ): Promise<'parked' | 'fenced'> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const payload: Record<string, unknown> = {};
+    if (park.waitpoint) {
+      const w: Record<string, unknown> = {
+        id: park.waitpoint.id ?? mintRunScopedId('wp', loc.tag),
+        kind: park.waitpoint.kind,
+      };
+      if (park.waitpoint.resumeAt) w.resumeAt = park.waitpoint.resumeAt.toISOString();
+      if (park.waitpoint.childRunId) w.childRunId = park.waitpoint.childRunId;
+      if (park.waitpoint.schema) w.schema = park.waitpoint.schema;
+      payload.waitpoint = w;
+    }
+    if (park.body) {
+      payload.body = {
+        onScopeFailure: park.body.onScopeFailure,
+        nodes: park.body.nodes.map((n) => ({
+          step_id: n.stepId,
+          kind: n.kind,
+          parents: n.parents,
+          successors: n.successors,
+          failure_successors: n.failureSuccessors,
+          max_attempts: n.maxAttempts,
+          on_exhausted: n.onExhausted,
+          concurrency_key:
+            n.concurrency === undefined
+              ? null
+              : concurrencyKey(claim.environmentId, claim.workflowId, n.stepId),
+          concurrency_limit: n.concurrency ?? null,
+        })),
+        iterations: park.body.iterations,
+      };
+    }
+    const rows = await loc.db.query<{ r: { status: 'parked' | 'fenced' } }>(
+      `select ${loc.schema}.park_step($1, $2, $3, $4::jsonb) as r`,
+      [claim.stepRunId, claim.attempt, workerId, JSON.stringify(payload)],
+    );
+    return rows.rows[0]!.r.status;
+  }
+
+  /**
+   * What a control node's next transition needs to know: its own step run (error set by a failed
+   * body), the waitpoint it waited on, and the results of its body (per iteration: the leaves —
+   * succeeded steps none of whose successors ran — and the steps that failed for good).
+   */
+  async controlState(claim: ClaimedStep): Promise<ControlState> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const [owner, waitpoint, results] = await Promise.all([
+      loc.db.query<{
+        error: { scopeFailure?: ControlState['scopeFailure'] } | null;
+        started: number | null;
+      }>(
+        `select error, (select max(iteration) + 1 from ${loc.schema}.step_runs b where b.run_id = o.run_id and b.scope_key = o.step_key)::int as started
+           from ${loc.schema}.step_runs o where id = $1`,
+        [claim.stepRunId],
+      ),
+      loc.db.query<Row>(
+        `select w.id, w.kind, w.status, w.child_run_id, d.body as payload from ${loc.schema}.waitpoints w
+           left join ${loc.schema}.dataclips d on d.id = w.payload_dataclip_id
+          where w.step_run_id = $1 order by w.created_at desc limit 1`,
+        [claim.stepRunId],
+      ),
+      loc.db.query<Row>(
+        `select s.iteration, s.step_id, s.status, d.body, s.error from ${loc.schema}.step_runs s
+           left join ${loc.schema}.dataclips d on d.id = s.output_dataclip_id
+          where s.run_id = $1 and s.scope_key = $2 and s.status in ('succeeded', 'failed')
+            and not exists (select 1 from ${loc.schema}.step_runs c where c.run_id = s.run_id and c.step_key = any(s.successors)
+                             and c.status in ('succeeded', 'failed'))
+          order by s.iteration, s.step_id`,
+        [claim.runId, claim.stepKey],
+      ),
+    ]);
+    const w = waitpoint.rows[0];
+    const iterations = new Map<
+      number,
+      { outputs: Map<string, unknown>; errors: Map<string, unknown> }
+    >();
+    for (const r of results.rows) {
+      const i = Number(r.iteration);
+      const entry = iterations.get(i) ?? { outputs: new Map(), errors: new Map() };
+      if (r.status === 'succeeded') entry.outputs.set(r.step_id as string, r.body ?? null);
+      else entry.errors.set(r.step_id as string, r.error ?? null);
+      iterations.set(i, entry);
+    }
+    return {
+      started: owner.rows[0]?.started ?? 0,
+      scopeFailure: owner.rows[0]?.error?.scopeFailure ?? null,
+      waitpoint: w
+        ? {
+            id: w.id as string,
+            kind: w.kind as string,
+            status: w.status as string,
+            childRunId: (w.child_run_id as string | null) ?? null,
+            payload: w.payload ?? null,
+          }
+        : null,
+      iterations,
+    };
+  }
+
+  /** Complete an approval token (payload already validated). Routed by the token's location tag. */
+  async completeWaitpoint(
+    environmentId: string,
+    token: string,
+    payloadText: string,
+  ): Promise<WaitpointCompletion> {
+    const loc = this.locationOf(token);
+    if (!loc || parseRunScopedId(token)?.prefix !== 'wp') return { status: 'not_found' };
+    const rows = await loc.db.query<{ r: WaitpointCompletion }>(
+      `select ${loc.schema}.complete_waitpoint($1, $2, $3) as r`,
+      [token, environmentId, payloadText],
+    );
+    return rows.rows[0]!.r;
+  }
+
+  async getWaitpoint(environmentId: string, token: string): Promise<WaitpointRecord | undefined> {
+    const loc = this.locationOf(token);
+    if (!loc || parseRunScopedId(token)?.prefix !== 'wp') return undefined;
+    const rows = await loc.db.query<Row>(
+      `select w.id, w.run_id, w.kind, w.status, w.resume_at, w.payload_schema, w.payload_dataclip_id, w.child_run_id,
+              w.created_at, w.completed_at, s.step_key
+         from ${loc.schema}.waitpoints w join ${loc.schema}.step_runs s on s.id = w.step_run_id
+        where w.id = $1 and w.environment_id = $2`,
+      [token, environmentId],
+    );
+    const r = rows.rows[0];
+    if (!r) return undefined;
+    return {
+      id: r.id as string,
+      runId: r.run_id as string,
+      stepKey: r.step_key as string,
+      kind: r.kind as WaitpointRecord['kind'],
+      status: r.status as WaitpointRecord['status'],
+      resumeAt: isoOrNull(r.resume_at),
+      payloadSchema: (r.payload_schema as Record<string, unknown> | null) ?? null,
+      payloadDataclipId: (r.payload_dataclip_id as string | null) ?? null,
+      childRunId: (r.child_run_id as string | null) ?? null,
+      createdAt: iso(r.created_at),
+      completedAt: isoOrNull(r.completed_at),
+    };
+  }
+
+  async listWaitpoints(environmentId: string, runId: string): Promise<WaitpointRecord[]> {
+    const loc = this.locationOf(runId);
+    if (!loc) return [];
+    const rows = await loc.db.query<{ id: string }>(
+      `select id from ${loc.schema}.waitpoints where run_id = $1 and environment_id = $2 order by created_at`,
+      [runId, environmentId],
+    );
+    const out = await Promise.all(rows.rows.map((r) => this.getWaitpoint(environmentId, r.id)));
+    return out.filter((w): w is WaitpointRecord => w !== undefined);
+  }
+
+  /**
+   * A child run may end before its parent step has parked on it; then finish_run found no
+   * waitpoint to complete. The parent calls this right after parking to close that gap.
+   */
+  async wakeParentIfChildEnded(parentStepRunId: string, childRunId: string): Promise<boolean> {
+    const loc = this.locationOf(parentStepRunId)!;
+    const child = this.locationOf(childRunId);
+    if (!child) return false;
+    const ended = await child.db.query(
+      `select 1 from ${child.schema}.runs where id = $1 and status in ('succeeded', 'failed', 'canceled')`,
+      [childRunId],
+    );
+    if (ended.rows.length === 0) return false;
+    const rows = await loc.db.query(
+      `with done as (
+         update ${loc.schema}.waitpoints set status = 'completed', completed_at = now()
+          where step_run_id = $1 and child_run_id = $2 and status = 'waiting' returning step_run_id, environment_id
+       ), woke as (
+         update ${loc.schema}.step_runs s set status = 'ready', available_at = now()
+           from done where s.id = done.step_run_id and s.status = 'waiting' returning s.environment_id
+       )
+       select pg_notify('weft_ready', environment_id) from woke`,
+      [parentStepRunId, childRunId],
+    );
+    return rows.rows.length > 0;
+  }
+
+  /** Due sleeps complete and expired approvals time out (every location). */
+  async fireDueWaitpoints(limit = 100): Promise<number> {
+    let n = 0;
+    for (const loc of this.locations.values()) {
+      const rows = await loc.db.query<{ n: number }>(
+        `select ${loc.schema}.fire_due_waitpoints($1) as n`,
+        [limit],
+      );
+      n += Number(rows.rows[0]?.n ?? 0);
+    }
+    return n;
+  }
+
+  /** Earliest time a waiting waitpoint comes due (to schedule the timer). */
+  async nextWaitpointDue(): Promise<Date | null> {
+    let earliest: Date | null = null;
+    for (const loc of this.locations.values()) {
+      const rows = await loc.db.query<{ t: Date | null }>(
+        `select min(resume_at) as t from ${loc.schema}.waitpoints where status = 'waiting'`,
+      );
+      const t = rows.rows[0]?.t ?? null;
+      if (t && (!earliest || new Date(t) < earliest)) earliest = new Date(t);
+    }
+    return earliest;
+  }
+
+  /**
+   * Cancel a run and, in turn, the child runs it waits on (wherever they live). Returns
+   * 'not_found', 'not_active' (already ended, with its status) or 'canceled'.
+   */
+  async cancelRun(
+    environmentId: string,
+    runId: string,
+    reason: string,
+  ): Promise<{ status: 'not_found' | 'not_active' | 'canceled'; runStatus?: RunStatus }> {
+    const loc = this.locationOf(runId);
+    if (!loc) return { status: 'not_found' };
+    const rows = await loc.db.query<{
+      r: {
+        status: 'not_found' | 'not_active' | 'canceled';
+        runStatus?: RunStatus;
+        children?: string[];
+      };
+    }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason]);
+    const r = rows.rows[0]!.r;
+    for (const child of r.children ?? [])
+      await this.cancelRun(environmentId, child, `parent run ${runId} was canceled`);
+    return r.runStatus ? { status: r.status, runStatus: r.runStatus } : { status: r.status };
+  }
+
+  async resumeRun(
+    environmentId: string,
+    runId: string,
+    options: { versionId?: string; budgets: Record<string, number> },
+  ): Promise<{
+    status: 'not_found' | 'not_paused' | 'resumed';
+    runStatus?: RunStatus;
+    steps?: string[];
+  }> {
+    const loc = this.locationOf(runId);
+    if (!loc) return { status: 'not_found' };
+    const rows = await loc.db.query<{
+      r: {
+        status: 'not_found' | 'not_paused' | 'resumed';
+        runStatus?: RunStatus;
+        steps?: string[];
+      };
+    }>(`select ${loc.schema}.resume_run($1, $2, $3, $4::jsonb) as r`, [
+      runId,
+      environmentId,
+      options.versionId ?? null,
+      JSON.stringify(options.budgets),
+    ]);
     return rows.rows[0]!.r;
   }
 

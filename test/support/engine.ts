@@ -13,16 +13,23 @@ export async function startTestEngine(
     worker?: WorkerOptions | false;
     saveDataclips?: boolean;
     reaperIntervalMs?: number | false;
+    /** Reuse an environment (several engines on one tenant, e.g. a restart). */
+    environmentId?: string;
   } = {},
 ): Promise<Engine> {
   const suffix = randomBytes(4).toString('hex');
-  const tenant = await stores.control.createTenant(
-    { organization: `org-${suffix}`, project: `prj-${suffix}`, environment: 'test' },
-    { saveDataclips: options.saveDataclips ?? true },
-  );
+  const environmentId =
+    options.environmentId ??
+    (
+      await stores.control.createTenant(
+        { organization: `org-${suffix}`, project: `prj-${suffix}`, environment: 'test' },
+        { saveDataclips: options.saveDataclips ?? true },
+      )
+    ).environmentId;
   const engineOptions: EngineOptions = {
     stores,
-    environmentId: tenant.environmentId,
+    environmentId,
+    timerIntervalMs: 50,
     workflows,
     logger: silentLogger(),
     reaperIntervalMs: options.reaperIntervalMs ?? 200,
