@@ -1,0 +1,45 @@
+-- Triggers that live in the control plane: cron schedules and webhooks.
+
+-- ── schedules (owned by the scheduler) ─────────────────────────────────────────────────────────
+-- A schedule fires runs of one workflow on a cron expression in a time zone. The input of each run
+-- is chosen when the run starts (see SEMANTICS.md, Cron input). Exactly one run per
+-- (schedule, slot) is guaranteed by the run-ops idempotency key `schedule:<id>:<slot>`.
+create table {{schema}}.schedules (
+  id text collate "C" primary key,
+  environment_id text collate "C" not null references {{schema}}.environments (id) on delete cascade,
+  workflow_id text collate "C" not null,
+  -- schedules registered in code have a name, unique per environment and workflow
+  name text,
+  source text not null default 'api' check (source in ('api', 'code')),
+  cron text not null,
+  timezone text not null default 'UTC',
+  input_mode text not null default 'none'
+    check (input_mode in ('none', 'static', 'previous_final_state', 'previous_step_output')),
+  input_value jsonb,
+  input_step text,
+  count_manual_runs boolean not null default false,
+  overlap text not null default 'allow' check (overlap in ('allow', 'skip', 'queue', 'cancel_previous')),
+  catch_up text not null default 'none' check (catch_up in ('none', 'last', 'all')),
+  catch_up_limit integer not null default 10 check (catch_up_limit between 1 and 1000),
+  enabled boolean not null default true,
+  -- the next slot to fire; the scheduler advances it in the transaction that fires the slot
+  next_slot_at timestamptz,
+  last_slot_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+create unique index schedules_name on {{schema}}.schedules (environment_id, workflow_id, name) where name is not null;
+create index schedules_due on {{schema}}.schedules (next_slot_at) where enabled;
+
+-- ── webhooks (owned by the webhook trigger) ────────────────────────────────────────────────────
+-- `POST /hooks/{id}` starts a run of the workflow; the request is its input dataclip.
+create table {{schema}}.webhooks (
+  id text collate "C" primary key,
+  environment_id text collate "C" not null references {{schema}}.environments (id) on delete cascade,
+  workflow_id text collate "C" not null,
+  -- shared secret for HMAC-SHA256 request signatures; null means unsigned requests are accepted
+  secret text,
+  enabled boolean not null default true,
+  created_at timestamptz not null default now()
+);
+create index webhooks_environment on {{schema}}.webhooks (environment_id);
