@@ -1,0 +1,1 @@
+-- Live run events: NOTIFY so that any server process can stream any run's events (SSE).

@@ -1,0 +1,1 @@
+-- Rerun from a step: creating a run that reuses a source run's results by reference.
