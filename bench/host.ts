@@ -81,6 +81,7 @@ async function measure(
     clientCpuMs: (cpu.user + cpu.system) / 1000,
     load1: loadavg()[0]!,
   };
+  if (timed.triggeredMs !== undefined) sample.triggeredMs = timed.triggeredMs;
   if (before && after) {
     const ms = serverCpuMs(before, after);
     if (ms !== undefined) sample.serverCpuMs = ms;

@@ -262,6 +262,8 @@ interface ResultLine {
   max: number;
   unit: string;
   samples: number[];
+  /** Median time until the last trigger call returned, ms (the rest of the wall time is draining). */
+  triggeredMs?: number;
   /** Median 1-minute load average of the machine at the end of the repetitions (2 cores). */
   load1?: number;
   /** Best variant of this system for this bench: the one ratios use. */
@@ -349,6 +351,9 @@ function resultOf(job: Job, sizes: Sizes): ResultLine {
     max: sig(Math.max(...values)),
     samples: values.map((v) => sig(v)),
     load1: sig(median(job.samples.map((s) => s.load1)), 3),
+    ...(job.samples.every((s) => s.triggeredMs !== undefined)
+      ? { triggeredMs: sig(median(job.samples.map((s) => s.triggeredMs!)), 4) }
+      : {}),
     perStep,
   };
 }

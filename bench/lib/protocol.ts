@@ -15,6 +15,8 @@ export type ToHost =
 export interface Sample {
   wallMs: number;
   steps: number;
+  /** When the last trigger returned, from the same start (runs all durably created by then). */
+  triggeredMs?: number;
   /** CPU time of the benchmark process (the system's client side; on PGlite also the database). */
   clientCpuMs: number;
   /** CPU time of the PostgreSQL backends serving the system's database (local server only). */

@@ -6,6 +6,9 @@
  * - chain: sequential commits on one connection (at least 1,000, for a stable figure) → ms/commit.
  * - fanout: as many commits as the fan-out has steps, from 10 connections at once (the pool size
  *   every system here uses) → commits/s, the throughput ceiling group commit gives that pool.
+ *   Variant `10conn-notify`: the same commits each also sending a NOTIFY. PostgreSQL serializes
+ *   the commits of notifying transactions on one lock (held through the WAL flush, so no group
+ *   commit among them); the gap between the two variants is what that costs on this machine.
  * On PGlite the same statements run in process (in-memory database; no fsync).
  */
 import { PGlite } from '@electric-sql/pglite';
@@ -17,6 +20,7 @@ const MIN_CHAIN_COMMITS = 1000;
 const FANOUT_CONNECTIONS = 10;
 const TABLE = `create table commits (id bigint generated always as identity primary key, v integer not null)`;
 const INSERT = `insert into commits (v) values ($1)`;
+const INSERT_NOTIFY = `with i as (insert into commits (v) values ($1)) select pg_notify('bench_commit', '')`;
 
 export function baselineTarget(backend: Backend): SystemTarget {
   return {
@@ -27,12 +31,10 @@ export function baselineTarget(backend: Backend): SystemTarget {
     variants: (bench) =>
       bench === 'chain'
         ? [{ name: 'sequential', settings: { connections: 1 } }]
-        : [
-            {
-              name: `${FANOUT_CONNECTIONS}conn`,
-              settings: { connections: backend === 'postgres' ? FANOUT_CONNECTIONS : 1 },
-            },
-          ],
+        : [false, true].map((notify) => ({
+            name: `${FANOUT_CONNECTIONS}conn${notify ? '-notify' : ''}`,
+            settings: { connections: backend === 'postgres' ? FANOUT_CONNECTIONS : 1, notify },
+          })),
     open: () => (backend === 'postgres' ? openPg() : openPglite()),
   };
 }
@@ -61,15 +63,18 @@ async function openPg(): Promise<Session> {
     }),
   );
   await clients[0]!.query(TABLE);
+  let statement = INSERT;
   const inserts = clients.map(
     (c): Insert =>
       (v) =>
-        c.query(INSERT, [v]),
+        c.query(statement, [v]),
   );
   return {
     database: db.name,
     settings: { statement: INSERT },
-    async configure() {},
+    async configure(_bench, variant) {
+      statement = variant.settings.notify === true ? INSERT_NOTIFY : INSERT;
+    },
     chain: (steps) => timedCommits(inserts.slice(0, 1), Math.max(steps, MIN_CHAIN_COMMITS)),
     fanout: (runs, stepsPerRun) => timedCommits(inserts, runs * stepsPerRun),
     async close() {
@@ -83,15 +88,18 @@ async function openPglite(): Promise<Session> {
   const db = new PGlite();
   await db.waitReady;
   await db.exec(TABLE);
-  const insert: Insert = (v) => db.query(INSERT, [v]);
+  let statement = INSERT;
+  const insert: Insert = (v) => db.query(statement, [v]);
   return {
     database: undefined,
     settings: { statement: INSERT, storage: 'memory' },
-    async configure() {},
+    async configure(_bench, variant) {
+      statement = variant.settings.notify === true ? INSERT_NOTIFY : INSERT;
+    },
     chain: (steps) => timedCommits([insert], Math.max(steps, MIN_CHAIN_COMMITS)),
     fanout: (runs, stepsPerRun) =>
       timedCommits(
-        [insert, insert, insert, insert, insert, insert, insert, insert, insert, insert],
+        Array.from({ length: FANOUT_CONNECTIONS }, () => insert),
         runs * stepsPerRun,
       ),
     async close() {

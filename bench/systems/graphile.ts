@@ -103,12 +103,14 @@ async function openGraphile(): Promise<Session> {
     const done = new Promise<void>((resolve) => (onAllDone = resolve));
     const t0 = performance.now();
     await Promise.all([...open].map((k) => r.addJob(task, { run: k, i: 0, n })));
+    const triggeredMs = performance.now() - t0;
     await done;
     const wallMs = performance.now() - t0;
     onAllDone = undefined;
     const err = failure as Error | undefined;
     return {
       wallMs,
+      triggeredMs,
       steps: runs * n,
       verify: async () => {
         if (err) throw new Error(`graphile-worker: a job failed: ${err.message}`);

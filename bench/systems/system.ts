@@ -28,6 +28,8 @@ export interface Timed {
   wallMs: number;
   /** Units of work done in the timed region: steps (or commits for the baseline). */
   steps: number;
+  /** When the last trigger call returned (every run durably created), from the same start. */
+  triggeredMs?: number;
   /** Checks that every run really succeeded; called after the counters are read. */
   verify?(): Promise<void>;
 }

@@ -128,11 +128,17 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
     const triggered = await Promise.all(
       Array.from({ length: runs }, () => e.trigger(workflowId, null)),
     );
+    const triggeredMs = performance.now() - t0;
     const ids = triggered.map((t) => t.run.id);
     await tracker.waitFor(ids);
     const wallMs = performance.now() - t0;
     stepsDone += steps;
-    return { wallMs, steps, verify: () => verifySucceeded(stores, environmentId, ids) };
+    return {
+      wallMs,
+      steps,
+      triggeredMs,
+      verify: () => verifySucceeded(stores, environmentId, ids),
+    };
   };
 
   return {
