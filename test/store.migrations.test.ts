@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { migrateSchema } from '../src/store/migrator.js';
+import { loadMigrations, migrateSchema } from '../src/store/migrator.js';
 import { createPgExecutor } from '../src/store/pg-executor.js';
 import { createPgliteExecutor } from '../src/store/pglite-executor.js';
 import { createStores } from '../src/store/stores.js';
@@ -21,15 +21,22 @@ describe('migrations', () => {
         executors.map((e) => createStores({ control: e }).migrate()),
       );
       const applied = results.flat().sort();
-      expect(applied).toEqual([
-        'weft.0001_control_plane',
-        'weft_loc_a0.0001_run_tables',
-        'weft_ops.0001_idempotency',
-      ]);
+      const expected = [
+        ...loadMigrations('control').map(
+          (m) => `weft.${String(m.number).padStart(4, '0')}_${m.name}`,
+        ),
+        ...loadMigrations('location').map(
+          (m) => `weft_loc_a0.${String(m.number).padStart(4, '0')}_${m.name}`,
+        ),
+        ...loadMigrations('ops').map(
+          (m) => `weft_ops.${String(m.number).padStart(4, '0')}_${m.name}`,
+        ),
+      ].sort();
+      expect(applied).toEqual(expected);
       const rows = await executors[0]!.query<{ n: number }>(
         `select count(*)::int as n from weft.weft_migrations`,
       );
-      expect(rows.rows[0]!.n).toBe(1);
+      expect(rows.rows[0]!.n).toBe(loadMigrations('control').length);
       expect(await createStores({ control: executors[0]! }).isReady()).toBe(true);
     } finally {
       await Promise.all(executors.map((e) => e.close()));
@@ -42,17 +49,17 @@ describe('migrations', () => {
     try {
       await migrateSchema(executor, 'control', 'weft');
       await executor.query(
-        `insert into weft.weft_migrations (number, name, migration_set, breaking) values (2, 'add_column', 'control', false)`,
+        `insert into weft.weft_migrations (number, name, migration_set, breaking) values (900, 'add_column', 'control', false)`,
       );
       await expect(migrateSchema(executor, 'control', 'weft')).resolves.toMatchObject({
         applied: [],
       });
       await executor.query(
-        `insert into weft.weft_migrations (number, name, migration_set, breaking) values (3, 'rename_everything', 'control', true)`,
+        `insert into weft.weft_migrations (number, name, migration_set, breaking) values (901, 'rename_everything', 'control', true)`,
       );
       await expect(migrateSchema(executor, 'control', 'weft')).rejects.toMatchObject({
         code: 'database_ahead',
-        message: expect.stringContaining('breaking migration 3 (rename_everything)'),
+        message: expect.stringContaining('breaking migration 901 (rename_everything)'),
       });
     } finally {
       await executor.close();
