@@ -15,6 +15,7 @@ export type WeftErrorCode =
   | 'idempotency_conflict'
   | 'unknown_workflow'
   | 'unknown_step'
+  | 'dataclips_wiped'
   | 'edge_condition_failed'
   | 'waitpoint_not_waiting'
   | 'invalid_payload'

@@ -10,7 +10,12 @@ import { WeftError, type WeftErrorCode } from '../core/errors.js';
  * Codes only the HTTP layer produces (content negotiation, routing, readiness); everything else
  * is a `WeftErrorCode` thrown by core, store or engine.
  */
-export type ServerErrorCode = 'unsupported_media_type' | 'method_not_allowed' | 'not_ready';
+export type ServerErrorCode =
+  | 'unsupported_media_type'
+  | 'method_not_allowed'
+  | 'not_ready'
+  // a webhook with a secret received a request without a valid `x-weft-signature`
+  | 'invalid_signature';
 export type ApiErrorCode = WeftErrorCode | ServerErrorCode;
 
 export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
@@ -24,6 +29,7 @@ export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 
 const STATUSES = {
   bad_request: 400,
   unauthorized: 401,
+  invalid_signature: 401,
   not_found: 404,
   // An unknown workflow on trigger is a missing resource, named in the message with the known ids.
   unknown_workflow: 404,
@@ -34,6 +40,8 @@ const STATUSES = {
   run_not_active: 409,
   run_not_paused: 409,
   version_mismatch: 409,
+  // A rerun needs a source output (or input) whose body the project did not keep.
+  dataclips_wiped: 409,
   waitpoint_not_waiting: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

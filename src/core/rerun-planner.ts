@@ -1,0 +1,355 @@
+/**
+ * The rerun planner (RERUN.md): given what a source run recorded and the graph a rerun will use,
+ * decide for every node whether it reruns, is reused by reference, or is skipped — and why.
+ * Pure: no IO, no clock. The engine loads the inputs, the store writes the result.
+ *
+ * Glossary:
+ * - *source run*: the earlier run being rerun; its step runs give outputs, input hashes, outcomes.
+ * - *target graph*: the version the rerun uses (the source's, or the workflow's current one).
+ * - *dirty*: a node whose recorded result cannot stand in for running it now (changed, new,
+ *   failed, missing output, different input). Dirt propagates to every descendant.
+ * - *restart scope*: nodes that run again — `fromStep`, its descendants, dirty nodes and theirs —
+ *   limited to the ancestors of `untilStep` when one is given. Every other node is reused.
+ *
+ * Loops and parallels are planned as one unit with their body (a body node shares its owner's
+ * fate): if the owner is in scope the whole loop reruns from iteration 0; targeting a body step
+ * targets its top-level owner. Restarting from iteration k or only the affected branches is not
+ * done yet; the plan says so in `notes`.
+ */
+import { WeftError } from './errors.js';
+import type { SerializedGraph } from './graph.js';
+
+export type RerunFate = 'rerun' | 'reuse' | 'skip';
+export type RerunReason =
+  | 'target'
+  | 'definition_changed'
+  | 'new_step'
+  | 'missing_output'
+  | 'upstream_changed'
+  | 'input_changed'
+  | 'previous_failure';
+
+/** What the source run recorded for one top-level step (body step runs are not needed). */
+export interface SourceStepRun {
+  stepId: string;
+  stepRunId: string;
+  status:
+    'pending' | 'ready' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'pruned' | 'canceled';
+  outputDataclipId: string | null;
+  /** The output dataclip exists but its body was dropped (the project does not save dataclips). */
+  outputWiped: boolean;
+  inputHash: string | null;
+  /** Parents whose edge arrived live (the decisions of routers and conditions upstream). */
+  liveFrom: string[];
+}
+
+export interface RerunPlanInput {
+  sourceGraph: SerializedGraph;
+  targetGraph: SerializedGraph;
+  sourceSteps: readonly SourceStepRun[];
+  fromStep: string;
+  untilStep?: string | undefined;
+  /** The input hash roots will see in the rerun, and whether its body is available (not wiped). */
+  runInput: { hash: string | null; available: boolean };
+}
+
+export interface PlannedNode {
+  stepId: string;
+  /** The loop or parallel node whose body holds this step, or null at the top level. */
+  scope: string | null;
+  fate: RerunFate;
+  /** Why it reruns (or would have, for a skipped node); null for a reused node. */
+  reason: RerunReason | null;
+  /** One sentence for people: what was compared and what was found. */
+  detail: string;
+  /** For a reused node: the source step run whose result is kept. */
+  reusedFrom: string | null;
+  /** For a reused node that succeeded: the output dataclip the rerun points at (zero copy). */
+  outputDataclipId: string | null;
+}
+
+export interface RerunPlan {
+  fromStep: string;
+  untilStep: string | null;
+  /** The top-level unit `fromStep` names (its loop or parallel owner for a body step). */
+  targetUnit: string;
+  /** Every node of the target graph, top level in topological order, body nodes after their owner. */
+  nodes: PlannedNode[];
+  counts: Record<RerunFate, number>;
+  notes: string[];
+}
+
+/** A top-level node and its edges, in the target graph. */
+interface TopNode {
+  id: string;
+  parents: string[];
+  successors: string[];
+}
+
+function unknownStep(which: 'fromStep' | 'untilStep', step: string, graph: SerializedGraph): never {
+  const known = graph.nodes.map((n) => n.id);
+  throw new WeftError(
+    'unknown_step',
+    `${which} \`${step}\` is not a step of the target version of the workflow. Known steps: ${known
+      .slice(0, 50)
+      .map((k) => `\`${k}\``)
+      .join(', ')}${known.length > 50 ? ', …' : ''}.`,
+    { details: { [which]: step, known } },
+  );
+}
+
+/** The top-level node that holds a step (itself at the top level). */
+function topLevelOwner(
+  graph: SerializedGraph,
+  byId: Map<string, SerializedGraph['nodes'][number]>,
+  id: string,
+): string {
+  let node = byId.get(id);
+  let guard = graph.nodes.length;
+  while (node?.scope !== undefined && guard-- > 0) node = byId.get(node.scope);
+  return node?.id ?? id;
+}
+
+/** Kahn's order over the top level (the graph was validated acyclic when registered). */
+function topLevelOrder(graph: SerializedGraph): TopNode[] {
+  const nodes = new Map<string, TopNode>();
+  for (const n of graph.nodes) {
+    if (n.scope === undefined) nodes.set(n.id, { id: n.id, parents: [], successors: [] });
+  }
+  for (const e of graph.edges) {
+    const from = nodes.get(e.from);
+    const to = nodes.get(e.to);
+    if (from && to) {
+      from.successors.push(e.to);
+      to.parents.push(e.from);
+    }
+  }
+  const indegree = new Map<string, number>();
+  const queue: string[] = [];
+  for (const n of nodes.values()) {
+    indegree.set(n.id, n.parents.length);
+    if (n.parents.length === 0) queue.push(n.id);
+  }
+  const order: TopNode[] = [];
+  for (let i = 0; i < queue.length; i++) {
+    const n = nodes.get(queue[i]!)!;
+    order.push(n);
+    for (const s of n.successors) {
+      const left = indegree.get(s)! - 1;
+      indegree.set(s, left);
+      if (left === 0) queue.push(s);
+    }
+  }
+  return order;
+}
+
+/**
+ * Plan a rerun. Linear in nodes + edges: one topological pass for dirt, one reverse pass for
+ * "reaches untilStep", one forward pass for the scope.
+ *
+ * Throws `unknown_step` (422) when `fromStep` or `untilStep` is not in the target graph, and
+ * `invalid_input` when `untilStep` does not come at or after `fromStep`.
+ *
+ * @example
+ * const plan = planRerun({ sourceGraph, targetGraph, sourceSteps, fromStep: 'enrich',
+ *   runInput: { hash: run.inputHash, available: true } });
+ * plan.nodes.filter((n) => n.fate === 'rerun'); // enrich and everything after it
+ */
+export function planRerun(input: RerunPlanInput): RerunPlan {
+  const { sourceGraph, targetGraph, fromStep } = input;
+  const untilStep = input.untilStep ?? null;
+  const targetById = new Map(targetGraph.nodes.map((n) => [n.id, n]));
+  const sourceById = new Map(sourceGraph.nodes.map((n) => [n.id, n]));
+  if (!targetById.has(fromStep)) unknownStep('fromStep', fromStep, targetGraph);
+  if (untilStep !== null && !targetById.has(untilStep))
+    unknownStep('untilStep', untilStep, targetGraph);
+  const notes: string[] = [];
+  const targetUnit = topLevelOwner(targetGraph, targetById, fromStep);
+  if (targetUnit !== fromStep) {
+    notes.push(
+      `\`${fromStep}\` is inside the body of \`${targetUnit}\`; loops and parallels rerun as one unit for now, so \`${targetUnit}\` reruns from its first iteration.`,
+    );
+  }
+  const untilUnit = untilStep === null ? null : topLevelOwner(targetGraph, targetById, untilStep);
+  const order = topLevelOrder(targetGraph);
+  const records = new Map(input.sourceSteps.map((s) => [s.stepId, s]));
+
+  // 1–2. Own dirt, then propagation along edges (parents come first in `order`).
+  const ownReason = new Map<string, { reason: RerunReason; detail: string }>();
+  const dirty = new Set<string>();
+  for (const n of order) {
+    const own = ownDirt(
+      n,
+      targetById.get(n.id)!.hash,
+      sourceById.get(n.id)?.hash,
+      records.get(n.id),
+      input.runInput,
+    );
+    if (own) {
+      ownReason.set(n.id, own);
+      dirty.add(n.id);
+    } else if (n.parents.some((p) => dirty.has(p))) dirty.add(n.id);
+  }
+
+  // 3. Which nodes lead to untilStep (everything does without one).
+  let leadsToUntil: Set<string> | null = null;
+  if (untilUnit !== null) {
+    leadsToUntil = new Set([untilUnit]);
+    for (let i = order.length - 1; i >= 0; i--) {
+      const n = order[i]!;
+      if (n.successors.some((s) => leadsToUntil!.has(s))) leadsToUntil.add(n.id);
+    }
+    if (!leadsToUntil.has(targetUnit)) {
+      throw new WeftError(
+        'invalid_input',
+        `untilStep \`${untilStep}\` does not run after fromStep \`${fromStep}\`; pick a step downstream of \`${fromStep}\` (or \`${fromStep}\` itself).`,
+        { details: { fromStep, untilStep } },
+      );
+    }
+  }
+
+  // 4. Forward impact of the target, plus dirt; limited to what leads to untilStep.
+  const impacted = new Set<string>([targetUnit]);
+  for (const n of order) {
+    if (!impacted.has(n.id) && n.parents.some((p) => impacted.has(p))) impacted.add(n.id);
+  }
+  const fates = new Map<string, PlannedNode>();
+  const counts: Record<RerunFate, number> = { rerun: 0, reuse: 0, skip: 0 };
+  for (const n of order) {
+    const inScope = impacted.has(n.id) || dirty.has(n.id);
+    let planned: PlannedNode;
+    if (!inScope) {
+      const rec = records.get(n.id)!;
+      planned = {
+        stepId: n.id,
+        scope: null,
+        fate: 'reuse',
+        reason: null,
+        detail:
+          rec.status === 'pruned'
+            ? 'pruned in the source run; the decisions upstream are kept, so it stays pruned'
+            : 'unchanged since the source run; its output is reused by reference',
+        reusedFrom: rec.stepRunId,
+        outputDataclipId: rec.status === 'succeeded' ? rec.outputDataclipId : null,
+      };
+    } else {
+      let why: { reason: RerunReason; detail: string };
+      if (n.id === targetUnit) why = { reason: 'target', detail: `the step the rerun starts from` };
+      else
+        why = ownReason.get(n.id) ?? {
+          reason: 'upstream_changed',
+          detail: 'runs after a step that reruns',
+        };
+      const skipped = leadsToUntil !== null && !leadsToUntil.has(n.id);
+      planned = {
+        stepId: n.id,
+        scope: null,
+        fate: skipped ? 'skip' : 'rerun',
+        reason: why.reason,
+        detail: skipped
+          ? `does not lead to untilStep \`${untilStep}\`; not run (${why.detail})`
+          : why.detail,
+        reusedFrom: null,
+        outputDataclipId: null,
+      };
+    }
+    fates.set(n.id, planned);
+  }
+
+  // Body nodes share their top-level owner's fate.
+  const bodies = new Map<string, PlannedNode[]>();
+  let sharedBodies = false;
+  for (const node of targetGraph.nodes) {
+    if (node.scope === undefined) continue;
+    const owner = fates.get(topLevelOwner(targetGraph, targetById, node.id))!;
+    const list = bodies.get(owner.stepId) ?? [];
+    list.push({
+      stepId: node.id,
+      scope: node.scope,
+      fate: owner.fate,
+      reason: owner.reason === null ? null : node.id === fromStep ? 'target' : owner.reason,
+      detail: `in the body of \`${owner.stepId}\`, which is planned as one unit`,
+      reusedFrom: null,
+      outputDataclipId: null,
+    });
+    bodies.set(owner.stepId, list);
+    sharedBodies = true;
+  }
+  if (sharedBodies && !notes.some((n) => n.includes('one unit'))) {
+    notes.push(
+      'Loop and parallel bodies are planned with their owner as one unit: an owner in scope reruns every iteration; a reused owner keeps its output and its body results from the source run.',
+    );
+  }
+  if (untilStep !== null)
+    notes.push(`Stops after \`${untilStep}\`: steps that do not lead to it are skipped.`);
+
+  const nodes: PlannedNode[] = [];
+  for (const n of order) {
+    const planned = fates.get(n.id)!;
+    nodes.push(planned, ...(bodies.get(n.id) ?? []));
+  }
+  for (const p of nodes) counts[p.fate]++;
+  return { fromStep, untilStep, targetUnit, nodes, counts, notes };
+}
+
+function ownDirt(
+  n: TopNode,
+  targetHash: string,
+  sourceHash: string | undefined,
+  rec: SourceStepRun | undefined,
+  runInput: RerunPlanInput['runInput'],
+): { reason: RerunReason; detail: string } | undefined {
+  if (sourceHash === undefined || rec === undefined)
+    return { reason: 'new_step', detail: 'not in the source run’s version' };
+  if (sourceHash !== targetHash)
+    return {
+      reason: 'definition_changed',
+      detail: `its code or config changed (hash ${sourceHash.slice(0, 8)} → ${targetHash.slice(0, 8)})`,
+    };
+  if (rec.status === 'failed')
+    return { reason: 'previous_failure', detail: 'failed in the source run' };
+  if (rec.status === 'pruned') return undefined;
+  if (rec.status !== 'succeeded' || rec.outputDataclipId === null)
+    return { reason: 'missing_output', detail: `did not finish in the source run (${rec.status})` };
+  if (n.parents.length === 0 && runInput.hash !== null && rec.inputHash !== runInput.hash)
+    return { reason: 'input_changed', detail: 'the run input differs from the one it saw' };
+  return undefined;
+}
+
+/**
+ * The reused nodes a rerun cannot do without: those whose output feeds a rerun node, and those
+ * that end the run (their output is part of the final state). If one of them has a wiped output,
+ * the rerun is impossible; so is a rerun root when the run input itself was wiped.
+ *
+ * Throws `dataclips_wiped` (409) naming the first such step.
+ */
+export function assertOutputsAvailable(
+  plan: RerunPlan,
+  targetGraph: SerializedGraph,
+  sourceSteps: readonly SourceStepRun[],
+  runInput: RerunPlanInput['runInput'],
+): void {
+  const records = new Map(sourceSteps.map((s) => [s.stepId, s]));
+  const fate = new Map(plan.nodes.map((n) => [n.stepId, n.fate]));
+  const top = topLevelOrder(targetGraph);
+  for (const n of top) {
+    if (fate.get(n.id) !== 'rerun') continue;
+    if (n.parents.length === 0 && !runInput.available) {
+      throw new WeftError(
+        'dataclips_wiped',
+        `Cannot rerun from \`${plan.fromStep}\`: step \`${n.id}\` needs the source run’s input, which was not kept (the project does not save dataclips). Pass \`input\` to rerun with a new one.`,
+        { details: { stepId: n.id, missing: 'run_input' } },
+      );
+    }
+    for (const p of n.parents) {
+      const rec = records.get(p);
+      if (fate.get(p) === 'reuse' && rec?.status === 'succeeded' && rec.outputWiped) {
+        throw new WeftError(
+          'dataclips_wiped',
+          `Cannot rerun from \`${plan.fromStep}\`: the output of step \`${p}\` in the source run was not kept (the project does not save dataclips), and \`${n.id}\` needs it. Enable saveDataclips for the project, or rerun from \`${p}\` or earlier.`,
+          { details: { stepId: p, neededBy: n.id, missing: 'output' } },
+        );
+      }
+    }
+  }
+}
