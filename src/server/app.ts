@@ -13,7 +13,9 @@ import { renderDocsPage, type DocsDocument } from './docs-page.js';
 import { errorBody, toErrorResponse, validationError } from './errors.js';
 import { DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
 import { registerDataclipRoutes } from './routes/dataclips.js';
+import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerRunControlRoutes } from './routes/run-control.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerWorkflowRoutes } from './routes/workflows.js';
 import type { AppEnv, ServerApp, ServerDeps } from './types.js';
@@ -24,6 +26,8 @@ export interface CreateAppOptions {
   logger?: Logger;
   /** Largest request body accepted, in bytes. Default 10 MiB (the run input limit) + 64 KiB. */
   maxBodyBytes?: number;
+  /** Run event streams (SSE): fallback poll and keep-alive intervals. */
+  liveEvents?: LiveEventsOptions;
 }
 
 const PROBE_PATHS = new Set(['/healthz', '/readyz']);
@@ -98,6 +102,8 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerHealthRoutes(app, deps);
   registerWorkflowRoutes(app, deps);
   registerRunRoutes(app, deps);
+  registerRunControlRoutes(app, deps);
+  registerEventRoutes(app, deps, options.liveEvents);
   registerDataclipRoutes(app, deps);
 
   // Generated on first request: the routes are all registered by then and never change.

@@ -398,3 +398,85 @@ export const DataclipParamsSchema = z.object({
     example: 'dc_a001jh8k2m3n4p5q6r7s8t9v0w1x',
   }),
 });
+
+// ---------------------------------------------------------------------------------------------
+// Run events (SSE) and run control
+
+export const RunEventSchema = z
+  .object({
+    id: z.string().openapi({
+      description: 'The event id (also the SSE `id:`); increasing within a run.',
+      example: '42',
+    }),
+    runId: z.string(),
+    kind: z.string().openapi({
+      description:
+        '`run.created`, `step.started`, `step.succeeded`, `step.retrying`, `step.failed`, `step.pruned`, `step.waiting`, `waitpoint.completed`, `run.succeeded`, `run.failed`, `run.canceled`, `run.paused`, `run.resumed`, …',
+      example: 'step.succeeded',
+    }),
+    stepKey: z.string().nullable(),
+    attempt: z.int().nullable(),
+    data: z.unknown().openapi({ description: 'Details of the transition (errors, dataclip ids).' }),
+    createdAt: Timestamp,
+  })
+  .openapi('RunEvent');
+
+export const RunEventsQuerySchema = z.strictObject({
+  lastEventId: z
+    .string()
+    .optional()
+    .openapi({
+      param: { name: 'lastEventId', in: 'query' },
+      description:
+        'Resume after this event id, for clients that cannot send the `Last-Event-ID` header (the header wins when both are sent).',
+    }),
+});
+
+export const ResumeRunBodySchema = z
+  .strictObject({
+    version: z.enum(['original', 'current']).optional().openapi({
+      description:
+        '`original` (default) resumes on the version the run started with; `current` moves it to the workflow’s current version (after a fix was deployed), which must have the same steps.',
+    }),
+  })
+  .openapi('ResumeRunRequest');
+
+export const CompleteWaitpointBodySchema = z
+  .strictObject({
+    payload: z.unknown().optional().openapi({
+      description: 'Any JSON value (default null); checked against the approval’s schema.',
+    }),
+  })
+  .openapi('CompleteWaitpointRequest');
+
+export const WaitpointSchema = z
+  .object({
+    token: z.string().openapi({ example: 'wp_a001jh8k2m3n4p5q6r7s8t9v0w1x' }),
+    runId: z.string(),
+    stepKey: z.string(),
+    kind: z.enum(['sleep', 'approval', 'child_run']),
+    status: z.enum(['waiting', 'completed', 'timed_out', 'canceled']),
+    resumeAt: NullableTimestamp.openapi({
+      description: 'A sleep: when it ends. An approval: when it times out.',
+    }),
+    payloadSchema: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .openapi({ description: 'JSON Schema the completion payload must match.' }),
+    payloadDataclipId: z.string().nullable(),
+    childRunId: z.string().nullable(),
+    createdAt: Timestamp,
+    completedAt: NullableTimestamp,
+  })
+  .openapi('Waitpoint');
+
+export const WaitpointListSchema = z
+  .object({ data: z.array(WaitpointSchema) })
+  .openapi('WaitpointList');
+
+export const WaitpointParamsSchema = z.object({
+  token: z.string().openapi({
+    param: { name: 'token', in: 'path' },
+    example: 'wp_a001jh8k2m3n4p5q6r7s8t9v0w1x',
+  }),
+});

@@ -1,0 +1,214 @@
+/**
+ * `GET /api/v1/runs/{runId}/events`: every transition of a run as Server-Sent Events, live.
+ *
+ * The stream is a cursor over the run's rows in `run_events`: each SSE message carries the row id
+ * as its `id:`, and the stream always re-reads the table after the last id it sent. Wake-ups come
+ * from LISTEN `weft_events` (live-events.ts), so any server process streams any run, whichever
+ * engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
+ * run's terminal event (`run.succeeded`, `run.failed`, `run.canceled`) is sent, the stream ends.
+ *
+ * Resuming: `Last-Event-ID` (the header EventSource sends on reconnect) or `?lastEventId=` starts
+ * after that id — the events missed in between, none twice. Resuming after the terminal event
+ * answers 204, which tells EventSource to stop reconnecting.
+ *
+ * Known limit (PostgreSQL): ids are allocated when a row is inserted, not when it commits. Two
+ * transactions writing events of the same run at once (parallel branches) can commit out of id
+ * order within milliseconds; a read between the two commits moves the cursor past the lower id.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
+import { WeftError } from '../../core/errors.js';
+import { parseRunScopedId } from '../../core/ids.js';
+import type { Logger } from '../../engine/logger.js';
+import type { RunEventRecord } from '../../store/rows.js';
+import { TERMINAL_RUN_STATUSES } from '../../store/rows.js';
+import { ApiError, quoteId, toErrorResponse } from '../errors.js';
+import { liveEventsFor, type RunSubscription } from '../live-events.js';
+import { errorResponses, requiresKey } from '../openapi.js';
+import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
+import type { ServerApp, ServerDeps } from '../types.js';
+
+export interface LiveEventsOptions {
+  /** Re-read the table this often without a wake-up (missed NOTIFY). Default 3 s. */
+  pollIntervalMs?: number;
+  /** A `: keep-alive` comment after this long without a message, for proxies. Default 15 s. */
+  keepAliveMs?: number;
+}
+
+/** Events read per query; a run with more simply takes several reads. */
+const PAGE_SIZE = 500;
+/** What EventSource waits before reconnecting after a dropped connection (SSE `retry:`). */
+const RECONNECT_MS = 1000;
+const TERMINAL_EVENTS = new Set(TERMINAL_RUN_STATUSES.map((s) => `run.${s}`));
+/** Largest id accepted as a cursor: run_events ids are bigints, read here as safe integers. */
+const EVENT_ID = /^\d{1,15}$/;
+
+const streamRunEvents = createRoute({
+  method: 'get',
+  path: '/api/v1/runs/{runId}/events',
+  operationId: 'streamRunEvents',
+  tags: ['Runs'],
+  summary: 'Stream the events of a run (SSE)',
+  description:
+    'Server-Sent Events: every transition of the run in order, live, from any server process. Each message is `id: <event id>` and `data: <RunEvent JSON>`. ' +
+    'The stream ends after the terminal event (`run.succeeded`, `run.failed` or `run.canceled`); while idle it sends `: keep-alive` comments. ' +
+    'Send `Last-Event-ID` (or `?lastEventId=`) to resume after an event: exactly the events after it, none twice. Resuming after the terminal event answers 204.',
+  security: requiresKey,
+  request: {
+    params: RunParamsSchema,
+    query: RunEventsQuerySchema,
+    headers: z.object({
+      'last-event-id': z
+        .string()
+        .optional()
+        .openapi({
+          param: { name: 'Last-Event-ID', in: 'header' },
+          description: 'Resume after this event id (EventSource sends it on reconnect).',
+        }),
+    }),
+  },
+  responses: {
+    200: {
+      description:
+        'An event stream. `data:` is a RunEvent: `{ id, runId, kind, stepKey, attempt, data, createdAt }`.',
+      content: { 'text/event-stream': { schema: z.string() } },
+    },
+    204: { description: 'The run has ended and no events follow `Last-Event-ID`.' },
+    ...errorResponses(400, 401, 404),
+  },
+});
+
+export function registerEventRoutes(
+  app: ServerApp,
+  deps: ServerDeps,
+  options: LiveEventsOptions = {},
+): void {
+  const { runs } = deps.stores;
+  const pollIntervalMs = options.pollIntervalMs ?? 3000;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const hub = liveEventsFor(runs);
+
+  app.openapi(streamRunEvents, async (c) => {
+    const { environmentId } = c.get('identity');
+    const { runId } = c.req.valid('param');
+    const query = c.req.valid('query');
+    if (parseRunScopedId(runId)?.prefix !== 'run') throw runNotFound(runId);
+    const after = parseLastEventId(runId, c.req.header('last-event-id') ?? query.lastEventId);
+    // Subscribe before the first read: an event committed after it wakes the stream.
+    const subscription = await hub.subscribe(runId);
+    try {
+      const run = await runs.getRun(environmentId, runId);
+      if (!run) throw runNotFound(runId);
+      const first = (await runs.listRunEvents(environmentId, runId, after, PAGE_SIZE)) ?? [];
+      if (first.length === 0 && TERMINAL_RUN_STATUSES.includes(run.status)) {
+        subscription.close();
+        return c.body(null, 204);
+      }
+      return streamSSE(c, (stream) =>
+        pump(stream, {
+          first,
+          after,
+          read: async (afterId) =>
+            (await runs.listRunEvents(environmentId, runId, afterId, PAGE_SIZE)) ?? [],
+          subscription,
+          pollIntervalMs,
+          keepAliveMs,
+          logger: deps.logger,
+          requestId: c.get('requestId'),
+        }),
+      ) as unknown as Response & { _status: 200 };
+    } catch (error) {
+      subscription.close();
+      throw error;
+    }
+  });
+}
+
+interface PumpOptions {
+  first: RunEventRecord[];
+  after: number;
+  read: (afterId: number) => Promise<RunEventRecord[]>;
+  subscription: RunSubscription;
+  pollIntervalMs: number;
+  keepAliveMs: number;
+  logger: Logger;
+  requestId: string;
+}
+
+/**
+ * Send events until the terminal one, the client leaves, or the read fails. A failed read (the
+ * database went away) ends the stream with an `error` event carrying the usual envelope; the
+ * client reconnects with its last id and loses nothing.
+ */
+async function pump(stream: SSEStreamingApi, o: PumpOptions): Promise<void> {
+  const left = new AbortController();
+  stream.onAbort(() => left.abort());
+  let after = o.after;
+  let batch = o.first;
+  let lastWrite = Date.now();
+  try {
+    await stream.write(`retry: ${RECONNECT_MS}\n\n`);
+    for (;;) {
+      for (const event of batch) {
+        await stream.writeSSE({ id: event.id, data: JSON.stringify(presentRunEvent(event)) });
+        after = Number(event.id);
+        if (TERMINAL_EVENTS.has(event.kind)) return;
+      }
+      if (batch.length > 0) lastWrite = Date.now();
+      if (left.signal.aborted) return;
+      if (batch.length < PAGE_SIZE) {
+        const idle = Date.now() - lastWrite;
+        const woke = await o.subscription.wait(
+          Math.max(1, Math.min(o.pollIntervalMs, o.keepAliveMs - idle)),
+          left.signal,
+        );
+        if (left.signal.aborted) return;
+        if (!woke && Date.now() - lastWrite >= o.keepAliveMs) {
+          await stream.write(': keep-alive\n\n');
+          lastWrite = Date.now();
+        }
+      }
+      batch = await o.read(after);
+    }
+  } catch (error) {
+    const { body, unexpected } = toErrorResponse(error, o.requestId);
+    if (unexpected)
+      o.logger.error({ err: error, requestId: o.requestId }, 'event stream failed unexpectedly');
+    await stream.writeSSE({ event: 'error', data: JSON.stringify(body) });
+  } finally {
+    o.subscription.close();
+  }
+}
+
+export function presentRunEvent(event: RunEventRecord): z.infer<typeof RunEventSchema> {
+  return {
+    id: event.id,
+    runId: event.runId,
+    kind: event.kind,
+    stepKey: event.stepKey,
+    attempt: event.attempt,
+    data: event.data,
+    createdAt: event.createdAt,
+  };
+}
+
+function parseLastEventId(runId: string, value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return 0;
+  const trimmed = value.trim();
+  if (!EVENT_ID.test(trimmed)) {
+    throw new ApiError(
+      'bad_request',
+      `Last-Event-ID ${quoteId(value)} for run ${quoteId(runId)} is not an event id: expected the decimal \`id:\` of an event this stream sent (e.g. 42). Omit it to start from the run's first event.`,
+      { lastEventId: value },
+    );
+  }
+  return Number(trimmed);
+}
+
+function runNotFound(runId: string): WeftError {
+  return new WeftError(
+    'not_found',
+    `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
+    { details: { runId } },
+  );
+}
