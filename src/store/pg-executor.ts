@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Executor, Queryable, QueryResult } from './executor.js';
 
@@ -6,6 +7,23 @@ export interface PgExecutorOptions {
   /** Pool size. Default 10. */
   max?: number;
   applicationName?: string;
+}
+
+/**
+ * Every statement is sent as a named prepared statement (the name is a hash of its text), so each
+ * pooled connection parses and plans a statement once and then only binds and executes it. The
+ * trigger statement in particular is long; re-planning it per run cost more server CPU than running
+ * it. Names are per text, so two texts never share one.
+ */
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `weft_${createHash('sha1').update(sql).digest('hex').slice(0, 24)}`;
+    if (statementNames.size > 5000) statementNames.clear(); // dynamic SQL must not grow this forever
+    statementNames.set(sql, name);
+  }
+  return name;
 }
 
 /** `pg` Pool behind the executor interface. */
@@ -20,7 +38,11 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
   const listeners = new Set<pg.Client>();
 
   const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
-    const result = await pool.query(sql, params as unknown[] | undefined);
+    const result = await pool.query({
+      name: statementName(sql),
+      text: sql,
+      values: params as unknown[] | undefined,
+    });
     return { rows: result.rows as R[] };
   };
 
@@ -36,7 +58,11 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
         await client.query('begin');
         const tx: Queryable = {
           query: async <R>(sql: string, params?: readonly unknown[]) => {
-            const result = await client.query(sql, params as unknown[] | undefined);
+            const result = await client.query({
+              name: statementName(sql),
+              text: sql,
+              values: params as unknown[] | undefined,
+            });
             return { rows: result.rows as R[] };
           },
           exec: async (sql: string) => {
