@@ -16,6 +16,7 @@ export type WeftErrorCode =
   | 'unknown_workflow'
   | 'unknown_step'
   | 'dataclips_wiped'
+  | 'run_not_ended'
   | 'edge_condition_failed'
   | 'waitpoint_not_waiting'
   | 'invalid_payload'

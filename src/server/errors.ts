@@ -42,6 +42,8 @@ const STATUSES = {
   version_mismatch: 409,
   // A rerun needs a source output (or input) whose body the project did not keep.
   dataclips_wiped: 409,
+  // Only an ended run can be rerun.
+  run_not_ended: 409,
   waitpoint_not_waiting: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

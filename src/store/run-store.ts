@@ -53,6 +53,57 @@ export interface CreateRunResult {
   deduplicated: boolean;
 }
 
+/** One step run of a rerun to materialize (see create_rerun in migration 0003). */
+export interface RerunStepRow {
+  stepId: string;
+  kind: string;
+  /** Reused: the source step run whose result this row points at. Absent: the step reruns. */
+  reusedFrom?: string;
+  /** Rerun steps: parents not yet resolved (rerun parents, or 1 for the all-reused case). */
+  pending: number;
+  parents: string[];
+  successors: string[];
+  failureSuccessors: string[];
+  /** Reused parents whose edge was live in the source run. */
+  liveFrom: string[];
+  maxAttempts: number;
+  onExhausted: 'fail' | 'pause';
+  concurrency: number | undefined;
+}
+
+export interface CreateRerunParams {
+  environmentId: string;
+  workflowId: string;
+  versionId: string;
+  maxConcurrency: number | undefined;
+  saveDataclips: boolean;
+  source: RunRecord;
+  fromStep: string;
+  /** A new input (validated JSON text); absent: the source's input dataclip, by reference. */
+  input?: { text: string; bytes: number };
+  /** Every reused step id (body steps included): their state patches seed the run state. */
+  reusedStepIds: string[];
+  steps: RerunStepRow[];
+  /** Rerun steps whose parents are all reused: resolved (ready or pruned) on creation. */
+  resolve: string[];
+}
+
+/** What a rerun plan needs from its source run: top-level step runs and the input's hash. */
+export interface RerunSource {
+  steps: Array<{
+    stepId: string;
+    stepRunId: string;
+    status: StepRunRecord['status'];
+    outputDataclipId: string | null;
+    outputWiped: boolean;
+    inputHash: string | null;
+    liveFrom: string[];
+  }>;
+  input: { hash: string | null; available: boolean };
+  /** md5 of a new input's canonical text (as step runs record input hashes), when one was given. */
+  newInputHash: string | null;
+}
+
 export interface ListRunsQuery {
   environmentId: string;
   workflowId?: string;
@@ -418,6 +469,96 @@ export class RunStore {
         `idempotency key "${key}" points at run ${row.run_id}, which does not exist`,
       );
     return { run, deduplicated: true };
+  }
+
+  /**
+   * Read what the rerun planner needs from a source run: its top-level step runs (status, output
+   * and whether its body was wiped, input hash, live parents) and its input's hash. With
+   * `newInputText`, also the hash a new input will have (computed by the database, the same
+   * canonical jsonb text the step runs' input hashes use). Two reads, no writes.
+   */
+  async loadRerunSource(source: RunRecord, newInputText?: string): Promise<RerunSource> {
+    const loc = this.locationOf(source.id)!;
+    const [steps, input] = await Promise.all([
+      loc.db.query<Row>(
+        `select s.id, s.step_id, s.status, s.output_dataclip_id, s.input_hash, s.live_from,
+                (d.id is not null and d.wiped_at is not null) as wiped
+           from ${loc.schema}.step_runs s left join ${loc.schema}.dataclips d on d.id = s.output_dataclip_id
+          where s.run_id = $1 and s.scope_key is null`,
+        [source.id],
+      ),
+      loc.db.query<{ hash: string | null; available: boolean; new_hash: string | null }>(
+        `select (select body_hash from ${loc.schema}.dataclips where id = $1) as hash,
+                coalesce((select wiped_at is null from ${loc.schema}.dataclips where id = $1), false) as available,
+                case when $2::text is null then null else md5($2::text::jsonb::text) end as new_hash`,
+        [source.inputDataclipId, newInputText ?? null],
+      ),
+    ]);
+    const i = input.rows[0]!;
+    return {
+      steps: steps.rows.map((r) => ({
+        stepId: r.step_id as string,
+        stepRunId: r.id as string,
+        status: r.status as StepRunRecord['status'],
+        outputDataclipId: (r.output_dataclip_id as string | null) ?? null,
+        outputWiped: r.wiped as boolean,
+        inputHash: (r.input_hash as string | null) ?? null,
+        liveFrom: (r.live_from as string[] | null) ?? [],
+      })),
+      input: { hash: i.hash, available: i.available },
+      newInputHash: i.new_hash,
+    };
+  }
+
+  /**
+   * Create a rerun in one statement (create_rerun, migration 0003): in the source run's location,
+   * so reused dataclips are referenced, never copied. Writes the run row, a new input dataclip
+   * only when a new input is given, the step runs of the restart scope plus the reused ones that
+   * feed it or end the run, and one event. If the process dies before the statement commits,
+   * nothing of the rerun exists.
+   */
+  async createRerun(p: CreateRerunParams): Promise<RunRecord> {
+    const loc = this.locationOf(p.source.id)!;
+    const runId = mintRunScopedId('run', loc.tag);
+    const input = p.input
+      ? { dataclipId: mintRunScopedId('dc', loc.tag), text: p.input.text, bytes: p.input.bytes }
+      : { dataclipId: p.source.inputDataclipId };
+    const payload = {
+      runId,
+      environmentId: p.environmentId,
+      workflowId: p.workflowId,
+      versionId: p.versionId,
+      saveDataclips: p.saveDataclips,
+      maxConcurrency: p.maxConcurrency ?? null,
+      rerunOf: p.source.id,
+      fromStep: p.fromStep,
+      input,
+      reusedStepIds: p.reusedStepIds,
+      resolve: p.resolve,
+      steps: p.steps.map((s) => ({
+        id: mintRunScopedId('sr', loc.tag),
+        step_id: s.stepId,
+        kind: s.kind,
+        reused_from: s.reusedFrom ?? null,
+        pending: s.pending,
+        parents: s.parents,
+        successors: s.successors,
+        failure_successors: s.failureSuccessors,
+        live_from: s.liveFrom,
+        max_attempts: s.maxAttempts,
+        on_exhausted: s.onExhausted,
+        concurrency_key:
+          s.concurrency === undefined
+            ? null
+            : concurrencyKey(p.environmentId, p.workflowId, s.stepId),
+        concurrency_limit: s.concurrency ?? null,
+      })),
+    };
+    const rows = await loc.db.query<Row>(
+      `select ${RUN_COLUMNS} from ${loc.schema}.create_rerun($1::jsonb)`,
+      [JSON.stringify(payload)],
+    );
+    return toRun(rows.rows[0]!);
   }
 
   async getRun(environmentId: string, runId: string): Promise<RunRecord | undefined> {

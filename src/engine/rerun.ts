@@ -1,0 +1,261 @@
+/**
+ * Rerun a run from a step (RERUN.md): plan with the pure planner, check that every reused result
+ * the rerun needs is still there, then create the new run in one statement. The new run reuses
+ * unchanged results by reference and runs only its restart scope; workers pick it up like any run.
+ *
+ * Failure semantics: planning reads and writes nothing; the run is created by one statement, so a
+ * crash before it commits leaves no trace, and after it the rerun is an ordinary queued run.
+ * Reruns are not idempotent: repeating the request creates another rerun.
+ */
+import { WeftError } from '../core/errors.js';
+import type { SerializedGraph } from '../core/graph.js';
+import { encodeJson } from '../core/json.js';
+import {
+  assertOutputsAvailable,
+  planRerun,
+  type RerunPlan,
+  type SourceStepRun,
+} from '../core/rerun-planner.js';
+import type { ControlStore } from '../store/control-store.js';
+import type { RunRecord } from '../store/rows.js';
+import type { RerunStepRow, RunStore } from '../store/run-store.js';
+
+type Stores = { control: ControlStore; runs: RunStore };
+
+export interface RerunRequest {
+  /** The step to run again (a loop or parallel body step targets its owner as one unit). */
+  fromStep: string;
+  /** Stop after this step: what does not lead to it is skipped. */
+  untilStep?: string | undefined;
+  /** `original` (default): the source run's version. `current`: the workflow's current version. */
+  version?: 'original' | 'current' | undefined;
+  /** A new run input; default: the source run's input, by reference. */
+  input?: unknown;
+  /** Plan only: nothing is written. */
+  dryRun?: boolean | undefined;
+}
+
+export interface RerunResult {
+  /** The new run; null for a dry run. */
+  run: RunRecord | null;
+  plan: RerunPlan;
+  /** The version the rerun uses. */
+  versionId: string;
+}
+
+const ENDED = new Set(['succeeded', 'failed', 'canceled']);
+
+/**
+ * Plan a rerun of `runId` and, unless `dryRun`, start it.
+ *
+ * @example
+ * const { run, plan } = await rerunRun(stores, envId, runId, { fromStep: 'enrich', version: 'current' });
+ * plan.nodes.filter((n) => n.fate === 'rerun').map((n) => `${n.stepId}: ${n.reason}`);
+ */
+export async function rerunRun(
+  stores: Stores,
+  environmentId: string,
+  runId: string,
+  request: RerunRequest,
+): Promise<RerunResult> {
+  const source = await stores.runs.getRun(environmentId, runId);
+  if (!source) throw new WeftError('not_found', `run ${runId} does not exist in this environment`);
+  if (!ENDED.has(source.status)) {
+    throw new WeftError(
+      'run_not_ended',
+      `run ${runId} is ${source.status}; only a run that ended (succeeded, failed or canceled) can be rerun. Wait for it, or cancel it first.`,
+      { details: { runId, status: source.status } },
+    );
+  }
+  const env = await stores.control.getEnvironment(environmentId);
+  if (!env) throw new WeftError('not_found', `environment ${environmentId} does not exist`);
+  const sourceVersion = await stores.control.getVersion(source.versionId);
+  if (!sourceVersion) {
+    throw new WeftError(
+      'internal',
+      `run ${runId} names workflow version ${source.versionId}, which does not exist`,
+    );
+  }
+  const target =
+    request.version === 'current'
+      ? await stores.control.currentVersion(environmentId, source.workflowId)
+      : sourceVersion;
+  if (!target) {
+    throw new WeftError(
+      'unknown_workflow',
+      `workflow \`${source.workflowId}\` has no current version in this environment`,
+    );
+  }
+  const input =
+    request.input === undefined
+      ? undefined
+      : encodeJson(request.input, {
+          what: `The rerun input of workflow \`${source.workflowId}\``,
+          root: 'input',
+          maxBytes: target.graph.maxPayloadBytes,
+          code: 'invalid_input',
+        });
+  const loaded = await stores.runs.loadRerunSource(source, input?.text);
+  const runInput = input
+    ? { hash: loaded.newInputHash, available: true }
+    : { hash: loaded.input.hash, available: loaded.input.available };
+  const plan = planRerun({
+    sourceGraph: sourceVersion.graph,
+    targetGraph: target.graph,
+    sourceSteps: loaded.steps,
+    fromStep: request.fromStep,
+    untilStep: request.untilStep,
+    runInput,
+  });
+  assertOutputsAvailable(plan, target.graph, loaded.steps, runInput);
+  const rows = materialize(plan, sourceVersion.graph, target.graph, loaded.steps);
+  if (request.dryRun) return { run: null, plan, versionId: target.id };
+
+  const params: Parameters<RunStore['createRerun']>[0] = {
+    environmentId,
+    workflowId: source.workflowId,
+    versionId: target.id,
+    maxConcurrency: target.graph.maxConcurrency,
+    saveDataclips: env.saveDataclips,
+    source,
+    fromStep: request.fromStep,
+    reusedStepIds: plan.nodes.filter((n) => n.fate === 'reuse').map((n) => n.stepId),
+    steps: rows.steps,
+    resolve: rows.resolve,
+  };
+  if (input) params.input = input;
+  const run = await stores.runs.createRerun(params);
+  return { run, plan, versionId: target.id };
+}
+
+type Edge = SerializedGraph['edges'][number];
+
+function sameEdge(a: Edge | undefined, b: Edge | undefined): boolean {
+  return (
+    a !== undefined &&
+    b !== undefined &&
+    a.on === b.on &&
+    (a.when ?? null) === (b.when ?? null) &&
+    (a.branch ?? null) === (b.branch ?? null)
+  );
+}
+
+/**
+ * The step runs a rerun materializes (see create_rerun in migration 0003 for why only these):
+ * every top-level rerun step, plus the reused steps that succeeded in the source and either feed
+ * a rerun step or end the run (no successor ran in the source: part of the final state).
+ */
+export function materialize(
+  plan: RerunPlan,
+  sourceGraph: SerializedGraph,
+  targetGraph: SerializedGraph,
+  sourceSteps: readonly SourceStepRun[],
+): { steps: RerunStepRow[]; resolve: string[] } {
+  const top = targetGraph.nodes.filter((n) => n.scope === undefined);
+  const fate = new Map(plan.nodes.map((n) => [n.stepId, n.fate]));
+  const records = new Map(sourceSteps.map((s) => [s.stepId, s]));
+  const parents = new Map<string, string[]>(top.map((n) => [n.id, []]));
+  const successors = new Map<string, string[]>(top.map((n) => [n.id, []]));
+  const failureSuccessors = new Map<string, string[]>(top.map((n) => [n.id, []]));
+  const targetEdges = new Map<string, Edge>();
+  for (const e of targetGraph.edges) {
+    if (!parents.has(e.to)) continue; // body edges: materialized by the owner when it runs
+    parents.get(e.to)!.push(e.from);
+    successors.get(e.from)!.push(e.to);
+    if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
+    targetEdges.set(`${e.from}\u0000${e.to}`, e);
+  }
+  const sourceEdges = new Map(sourceGraph.edges.map((e) => [`${e.from}\u0000${e.to}`, e]));
+  const succeeded = (id: string) => records.get(id)?.status === 'succeeded';
+  const ran = (id: string) => {
+    const status = records.get(id)?.status;
+    return status === 'succeeded' || status === 'failed';
+  };
+
+  const rerun = top.filter((n) => fate.get(n.id) === 'rerun');
+  const keep = new Set<string>();
+  for (const n of rerun) {
+    for (const p of parents.get(n.id)!) if (fate.get(p) === 'reuse' && succeeded(p)) keep.add(p);
+  }
+  for (const n of top) {
+    if (fate.get(n.id) === 'reuse' && succeeded(n.id) && !successors.get(n.id)!.some(ran))
+      keep.add(n.id);
+  }
+  const materialized = (id: string) => keep.has(id) || fate.get(id) === 'rerun';
+
+  const steps: RerunStepRow[] = [];
+  const resolve: string[] = [];
+  for (const n of top) {
+    const base = {
+      stepId: n.id,
+      kind: n.kind,
+      parents: parents.get(n.id)!,
+      maxAttempts: n.maxAttempts,
+      onExhausted: n.onExhausted,
+      concurrency: n.concurrency,
+    };
+    if (keep.has(n.id)) {
+      // finish_run counts a succeeded step as a leaf when none of its successors ran. A reused
+      // successor that ran but is not materialized here would be invisible to that rule, so the
+      // row lists itself as a successor that ran: it can never be mistaken for a leaf.
+      const succ = successors.get(n.id)!.filter(materialized);
+      const covered = successors
+        .get(n.id)!
+        .some((s) => !materialized(s) && fate.get(s) === 'reuse' && ran(s));
+      steps.push({
+        ...base,
+        reusedFrom: records.get(n.id)!.stepRunId,
+        pending: 0,
+        successors: covered ? [...succ, n.id] : succ,
+        failureSuccessors: [],
+        liveFrom: [],
+      });
+    } else if (fate.get(n.id) === 'rerun') {
+      const ps = parents.get(n.id)!;
+      const inScope = ps.filter((p) => fate.get(p) === 'rerun').length;
+      const liveFrom = ps.filter(
+        (p) => fate.get(p) === 'reuse' && edgeLive(p, n.id, records, sourceEdges, targetEdges),
+      );
+      if (ps.length > 0 && inScope === 0) resolve.push(n.id);
+      steps.push({
+        ...base,
+        pending: ps.length > 0 && inScope === 0 ? 1 : inScope,
+        successors: successors.get(n.id)!,
+        failureSuccessors: failureSuccessors.get(n.id)!,
+        liveFrom,
+      });
+    }
+  }
+  return { steps, resolve };
+}
+
+/**
+ * Whether the edge from a reused parent to a rerun step arrives live. Decisions outside the
+ * restart scope are kept (RERUN.md), so an edge unchanged since the source keeps its source
+ * outcome. A new or changed unconditional edge follows the parent's outcome (it succeeded); a
+ * new or changed conditional edge would need the parent's output evaluated by code this process
+ * may not hold, so it is refused with the fix.
+ */
+function edgeLive(
+  from: string,
+  to: string,
+  records: Map<string, SourceStepRun>,
+  sourceEdges: Map<string, Edge>,
+  targetEdges: Map<string, Edge>,
+): boolean {
+  const parent = records.get(from);
+  if (parent?.status !== 'succeeded') return false;
+  const key = `${from}\u0000${to}`;
+  const edge = targetEdges.get(key)!;
+  if (sameEdge(sourceEdges.get(key), edge) && records.has(to)) {
+    return records.get(to)!.liveFrom.includes(from);
+  }
+  if (edge.on === 'failure' || edge.on === 'timeout') return false;
+  if (edge.on === 'always') return true;
+  if (edge.when === undefined && edge.branch === undefined) return true;
+  throw new WeftError(
+    'version_mismatch',
+    `the condition of edge \`${from} -> ${to}\` changed since the source run, and \`${from}\` would be reused, so nothing would evaluate it. Rerun from \`${from}\` (or earlier) instead.`,
+    { details: { edge: `${from}->${to}`, fromStep: from } },
+  );
+}
