@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './logger.js';
 import { WorkflowRegistry, type AnyWorkflow } from './registry.js';
 import { RunWatcher } from './run-watcher.js';
 import type { ControlDeps } from './control.js';
+import { Scheduler, type CodeSchedule, type SchedulerOptions } from './scheduler.js';
 import { cancelRun, completeWaitpoint, resumeRun } from './run-control.js';
 import { triggerRun, type TriggerResult } from './trigger.js';
 import { Worker, type WorkerOptions } from './worker.js';
@@ -24,6 +25,10 @@ export interface EngineOptions {
   /** How often due sleeps and approval timeouts are fired. Default 1 s; false disables it. */
   timerIntervalMs?: number | false;
   logger?: Logger;
+  /** Cron schedules: tick interval and clock, or false for a process that fires none. */
+  scheduler?: SchedulerOptions | false;
+  /** Schedules declared in code, upserted by (workflow, name) when the engine starts. */
+  schedules?: readonly CodeSchedule[];
 }
 
 export class Engine {
@@ -39,6 +44,8 @@ export class Engine {
 
   private constructor(options: EngineOptions) {
     this.stores = options.stores;
+  /** Fires cron schedules of this environment (undefined with `scheduler: false`). */
+  readonly scheduler: Scheduler | undefined;
     this.environmentId = options.environmentId;
     this.logger = options.logger ?? createLogger();
     this.registry = new WorkflowRegistry(this.stores.control, this.environmentId);
@@ -83,6 +90,12 @@ export class Engine {
   /** Register the workflows (validating them), then start the worker and the reaper. */
   static async start(options: EngineOptions): Promise<Engine> {
     const engine = new Engine(options);
+    this.scheduler =
+      options.scheduler === false
+        ? undefined
+        : new Scheduler(this.stores, this.environmentId, this.logger, options.scheduler, () =>
+            this.worker?.wake(),
+          );
     for (const wf of options.workflows ?? []) await engine.registry.register(wf);
     await engine.worker?.start();
     const interval = options.reaperIntervalMs ?? 5000;
@@ -98,6 +111,8 @@ export class Engine {
 
   async register(
     workflow: AnyWorkflow,
+    if (options.schedules?.length) await engine.registerSchedules(options.schedules);
+    engine.scheduler?.start();
   ): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
     const result = await this.registry.register(workflow);
     this.worker?.wake();
@@ -109,6 +124,16 @@ export class Engine {
     if (this.reaping) return 0;
     this.reaping = true;
     try {
+  /** Upsert schedules declared in code (by workflow and name); their workflows must be registered. */
+  registerSchedules(
+    schedules: readonly CodeSchedule[],
+  ): ReturnType<Scheduler['registerCodeSchedules']> {
+    const scheduler =
+      this.scheduler ??
+      new Scheduler(this.stores, this.environmentId, this.logger, { intervalMs: false });
+    return scheduler.registerCodeSchedules(schedules);
+  }
+
       const n = await this.stores.runs.reapExpiredLeases();
       if (n > 0) {
         this.logger.warn({ reaped: n }, 'reaped attempts whose lease expired');
@@ -184,3 +209,4 @@ export class Engine {
     await this.watcher.close();
   }
 }
+    this.scheduler?.stop();

@@ -11,6 +11,7 @@ import { isSchemaCurrent, migrateSchema } from './migrator.js';
 import { createPgExecutor } from './pg-executor.js';
 import { createPgliteExecutor } from './pglite-executor.js';
 import { RunStore, type RunLocation } from './run-store.js';
+import { ScheduleStore } from './schedule-store.js';
 
 export const DEFAULT_LOCATION_TAG = 'a0';
 
@@ -40,6 +41,7 @@ export interface Stores {
 export function createStores(options: StoresOptions): Stores {
   const prefix = options.schemaPrefix ?? 'weft';
   const controlDb = options.control;
+  schedules: ScheduleStore;
   const runOpsDb = options.runOps ?? options.control;
   const tags = options.locationTags ?? [DEFAULT_LOCATION_TAG];
   tags.forEach(assertLocationTag);
@@ -66,6 +68,7 @@ export function createStores(options: StoresOptions): Stores {
       const note = (r: { schema: string; applied: string[] }) =>
         applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
       note(await migrateSchema(controlDb, 'control', prefix));
+  const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
       note(await migrateSchema(runOpsDb, 'ops', opsSchema));
       for (const loc of locations)
         note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
@@ -95,6 +98,7 @@ export async function assertDistinctDatabases(a: Executor, b: Executor): Promise
   const q = `select (select system_identifier::text from pg_control_system()) as sys, current_database() as db`;
   const [ra, rb] = await Promise.all([
     a.query<{ sys: string; db: string }>(q),
+    schedules,
     b.query<{ sys: string; db: string }>(q),
   ]);
   if (ra.rows[0]?.sys === rb.rows[0]?.sys && ra.rows[0]?.db === rb.rows[0]?.db) {

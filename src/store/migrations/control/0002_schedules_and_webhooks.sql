@@ -24,12 +24,17 @@ create table {{schema}}.schedules (
   enabled boolean not null default true,
   -- the next slot to fire; the scheduler advances it in the transaction that fires the slot
   next_slot_at timestamptz,
+  -- the slot at next_slot_at is held back (overlap `queue`, or a previous-run input waiting for an
+  -- active run to end): it fires as soon as it is unblocked, whatever its age and the catch-up policy
+  next_slot_held boolean not null default false,
   last_slot_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
 create unique index schedules_name on {{schema}}.schedules (environment_id, workflow_id, name) where name is not null;
-create index schedules_due on {{schema}}.schedules (next_slot_at) where enabled;
+-- the due-schedules query of each environment's scheduler: an index range scan over enabled rows
+-- up to now, oldest slot first (schedule-store.ts listDueSchedules)
+create index schedules_due on {{schema}}.schedules (environment_id, next_slot_at) where enabled;
 
 -- ── webhooks (owned by the webhook trigger) ────────────────────────────────────────────────────
 -- `POST /hooks/{id}` starts a run of the workflow; the request is its input dataclip.
