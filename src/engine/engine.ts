@@ -8,8 +8,8 @@ import type { RunRecord } from '../store/rows.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkflowRegistry, type AnyWorkflow } from './registry.js';
 import { RunWatcher } from './run-watcher.js';
-import type { ControlDeps } from './control.js';
 import { Scheduler, type CodeSchedule, type SchedulerOptions } from './scheduler.js';
+import type { ControlDeps } from './control.js';
 import { cancelRun, completeWaitpoint, resumeRun } from './run-control.js';
 import { triggerRun, type TriggerResult } from './trigger.js';
 import { Worker, type WorkerOptions } from './worker.js';
@@ -24,11 +24,11 @@ export interface EngineOptions {
   reaperIntervalMs?: number | false;
   /** How often due sleeps and approval timeouts are fired. Default 1 s; false disables it. */
   timerIntervalMs?: number | false;
-  logger?: Logger;
   /** Cron schedules: tick interval and clock, or false for a process that fires none. */
   scheduler?: SchedulerOptions | false;
   /** Schedules declared in code, upserted by (workflow, name) when the engine starts. */
   schedules?: readonly CodeSchedule[];
+  logger?: Logger;
 }
 
 export class Engine {
@@ -41,11 +41,11 @@ export class Engine {
   private reaperTimer: NodeJS.Timeout | undefined;
   private waitpointTimer: NodeJS.Timeout | undefined;
   private reaping = false;
+  /** Fires cron schedules of this environment (undefined with `scheduler: false`). */
+  readonly scheduler: Scheduler | undefined;
 
   private constructor(options: EngineOptions) {
     this.stores = options.stores;
-  /** Fires cron schedules of this environment (undefined with `scheduler: false`). */
-  readonly scheduler: Scheduler | undefined;
     this.environmentId = options.environmentId;
     this.logger = options.logger ?? createLogger();
     this.registry = new WorkflowRegistry(this.stores.control, this.environmentId);
@@ -85,17 +85,17 @@ export class Engine {
             controlDeps,
           );
     this.watcher = new RunWatcher(this.stores.runs);
-  }
-
-  /** Register the workflows (validating them), then start the worker and the reaper. */
-  static async start(options: EngineOptions): Promise<Engine> {
-    const engine = new Engine(options);
     this.scheduler =
       options.scheduler === false
         ? undefined
         : new Scheduler(this.stores, this.environmentId, this.logger, options.scheduler, () =>
             this.worker?.wake(),
           );
+  }
+
+  /** Register the workflows (validating them), then start the worker and the reaper. */
+  static async start(options: EngineOptions): Promise<Engine> {
+    const engine = new Engine(options);
     for (const wf of options.workflows ?? []) await engine.registry.register(wf);
     await engine.worker?.start();
     const interval = options.reaperIntervalMs ?? 5000;
@@ -106,24 +106,19 @@ export class Engine {
     if (timer !== false) {
       engine.waitpointTimer = setInterval(() => void engine.fireTimersOnce(), timer);
     }
+    if (options.schedules?.length) await engine.registerSchedules(options.schedules);
+    engine.scheduler?.start();
     return engine;
   }
 
   async register(
     workflow: AnyWorkflow,
-    if (options.schedules?.length) await engine.registerSchedules(options.schedules);
-    engine.scheduler?.start();
   ): Promise<{ workflowId: string; versionId: string; version: number; created: boolean }> {
     const result = await this.registry.register(workflow);
     this.worker?.wake();
     return result;
   }
 
-  /** Requeue or fail attempts whose lease expired. Returns how many were handled. */
-  async reapOnce(): Promise<number> {
-    if (this.reaping) return 0;
-    this.reaping = true;
-    try {
   /** Upsert schedules declared in code (by workflow and name); their workflows must be registered. */
   registerSchedules(
     schedules: readonly CodeSchedule[],
@@ -134,6 +129,11 @@ export class Engine {
     return scheduler.registerCodeSchedules(schedules);
   }
 
+  /** Requeue or fail attempts whose lease expired. Returns how many were handled. */
+  async reapOnce(): Promise<number> {
+    if (this.reaping) return 0;
+    this.reaping = true;
+    try {
       const n = await this.stores.runs.reapExpiredLeases();
       if (n > 0) {
         this.logger.warn({ reaped: n }, 'reaped attempts whose lease expired');
@@ -205,8 +205,8 @@ export class Engine {
   async stop(): Promise<void> {
     clearInterval(this.reaperTimer);
     clearInterval(this.waitpointTimer);
+    this.scheduler?.stop();
     await this.worker?.stop();
     await this.watcher.close();
   }
 }
-    this.scheduler?.stop();

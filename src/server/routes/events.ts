@@ -62,7 +62,7 @@ const streamRunEvents = createRoute({
         .string()
         .optional()
         .openapi({
-          param: { name: 'Last-Event-ID', in: 'header' },
+          param: { name: 'last-event-id', in: 'header' },
           description: 'Resume after this event id (EventSource sends it on reconnect).',
         }),
     }),

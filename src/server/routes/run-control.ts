@@ -4,6 +4,7 @@
  * answers unknown ids with messages that say where valid ones come from.
  */
 import { createRoute, type z } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import { WeftError } from '../../core/errors.js';
 import { parseRunScopedId } from '../../core/ids.js';
 import { cancelRun, completeWaitpoint, resumeRun } from '../../engine/run-control.js';
@@ -49,7 +50,7 @@ function resumeRoute(maxBodyBytes: number) {
     description:
       'For a run paused after a step exhausted its retries (`onExhausted: "pause"`): the paused steps get a fresh attempt budget. A run that is not paused is a 409 `run_not_paused`; `version: "current"` with a current version whose steps differ is a 409 `version_mismatch`.',
     security: requiresKey,
-    middleware: [jsonBody(maxBodyBytes)] as const,
+    middleware: [noBodyAsEmpty, jsonBody(maxBodyBytes)] as const,
     request: {
       params: RunParamsSchema,
       body: { content: { 'application/json': { schema: ResumeRunBodySchema } }, required: false },
@@ -87,7 +88,7 @@ function completeRoute(maxBodyBytes: number) {
     description:
       'Completes an approval token with `{ payload }`; the waiting step runs again with the payload. The payload is checked against the approval’s schema first (422 `invalid_payload`, nothing written). A token completes once: again is a 409 `waitpoint_not_waiting`.',
     security: requiresKey,
-    middleware: [jsonBody(maxBodyBytes)] as const,
+    middleware: [noBodyAsEmpty, jsonBody(maxBodyBytes)] as const,
     request: {
       params: WaitpointParamsSchema,
       body: {
@@ -168,6 +169,19 @@ export function presentWaitpoint(w: WaitpointRecord): z.infer<typeof WaitpointSc
     completedAt: w.completedAt,
   };
 }
+
+/**
+ * A POST with no body at all (`curl -X POST …/resume`, with or without a JSON content type) means
+ * "no fields", like an empty one: both bodies here are optional objects.
+ */
+const noBodyAsEmpty: MiddlewareHandler = async (c, next) => {
+  if (c.req.raw.body === null) {
+    const headers = new Headers(c.req.raw.headers);
+    headers.set('content-type', 'application/json');
+    c.req.raw = new Request(c.req.raw, { body: '{}', headers });
+  }
+  await next();
+};
 
 /** The engine's `not_found` says what is missing; the API's also says where valid ids come from. */
 async function notFoundAs<T>(replacement: WeftError, fn: () => Promise<T>): Promise<T> {
