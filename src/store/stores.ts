@@ -30,6 +30,7 @@ export interface StoresOptions {
 export interface Stores {
   control: ControlStore;
   runs: RunStore;
+  schedules: ScheduleStore;
   controlDb: Executor;
   runOpsDb: Executor;
   schemas: { control: string; ops: string; locations: string[] };
@@ -41,7 +42,6 @@ export interface Stores {
 export function createStores(options: StoresOptions): Stores {
   const prefix = options.schemaPrefix ?? 'weft';
   const controlDb = options.control;
-  schedules: ScheduleStore;
   const runOpsDb = options.runOps ?? options.control;
   const tags = options.locationTags ?? [DEFAULT_LOCATION_TAG];
   tags.forEach(assertLocationTag);
@@ -54,10 +54,12 @@ export function createStores(options: StoresOptions): Stores {
   }));
   const control = new ControlStore(controlDb, prefix);
   const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
+  const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
   return {
     control,
     runs,
+    schedules,
     controlDb,
     runOpsDb,
     schemas,
@@ -68,7 +70,6 @@ export function createStores(options: StoresOptions): Stores {
       const note = (r: { schema: string; applied: string[] }) =>
         applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
       note(await migrateSchema(controlDb, 'control', prefix));
-  const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
       note(await migrateSchema(runOpsDb, 'ops', opsSchema));
       for (const loc of locations)
         note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
@@ -98,7 +99,6 @@ export async function assertDistinctDatabases(a: Executor, b: Executor): Promise
   const q = `select (select system_identifier::text from pg_control_system()) as sys, current_database() as db`;
   const [ra, rb] = await Promise.all([
     a.query<{ sys: string; db: string }>(q),
-    schedules,
     b.query<{ sys: string; db: string }>(q),
   ]);
   if (ra.rows[0]?.sys === rb.rows[0]?.sys && ra.rows[0]?.db === rb.rows[0]?.db) {
