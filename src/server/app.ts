@@ -16,6 +16,7 @@ import { registerDataclipRoutes } from './routes/dataclips.js';
 import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRunControlRoutes } from './routes/run-control.js';
+import { registerRerunRoutes } from './routes/rerun.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerWorkflowRoutes } from './routes/workflows.js';
 import type { AppEnv, ServerApp, ServerDeps } from './types.js';
@@ -103,6 +104,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerWorkflowRoutes(app, deps);
   registerRunRoutes(app, deps);
   registerRunControlRoutes(app, deps);
+  registerRerunRoutes(app, deps);
   registerEventRoutes(app, deps, options.liveEvents);
   registerDataclipRoutes(app, deps);
 
