@@ -6,6 +6,7 @@
  */
 import { loadavg } from 'node:os';
 import {
+  dropLeftoverDatabases,
   installWireCounter,
   serverCpuMs,
   ServerProbe,
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
         if (message.type === 'close') {
           await probe?.close();
           const diagnostics = (await session.close()) ?? undefined;
+          await dropLeftoverDatabases();
           const closed: FromHost = diagnostics
             ? { type: 'closed', diagnostics }
             : { type: 'closed' };
@@ -96,7 +98,8 @@ async function measure(
   return sample;
 }
 
-main().catch((error: unknown) => {
+main().catch(async (error: unknown) => {
+  await dropLeftoverDatabases();
   send({
     type: 'error',
     message: error instanceof Error ? (error.stack ?? error.message) : String(error),

@@ -27,16 +27,25 @@ export interface BenchDatabase {
   drop(): Promise<void>;
 }
 
+/** Databases this process created and has not dropped yet. */
+const undropped = new Set<string>();
+
 /** Create an empty database named `bench_<label>_<random>`; `drop` removes it (forcing sessions out). */
 export async function createDatabase(label: string): Promise<BenchDatabase> {
   const name = `bench_${label.replace(/[^a-z0-9]/g, '_')}_${randomBytes(4).toString('hex')}`;
   await withAdmin((c) => c.query(`create database ${name}`));
-  return {
-    name,
-    url: databaseUrl(name),
-    drop: () =>
-      withAdmin((c) => c.query(`drop database if exists ${name} with (force)`)).then(() => {}),
-  };
+  undropped.add(name);
+  return { name, url: databaseUrl(name), drop: () => dropDatabase(name) };
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  await withAdmin((c) => c.query(`drop database if exists ${name} with (force)`));
+  undropped.delete(name);
+}
+
+/** Drop whatever a failed open or close left behind (the shared server must not fill up). */
+export async function dropLeftoverDatabases(): Promise<void> {
+  for (const name of [...undropped]) await dropDatabase(name).catch(() => {});
 }
 
 /**
