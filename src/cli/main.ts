@@ -11,6 +11,7 @@ import type { runKeysCreate, runKeysList, runKeysRevoke, runMigrate } from './db
 import type { runDev } from './dev-command.js';
 import { DEFAULT_DATA_DIR } from './local-state.js';
 import { CliError } from './output.js';
+import type { RerunOptions } from './rerun-command.js';
 import type { runWorker } from './worker-command.js';
 
 // Commands are imported when they run: `weft runs list` should not load PGlite, pg and the server.
@@ -165,6 +166,19 @@ export function buildProgram(): Command {
       .argument('<runId>'),
   ).action(async (runId: string, options: Parameters<typeof runRunsShow>[1]) =>
     (await api()).runRunsShow(runId, options),
+  );
+  clientOptions(
+    runs
+      .command('rerun')
+      .description('Rerun a run from a step, reusing every result that did not change')
+      .argument('<runId>')
+      .requiredOption('--from <step>', 'the step to run again (and everything after it)')
+      .option('--until <step>', 'stop after this step')
+      .option('--version <version>', '"original" (default) or "current"')
+      .option('-i, --input <json>', 'a new run input, as JSON (default: the source run’s)')
+      .option('--dry-run', 'print the plan and start nothing'),
+  ).action(async (runId: string, options: RerunOptions) =>
+    (await import('./rerun-command.js')).runRunsRerun(runId, options),
   );
 
   const keys = program

@@ -18,6 +18,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerRunControlRoutes } from './routes/run-control.js';
 import { registerRerunRoutes } from './routes/rerun.js';
 import { registerRunRoutes } from './routes/runs.js';
+import { registerScheduleRoutes } from './routes/schedules.js';
 import { registerWorkflowRoutes } from './routes/workflows.js';
 import type { AppEnv, ServerApp, ServerDeps } from './types.js';
 
@@ -107,6 +108,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerRerunRoutes(app, deps);
   registerEventRoutes(app, deps, options.liveEvents);
   registerDataclipRoutes(app, deps);
+  registerScheduleRoutes(app, deps);
 
   // Generated on first request: the routes are all registered by then and never change.
   let document: ReturnType<ServerApp['getOpenAPI31Document']> | undefined;
