@@ -74,6 +74,24 @@ describe.each(BACKENDS)('group commit on %s', (backend) => {
         state: { n: i },
       });
     }
+    // items without a state patch leave the run state an object (JSON null is "no patch")
+    const plain = results
+      .filter((r) => r.status === 'committed')
+      .map((r) => (r as { next: (typeof claims)[number] }).next);
+    await runs.completeSteps(
+      plain.map((claim) => ({
+        claim,
+        workerId: 'w1',
+        commit: { ...commit(0), stateSet: null, live: [], dead: [] },
+      })),
+    );
+    for (const claim of plain) {
+      const state = await db.executor.query<{ state: unknown }>(
+        `select state from weft_loc_a0.runs where id = $1`,
+        [claim.runId],
+      );
+      expect(state.rows[0]!.state).toEqual({ n: claims.findIndex((c) => c.runId === claim.runId) });
+    }
     const untouched = await runs.listStepRuns(environmentId, stolen.runId);
     expect(untouched!.find((s) => s.stepKey === 'a')!.status).toBe('running');
     expect(untouched!.find((s) => s.stepKey === 'b')!.status).toBe('pending');

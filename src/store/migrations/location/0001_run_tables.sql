@@ -945,8 +945,10 @@ begin
     results := results || jsonb_build_array({{schema}}.complete_step(
       item->>'stepRunId', (item->>'attempt')::integer, item->>'worker',
       item->>'output', item->>'outputId',
-      item->'stateSet', case when item->'stateDelete' = 'null'::jsonb or item->'stateDelete' is null then null
-                             else array(select jsonb_array_elements_text(item->'stateDelete')) end,
+      -- JSON null means "no patch" (SQL NULL); `state || 'null'` would turn the state into an array
+      nullif(item->'stateSet', 'null'::jsonb),
+      case when item->'stateDelete' = 'null'::jsonb or item->'stateDelete' is null then null
+           else array(select jsonb_array_elements_text(item->'stateDelete')) end,
       array(select jsonb_array_elements_text(item->'live')), array(select jsonb_array_elements_text(item->'dead')),
       (item->>'claimNext')::boolean, (item->>'leaseMs')::integer));
   end loop;
