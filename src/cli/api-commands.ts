@@ -106,7 +106,7 @@ export async function runTrigger(workflowId: string, options: TriggerOptions): P
   if (done.status !== 'succeeded') process.exitCode = 1;
 }
 
-function readInput(options: TriggerOptions): unknown {
+export function readInput(options: TriggerOptions): unknown {
   if (options.input !== undefined && options.inputFile !== undefined)
     throw new CliError('pass --input or --input-file, not both.');
   let text: string;

@@ -7,8 +7,10 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { WeftError } from '../core/errors.js';
 import type { runRunsList, runRunsShow, runTrigger } from './api-commands.js';
+import type { runRunsCancel, runRunsResume, runWaitpointsComplete } from './control-commands.js';
 import type { runKeysCreate, runKeysList, runKeysRevoke, runMigrate } from './db-commands.js';
 import type { runDev } from './dev-command.js';
+import type { runRunsFollow, runTriggerFollow } from './follow.js';
 import { DEFAULT_DATA_DIR } from './local-state.js';
 import { CliError } from './output.js';
 import type { RerunOptions } from './rerun-command.js';
@@ -39,6 +41,9 @@ export function buildProgram(): Command {
   const program = new Command('weft')
     .description('Weft: durable workflows for TypeScript. `weft dev` starts everything locally.')
     .version(version(), '-v, --version')
+    // Program options only before the command: `weft runs resume <id> --version current` is
+    // the command's own --version, not the program's.
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false });
 
@@ -138,9 +143,15 @@ export function buildProgram(): Command {
         'start at most one run for this key (the existing run is returned)',
       )
       .option('-w, --wait', 'wait until the run finishes and print its output')
-      .option('--timeout <duration>', 'with --wait: how long to wait', '5m'),
-  ).action(async (workflow: string, options: Parameters<typeof runTrigger>[1]) =>
-    (await api()).runTrigger(workflow, options),
+      .option('--timeout <duration>', 'with --wait: how long to wait', '5m')
+      .option(
+        '-f, --follow',
+        'show the run live, step by step, until it ends (exit 1 unless it succeeds)',
+      ),
+  ).action(async (workflow: string, options: Parameters<typeof runTriggerFollow>[1]) =>
+    options.follow
+      ? (await import('./follow.js')).runTriggerFollow(workflow, options)
+      : (await api()).runTrigger(workflow, options as Parameters<typeof runTrigger>[1]),
   );
 
   const runs = program.command('runs').description('Inspect runs');
@@ -166,6 +177,38 @@ export function buildProgram(): Command {
       .argument('<runId>'),
   ).action(async (runId: string, options: Parameters<typeof runRunsShow>[1]) =>
     (await api()).runRunsShow(runId, options),
+  );
+  const control = () => import('./control-commands.js');
+  clientOptions(
+    runs
+      .command('follow')
+      .description('Show a run live, step by step, until it ends (exit 1 unless it succeeds)')
+      .argument('<runId>'),
+  ).action(async (runId: string, options: Parameters<typeof runRunsFollow>[1]) =>
+    (await import('./follow.js')).runRunsFollow(runId, options),
+  );
+  clientOptions(runs.command('cancel').description('Cancel a run').argument('<runId>')).action(
+    async (runId: string, options: Parameters<typeof runRunsCancel>[1]) =>
+      (await control()).runRunsCancel(runId, options),
+  );
+  clientOptions(
+    runs
+      .command('resume')
+      .description('Resume a run paused after a step exhausted its retries')
+      .argument('<runId>')
+      .option('--version <version>', 'original (default) or current: the fixed, deployed version'),
+  ).action(async (runId: string, options: Parameters<typeof runRunsResume>[1]) =>
+    (await control()).runRunsResume(runId, options),
+  );
+  const waitpoints = program.command('waitpoints').description('Complete approvals');
+  clientOptions(
+    waitpoints
+      .command('complete')
+      .description('Complete an approval token; the waiting step goes on with the payload')
+      .argument('<token>', 'the waitpoint token (wp_…), shown by weft runs follow')
+      .option('--payload <json>', 'the payload, as JSON (default null)'),
+  ).action(async (token: string, options: Parameters<typeof runWaitpointsComplete>[1]) =>
+    (await control()).runWaitpointsComplete(token, options),
   );
   clientOptions(
     runs
@@ -217,6 +260,7 @@ Quick start:
   weft trigger welcome-email --input '{"email":"ada@example.com","name":"Ada"}' --wait
   weft runs list
   weft runs show <runId>
+  weft runs follow <runId>                  the run live, step by step
 
 Production (PostgreSQL):
   DATABASE_URL=postgres://… weft migrate
