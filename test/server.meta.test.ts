@@ -136,6 +136,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/runs listRuns',
         'GET /api/v1/runs/{runId} getRun',
         'GET /api/v1/runs/{runId}/steps listStepRuns',
+        'POST /api/v1/runs/{runId}/rerun rerunRun',
         'GET /api/v1/dataclips/{dataclipId} getDataclip',
       ].sort(),
     );
@@ -226,7 +227,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
     expect(wrong.status).toBe(405);
     expect(wrong.body.error.code).toBe('method_not_allowed');
     expect(wrong.headers.get('allow')).toContain('GET');
-    // Routes of other issues are not stubbed.
+    // The rerun route validates its body before looking the run up.
     const rerun = await call(
       f.app,
       'POST',
@@ -234,7 +235,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
       f.auth,
       {},
     );
-    expect(rerun.status).toBe(404);
+    expect(rerun.status).toBe(400);
   });
 
   it('gives every response a request id, and keeps a safe one the client sent', async () => {
