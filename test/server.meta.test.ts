@@ -67,7 +67,7 @@ describe.each(BACKENDS)('probes on %s', (backend) => {
       expect(res.status).toBe(503);
       expect(res.body.error).toMatchObject({
         code: 'not_ready',
-        details: { reason: 'unreachable_or_not_migrated' },
+        details: { reason: 'not_migrated' },
       });
       expect(res.body.error.message).toMatch(/migrat/);
       // Liveness does not depend on the database.
@@ -89,7 +89,7 @@ describe.each(BACKENDS)('probes on %s', (backend) => {
   });
 
   it('is not ready (503) when the database does not answer in time, without hanging', async () => {
-    const hung: Stores = { ...f.db.stores, isReady: () => new Promise<boolean>(() => {}) };
+    const hung: Stores = { ...f.db.stores, readiness: () => new Promise<never>(() => {}) };
     const app = createApp({ stores: hung, logger: silentLogger() });
     const started = Date.now();
     const res = await call(app, 'GET', '/readyz', {});
@@ -138,6 +138,11 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/runs/{runId}/steps listStepRuns',
         'POST /api/v1/runs/{runId}/rerun rerunRun',
         'GET /api/v1/dataclips/{dataclipId} getDataclip',
+        'POST /hooks/{webhookId} receiveWebhook',
+        'GET /api/v1/webhooks listWebhooks',
+        'POST /api/v1/webhooks createWebhook',
+        'DELETE /api/v1/webhooks/{webhookId} deleteWebhook',
+        'GET /metrics metrics',
       ].sort(),
     );
     for (const op of operations) {

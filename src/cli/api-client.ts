@@ -61,6 +61,10 @@ export class ApiClient {
     return this.requestWithStatus<T>('POST', path, body);
   }
 
+  delete(path: string): Promise<{ status: number; body: unknown }> {
+    return this.requestWithStatus<unknown>('DELETE', path);
+  }
+
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.requestWithStatus<T>(method, path, body)).body;
   }

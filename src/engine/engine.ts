@@ -6,6 +6,7 @@
 import type { Stores } from '../store/stores.js';
 import type { RunRecord } from '../store/rows.js';
 import { createLogger, type Logger } from './logger.js';
+import { engineMetrics, type EngineMetrics, type MetricsRegistry } from './metrics.js';
 import { WorkflowRegistry, type AnyWorkflow } from './registry.js';
 import { RunWatcher } from './run-watcher.js';
 import { Scheduler, type CodeSchedule, type SchedulerOptions } from './scheduler.js';
@@ -29,6 +30,8 @@ export interface EngineOptions {
   /** Schedules declared in code, upserted by (workflow, name) when the engine starts. */
   schedules?: readonly CodeSchedule[];
   logger?: Logger;
+  /** Where the worker and the reaper count (GET /metrics). Default: the process registry. */
+  metrics?: MetricsRegistry;
 }
 
 export class Engine {
@@ -43,11 +46,13 @@ export class Engine {
   private reaping = false;
   /** Fires cron schedules of this environment (undefined with `scheduler: false`). */
   readonly scheduler: Scheduler | undefined;
+  private readonly metrics: EngineMetrics;
 
   private constructor(options: EngineOptions) {
     this.stores = options.stores;
     this.environmentId = options.environmentId;
     this.logger = options.logger ?? createLogger();
+    this.metrics = engineMetrics(options.metrics);
     this.registry = new WorkflowRegistry(this.stores.control, this.environmentId);
     const controlDeps: ControlDeps = {
       readState: (claim) => this.stores.runs.controlState(claim),
@@ -81,7 +86,7 @@ export class Engine {
             this.stores.runs,
             this.registry,
             this.logger,
-            options.worker ?? {},
+            { metrics: options.metrics, ...options.worker },
             controlDeps,
           );
     this.watcher = new RunWatcher(this.stores.runs);
@@ -136,6 +141,7 @@ export class Engine {
     try {
       const n = await this.stores.runs.reapExpiredLeases();
       if (n > 0) {
+        this.metrics.reapedAttempts.inc({}, n);
         this.logger.warn({ reaped: n }, 'reaped attempts whose lease expired');
         this.worker?.wake();
       }

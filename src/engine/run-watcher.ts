@@ -1,5 +1,5 @@
 /**
- * Waiting for runs to end: LISTEN on `weft_run_finished` (sent by finish_run in the ending
+ * Waiting for runs to end: LISTEN on `weft_run_finished` (signalled by the store right after the ending
  * transaction). A missed notification (a dropped LISTEN connection) is covered by one poll for
  * all waited runs together — one query per location per poll interval, however many waiters.
  */

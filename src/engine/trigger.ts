@@ -22,6 +22,8 @@ export interface TriggerRequest {
   trigger?: { kind: TriggerKind; ref?: string | null };
   /** For a child run: the parent run and the step run waiting on it. */
   parent?: { runId: string; stepRunId: string };
+  /** Kind of the input dataclip; `webhook_request` for a webhook's request. Default `input`. */
+  inputKind?: 'input' | 'webhook_request';
 }
 
 export interface TriggerResult {
@@ -82,6 +84,7 @@ export async function triggerRun(
   };
   if (idempotency) params.idempotency = idempotency;
   if (req.parent) params.parent = req.parent;
+  if (req.inputKind) params.inputKind = req.inputKind;
   if (locationTag) params.locationTag = locationTag;
   return stores.runs.createRun(params);
 }

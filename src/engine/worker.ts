@@ -22,6 +22,7 @@ import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult, RunStore } from '../store/run-store.js';
 import { runControlTransition, type ControlDeps, type ControlOutcome } from './control.js';
 import type { Logger } from './logger.js';
+import { engineMetrics, type EngineMetrics, type MetricsRegistry } from './metrics.js';
 import type { WorkflowRegistry } from './registry.js';
 import { computeStatePatch, draftState } from './state.js';
 
@@ -38,6 +39,8 @@ export interface WorkerOptions {
   pollIntervalMs?: number;
   /** How long stop() waits for running steps before aborting them. Default 30 s. */
   shutdownGraceMs?: number;
+  /** Where claim latency, step durations and outcomes are counted. Default: the process registry. */
+  metrics?: MetricsRegistry;
   /**
    * Fault points for tests: called at named moments with the claim; throwing or killing the
    * process there simulates a crash at that exact point.
@@ -84,6 +87,7 @@ export class Worker {
   private stopListening: (() => Promise<void>) | undefined;
   private readonly commitQueue: PendingCommit[] = [];
   private flushing = false;
+  private readonly metrics: EngineMetrics;
 
   constructor(
     private readonly runs: RunStore,
@@ -98,6 +102,7 @@ export class Worker {
     this.heartbeatMs = options.heartbeatMs ?? Math.max(10, Math.floor(this.leaseMs / 3));
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 30_000;
+    this.metrics = engineMetrics(options.metrics);
   }
 
   get inFlightCount(): number {
@@ -170,6 +175,7 @@ export class Worker {
       if (free > 0 && workflows.length > 0) {
         this.wakeRequested = false;
         let claimed: ClaimedStep[];
+        const claimStarted = performance.now();
         try {
           claimed = await this.runs.claimSteps(
             this.workerId,
@@ -179,6 +185,8 @@ export class Worker {
             this.leaseMs,
           );
           failures = 0;
+          this.metrics.claimDuration.observe({}, (performance.now() - claimStarted) / 1000);
+          this.metrics.claimedSteps.inc({}, claimed.length);
         } catch (error) {
           failures++;
           this.logger.error({ err: error, workerId: this.workerId }, 'claim failed; retrying');
@@ -271,6 +279,12 @@ export class Worker {
       );
     }
     let output: unknown;
+    const started = performance.now();
+    const observe = (outcome: 'succeeded' | 'failed') =>
+      this.metrics.stepDuration.observe(
+        { workflow: claim.workflowId, outcome },
+        (performance.now() - started) / 1000,
+      );
     try {
       output = await raceAbort(
         Promise.resolve().then(() => step.run(claim.input, ctx)),
@@ -278,6 +292,7 @@ export class Worker {
       );
     } catch (error) {
       clearTimeout(timeout);
+      observe('failed');
       if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
         log.warn(
           { reason: String(controller.signal.reason) },
@@ -292,6 +307,7 @@ export class Worker {
       return null;
     }
     clearTimeout(timeout);
+    observe('succeeded');
     return this.commitOutput(claim, workflow, step, output, ctx.state, what, log);
   }
 
@@ -334,12 +350,14 @@ export class Worker {
         leaseMs: this.leaseMs,
       });
       if (result.status === 'fenced') {
+        this.metrics.fencedCommits.inc({});
         log.warn(
           { stepRunId: claim.stepRunId },
           'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded',
         );
         return null;
       }
+      this.metrics.stepsSucceeded.inc({ workflow: claim.workflowId });
       await this.options.faults?.afterCommit?.(claim);
       return result.next;
     } catch (error) {
@@ -463,12 +481,17 @@ export class Worker {
   ): Promise<void> {
     try {
       const result = await this.runs.failStep(claim, this.workerId, info, retryDelayMs, edges);
+      const workflow = { workflow: claim.workflowId };
+      if (result.status !== 'fenced') this.metrics.attemptFailures.inc(workflow);
       if (result.status === 'fenced') {
+        this.metrics.fencedCommits.inc({});
         log.warn('failure not recorded: the attempt no longer holds its lease');
       } else if (result.status === 'retrying') {
+        this.metrics.retries.inc(workflow);
         log.info({ err: info.message, retryInMs: retryDelayMs }, 'attempt failed; retrying');
         if (retryDelayMs !== null) this.wakeAfter(retryDelayMs);
       } else {
+        this.metrics.stepsFailed.inc(workflow);
         log.warn({ err: info.message, runStatus: result.runStatus }, 'step failed');
       }
     } catch (error) {

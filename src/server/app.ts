@@ -6,6 +6,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import { createLogger, type Logger } from '../engine/logger.js';
+import { processMetrics, type MetricsRegistry } from '../engine/metrics.js';
 import type { Stores } from '../store/stores.js';
 import { requireApiKey } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
@@ -15,10 +16,12 @@ import { DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
 import { registerDataclipRoutes } from './routes/dataclips.js';
 import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerRunControlRoutes } from './routes/run-control.js';
 import { registerRerunRoutes } from './routes/rerun.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerScheduleRoutes } from './routes/schedules.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerWorkflowRoutes } from './routes/workflows.js';
 import type { AppEnv, ServerApp, ServerDeps } from './types.js';
 
@@ -30,9 +33,14 @@ export interface CreateAppOptions {
   maxBodyBytes?: number;
   /** Run event streams (SSE): fallback poll and keep-alive intervals. */
   liveEvents?: LiveEventsOptions;
+  /**
+   * What `GET /metrics` serves besides the database gauges: the registry the engine of this
+   * process counts into (default: the process registry). `false` removes the route.
+   */
+  metrics?: MetricsRegistry | false;
 }
 
-const PROBE_PATHS = new Set(['/healthz', '/readyz']);
+const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * Build the API. The app holds no state of its own beyond the stores it is given, so several
@@ -71,7 +79,8 @@ export function createApp(options: CreateAppOptions): ServerApp {
     const fields = {
       requestId: c.get('requestId'),
       method: c.req.method,
-      path: c.req.path,
+      // A webhook id is a capability: logs keep only its time-ordered head.
+      path: c.req.path.replace(/^(\/hooks\/hook_[0-9a-z]{10})[^/]*/, '$1…'),
       status: c.res.status,
       durationMs: Math.round((performance.now() - started) * 10) / 10,
       environmentId: c.get('identity')?.environmentId,
@@ -109,6 +118,9 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerEventRoutes(app, deps, options.liveEvents);
   registerDataclipRoutes(app, deps);
   registerScheduleRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
+  if (options.metrics !== false)
+    registerMetricsRoutes(app, deps, options.metrics ?? processMetrics);
 
   // Generated on first request: the routes are all registered by then and never change.
   let document: ReturnType<ServerApp['getOpenAPI31Document']> | undefined;
@@ -149,7 +161,8 @@ export function createApp(options: CreateAppOptions): ServerApp {
         'request not served',
       );
     }
-    if (status === 401) c.header('WWW-Authenticate', 'Bearer realm="weft"');
+    if (status === 401 && body.error.code === 'unauthorized')
+      c.header('WWW-Authenticate', 'Bearer realm="weft"');
     return c.json(body, status);
   });
 

@@ -90,7 +90,7 @@ export function jsonBody(maxBytes: number): MiddlewareHandler {
   };
 }
 
-function tooLarge(bytes: number, maxBytes: number, verb: 'declares' | 'sent'): ApiError {
+export function tooLarge(bytes: number, maxBytes: number, verb: 'declares' | 'sent'): ApiError {
   return new ApiError(
     'payload_too_large',
     `The request body ${verb} ${verb === 'sent' ? 'more than ' : ''}${bytes} bytes; the limit is ${maxBytes} bytes. Store large data elsewhere and pass a reference in the input.`,
@@ -98,7 +98,7 @@ function tooLarge(bytes: number, maxBytes: number, verb: 'declares' | 'sent'): A
   );
 }
 
-async function readLimited(
+export async function readLimited(
   stream: ReadableStream<Uint8Array>,
   maxBytes: number,
 ): Promise<Uint8Array> {

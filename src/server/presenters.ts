@@ -40,16 +40,16 @@ export function presentRun(run: RunRecord): ApiRun {
   };
 }
 
+/** A run with its step run counts by status (RunStore.countStepRuns). */
 export function presentRunDetail(
   run: RunRecord,
-  steps: readonly StepRunRecord[],
+  counts: Readonly<Record<StepRunStatus, number>>,
 ): z.infer<typeof RunDetailSchema> {
-  const byStatus = Object.fromEntries(Object.keys(STEP_RUN_STATUSES).map((s) => [s, 0])) as Record<
-    StepRunStatus,
-    number
-  >;
-  for (const step of steps) byStatus[step.status]++;
-  return { ...presentRun(run), steps: { total: steps.length, byStatus } };
+  const byStatus = Object.fromEntries(
+    Object.keys(STEP_RUN_STATUSES).map((s) => [s, counts[s as StepRunStatus] ?? 0]),
+  ) as Record<StepRunStatus, number>;
+  const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
+  return { ...presentRun(run), steps: { total, byStatus } };
 }
 
 export function presentStepRun(step: StepRunRecord): z.infer<typeof StepRunSchema> {

@@ -72,6 +72,32 @@ function toVersion(r: Row): WorkflowVersionRecord {
   };
 }
 
+const WORKFLOW_COLUMNS = `w.id, w.environment_id, w.description, w.created_at, w.updated_at,
+  v.id as v_id, v.workflow_id as v_workflow_id, v.environment_id as v_environment_id, v.version as v_version,
+  v.hash as v_hash, v.graph as v_graph, v.created_at as v_created_at`;
+
+/** A workflow row joined with its current version (columns prefixed `v_`, see WORKFLOW_COLUMNS). */
+function toWorkflow(r: Row): WorkflowRecord {
+  return {
+    id: r.id as string,
+    environmentId: r.environment_id as string,
+    description: (r.description as string | null) ?? null,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    currentVersion: r.v_id
+      ? toVersion({
+          id: r.v_id,
+          workflow_id: r.v_workflow_id,
+          environment_id: r.v_environment_id,
+          version: r.v_version,
+          hash: r.v_hash,
+          graph: r.v_graph,
+          created_at: r.v_created_at,
+        })
+      : null,
+  };
+}
+
 export class ControlStore {
   private readonly s: string;
   private readonly keyCache = new TtlCache<ApiKeyIdentity | null>(5_000);
@@ -339,31 +365,23 @@ export class ControlStore {
 
   async listWorkflows(environmentId: string): Promise<WorkflowRecord[]> {
     const rows = await this.db.query<Row>(
-      `select w.id, w.environment_id, w.description, w.created_at, w.updated_at,
-              v.id as v_id, v.workflow_id as v_workflow_id, v.environment_id as v_environment_id, v.version as v_version,
-              v.hash as v_hash, v.graph as v_graph, v.created_at as v_created_at
+      `select ${WORKFLOW_COLUMNS}
          from ${this.s}.workflows w left join ${this.s}.workflow_versions v on v.id = w.current_version_id
         where w.environment_id = $1 order by w.id`,
       [environmentId],
     );
-    return rows.rows.map((r) => ({
-      id: r.id as string,
-      environmentId: r.environment_id as string,
-      description: (r.description as string | null) ?? null,
-      createdAt: iso(r.created_at),
-      updatedAt: iso(r.updated_at),
-      currentVersion: r.v_id
-        ? toVersion({
-            id: r.v_id,
-            workflow_id: r.v_workflow_id,
-            environment_id: r.v_environment_id,
-            version: r.v_version,
-            hash: r.v_hash,
-            graph: r.v_graph,
-            created_at: r.v_created_at,
-          })
-        : null,
-    }));
+    return rows.rows.map(toWorkflow);
+  }
+
+  /** One workflow with its current version, or null: a primary-key read of the workflow row. */
+  async getWorkflow(environmentId: string, workflowId: string): Promise<WorkflowRecord | null> {
+    const rows = await this.db.query<Row>(
+      `select ${WORKFLOW_COLUMNS}
+         from ${this.s}.workflows w left join ${this.s}.workflow_versions v on v.id = w.current_version_id
+        where w.environment_id = $1 and w.id = $2`,
+      [environmentId, workflowId],
+    );
+    return rows.rows[0] ? toWorkflow(rows.rows[0]) : null;
   }
 
   async listVersions(

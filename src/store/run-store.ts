@@ -11,6 +11,7 @@ import type { SerializedGraph } from '../core/graph.js';
 import { mintRunScopedId, parseRunScopedId } from '../core/ids.js';
 import type { Executor } from './executor.js';
 import { quoteIdent } from './migrator.js';
+import { Signals } from './signals.js';
 import type {
   AttemptRecord,
   ClaimedStep,
@@ -19,6 +20,7 @@ import type {
   RunRecord,
   RunStatus,
   StepRunRecord,
+  StepRunStatus,
   TriggerKind,
 } from './rows.js';
 
@@ -46,6 +48,8 @@ export interface CreateRunParams {
   locationTag?: string;
   /** A child run: the parent run and the step run waiting on it. */
   parent?: { runId: string; stepRunId: string };
+  /** Kind of the input dataclip: `webhook_request` for a run a webhook started. Default `input`. */
+  inputKind?: 'input' | 'webhook_request';
 }
 
 export interface CreateRunResult {
@@ -298,8 +302,19 @@ function decodeCursor(cursor: string): Cursor {
   );
 }
 
+const ENDED_OR_PAUSED = new Set(['succeeded', 'failed', 'canceled', 'paused']);
+
 export class RunStore {
   readonly locations: ReadonlyMap<string, RunLocation>;
+  /** Post-commit wake-ups (ready work, ended runs), coalesced per tick. */
+  readonly signals = new Signals();
+
+  /** Tell waiters (RunWatcher, SSE) that a run ended or paused; after its transaction committed. */
+  private signalRunEnd(runId: string, runStatus: string | undefined): void {
+    if (runStatus === undefined || !ENDED_OR_PAUSED.has(runStatus)) return;
+    const loc = this.locationOf(runId);
+    if (loc) this.signals.send(loc.db, 'weft_run_finished', runId);
+  }
   readonly defaultTag: string;
 
   constructor(locations: RunLocation[], defaultTag: string) {
@@ -391,7 +406,7 @@ export class RunStore {
          select 1 as ok where $9::text is null or exists (select 1 from key_claim)
        ), input as (
          insert into ${s}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
-         select $5, $4, $1, 'input', $6::jsonb, md5($6::jsonb::text), $7 from go
+         select $5, $4, $1, $17, $6::jsonb, md5($6::jsonb::text), $7 from go
          returning body_hash
        ), run as (
          insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
@@ -415,7 +430,7 @@ export class RunStore {
          insert into ${s}.run_events (run_id, kind, data)
          select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
        )
-       select run.*, (select pg_notify('weft_ready', $1) from go) as notified from run`,
+       select run.* from run`,
       [
         p.environmentId,
         p.workflowId,
@@ -433,10 +448,14 @@ export class RunStore {
         p.parent?.runId ?? null,
         p.parent?.stepRunId ?? null,
         p.graph.maxConcurrency ?? null,
+        p.inputKind ?? 'input',
       ],
     );
     const created = rows.rows[0];
-    if (created) return { run: toRun(created), deduplicated: false };
+    if (created) {
+      this.signals.send(loc.db, 'weft_ready', p.environmentId);
+      return { run: toRun(created), deduplicated: false };
+    }
     return this.resolveIdempotentRun(loc, p);
   }
 
@@ -569,6 +588,115 @@ export class RunStore {
       [runId, environmentId],
     );
     return rows.rows[0] ? toRun(rows.rows[0]) : undefined;
+  }
+
+  /**
+   * How many step runs of a run are in each status, in one query on the run's location (an index
+   * range scan of `unique (run_id, step_key)`); every status is present, zero when none. Undefined
+   * when the run does not exist in the environment.
+   */
+  async countStepRuns(
+    environmentId: string,
+    runId: string,
+  ): Promise<Record<StepRunStatus, number> | undefined> {
+    const loc = this.locationOf(runId);
+    if (!loc) return undefined;
+    const rows = await loc.db.query<{ status: StepRunStatus | null; n: number }>(
+      `select s.status, count(s.id)::int as n
+         from ${loc.schema}.runs r left join ${loc.schema}.step_runs s on s.run_id = r.id
+        where r.id = $1 and r.environment_id = $2
+        group by s.status`,
+      [runId, environmentId],
+    );
+    if (rows.rows.length === 0) return undefined;
+    const counts: Record<StepRunStatus, number> = {
+      pending: 0,
+      ready: 0,
+      running: 0,
+      waiting: 0,
+      succeeded: 0,
+      failed: 0,
+      pruned: 0,
+      canceled: 0,
+    };
+    for (const r of rows.rows) if (r.status !== null) counts[r.status] = Number(r.n);
+    return counts;
+  }
+
+  /**
+   * What `GET /metrics` reports from the database, over every location: step runs ready now
+   * (queue depth), ready but not yet due (retry backoff), and running, by environment and
+   * workflow (partial indexes step_runs_ready and step_runs_leases); and runs in an active status
+   * (queued, running, waiting, paused). The runs count reads index runs_env_workflow_status,
+   * which also holds finished runs: a scrape costs a scan of that index (tens of ms at 1M runs).
+   * A partial index on active runs would make it proportional to the active set.
+   */
+  async metricsSnapshot(): Promise<{
+    steps: Array<{
+      environmentId: string;
+      workflowId: string;
+      state: 'ready' | 'delayed' | 'running';
+      count: number;
+    }>;
+    runs: Array<{ environmentId: string; workflowId: string; status: RunStatus; count: number }>;
+  }> {
+    const parts = await Promise.all(
+      [...this.locations.values()].map(async (loc) => {
+        const [steps, runs] = await Promise.all([
+          loc.db.query<{ environment_id: string; workflow_id: string; state: string; n: number }>(
+            `select environment_id, workflow_id,
+                    case when status = 'running' then 'running' when available_at <= now() then 'ready' else 'delayed' end as state,
+                    count(*)::int as n
+               from ${loc.schema}.step_runs where status in ('ready', 'running')
+              group by 1, 2, 3`,
+          ),
+          loc.db.query<{ environment_id: string; workflow_id: string; status: string; n: number }>(
+            `select environment_id, workflow_id, status, count(*)::int as n
+               from ${loc.schema}.runs where status in ('queued', 'running', 'waiting', 'paused')
+              group by 1, 2, 3`,
+          ),
+        ]);
+        return { steps: steps.rows, runs: runs.rows };
+      }),
+    );
+    const steps = new Map<
+      string,
+      {
+        environmentId: string;
+        workflowId: string;
+        state: 'ready' | 'delayed' | 'running';
+        count: number;
+      }
+    >();
+    const runs = new Map<
+      string,
+      { environmentId: string; workflowId: string; status: RunStatus; count: number }
+    >();
+    for (const part of parts) {
+      for (const r of part.steps) {
+        const key = `${r.environment_id}\u0000${r.workflow_id}\u0000${r.state}`;
+        const entry = steps.get(key) ?? {
+          environmentId: r.environment_id,
+          workflowId: r.workflow_id,
+          state: r.state as 'ready' | 'delayed' | 'running',
+          count: 0,
+        };
+        entry.count += Number(r.n);
+        steps.set(key, entry);
+      }
+      for (const r of part.runs) {
+        const key = `${r.environment_id}\u0000${r.workflow_id}\u0000${r.status}`;
+        const entry = runs.get(key) ?? {
+          environmentId: r.environment_id,
+          workflowId: r.workflow_id,
+          status: r.status as RunStatus,
+          count: 0,
+        };
+        entry.count += Number(r.n);
+        runs.set(key, entry);
+      }
+    }
+    return { steps: [...steps.values()], runs: [...runs.values()] };
   }
 
   /**
@@ -781,6 +909,7 @@ export class RunStore {
     );
     const r = rows.rows[0]!.r;
     if (r.status === 'fenced') return { status: 'fenced' };
+    this.signalRunEnd(claim.runId, r.runStatus);
     return {
       status: 'committed',
       runStatus: r.runStatus!,
@@ -839,6 +968,7 @@ export class RunStore {
         }>(`select ${loc.schema}.complete_steps($1::jsonb) as r`, [JSON.stringify(payload)]);
         rows.rows[0]!.r.forEach((r, k) => {
           const claim = items[indexes[k]!]!.claim;
+          if (r.status !== 'fenced') this.signalRunEnd(claim.runId, r.runStatus);
           results[indexes[k]!] =
             r.status === 'fenced'
               ? { status: 'fenced' }
@@ -883,7 +1013,9 @@ export class RunStore {
         edges ? keyed(claim.stepKey, edges.dead) : null,
       ],
     );
-    return rows.rows[0]!.r;
+    const r = rows.rows[0]!.r;
+    if (r.status !== 'fenced') this.signalRunEnd(r.runId, r.runStatus);
+    return r;
   }
 
   /**
@@ -1119,6 +1251,7 @@ export class RunStore {
       };
     }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason]);
     const r = rows.rows[0]!.r;
+    if (r.status === 'canceled') this.signalRunEnd(runId, 'canceled');
     for (const child of r.children ?? [])
       await this.cancelRun(environmentId, child, `parent run ${runId} was canceled`);
     return r.runStatus ? { status: r.status, runStatus: r.runStatus } : { status: r.status };
@@ -1206,7 +1339,11 @@ export class RunStore {
           `select ${loc.schema}.fail_step($1, $2, null, 'lost', $3::jsonb, 0) as r`,
           [r.id, r.attempt_count, JSON.stringify(error)],
         );
-        if (result.rows[0]!.r.status !== 'fenced') reaped++;
+        const outcome = result.rows[0]!.r;
+        if (outcome.status !== 'fenced') {
+          reaped++;
+          this.signalRunEnd(outcome.runId, outcome.runStatus);
+        }
       }
     }
     return reaped;

@@ -12,6 +12,7 @@ import { createPgExecutor } from './pg-executor.js';
 import { createPgliteExecutor } from './pglite-executor.js';
 import { RunStore, type RunLocation } from './run-store.js';
 import { ScheduleStore } from './schedule-store.js';
+import { WebhookStore } from './webhook-store.js';
 
 export const DEFAULT_LOCATION_TAG = 'a0';
 
@@ -27,15 +28,28 @@ export interface StoresOptions {
   defaultLocationTag?: string;
 }
 
+/**
+ * Why the stores can or cannot serve. `unreachable`: a database did not answer a trivial query
+ * (down, wrong URL, closed pool). `not_migrated`: it answers, but a schema lacks migrations this
+ * build knows (run `weft migrate`, or deploy the matching version).
+ */
+export type Readiness =
+  | { ready: true }
+  | { ready: false; reason: 'unreachable'; database: 'control' | 'run_ops'; message: string }
+  | { ready: false; reason: 'not_migrated'; schemas: string[] };
+
 export interface Stores {
   control: ControlStore;
   runs: RunStore;
   schedules: ScheduleStore;
+  webhooks: WebhookStore;
   controlDb: Executor;
   runOpsDb: Executor;
   schemas: { control: string; ops: string; locations: string[] };
   migrate(): Promise<string[]>;
   isReady(): Promise<boolean>;
+  /** Like isReady, with the reason: unreachable (which database) or not migrated (which schemas). */
+  readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
 
@@ -56,10 +70,36 @@ export function createStores(options: StoresOptions): Stores {
   const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
   const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
+  const webhooks = new WebhookStore(controlDb, prefix);
+  const readiness = async (): Promise<Readiness> => {
+    const databases: Array<['control' | 'run_ops', Executor]> = [['control', controlDb]];
+    if (runOpsDb !== controlDb) databases.push(['run_ops', runOpsDb]);
+    for (const [database, db] of databases) {
+      try {
+        await db.query('select 1');
+      } catch (error) {
+        return { ready: false, reason: 'unreachable', database, message: String(error) };
+      }
+    }
+    const checks: Array<[string, Promise<boolean>]> = [
+      [prefix, isSchemaCurrent(controlDb, 'control', prefix)],
+      [opsSchema, isSchemaCurrent(runOpsDb, 'ops', opsSchema)],
+      ...locations.map((l): [string, Promise<boolean>] => [
+        l.schema,
+        isSchemaCurrent(runOpsDb, 'location', l.schema),
+      ]),
+    ];
+    const current = await Promise.all(checks.map(([, check]) => check));
+    const behind = checks.filter((_, i) => !current[i]).map(([schema]) => schema);
+    return behind.length === 0
+      ? { ready: true }
+      : { ready: false, reason: 'not_migrated', schemas: behind };
+  };
   return {
     control,
     runs,
     schedules,
+    webhooks,
     controlDb,
     runOpsDb,
     schemas,
@@ -76,13 +116,9 @@ export function createStores(options: StoresOptions): Stores {
       return applied;
     },
     async isReady() {
-      const checks = [
-        isSchemaCurrent(controlDb, 'control', prefix),
-        isSchemaCurrent(runOpsDb, 'ops', opsSchema),
-        ...locations.map((l) => isSchemaCurrent(runOpsDb, 'location', l.schema)),
-      ];
-      return (await Promise.all(checks)).every(Boolean);
+      return (await readiness()).ready;
     },
+    readiness,
     async close() {
       await controlDb.close();
       if (runOpsDb !== controlDb) await runOpsDb.close();

@@ -38,22 +38,42 @@ export function registerHealthRoutes(app: ServerApp, deps: ServerDeps): void {
   app.openapi(healthz, (c) => c.json({ status: 'ok' as const }, 200));
 
   app.openapi(readyz, async (c) => {
-    const verdict = await withTimeout(deps.stores.isReady(), READY_TIMEOUT_MS).catch(
+    const verdict = await withTimeout(deps.stores.readiness(), READY_TIMEOUT_MS).catch(
       (error: unknown) => {
         deps.logger.warn({ err: error }, 'readiness check failed');
         return 'failed' as const;
       },
     );
-    if (verdict === true) return c.json({ status: 'ready' as const }, 200);
-    const reason =
-      verdict === 'timeout'
-        ? `the database did not answer within ${READY_TIMEOUT_MS} ms`
-        : verdict === 'failed'
-          ? 'the readiness check failed (see the server log)'
-          : 'a database is unreachable, or its schema is not migrated to this version of Weft (run the migrations, or deploy the matching version)';
-    throw new ApiError('not_ready', `Not ready: ${reason}.`, {
-      reason: verdict === false ? 'unreachable_or_not_migrated' : verdict,
-    });
+    if (verdict !== 'timeout' && verdict !== 'failed' && verdict.ready)
+      return c.json({ status: 'ready' as const }, 200);
+    if (verdict === 'timeout' || verdict === 'failed') {
+      const reason =
+        verdict === 'timeout'
+          ? `the database did not answer within ${READY_TIMEOUT_MS} ms`
+          : 'the readiness check failed (see the server log)';
+      throw new ApiError('not_ready', `Not ready: ${reason}.`, { reason: verdict });
+    }
+    if (verdict.reason === 'unreachable') {
+      // The driver's message may name hosts and users: it goes to the log, not to the probe.
+      deps.logger.warn(
+        { database: verdict.database, err: verdict.message },
+        'database unreachable',
+      );
+      const which =
+        verdict.database === 'control'
+          ? 'control-plane (DATABASE_URL)'
+          : 'run-ops (RUN_OPS_DATABASE_URL)';
+      throw new ApiError(
+        'not_ready',
+        `Not ready: the ${which} database is unreachable (see the server log for the driver's error). Check that it is up and that the URL is right.`,
+        { reason: 'database_unreachable', database: verdict.database },
+      );
+    }
+    throw new ApiError(
+      'not_ready',
+      `Not ready: schema${verdict.schemas.length > 1 ? 's' : ''} ${verdict.schemas.map((s) => `"${s}"`).join(', ')} ${verdict.schemas.length > 1 ? 'are' : 'is'} not migrated to this version of Weft. Run \`weft migrate\` (same database URLs), or deploy the version that matches the database.`,
+      { reason: 'not_migrated', schemas: verdict.schemas },
+    );
   });
 }
 

@@ -91,14 +91,14 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
     const { environmentId } = c.get('identity');
     const { runId } = c.req.valid('param');
     if (!isRunId(runId)) throw runNotFound(runId);
-    // Two reads in parallel on the run's location (the id names it): the run row, and its step
-    // runs for the summary (listStepRuns checks the run's environment itself).
-    const [run, steps] = await Promise.all([
+    // Two reads in parallel on the run's location (the id names it): the run row, and one
+    // grouped count of its step runs (countStepRuns checks the run's environment itself).
+    const [run, counts] = await Promise.all([
       runs.getRun(environmentId, runId),
-      runs.listStepRuns(environmentId, runId),
+      runs.countStepRuns(environmentId, runId),
     ]);
-    if (!run || !steps) throw runNotFound(runId);
-    return c.json(presentRunDetail(run, steps), 200);
+    if (!run || !counts) throw runNotFound(runId);
+    return c.json(presentRunDetail(run, counts), 200);
   });
 
   app.openapi(listStepRuns, async (c) => {

@@ -93,18 +93,18 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
     const { environmentId } = c.get('identity');
     const { workflowId } = c.req.valid('param');
     if (!ID_PATTERN.test(workflowId)) throw workflowNotFound(workflowId);
-    // Two queries in parallel. The control store has no single-workflow read, and the list is
-    // small control-plane data (one row per workflow), so it is filtered here.
-    const [workflows, versions] = await Promise.all([
-      stores.control.listWorkflows(environmentId),
+    // Two primary-key reads in parallel; the list of workflows is read only to explain a 404.
+    const [workflow, versions] = await Promise.all([
+      stores.control.getWorkflow(environmentId, workflowId),
       stores.control.listVersions(environmentId, workflowId),
     ]);
-    const workflow = workflows.find((w) => w.id === workflowId);
-    if (!workflow)
+    if (!workflow) {
+      const workflows = await stores.control.listWorkflows(environmentId);
       throw workflowNotFound(
         workflowId,
         workflows.map((w) => w.id),
       );
+    }
     return c.json(presentWorkflowDetail(workflow, versions), 200);
   });
 

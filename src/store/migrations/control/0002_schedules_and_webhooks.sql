@@ -37,14 +37,19 @@ create unique index schedules_name on {{schema}}.schedules (environment_id, work
 create index schedules_due on {{schema}}.schedules (environment_id, next_slot_at) where enabled;
 
 -- ── webhooks (owned by the webhook trigger) ────────────────────────────────────────────────────
--- `POST /hooks/{id}` starts a run of the workflow; the request is its input dataclip.
+-- `POST /hooks/{id}` starts a run of the workflow; the request (method, headers, query, body) is its
+-- input dataclip (kind `webhook_request`). The id is the capability: no API key is asked, so it
+-- carries 130 bits of fresh randomness besides its time-ordered body (see webhook-store.ts).
 create table {{schema}}.webhooks (
   id text collate "C" primary key,
   environment_id text collate "C" not null references {{schema}}.environments (id) on delete cascade,
   workflow_id text collate "C" not null,
-  -- shared secret for HMAC-SHA256 request signatures; null means unsigned requests are accepted
+  -- a note for people ("stripe payments"); never interpreted
+  label text,
+  -- shared secret for `x-weft-signature: sha256=<hex HMAC-SHA256 of the raw body>`; null means
+  -- unsigned requests are accepted. Kept in clear: verifying an HMAC needs the key itself.
   secret text,
   enabled boolean not null default true,
   created_at timestamptz not null default now()
 );
-create index webhooks_environment on {{schema}}.webhooks (environment_id);
+create index webhooks_environment on {{schema}}.webhooks (environment_id, created_at);

@@ -496,7 +496,7 @@ begin
     returning s.environment_id
   )
   select count(*) into v_count from (select pg_notify('weft_ready', environment_id) from woke) notified;
-  perform pg_notify('weft_run_finished', p_run_id);
+  -- No NOTIFY weft_run_finished here: the store signals it after the commit (see signals.ts).
 end $$;
 
 -- Commit a successful attempt: ONE round trip, ONE transaction (the statement's own).

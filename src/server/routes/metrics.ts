@@ -1,0 +1,108 @@
+/**
+ * `GET /metrics`: Prometheus text format. Two sources:
+ * - the in-process registry the worker and the reaper of this process count into (claim latency,
+ *   step durations, successes, failures, retries, fenced commits, reaped attempts);
+ * - the database at scrape time (queue depth, delayed and running step runs, active runs), so
+ *   every server reports the same numbers whichever process did the work. Two grouped counts per
+ *   location, nothing per step.
+ *
+ * No API key, as Prometheus scrapers expect — and the numbers name environments and workflows:
+ * operators should keep `/metrics` off the public internet (bind it to an internal network, or
+ * block the path at the proxy), or turn it off with `createApp({ metrics: false })`.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { renderFamily, type MetricsRegistry, type Sample } from '../../engine/metrics.js';
+import type { ServerApp, ServerDeps } from '../types.js';
+
+/** A scrape must not hang on a slow database: past this, its part is reported as down. */
+export const METRICS_DB_TIMEOUT_MS = 2_000;
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+const metrics = createRoute({
+  method: 'get',
+  path: '/metrics',
+  operationId: 'metrics',
+  tags: ['Health'],
+  summary: 'Prometheus metrics',
+  description:
+    'Prometheus text format (0.0.4): queue depth, running step runs and active runs by workflow (from the database), and this process’s claim latency, step durations, failures, retries and reaped attempts. No API key: do not expose it publicly.',
+  responses: {
+    200: {
+      description: 'The metrics.',
+      content: { 'text/plain': { schema: z.string() } },
+    },
+  },
+});
+
+export function registerMetricsRoutes(
+  app: ServerApp,
+  deps: ServerDeps,
+  registry: MetricsRegistry,
+): void {
+  app.openapi(metrics, async (c) => {
+    const database = await databaseMetrics(deps).catch((error: unknown) => {
+      deps.logger.warn({ err: error }, 'metrics: the database part of the scrape failed');
+      return undefined;
+    });
+    const up = renderFamily(
+      'weft_metrics_database_up',
+      'gauge',
+      'Whether the database answered this scrape (1) or not (0: the database gauges are missing).',
+      [{ labels: {}, value: database === undefined ? 0 : 1 }],
+    );
+    return c.text(up + (database ?? '') + registry.render(), 200, {
+      'Content-Type': PROMETHEUS_CONTENT_TYPE,
+      'Cache-Control': 'no-store',
+    });
+  });
+}
+
+async function databaseMetrics(deps: ServerDeps): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the database did not answer within ${METRICS_DB_TIMEOUT_MS} ms`)),
+      METRICS_DB_TIMEOUT_MS,
+    );
+  });
+  const snapshot = await Promise.race([deps.stores.runs.metricsSnapshot(), timeout]).finally(() =>
+    clearTimeout(timer),
+  );
+  const steps = (state: 'ready' | 'delayed' | 'running'): Sample[] =>
+    snapshot.steps
+      .filter((s) => s.state === state)
+      .map((s) => ({
+        labels: { environment: s.environmentId, workflow: s.workflowId },
+        value: s.count,
+      }));
+  return [
+    renderFamily(
+      'weft_queue_depth',
+      'gauge',
+      'Step runs ready to be claimed now, by environment and workflow.',
+      steps('ready'),
+    ),
+    renderFamily(
+      'weft_step_runs_delayed',
+      'gauge',
+      'Step runs ready but not due yet (retry backoff), by environment and workflow.',
+      steps('delayed'),
+    ),
+    renderFamily(
+      'weft_step_runs_running',
+      'gauge',
+      'Step runs claimed by a worker (running), by environment and workflow.',
+      steps('running'),
+    ),
+    renderFamily(
+      'weft_runs_active',
+      'gauge',
+      'Runs queued, running, waiting or paused, by environment, workflow and status.',
+      snapshot.runs.map((r) => ({
+        labels: { environment: r.environmentId, workflow: r.workflowId, status: r.status },
+        value: r.count,
+      })),
+    ),
+  ].join('');
+}

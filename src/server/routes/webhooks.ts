@@ -1,0 +1,418 @@
+/**
+ * Webhooks. `POST /hooks/{webhookId}` starts a run from any HTTP client (a payment provider, a Git
+ * host, a form): no API key — the unguessable id is the capability — and the request becomes the
+ * run's input dataclip (kind `webhook_request`):
+ *
+ *   { "method": "POST", "headers": { "content-type": "application/json", … },
+ *     "query": { "a": "1", "tag": ["x", "y"] }, "body": <JSON if the content type is JSON, else text> }
+ *
+ * Hop-by-hop headers and credentials (`authorization`, `proxy-authorization`, `cookie`) are not
+ * kept. A webhook created with a secret only accepts requests signed with it:
+ *
+ *   x-weft-signature: sha256=<hex HMAC-SHA256 of the raw request body, keyed with the secret>
+ *
+ * e.g. `printf %s "$BODY" | openssl dgst -sha256 -hmac "$SECRET"`. The comparison takes constant
+ * time. An `idempotency-key` header dedups deliveries: a repeated key returns the first run (200)
+ * even if headers differ between the deliveries (providers re-sign retries).
+ *
+ * Management (`/api/v1/webhooks`) is behind API keys and scoped to the key's environment.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createRoute, z } from '@hono/zod-openapi';
+import { WeftError } from '../../core/errors.js';
+import { ID_PATTERN } from '../../core/graph.js';
+import { MAX_JSON_DEPTH } from '../../core/json.js';
+import { triggerRun } from '../../engine/trigger.js';
+import type { RunRecord } from '../../store/rows.js';
+import { mintWebhookSecret, type WebhookRecord } from '../../store/webhook-store.js';
+import { findExcessNesting, jsonBody, readLimited, tooLarge } from '../body.js';
+import { ApiError, quoteId } from '../errors.js';
+import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
+import type { ServerApp, ServerDeps } from '../types.js';
+
+export const SIGNATURE_HEADER = 'x-weft-signature';
+/** Longest `idempotency-key` header: the stored key is `webhook:<webhook id>:<header>`, ≤ 255. */
+export const MAX_WEBHOOK_IDEMPOTENCY_KEY = 180;
+
+/** Hop-by-hop (RFC 9110 §7.6.1) and credentials: never stored in a dataclip. */
+const DROPPED_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'authorization',
+  'cookie',
+]);
+
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9.-]+\+)?json$/i;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas (here rather than in schemas.ts: only these routes use them)
+
+const WebhookSchema = z
+  .object({
+    id: z
+      .string()
+      .openapi({ example: 'hook_01jh8k2m3n4p5q6r7s8t9v0w1x8m2c4k7q9r1t3v5w7y9a2d4f6h' }),
+    workflowId: z.string().openapi({ example: 'onboarding' }),
+    label: z.string().nullable(),
+    signed: z.boolean().openapi({
+      description: `Whether requests must carry \`${SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the body>\`.`,
+    }),
+    enabled: z.boolean(),
+    path: z.string().openapi({
+      description: 'Where to send requests, relative to the server: `/hooks/{id}`.',
+      example: '/hooks/hook_01jh8k2m3n4p5q6r7s8t9v0w1x8m2c4k7q9r1t3v5w7y9a2d4f6h',
+    }),
+    createdAt: z.iso.datetime(),
+  })
+  .openapi('Webhook');
+
+const CreatedWebhookSchema = WebhookSchema.extend({
+  secret: z.string().nullable().openapi({
+    description: 'The signing secret, shown only in this response; null for an unsigned webhook.',
+  }),
+}).openapi('CreatedWebhook');
+
+const WebhookListSchema = z.object({ data: z.array(WebhookSchema) }).openapi('WebhookList');
+
+const CreateWebhookBodySchema = z
+  .strictObject({
+    workflowId: z.string().min(1).max(100).openapi({ example: 'onboarding' }),
+    label: z.string().max(200).optional().openapi({ description: 'A note for people.' }),
+    signed: z.boolean().optional().openapi({
+      description:
+        'Require signed requests with a secret generated for you (returned once). Default false.',
+    }),
+    secret: z.string().min(16).max(256).optional().openapi({
+      description:
+        'Require signed requests with this secret (16–256 characters), e.g. one a provider gave you. Implies `signed`.',
+    }),
+  })
+  .openapi('CreateWebhookRequest');
+
+const WebhookParamsSchema = z.object({
+  webhookId: z.string().openapi({ param: { name: 'webhookId', in: 'path' } }),
+});
+
+const WebhookAcceptedSchema = z
+  .object({
+    runId: z.string().openapi({ example: 'run_a001jh8k2m3n4p5q6r7s8t9v0w1x' }),
+    status: z.string().openapi({ description: 'The run status at the time of the answer.' }),
+    deduplicated: z.boolean().openapi({
+      description: 'True when the `idempotency-key` header matched an earlier delivery.',
+    }),
+  })
+  .openapi('WebhookAccepted');
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+const receiveWebhook = createRoute({
+  method: 'post',
+  path: '/hooks/{webhookId}',
+  operationId: 'receiveWebhook',
+  tags: ['Webhooks'],
+  summary: 'Start a run from a webhook',
+  description:
+    'No API key: the webhook id is the capability. The request (method, headers without hop-by-hop ones, `authorization` and `cookie`, query, and the body — parsed when its content type is JSON, else text) becomes the run input (a `webhook_request` dataclip). ' +
+    `A signed webhook requires \`${SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>\`. ` +
+    'An `idempotency-key` header returns the run of an earlier delivery with the same key (200). Answers at once; the run executes on a worker.',
+  request: { params: WebhookParamsSchema },
+  responses: {
+    202: jsonContent(WebhookAcceptedSchema, 'The run was created.'),
+    200: jsonContent(WebhookAcceptedSchema, 'The idempotency key matched an earlier delivery.'),
+    ...errorResponses(400, 401, 404, 413, 415, 422),
+  },
+});
+
+const listWebhooks = createRoute({
+  method: 'get',
+  path: '/api/v1/webhooks',
+  operationId: 'listWebhooks',
+  tags: ['Webhooks'],
+  summary: 'List webhooks',
+  description: 'The webhooks of the environment, oldest first. Secrets are never listed.',
+  security: requiresKey,
+  responses: {
+    200: jsonContent(WebhookListSchema, 'The webhooks.'),
+    ...errorResponses(401),
+  },
+});
+
+export function createWebhookRoute(maxBodyBytes: number) {
+  return createRoute({
+    method: 'post',
+    path: '/api/v1/webhooks',
+    operationId: 'createWebhook',
+    tags: ['Webhooks'],
+    summary: 'Create a webhook',
+    description:
+      'A webhook of a registered workflow. Send requests to the returned `path`. With `signed` or `secret`, requests must be signed; the secret is shown only in this response.',
+    security: requiresKey,
+    middleware: [jsonBody(maxBodyBytes)] as const,
+    request: {
+      body: {
+        content: { 'application/json': { schema: CreateWebhookBodySchema } },
+        required: true,
+      },
+    },
+    responses: {
+      201: jsonContent(CreatedWebhookSchema, 'The webhook was created.'),
+      ...errorResponses(400, 401, 404, 413, 415),
+    },
+  });
+}
+
+const deleteWebhook = createRoute({
+  method: 'delete',
+  path: '/api/v1/webhooks/{webhookId}',
+  operationId: 'deleteWebhook',
+  tags: ['Webhooks'],
+  summary: 'Delete a webhook',
+  description: 'Requests to its path answer 404 from now on. Runs it started are kept.',
+  security: requiresKey,
+  request: { params: WebhookParamsSchema },
+  responses: {
+    204: { description: 'Deleted.' },
+    ...errorResponses(401, 404),
+  },
+});
+
+export function presentWebhook(hook: WebhookRecord): z.infer<typeof WebhookSchema> {
+  return {
+    id: hook.id,
+    workflowId: hook.workflowId,
+    label: hook.label,
+    signed: hook.secret !== null,
+    enabled: hook.enabled,
+    path: `/hooks/${hook.id}`,
+    createdAt: hook.createdAt,
+  };
+}
+
+export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
+  const { stores } = deps;
+
+  app.openapi(receiveWebhook, async (c) => {
+    const { webhookId } = c.req.valid('param');
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > deps.maxBodyBytes) {
+      c.header('Connection', 'close');
+      throw tooLarge(Number(declared), deps.maxBodyBytes, 'declares');
+    }
+    const hook = await stores.webhooks.findWebhook(webhookId);
+    if (!hook || !hook.enabled) throw webhookNotFound(webhookId);
+    const stream = c.req.raw.body;
+    const bytes =
+      stream === null
+        ? new Uint8Array(0)
+        : await readLimited(stream, deps.maxBodyBytes).catch((error: unknown) => {
+            c.header('Connection', 'close');
+            throw error;
+          });
+    if (hook.secret !== null) verifySignature(hook, c.req.header(SIGNATURE_HEADER), bytes);
+    const input = {
+      method: c.req.method,
+      headers: keptHeaders(c.req.raw.headers),
+      query: queryOf(c.req.url),
+      body: parseBody(c.req.header('content-type'), bytes),
+    };
+    const key = c.req.header('idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > MAX_WEBHOOK_IDEMPOTENCY_KEY)) {
+      throw new ApiError(
+        'invalid_input',
+        `The idempotency-key header must be 1–${MAX_WEBHOOK_IDEMPOTENCY_KEY} characters; found ${key.length}. Send a shorter delivery id.`,
+        { header: 'idempotency-key', length: key.length },
+      );
+    }
+    const idempotencyKey = key === undefined ? undefined : `webhook:${hook.id}:${key}`;
+    let run: RunRecord;
+    let deduplicated: boolean;
+    try {
+      ({ run, deduplicated } = await triggerRun(stores, {
+        environmentId: hook.environmentId,
+        workflowId: hook.workflowId,
+        input,
+        idempotencyKey,
+        trigger: { kind: 'webhook', ref: hook.id },
+        inputKind: 'webhook_request',
+      }));
+    } catch (error) {
+      const existing = await earlierDelivery(deps, hook, error);
+      if (!existing) throw hideWorkflowList(deps, hook, error);
+      run = existing;
+      deduplicated = true;
+    }
+    const body = { runId: run.id, status: run.status, deduplicated };
+    return deduplicated ? c.json(body, 200) : c.json(body, 202);
+  });
+
+  app.openapi(listWebhooks, async (c) => {
+    const hooks = await stores.webhooks.listWebhooks(c.get('identity').environmentId);
+    return c.json({ data: hooks.map(presentWebhook) }, 200);
+  });
+
+  app.openapi(createWebhookRoute(deps.maxBodyBytes), async (c) => {
+    const { environmentId } = c.get('identity');
+    const body = c.req.valid('json');
+    const workflow = ID_PATTERN.test(body.workflowId)
+      ? await stores.control.getWorkflow(environmentId, body.workflowId)
+      : null;
+    if (!workflow) {
+      const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
+      throw new WeftError(
+        'unknown_workflow',
+        `Workflow ${quoteId(body.workflowId)} is not registered in the environment of this API key, so a webhook cannot start it. Registered: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}. Start a worker that registers it first.`,
+        { details: { workflowId: body.workflowId, known } },
+      );
+    }
+    const secret = body.secret ?? (body.signed ? mintWebhookSecret() : null);
+    const hook = await stores.webhooks.createWebhook({
+      environmentId,
+      workflowId: body.workflowId,
+      label: body.label ?? null,
+      secret,
+    });
+    return c.json({ ...presentWebhook(hook), secret }, 201);
+  });
+
+  app.openapi(deleteWebhook, async (c) => {
+    const { webhookId } = c.req.valid('param');
+    const deleted = await stores.webhooks.deleteWebhook(c.get('identity').environmentId, webhookId);
+    if (!deleted) {
+      throw new WeftError(
+        'not_found',
+        `Webhook ${quoteId(webhookId)} does not exist in the environment of this API key. List them with GET /api/v1/webhooks.`,
+        { details: { webhookId } },
+      );
+    }
+    return c.body(null, 204);
+  });
+}
+
+/** Unknown, malformed, deleted and disabled ids all answer the same: ids cannot be probed. */
+function webhookNotFound(webhookId: string): WeftError {
+  return new WeftError(
+    'not_found',
+    `No enabled webhook ${quoteId(webhookId.slice(0, 12) + (webhookId.length > 12 ? '…' : ''))} exists. Check the URL you were given; its owner lists webhooks with GET /api/v1/webhooks.`,
+  );
+}
+
+function verifySignature(hook: WebhookRecord, header: string | undefined, body: Uint8Array): void {
+  const match = header === undefined ? null : /^sha256=([0-9a-fA-F]{64})$/.exec(header.trim());
+  if (!match) {
+    throw new ApiError(
+      'invalid_signature',
+      header === undefined
+        ? `This webhook requires signed requests: send \`${SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the raw body, keyed with the webhook's secret>\`.`
+        : `The ${SIGNATURE_HEADER} header is not \`sha256=<64 hex digits>\`; send the hex HMAC-SHA256 of the raw body, keyed with the webhook's secret.`,
+      { header: SIGNATURE_HEADER, reason: header === undefined ? 'missing' : 'malformed' },
+    );
+  }
+  const expected = createHmac('sha256', hook.secret!).update(body).digest();
+  const given = Buffer.from(match[1]!, 'hex');
+  if (!timingSafeEqual(expected, given)) {
+    throw new ApiError(
+      'invalid_signature',
+      `The ${SIGNATURE_HEADER} does not match the body: sign the exact bytes sent (no re-serialized JSON) with the webhook's secret, HMAC-SHA256, hex-encoded.`,
+      { header: SIGNATURE_HEADER, reason: 'mismatch' },
+    );
+  }
+}
+
+function keptHeaders(headers: Headers): Record<string, string> {
+  // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+  const named = new Set(
+    (headers.get('connection') ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    if (!DROPPED_HEADERS.has(name) && !named.has(name)) out[name] = value;
+  });
+  return out;
+}
+
+/** Query parameters; a repeated name becomes an array, in order. */
+function queryOf(url: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URL(url).searchParams) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+/** JSON bodies parsed, other bodies as text; an empty body is null. */
+function parseBody(contentType: string | undefined, bytes: Uint8Array): unknown {
+  if (bytes.length === 0) return null;
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError(
+      'unsupported_media_type',
+      `The webhook body is not UTF-8 text (content type ${contentType === undefined ? 'missing' : `"${contentType}"`}); a webhook stores JSON or text. Send JSON, text, or base64-encode binary data.`,
+      { contentType: contentType ?? null },
+    );
+  }
+  const mediaType = contentType?.split(';')[0]?.trim() ?? '';
+  if (!JSON_MEDIA_TYPE.test(mediaType)) return text;
+  const tooDeep = findExcessNesting(bytes, MAX_JSON_DEPTH);
+  if (tooDeep !== undefined) {
+    throw new ApiError(
+      'invalid_input',
+      `The webhook body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at byte ${tooDeep}); flatten the data.`,
+      { maxDepth: MAX_JSON_DEPTH, byteOffset: tooDeep },
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ApiError(
+      'bad_request',
+      `The webhook body is sent as ${mediaType} but is not valid JSON (${(error as Error).message}). Send valid JSON, or another content type to store it as text.`,
+      { contentType: contentType ?? null },
+    );
+  }
+}
+
+/**
+ * A repeated delivery: the key is taken by a run whose input differs (other headers, a new
+ * signature timestamp). For webhooks the key alone names the delivery, so that run is the answer.
+ */
+async function earlierDelivery(
+  deps: ServerDeps,
+  hook: WebhookRecord,
+  error: unknown,
+): Promise<RunRecord | undefined> {
+  if (!(error instanceof WeftError) || error.code !== 'idempotency_conflict') return undefined;
+  const runId = error.details?.runId;
+  if (typeof runId !== 'string') return undefined;
+  return deps.stores.runs.getRun(hook.environmentId, runId);
+}
+
+/**
+ * The caller has no API key: an unregistered workflow must not answer with the list of the
+ * environment's workflows (what the API-key route says). The owner finds the details in the log.
+ */
+function hideWorkflowList(deps: ServerDeps, hook: WebhookRecord, error: unknown): unknown {
+  if (!(error instanceof WeftError) || error.code !== 'unknown_workflow') return error;
+  deps.logger.warn(
+    { webhookId: hook.id, environmentId: hook.environmentId, workflowId: hook.workflowId },
+    'webhook request refused: its workflow is not registered',
+  );
+  return new WeftError(
+    'unknown_workflow',
+    `This webhook starts workflow ${quoteId(hook.workflowId)}, which is not registered in its environment now. Its owner must start a worker that registers it (or delete the webhook).`,
+    { details: { workflowId: hook.workflowId } },
+  );
+}
