@@ -15,6 +15,11 @@ import { DEFAULT_DATA_DIR } from './local-state.js';
 import { CliError } from './output.js';
 import type { RerunOptions } from './rerun-command.js';
 import type { runWorker } from './worker-command.js';
+import type {
+  runSchedulesCreate,
+  runSchedulesDelete,
+  runSchedulesList,
+} from './schedules-commands.js';
 
 // Commands are imported when they run: `weft runs list` should not load PGlite, pg and the server.
 const api = () => import('./api-commands.js');
@@ -222,6 +227,47 @@ export function buildProgram(): Command {
       .option('--dry-run', 'print the plan and start nothing'),
   ).action(async (runId: string, options: RerunOptions) =>
     (await import('./rerun-command.js')).runRunsRerun(runId, options),
+  );
+
+  const schedules = program
+    .command('schedules')
+    .description(
+      'Manage cron schedules: runs of a workflow fired on a cron expression in a time zone',
+    );
+  const sched = () => import('./schedules-commands.js');
+  clientOptions(
+    schedules
+      .command('create')
+      .description('Create a schedule for a workflow')
+      .argument('<workflow>', 'workflow id')
+      .requiredOption(
+        '--cron <expression>',
+        'cron expression, e.g. "0 9 * * 1-5" (5 fields, or 6 with seconds)',
+      )
+      .option('--timezone <zone>', 'IANA time zone, e.g. Europe/London (default UTC)')
+      .option('--input <json>', 'static input of every run (JSON)')
+      .option(
+        '--input-mode <mode>',
+        'none | static | previous_final_state | previous_step_output (with --step)',
+      )
+      .option('--step <step>', 'the step whose previous output is the input')
+      .option('--count-manual-runs', 'manual and API runs count as "previous"')
+      .option('--overlap <policy>', 'allow | skip | queue | cancel_previous (default allow)')
+      .option('--catch-up <policy>', 'none | last | all after downtime (default none)')
+      .option('--catch-up-limit <n>', 'most missed slots fired with --catch-up all (default 10)')
+      .option('--disabled', 'create it disabled'),
+  ).action(async (workflow: string, options: Parameters<typeof runSchedulesCreate>[1]) =>
+    (await sched()).runSchedulesCreate(workflow, options),
+  );
+  clientOptions(
+    schedules.command('list').description('List the schedules of the environment'),
+  ).action(async (options: Parameters<typeof runSchedulesList>[0]) =>
+    (await sched()).runSchedulesList(options),
+  );
+  clientOptions(
+    schedules.command('delete').description('Delete a schedule').argument('<scheduleId>'),
+  ).action(async (scheduleId: string, options: Parameters<typeof runSchedulesDelete>[1]) =>
+    (await sched()).runSchedulesDelete(scheduleId, options),
   );
 
   const keys = program
