@@ -20,6 +20,7 @@ import type {
   runSchedulesDelete,
   runSchedulesList,
 } from './schedules-commands.js';
+import type { runWebhooksCreate, runWebhooksDelete, runWebhooksList } from './webhooks-commands.js';
 
 // Commands are imported when they run: `weft runs list` should not load PGlite, pg and the server.
 const api = () => import('./api-commands.js');
@@ -227,6 +228,34 @@ export function buildProgram(): Command {
       .option('--dry-run', 'print the plan and start nothing'),
   ).action(async (runId: string, options: RerunOptions) =>
     (await import('./rerun-command.js')).runRunsRerun(runId, options),
+  );
+
+  const webhooks = program
+    .command('webhooks')
+    .description(
+      'Manage webhooks: URLs that start a run of a workflow with the HTTP request as input',
+    );
+  const hooks = () => import('./webhooks-commands.js');
+  clientOptions(
+    webhooks
+      .command('create')
+      .description('Create a webhook for a workflow and print its URL')
+      .argument('<workflow>', 'workflow id')
+      .option('--label <label>', 'a note on what the webhook is for')
+      .option('--signed', 'require signed requests; a secret is generated and shown once')
+      .option('--secret <secret>', 'require requests signed with this secret (16+ characters)'),
+  ).action(async (workflow: string, options: Parameters<typeof runWebhooksCreate>[1]) =>
+    (await hooks()).runWebhooksCreate(workflow, options),
+  );
+  clientOptions(
+    webhooks.command('list').description('List the webhooks of the environment'),
+  ).action(async (options: Parameters<typeof runWebhooksList>[0]) =>
+    (await hooks()).runWebhooksList(options),
+  );
+  clientOptions(
+    webhooks.command('delete').description('Delete a webhook').argument('<webhookId>'),
+  ).action(async (webhookId: string, options: Parameters<typeof runWebhooksDelete>[1]) =>
+    (await hooks()).runWebhooksDelete(webhookId, options),
   );
 
   const schedules = program
