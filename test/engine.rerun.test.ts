@@ -102,6 +102,65 @@ describe.each(BACKENDS)('rerun from a step on %s', (backend) => {
     }
   });
 
+  it('a rerun of a rerun finds reused results along rerun_of; steps it skipped are not taken from older runs', async () => {
+    const calls: string[] = [];
+    const step = (id: string) => (x: number) => {
+      calls.push(id);
+      return x + 1;
+    };
+    const wf = defineWorkflow<number>('rerun-lineage')
+      .step('a', step('a'))
+      .step('b', { after: 'a' }, step('b'))
+      .step('c', { after: 'b' }, step('c'))
+      .step('d', { after: 'c' }, step('d'));
+    const engine = await startTestEngine(db.stores, [wf]);
+    try {
+      const { run: source } = await engine.trigger('rerun-lineage', 0);
+      expect(await finalOf(engine, source.id)).toBe(4);
+      const first = await rerunRun(db.stores, engine.environmentId, source.id, { fromStep: 'c' });
+      expect(await finalOf(engine, first.run!.id)).toBe(4);
+      calls.length = 0;
+      // a is not materialized in the first rerun: it is found in the source, by reference
+      const second = await rerunRun(db.stores, engine.environmentId, first.run!.id, {
+        fromStep: 'd',
+      });
+      expect(second.plan.nodes.map((n) => [n.stepId, n.fate])).toEqual([
+        ['a', 'reuse'],
+        ['b', 'reuse'],
+        ['c', 'reuse'],
+        ['d', 'rerun'],
+      ]);
+      const sourceA = (await db.stores.runs.listStepRuns(engine.environmentId, source.id))!.find(
+        (s) => s.stepKey === 'a',
+      )!;
+      expect(second.plan.nodes[0]).toMatchObject({
+        reusedFrom: sourceA.id,
+        outputDataclipId: sourceA.outputDataclipId,
+      });
+      expect(await finalOf(engine, second.run!.id)).toBe(4);
+      expect(calls).toEqual(['d']);
+
+      // c and d were skipped by an until-rerun: a rerun of it runs them, never the source's
+      const until = await rerunRun(db.stores, engine.environmentId, source.id, {
+        fromStep: 'b',
+        untilStep: 'b',
+      });
+      await finalOf(engine, until.run!.id);
+      const after = await rerunRun(db.stores, engine.environmentId, until.run!.id, {
+        fromStep: 'd',
+        dryRun: true,
+      });
+      expect(after.plan.nodes.map((n) => [n.stepId, n.fate, n.reason])).toEqual([
+        ['a', 'reuse', null],
+        ['b', 'reuse', null],
+        ['c', 'rerun', 'missing_output'],
+        ['d', 'rerun', 'target'],
+      ]);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('a changed step (version current) reruns with definition_changed, and everything after it', async () => {
     const v1 = defineWorkflow<number>('rerun-changed')
       .step('a', (x) => x + 1)

@@ -122,6 +122,7 @@ export async function rerunRun(
     reusedStepIds: plan.nodes.filter((n) => n.fate === 'reuse').map((n) => n.stepId),
     steps: rows.steps,
     resolve: rows.resolve,
+    skipped: plan.nodes.filter((n) => n.fate === 'skip').map((n) => n.stepId),
   };
   if (input) params.input = input;
   const run = await stores.runs.createRerun(params);

@@ -90,6 +90,8 @@ export interface CreateRerunParams {
   steps: RerunStepRow[];
   /** Rerun steps whose parents are all reused: resolved (ready or pruned) on creation. */
   resolve: string[];
+  /** Steps skipped (after untilStep): recorded so a rerun of this run does not reuse older results. */
+  skipped: string[];
 }
 
 /** What a rerun plan needs from its source run: top-level step runs and the input's hash. */
@@ -499,13 +501,7 @@ export class RunStore {
   async loadRerunSource(source: RunRecord, newInputText?: string): Promise<RerunSource> {
     const loc = this.locationOf(source.id)!;
     const [steps, input] = await Promise.all([
-      loc.db.query<Row>(
-        `select s.id, s.step_id, s.status, s.output_dataclip_id, s.input_hash, s.live_from,
-                (d.id is not null and d.wiped_at is not null) as wiped
-           from ${loc.schema}.step_runs s left join ${loc.schema}.dataclips d on d.id = s.output_dataclip_id
-          where s.run_id = $1 and s.scope_key is null`,
-        [source.id],
-      ),
+      this.loadLineageSteps(source.id),
       loc.db.query<{ hash: string | null; available: boolean; new_hash: string | null }>(
         `select (select body_hash from ${loc.schema}.dataclips where id = $1) as hash,
                 coalesce((select wiped_at is null from ${loc.schema}.dataclips where id = $1), false) as available,
@@ -514,19 +510,71 @@ export class RunStore {
       ),
     ]);
     const i = input.rows[0]!;
-    return {
-      steps: steps.rows.map((r) => ({
-        stepId: r.step_id as string,
-        stepRunId: r.id as string,
-        status: r.status as StepRunRecord['status'],
-        outputDataclipId: (r.output_dataclip_id as string | null) ?? null,
-        outputWiped: r.wiped as boolean,
-        inputHash: (r.input_hash as string | null) ?? null,
-        liveFrom: (r.live_from as string[] | null) ?? [],
-      })),
-      input: { hash: i.hash, available: i.available },
-      newInputHash: i.new_hash,
-    };
+    return { steps, input: { hash: i.hash, available: i.available }, newInputHash: i.new_hash };
+  }
+
+  /**
+   * The top-level step runs that stand for a run's results. A rerun materializes only part of the
+   * graph; a step it reused without a row of its own is found along `rerun_of` (the run whose
+   * result it reused), unless a run on the way skipped it (untilStep: it did not run there, and
+   * an older result would be stale). One read per run of the lineage, at most 100 runs.
+   */
+  private async loadLineageSteps(runId: string): Promise<RerunSource['steps']> {
+    const found = new Map<string, RerunSource['steps'][number]>();
+    const skipped = new Set<string>();
+    let current: string | null = runId;
+    for (let hop = 0; current !== null && hop < 100; hop++) {
+      const loc = this.locationOf(current);
+      if (!loc) break;
+      const rows: {
+        rows: Array<{ rerun_of: string | null; skipped: string[] | null; steps: Row[] }>;
+      } = await loc.db.query(
+        `select r.rerun_of,
+                  (select array(select jsonb_array_elements_text(e.data -> 'skipped')) from ${loc.schema}.run_events e
+                    where e.run_id = r.id and e.kind = 'run.created' and jsonb_typeof(e.data -> 'skipped') = 'array'
+                    order by e.id limit 1) as skipped,
+                  coalesce((select jsonb_agg(jsonb_build_object(
+                             'id', s.id, 'step_id', s.step_id, 'status', s.status, 'output_dataclip_id', s.output_dataclip_id,
+                             'input_hash', s.input_hash, 'live_from', to_jsonb(s.live_from),
+                             'wiped', d.id is not null and d.wiped_at is not null))
+                      from ${loc.schema}.step_runs s left join ${loc.schema}.dataclips d on d.id = s.output_dataclip_id
+                     where s.run_id = r.id and s.scope_key is null), '[]'::jsonb) as steps
+             from ${loc.schema}.runs r where r.id = $1`,
+        [current],
+      );
+      const run = rows.rows[0];
+      if (!run) break;
+      for (const r of run.steps) {
+        const stepId = r.step_id as string;
+        if (found.has(stepId) || skipped.has(stepId)) continue;
+        found.set(stepId, {
+          stepId,
+          stepRunId: r.id as string,
+          status: r.status as StepRunRecord['status'],
+          outputDataclipId: (r.output_dataclip_id as string | null) ?? null,
+          outputWiped: r.wiped as boolean,
+          inputHash: (r.input_hash as string | null) ?? null,
+          liveFrom: (r.live_from as string[] | null) ?? [],
+        });
+      }
+      for (const id of run.skipped ?? []) skipped.add(id);
+      current = run.rerun_of;
+    }
+    // A step skipped on the way never ran there: no result (the planner reruns it).
+    for (const stepId of skipped) {
+      if (!found.has(stepId)) {
+        found.set(stepId, {
+          stepId,
+          stepRunId: '',
+          status: 'pending',
+          outputDataclipId: null,
+          outputWiped: false,
+          inputHash: null,
+          liveFrom: [],
+        });
+      }
+    }
+    return [...found.values()];
   }
 
   /**
@@ -554,6 +602,7 @@ export class RunStore {
       input,
       reusedStepIds: p.reusedStepIds,
       resolve: p.resolve,
+      skipped: p.skipped,
       steps: p.steps.map((s) => ({
         id: mintRunScopedId('sr', loc.tag),
         step_id: s.stepId,

@@ -6,7 +6,8 @@
 --   * the reused steps that feed them (their direct parents) and the reused steps that end the run
 --     (source leaves: their outputs make up the final state), created `succeeded` and pointing at
 --     the source's output dataclips (zero copy, reused_from = the source step run).
--- Every other reused step stays in the source run only; the API shows it from there by reference.
+-- Every other reused step stays in the source run only: a rerun of this run finds it by following
+-- rerun_of (RunStore.loadRerunSource).
 -- Rejected: one reused row per node of the graph. It is simpler (finish_run and the step listing
 -- need nothing else) but writes O(n) rows to rerun the last step of an n-step chain.
 --
@@ -27,7 +28,9 @@
 --      steps: [{ id, stepId, kind, reusedFrom?, pending, parents[], successors[],
 --                failureSuccessors[], liveFrom[], maxAttempts, onExhausted, concurrencyKey?,
 --                concurrencyLimit? }],
---      resolve: [stepKey] (rerun steps whose parents are all reused) }
+--      resolve: [stepKey] (rerun steps whose parents are all reused),
+--      skipped: [stepId] (steps after untilStep; recorded in the run.created event so that a rerun
+--               of this run does not take an older run's result for them) }
 create function {{schema}}.create_rerun(p jsonb) returns setof {{schema}}.runs
 language plpgsql as $$
 declare
@@ -89,7 +92,8 @@ begin
 
   insert into {{schema}}.run_events (run_id, kind, data)
   values (v_run, 'run.created', jsonb_build_object('trigger', 'rerun', 'rerunOf', p ->> 'rerunOf',
-          'fromStep', p ->> 'fromStep', 'materialized', jsonb_array_length(p -> 'steps')));
+          'fromStep', p ->> 'fromStep', 'materialized', jsonb_array_length(p -> 'steps'),
+          'skipped', coalesce(p -> 'skipped', '[]'::jsonb)));
 
   if jsonb_array_length(p -> 'resolve') > 0 then
     v_prop := {{schema}}.propagate(v_run, '(rerun)', '{}',
