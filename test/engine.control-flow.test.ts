@@ -360,6 +360,29 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
     }
   });
 
+  it('a run that fails cancels the child runs it was waiting on', async () => {
+    const sleeper = defineWorkflow('sleeper').sleep('hold', { duration: '1h' });
+    const wf = defineWorkflow('doomed')
+      .subWorkflow('kid', { workflow: 'sleeper' })
+      .step('boom', { retry: { maxAttempts: 1 } }, async () => {
+        await sleep(300);
+        throw new Error('sibling failed');
+      });
+    const engine = await startTestEngine(db.stores, [sleeper, wf]);
+    try {
+      const done = await engine.waitForRun((await engine.trigger('doomed', null)).run.id);
+      expect(done.status).toBe('failed');
+      const { data: kids } = await db.stores.runs.listRuns({
+        environmentId: engine.environmentId,
+        workflowId: 'sleeper',
+        limit: 5,
+      });
+      expect(kids.map((k) => [k.status, k.parentRunId])).toEqual([['canceled', done.id]]);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('a run paused after exhausted retries resumes on a fixed version of the code', async () => {
     const broken = defineWorkflow<number>('fixable')
       .step(

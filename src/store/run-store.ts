@@ -209,6 +209,9 @@ export interface CommitPayload {
 export type CompleteResult =
   { status: 'fenced' } | { status: 'committed'; runStatus: RunStatus; next: ClaimedStep | null };
 
+/** A run that failed cancels the child runs it was waiting on, like a canceled run does. */
+type FailedWithChildren = { status: string; runId?: string; children?: string[] };
+
 export type FailResult =
   { status: 'fenced' } | { status: 'retrying' | 'failed'; runStatus?: RunStatus; runId: string };
 
@@ -1063,7 +1066,10 @@ export class RunStore {
       ],
     );
     const r = rows.rows[0]!.r;
-    if (r.status !== 'fenced') this.signalRunEnd(r.runId, r.runStatus);
+    if (r.status !== 'fenced') {
+      this.signalRunEnd(r.runId, r.runStatus);
+      await this.cancelChildren(claim.environmentId, r);
+    }
     return r;
   }
 
@@ -1371,8 +1377,9 @@ export class RunStore {
         id: string;
         attempt_count: number;
         lease_owner: string | null;
+        environment_id: string;
       }>(
-        `select id, attempt_count, lease_owner from ${loc.schema}.step_runs
+        `select id, attempt_count, lease_owner, environment_id from ${loc.schema}.step_runs
           where status = 'running' and lease_expires_at < now()
           order by lease_expires_at limit $1`,
         [limit],
@@ -1392,10 +1399,17 @@ export class RunStore {
         if (outcome.status !== 'fenced') {
           reaped++;
           this.signalRunEnd(outcome.runId, outcome.runStatus);
+          await this.cancelChildren(r.environment_id, outcome);
         }
       }
     }
     return reaped;
+  }
+
+  private async cancelChildren(environmentId: string, result: FailedWithChildren): Promise<void> {
+    for (const child of result.children ?? []) {
+      await this.cancelRun(environmentId, child, `parent run ${result.runId} failed`);
+    }
   }
 
   /** Of the given run ids, those that have ended or paused (one query per location). */

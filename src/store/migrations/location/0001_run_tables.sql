@@ -597,6 +597,27 @@ begin
   return jsonb_build_object('status', 'committed', 'runStatus', coalesce(v_status, 'running'), 'next', v_next);
 end $$;
 
+-- Cancel everything of a run that has not finished: running attempts (which fences them), open
+-- step runs, and waitpoints. Returns the child runs those waitpoints were waiting on.
+create function {{schema}}.cancel_open(p_run_id text) returns text[]
+language plpgsql as $$
+declare
+  v_children text[];
+begin
+  update {{schema}}.attempts a set status = 'canceled', finished_at = now()
+    from {{schema}}.step_runs sr
+   where sr.run_id = p_run_id and sr.status = 'running' and a.step_run_id = sr.id and a.number = sr.attempt_count
+     and a.status = 'running';
+  update {{schema}}.step_runs set status = 'canceled', finished_at = now(), lease_owner = null, lease_expires_at = null
+   where run_id = p_run_id and status in ('pending', 'ready', 'running', 'waiting');
+  with w as (
+    update {{schema}}.waitpoints set status = 'canceled', completed_at = now()
+     where run_id = p_run_id and status = 'waiting' returning child_run_id
+  )
+  select coalesce(array_agg(child_run_id::text) filter (where child_run_id is not null), '{}') into v_children from w;
+  return v_children;
+end $$;
+
 -- Record a failed attempt (p_attempt_status 'failed'), or a lost one found by the reaper ('lost').
 -- p_retry_delay_ms not null: requeue after that delay. Null: the step is exhausted — it follows
 -- its failure edges (failure_successors, or p_live/p_dead when the worker decided them, e.g. an
@@ -618,6 +639,7 @@ declare
   v_live text[];
   v_dead text[];
   v_owner record;
+  v_children text[];
 begin
   select id, run_id, step_key, environment_id, failure_successors, successors, on_exhausted, max_attempts,
          attempt_count, scope_key, iteration
@@ -695,16 +717,10 @@ begin
   end if;
 
   -- Fail the run: cancel what has not finished (a running attempt elsewhere is fenced by this).
-  update {{schema}}.attempts a set status = 'canceled', finished_at = now()
-    from {{schema}}.step_runs sr
-   where sr.run_id = s.run_id and sr.status = 'running' and a.step_run_id = sr.id and a.number = sr.attempt_count
-     and a.status = 'running';
-  update {{schema}}.step_runs set status = 'canceled', finished_at = now(), lease_owner = null, lease_expires_at = null
-   where run_id = s.run_id and status in ('pending', 'ready', 'running', 'waiting');
-  update {{schema}}.waitpoints set status = 'canceled', completed_at = now() where run_id = s.run_id and status = 'waiting';
+  v_children := {{schema}}.cancel_open(s.run_id);
   perform {{schema}}.finish_run(s.run_id, 'failed',
     jsonb_build_object('stepKey', s.step_key, 'error', p_error));
-  return jsonb_build_object('status', 'failed', 'runStatus', 'failed', 'runId', s.run_id);
+  return jsonb_build_object('status', 'failed', 'runStatus', 'failed', 'runId', s.run_id, 'children', to_jsonb(v_children));
 end $$;
 
 -- Cancel every unfinished step run inside a body (nested bodies included: their keys carry the
@@ -873,17 +889,7 @@ begin
   if v_status in ('succeeded', 'failed', 'canceled') then
     return jsonb_build_object('status', 'not_active', 'runStatus', v_status);
   end if;
-  update {{schema}}.attempts a set status = 'canceled', finished_at = now()
-    from {{schema}}.step_runs sr
-   where sr.run_id = p_run_id and sr.status = 'running' and a.step_run_id = sr.id and a.number = sr.attempt_count
-     and a.status = 'running';
-  update {{schema}}.step_runs set status = 'canceled', finished_at = now(), lease_owner = null, lease_expires_at = null
-   where run_id = p_run_id and status in ('pending', 'ready', 'running', 'waiting');
-  with w as (
-    update {{schema}}.waitpoints set status = 'canceled', completed_at = now()
-     where run_id = p_run_id and status = 'waiting' returning child_run_id
-  )
-  select coalesce(array_agg(child_run_id::text) filter (where child_run_id is not null), '{}') into v_children from w;
+  v_children := {{schema}}.cancel_open(p_run_id);
   perform {{schema}}.finish_run(p_run_id, 'canceled', jsonb_build_object('reason', p_reason));
   perform pg_notify('weft_cancel', p_run_id);
   return jsonb_build_object('status', 'canceled', 'children', to_jsonb(v_children));
