@@ -248,7 +248,11 @@ describe.each(BACKENDS)('webhooks on %s', (backend) => {
       204,
     );
     const disabled = await createHook();
-    await f.db.stores.webhooks.setWebhookEnabled(f.environmentId, disabled.id, false);
+    const off = await call(f.app, 'PATCH', `/api/v1/webhooks/${disabled.id}`, f.auth, {
+      enabled: false,
+    });
+    expect(off.status).toBe(200);
+    expect(off.body).toMatchObject({ id: disabled.id, enabled: false });
     const unknown = `hook_${'0'.repeat(52)}`;
     for (const path of [
       `/hooks/${unknown}`,
@@ -315,6 +319,31 @@ describe.each(BACKENDS)('webhooks on %s', (backend) => {
   });
 
   describe('management routes', () => {
+    it('disables, re-enables and relabels a webhook, keeping its id and secret', async () => {
+      const hook = await createHook({ workflowId: 'receive', signed: true, label: 'a' });
+      const signed = { 'x-weft-signature': sign(hook.secret!, 'x') };
+      const path = `/api/v1/webhooks/${hook.id}`;
+      expect((await call(f.app, 'PATCH', path, f.auth, { enabled: false })).status).toBe(200);
+      expect((await post(hook.path, { headers: signed, body: 'x' })).status).toBe(404);
+      const on = await call(f.app, 'PATCH', path, f.auth, { enabled: true, label: 'b' });
+      expect(on.body).toMatchObject({ enabled: true, label: 'b', signed: true });
+      expect((await post(hook.path, { headers: signed, body: 'x' })).status).toBe(202);
+      const cleared = await call(f.app, 'PATCH', path, f.auth, { label: null });
+      expect(cleared.body).toMatchObject({ enabled: true, label: null });
+      const typo = await call(f.app, 'PATCH', path, f.auth, { enable: false });
+      expect(typo.status).toBe(400);
+      const unknown = await call(
+        f.app,
+        'PATCH',
+        `/api/v1/webhooks/hook_${'0'.repeat(52)}`,
+        f.auth,
+        {
+          enabled: false,
+        },
+      );
+      expect(unknown.status).toBe(404);
+    });
+
     it('creates only for registered workflows, with a strict body', async () => {
       const unknown = await call(f.app, 'POST', '/api/v1/webhooks', f.auth, { workflowId: 'nope' });
       expect(unknown.status).toBe(404);
@@ -340,6 +369,10 @@ describe.each(BACKENDS)('webhooks on %s', (backend) => {
         expect(list.body.data.map((h: { id: string }) => h.id)).not.toContain(hook.id);
         const del = await call(f.app, 'DELETE', `/api/v1/webhooks/${hook.id}`, other.auth);
         expect(del.status).toBe(404);
+        const patch = await call(f.app, 'PATCH', `/api/v1/webhooks/${hook.id}`, other.auth, {
+          enabled: false,
+        });
+        expect(patch.status).toBe(404);
       }
       // Another environment cannot create a webhook for a workflow it does not have.
       const foreign = await call(f.app, 'POST', '/api/v1/webhooks', f.foreign.auth, {
@@ -351,6 +384,7 @@ describe.each(BACKENDS)('webhooks on %s', (backend) => {
           ['GET', '/api/v1/webhooks', undefined],
           ['POST', '/api/v1/webhooks', { workflowId: 'receive' }],
           ['DELETE', `/api/v1/webhooks/${hook.id}`, undefined],
+          ['PATCH', `/api/v1/webhooks/${hook.id}`, { enabled: false }],
         ] as const) {
           const res = await call(f.app, method, path, caller.headers, body);
           expect({

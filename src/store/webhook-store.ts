@@ -129,6 +129,33 @@ export class WebhookStore {
     return rows.rows.length > 0;
   }
 
+  /**
+   * Change a webhook's label or turn it off (404 to callers) or on again, keeping its id and
+   * secret. Undefined when the environment has no such webhook.
+   */
+  async updateWebhook(
+    environmentId: string,
+    id: string,
+    changes: { enabled?: boolean; label?: string | null },
+  ): Promise<WebhookRecord | undefined> {
+    if (!WEBHOOK_ID_PATTERN.test(id)) return undefined;
+    const rows = await this.db.query<Row>(
+      `update ${this.s}.webhooks
+          set enabled = coalesce($3, enabled),
+              label = case when $4::boolean then $5 else label end
+        where id = $1 and environment_id = $2
+        returning ${COLUMNS}`,
+      [
+        id,
+        environmentId,
+        changes.enabled ?? null,
+        changes.label !== undefined,
+        changes.label ?? null,
+      ],
+    );
+    return rows.rows[0] ? toWebhook(rows.rows[0]) : undefined;
+  }
+
   /** Turn a webhook off (404 to callers) or on again, keeping its id. False when not found. */
   async setWebhookEnabled(environmentId: string, id: string, enabled: boolean): Promise<boolean> {
     if (!WEBHOOK_ID_PATTERN.test(id)) return false;

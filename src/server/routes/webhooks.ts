@@ -96,6 +96,15 @@ const CreateWebhookBodySchema = z
   })
   .openapi('CreateWebhookRequest');
 
+const UpdateWebhookBodySchema = z
+  .strictObject({
+    enabled: z.boolean().optional().openapi({
+      description: 'False: requests to its path answer 404 until it is enabled again.',
+    }),
+    label: z.string().max(200).nullable().optional(),
+  })
+  .openapi('UpdateWebhookRequest');
+
 const WebhookParamsSchema = z.object({
   webhookId: z.string().openapi({ param: { name: 'webhookId', in: 'path' } }),
 });
@@ -183,6 +192,31 @@ const deleteWebhook = createRoute({
     ...errorResponses(401, 404),
   },
 });
+
+export function updateWebhookRoute(maxBodyBytes: number) {
+  return createRoute({
+    method: 'patch',
+    path: '/api/v1/webhooks/{webhookId}',
+    operationId: 'updateWebhook',
+    tags: ['Webhooks'],
+    summary: 'Enable, disable or relabel a webhook',
+    description:
+      'A disabled webhook answers 404, like an unknown one, and keeps its id and secret for when it is enabled again.',
+    security: requiresKey,
+    middleware: [jsonBody(maxBodyBytes)] as const,
+    request: {
+      params: WebhookParamsSchema,
+      body: {
+        content: { 'application/json': { schema: UpdateWebhookBodySchema } },
+        required: true,
+      },
+    },
+    responses: {
+      200: jsonContent(WebhookSchema, 'The webhook after the change.'),
+      ...errorResponses(400, 401, 404, 413, 415),
+    },
+  });
+}
 
 export function presentWebhook(hook: WebhookRecord): z.infer<typeof WebhookSchema> {
   return {
@@ -282,18 +316,35 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
     return c.json({ ...presentWebhook(hook), secret }, 201);
   });
 
+  app.openapi(updateWebhookRoute(deps.maxBodyBytes), async (c) => {
+    const { webhookId } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const changes: { enabled?: boolean; label?: string | null } = {};
+    if (body.enabled !== undefined) changes.enabled = body.enabled;
+    if (body.label !== undefined) changes.label = body.label;
+    const hook = await stores.webhooks.updateWebhook(
+      c.get('identity').environmentId,
+      webhookId,
+      changes,
+    );
+    if (!hook) throw webhookNotInEnvironment(webhookId);
+    return c.json(presentWebhook(hook), 200);
+  });
+
   app.openapi(deleteWebhook, async (c) => {
     const { webhookId } = c.req.valid('param');
     const deleted = await stores.webhooks.deleteWebhook(c.get('identity').environmentId, webhookId);
-    if (!deleted) {
-      throw new WeftError(
-        'not_found',
-        `Webhook ${quoteId(webhookId)} does not exist in the environment of this API key. List them with GET /api/v1/webhooks.`,
-        { details: { webhookId } },
-      );
-    }
+    if (!deleted) throw webhookNotInEnvironment(webhookId);
     return c.body(null, 204);
   });
+}
+
+function webhookNotInEnvironment(webhookId: string): WeftError {
+  return new WeftError(
+    'not_found',
+    `Webhook ${quoteId(webhookId)} does not exist in the environment of this API key. List them with GET /api/v1/webhooks.`,
+    { details: { webhookId } },
+  );
 }
 
 /** Unknown, malformed, deleted and disabled ids all answer the same: ids cannot be probed. */
