@@ -10,6 +10,7 @@ import { silentLogger } from '../src/engine/logger.js';
 import { MetricsRegistry, renderFamily } from '../src/engine/metrics.js';
 import { defineWorkflow, TerminalError } from '../src/index.js';
 import { createApp, type ServerApp } from '../src/server/index.js';
+import { createMetricsApp } from '../src/server/routes/metrics.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
 
 const chain = defineWorkflow<unknown>('chain')
@@ -292,6 +293,21 @@ describe.each(BACKENDS)('GET /metrics on %s', (backend) => {
     expect(samples.get('weft_metrics_database_up')).toBe(0);
     expect(samples.get(series('weft_steps_succeeded_total', { workflow: 'chain' }))).toBe(6);
     expect([...samples.keys()].some((k) => k.startsWith('weft_queue_depth'))).toBe(false);
+  });
+
+  it('serves a worker process’s own metrics alone (weft worker --metrics-port)', async () => {
+    const workerApp = createMetricsApp(registry);
+    const res = await workerApp.request('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    const { samples } = parseExposition(await res.text());
+    expect(samples.get(series('weft_steps_succeeded_total', { workflow: 'chain' }))).toBe(6);
+    expect(
+      [...samples.keys()].some((k) =>
+        /^weft_(queue_depth|runs_active|metrics_database_up)/.test(k),
+      ),
+    ).toBe(false);
+    expect((await workerApp.request('/api/v1/runs')).status).toBe(404);
   });
 
   it('needs no API key, and can be turned off', async () => {

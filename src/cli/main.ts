@@ -115,6 +115,15 @@ export function buildProgram(): Command {
         '--drain-timeout <duration>',
         'on SIGTERM, how long running steps may finish before they are aborted and requeued',
         '30s',
+      )
+      .option(
+        '--metrics-port <port>',
+        "serve this worker's Prometheus metrics (claim latency, step durations, failures) on GET /metrics",
+      )
+      .option(
+        '--metrics-host <host>',
+        'interface for --metrics-port (keep it internal)',
+        '127.0.0.1',
       ),
     'json',
   ).action(async (options: Parameters<typeof runWorker>[0]) =>

@@ -7,6 +7,9 @@
  * startup error (a worker must not silently run fewer workflows than it was deployed with).
  */
 import { Engine } from '../engine/engine.js';
+import { processMetrics } from '../engine/metrics.js';
+import { createMetricsApp } from '../server/routes/metrics.js';
+import { startServer, type RunningServer } from '../server/serve.js';
 import { ensureEnvironment } from '../engine/tenant.js';
 import { parseDuration } from '../core/retry.js';
 import { assertMigrated, describeTarget, openStores, serverDatabase } from './database.js';
@@ -25,6 +28,9 @@ export interface WorkerCommandOptions {
   drainTimeout: string;
   logFormat?: string;
   logLevel?: string;
+  /** Serve this process's metrics on GET /metrics at this port (`--metrics-port`). */
+  metricsPort?: string;
+  metricsHost?: string;
 }
 
 export async function runWorker(options: WorkerCommandOptions): Promise<void> {
@@ -51,7 +57,9 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
     poolSize: concurrency + 2,
   });
   let engine: Engine | undefined;
+  let metricsServer: RunningServer | undefined;
   const shutdown = handleShutdown(logger, () => [
+    { name: 'close the metrics endpoint', run: async () => metricsServer?.close() },
     {
       name: 'drain the worker',
       run: async () => {
@@ -77,6 +85,18 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
       logger,
       worker: { concurrency, shutdownGraceMs },
     });
+    if (options.metricsPort !== undefined) {
+      const port = Number(options.metricsPort);
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new CliError(
+          `--metrics-port must be a port number (0–65535); found "${options.metricsPort}".`,
+        );
+      metricsServer = await startServer(createMetricsApp(processMetrics), {
+        port,
+        hostname: options.metricsHost ?? '127.0.0.1',
+      });
+      logger.info({ url: `${metricsServer.url}/metrics` }, 'serving metrics');
+    }
     const loader = new WorkflowLoader(source, engine, logger, { strict: true });
     const report = await loader.load();
     if (report.active.length === 0) {

@@ -11,6 +11,7 @@
  * block the path at the proxy), or turn it off with `createApp({ metrics: false })`.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { Hono } from 'hono';
 import { renderFamily, type MetricsRegistry, type Sample } from '../../engine/metrics.js';
 import type { ServerApp, ServerDeps } from '../types.js';
 
@@ -56,6 +57,24 @@ export function registerMetricsRoutes(
       'Cache-Control': 'no-store',
     });
   });
+}
+
+/**
+ * `GET /metrics` alone, for a process that serves no API (`weft worker --metrics-port`): this
+ * process's counters and histograms only. The database gauges come from the API servers — N
+ * workers each counting the queue would cost N queries per scrape and report the same numbers N
+ * times.
+ */
+export function createMetricsApp(registry: MetricsRegistry): Hono {
+  const app = new Hono();
+  app.get('/metrics', (c) =>
+    c.text(registry.render(), 200, {
+      'Content-Type': PROMETHEUS_CONTENT_TYPE,
+      'Cache-Control': 'no-store',
+    }),
+  );
+  app.notFound((c) => c.text('Only GET /metrics is served here.\n', 404));
+  return app;
 }
 
 async function databaseMetrics(deps: ServerDeps): Promise<string> {
