@@ -458,9 +458,11 @@ describe.each(BACKENDS)('rerun from a step on %s', (backend) => {
       // no worker while the rerun is created, so the rows it writes are counted alone
       await engine.stop();
       const before = await rowCounts();
+      const started = performance.now();
       const { run } = await rerunRun(db.stores, engine.environmentId, source.id, {
         fromStep: `s${N - 1}`,
       });
+      const createMs = Math.round(performance.now() - started);
       const created = await rowCounts();
       engine = await startTestEngine(db.stores, [wf as never], {
         environmentId: engine.environmentId,
@@ -486,7 +488,7 @@ describe.each(BACKENDS)('rerun from a step on %s', (backend) => {
         dataclips: 1,
         run_events: 4,
       });
-      console.log(JSON.stringify({ backend, rerunLastOf1000: diff(after, before) }));
+      console.log(JSON.stringify({ backend, createMs, rerunLastOf1000: diff(after, before) }));
     } finally {
       await engine.stop();
     }
