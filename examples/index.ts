@@ -10,12 +10,31 @@
  */
 import { cardPayment } from './card-payment.js';
 import { contactImport } from './contact-import.js';
+import { documentReview } from './document-review.js';
+import { newsletter } from './newsletter.js';
+import { nightlyImport } from './nightly-import.js';
 import { orderFulfilment } from './order-fulfilment.js';
 import { welcomeEmail } from './welcome-email.js';
 
-export { cardPayment, contactImport, orderFulfilment, welcomeEmail };
+export {
+  cardPayment,
+  contactImport,
+  documentReview,
+  newsletter,
+  nightlyImport,
+  orderFulfilment,
+  welcomeEmail,
+};
 
-export const workflows = [welcomeEmail, orderFulfilment, cardPayment, contactImport];
+export const workflows = [
+  welcomeEmail,
+  orderFulfilment,
+  cardPayment,
+  contactImport,
+  documentReview,
+  newsletter,
+  nightlyImport,
+];
 
 export const sampleInputs = {
   'welcome-email': { email: ' Ada@Example.com ', name: 'Ada Lovelace', plan: 'pro' },
@@ -25,6 +44,12 @@ export const sampleInputs = {
     address: '1 Loom Street',
   },
   'card-payment': { customerId: 'c-7', amountCents: 4900, card: '4242424242424242' },
+  'document-review': { title: 'Q3 report', words: 4200, reviewers: ['ada', 'grace'] },
+  newsletter: {
+    issue: '#42',
+    subscribers: [{ email: 'ada@example.com' }, { email: 'bob@example.com', unsubscribed: true }],
+  },
+  'nightly-import': { rows: ['ada,36', 'grace,85', 'oops'] },
   'contact-import': {
     source: 'crm.csv',
     contacts: [

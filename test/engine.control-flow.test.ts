@@ -24,14 +24,19 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
   it('a router chooses branches and prunes the others', async () => {
     const wf = defineWorkflow<{ tier: string }>('tiers')
       .router('route', {}, ({ tier }) => (tier === 'gold' ? 'vip' : 'standard'))
-      .step('vip', { after: { step: 'route', branch: 'vip' } }, () => 'red carpet')
+      .step(
+        'vip',
+        { after: { step: 'route', branch: 'vip' } },
+        (input) => `red carpet for ${input.tier}`,
+      )
       .step('standard', { after: { step: 'route', branch: 'standard' } }, () => 'queue');
     const engine = await startTestEngine(db.stores, [wf]);
     try {
       const gold = await engine.waitForRun(
         (await engine.trigger('tiers', { tier: 'gold' })).run.id,
       );
-      expect(await final(engine.environmentId, gold.id)).toBe('red carpet');
+      // the router decides; its successors receive the router's own input
+      expect(await final(engine.environmentId, gold.id)).toBe('red carpet for gold');
       const steps = (await db.stores.runs.listStepRuns(engine.environmentId, gold.id))!;
       expect(steps.find((s) => s.stepKey === 'standard')!.status).toBe('pruned');
     } finally {

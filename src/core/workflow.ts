@@ -233,8 +233,9 @@ export class Workflow<
   }
 
   /**
-   * A router: a step whose output names the branch (or branches) to take. Its successors use
-   * `after: { step: 'route', branch: 'name' }`; edges to other branches are pruned.
+   * A router: its function names the branch (or branches) to take; its successors use
+   * `after: { step: 'route', branch: 'name' }`, and edges to other branches are pruned. The data
+   * passes through: the router's output, and so its successors' input, is the router's own input.
    *
    * @example
    * .router('route', { after: 'load' }, (user) => (user.vip ? 'vip' : 'standard'))
@@ -244,7 +245,7 @@ export class Workflow<
     id: K,
     options: StepOptions<A>,
     choose: StepFunction<StepInput<TInput, TSteps, A>, B | readonly B[], TState>,
-  ): Workflow<TInput, TSteps & { [P in K]: B | B[] }, TState> {
+  ): Workflow<TInput, TSteps & { [P in K]: StepInput<TInput, TSteps, A> }, TState> {
     return this.add(id, 'router', options, choose as StepDefinition['run']) as never;
   }
 
@@ -338,7 +339,7 @@ export class Workflow<
 
   /**
    * Wait for a duration or until a time, holding no worker. Survives restarts of every process.
-   * The output is `{ until }` (ISO time).
+   * The data passes through: the output is the sleep's own input.
    */
   sleep<K extends string, const A extends After<TSteps> | undefined = undefined>(
     id: K,
@@ -347,7 +348,7 @@ export class Workflow<
         | { duration: Duration }
         | { until: (input: StepInput<TInput, TSteps, A>) => Date | string | number }
       ),
-  ): Workflow<TInput, TSteps & { [P in K]: { until: string } }, TState> {
+  ): Workflow<TInput, TSteps & { [P in K]: StepInput<TInput, TSteps, A> }, TState> {
     const spec: ControlSpec = { kind: 'sleep' };
     if ('duration' in options) spec.duration = options.duration;
     if ('until' in options) spec.until = options.until as (input: unknown) => unknown;

@@ -257,7 +257,8 @@ export async function runControlTransition(
         }
         return { kind: 'park', park: { waitpoint: { kind: 'sleep', resumeAt: until } } };
       }
-      return { kind: 'complete', output: { until: deps.now().toISOString() } };
+      // a wait passes its input through; when it woke is on the waitpoint
+      return { kind: 'complete', output: input };
     }
     case 'approval': {
       if (!state.waitpoint) {

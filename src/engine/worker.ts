@@ -308,6 +308,12 @@ export class Worker {
     }
     clearTimeout(timeout);
     observe('succeeded');
+    if (step.kind === 'router') {
+      // A router decides; the data passes through: its successors receive the router's input.
+      return this.commitOutput(claim, workflow, step, claim.input, ctx.state, what, log, {
+        value: output,
+      });
+    }
     return this.commitOutput(claim, workflow, step, output, ctx.state, what, log);
   }
 
@@ -320,6 +326,7 @@ export class Worker {
     stateDraft: unknown,
     what: string,
     log: Logger,
+    decision?: { value: unknown },
   ): Promise<ClaimedStep | null> {
     let commit;
     try {
@@ -330,7 +337,10 @@ export class Worker {
         code: 'invalid_output',
       });
       const patch = computeStatePatch(claim.state, stateDraft, what, workflow.maxPayloadBytes);
-      const edges = resolveOutgoingEdges(workflow.id, step, { ok: true, output });
+      const edges = resolveOutgoingEdges(workflow.id, step, {
+        ok: true,
+        output: decision ? decision.value : output,
+      });
       commit = {
         outputText: encoded.text,
         stateSet: patch.setText,
@@ -412,6 +422,17 @@ export class Worker {
       const parked = await this.runs.parkStep(claim, this.workerId, outcome.park);
       if (parked === 'fenced') {
         log.warn('park rejected: this transition no longer holds its lease');
+        // The child started just now has no parent waiting on it any more (the run failed or was
+        // canceled meanwhile): cancel it rather than leave it orphaned.
+        if (outcome.childRunId) {
+          await this.runs
+            .cancelRun(
+              claim.environmentId,
+              outcome.childRunId,
+              `parent step ${claim.stepKey} of run ${claim.runId} no longer waits for it`,
+            )
+            .catch(() => undefined);
+        }
         return null;
       }
       if (outcome.childRunId)

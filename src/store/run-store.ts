@@ -1067,8 +1067,8 @@ export class RunStore {
     );
     const r = rows.rows[0]!.r;
     if (r.status !== 'fenced') {
-      this.signalRunEnd(r.runId, r.runStatus);
       await this.cancelChildren(claim.environmentId, r);
+      this.signalRunEnd(r.runId, r.runStatus);
     }
     return r;
   }
@@ -1398,8 +1398,8 @@ export class RunStore {
         const outcome = result.rows[0]!.r;
         if (outcome.status !== 'fenced') {
           reaped++;
-          this.signalRunEnd(outcome.runId, outcome.runStatus);
           await this.cancelChildren(r.environment_id, outcome);
+          this.signalRunEnd(outcome.runId, outcome.runStatus);
         }
       }
     }
