@@ -420,53 +420,68 @@ describe.each(BACKENDS)('scheduler on %s', (backend) => {
     });
   });
 
-  it('3 schedulers with skewed clocks racing on one database: exactly one run per slot', async () => {
-    const env = await newEnvironment(db.stores);
-    const wf = defineWorkflow('raced').step('a', () => 1);
-    const base = new TestClock(new Date('2026-06-01T12:00:00Z'));
-    const skews = [-1_500, 0, 2_500];
-    const clocks = skews.map((ms) => new TestClock(new Date(base.t.getTime() + ms)));
-    // PostgreSQL: three stores with their own pools, as three processes would have.
-    const extra: Stores[] = [];
-    const storesFor = (i: number): Stores => {
-      if (backend === 'pglite' || i === 0) return db.stores;
-      const stores = createStores({
-        control: createPgExecutor({ connectionString: db.url!, max: 4 }),
-      });
-      extra.push(stores);
-      return stores;
-    };
-    const engines = await Promise.all(
-      clocks.map((clock, i) => startEngine(storesFor(i), env, [wf], clock)),
-    );
-    try {
-      const s = await createSchedule(
-        db.stores,
-        env,
-        { workflowId: 'raced', cron: '*/10 * * * * *', input: { mode: 'static', value: { x: 1 } } },
-        base.now(),
+  it(
+    '3 schedulers with skewed clocks racing on one database: exactly one run per slot',
+    { timeout: 120_000 },
+    async () => {
+      const env = await newEnvironment(db.stores);
+      const wf = defineWorkflow('raced').step('a', () => 1);
+      const base = new TestClock(new Date('2026-06-01T12:00:00Z'));
+      const skews = [-1_500, 0, 2_500];
+      const clocks = skews.map((ms) => new TestClock(new Date(base.t.getTime() + ms)));
+      // PostgreSQL: three stores with their own pools, as three processes would have.
+      const extra: Stores[] = [];
+      const storesFor = (i: number): Stores => {
+        if (backend === 'pglite' || i === 0) return db.stores;
+        const stores = createStores({
+          control: createPgExecutor({ connectionString: db.url!, max: 4 }),
+        });
+        extra.push(stores);
+        return stores;
+      };
+      const engines = await Promise.all(
+        clocks.map((clock, i) => startEngine(storesFor(i), env, [wf], clock)),
       );
-      for (let i = 0; i < 30; i++) {
-        const step = 3_000 + Math.floor(Math.random() * 5_000);
-        base.advance(step);
-        clocks.forEach((c) => c.advance(step));
-        await Promise.all(engines.map((e) => e.scheduler!.tickOnce()));
+      try {
+        const s = await createSchedule(
+          db.stores,
+          env,
+          {
+            workflowId: 'raced',
+            cron: '*/10 * * * * *',
+            input: { mode: 'static', value: { x: 1 } },
+          },
+          base.now(),
+        );
+        let contended = 0;
+        for (let i = 0; i < 15; i++) {
+          const step = 3_000 + Math.floor(Math.random() * 5_000);
+          base.advance(step);
+          clocks.forEach((c) => c.advance(step));
+          const reports = await Promise.all(engines.map((e) => e.scheduler!.tickOnce()));
+          contended += reports.reduce(
+            (n, r) => n + r.lost.length + r.fired.filter((x) => x.deduplicated).length,
+            0,
+          );
+        }
+        // the schedulers really did fire the same slots concurrently
+        expect(contended).toBeGreaterThan(0);
+        // every slot up to the slowest clock, once each
+        const lastSlot = Math.floor((base.t.getTime() + skews[0]!) / 10_000) * 10_000;
+        const expected = (lastSlot - Date.parse('2026-06-01T12:00:00Z')) / 10_000;
+        const runs = await runsOf(env, 'raced');
+        const keys = runs.map((r) => r.idempotencyKey);
+        expect(new Set(keys).size).toBe(keys.length);
+        expect(runs.length).toBeGreaterThanOrEqual(expected);
+        expect(runs.length).toBeLessThanOrEqual(expected + 1);
+        const slots = keys.map((k) => Date.parse(k!.slice(`schedule:${s.id}:`.length))).sort();
+        slots.forEach((t, i) => expect(t).toBe(Date.parse('2026-06-01T12:00:10Z') + i * 10_000));
+      } finally {
+        await Promise.all(engines.map((e) => e.stop()));
+        await Promise.all(extra.map((x) => x.close()));
       }
-      // every slot up to the slowest clock, once each
-      const lastSlot = Math.floor((base.t.getTime() + skews[0]!) / 10_000) * 10_000;
-      const expected = (lastSlot - Date.parse('2026-06-01T12:00:00Z')) / 10_000;
-      const runs = await runsOf(env, 'raced');
-      const keys = runs.map((r) => r.idempotencyKey);
-      expect(new Set(keys).size).toBe(keys.length);
-      expect(runs.length).toBeGreaterThanOrEqual(expected);
-      expect(runs.length).toBeLessThanOrEqual(expected + 1);
-      const slots = keys.map((k) => Date.parse(k!.slice(`schedule:${s.id}:`.length))).sort();
-      slots.forEach((t, i) => expect(t).toBe(Date.parse('2026-06-01T12:00:10Z') + i * 10_000));
-    } finally {
-      await Promise.all(engines.map((e) => e.stop()));
-      await Promise.all(extra.map((x) => x.close()));
-    }
-  });
+    },
+  );
 
   it('schedules declared in code are upserted by name on start, keeping their next slot', async () => {
     const env = await newEnvironment(db.stores);

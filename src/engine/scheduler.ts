@@ -71,7 +71,28 @@ export interface SchedulerOptions {
   missedAfterMs?: number;
 }
 
-/** A schedule declared in code, registered (upserted by name) when the engine starts. */
+/**
+ * A schedule declared in code, registered (upserted by workflow and name) when the engine starts.
+ * Restarting with the same cron expression and time zone keeps the schedule's next slot; a
+ * schedule removed from the list is not deleted (use the API or `weft schedules delete`).
+ *
+ * @example
+ * await Engine.start({
+ *   stores,
+ *   environmentId,
+ *   workflows: [report],
+ *   schedules: [
+ *     {
+ *       name: 'nightly',
+ *       workflowId: 'report',
+ *       cron: '30 1 * * *',
+ *       timezone: 'Europe/London',
+ *       input: { mode: 'previous_final_state' },
+ *       overlap: 'queue',
+ *     },
+ *   ],
+ * });
+ */
 export interface CodeSchedule {
   /** Unique per workflow; re-registering the same name updates the schedule in place. */
   name: string;
