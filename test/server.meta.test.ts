@@ -147,6 +147,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/webhooks listWebhooks',
         'POST /api/v1/webhooks createWebhook',
         'DELETE /api/v1/webhooks/{webhookId} deleteWebhook',
+        'PATCH /api/v1/webhooks/{webhookId} updateWebhook',
         'GET /metrics metrics',
       ].sort(),
     );
