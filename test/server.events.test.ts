@@ -286,6 +286,49 @@ describe.each(BACKENDS)('run events over SSE on %s', (backend) => {
     await f.engine.waitForRun(run.id);
   });
 
+  it('only watched runs are notified: a stream registers its run while open and removes it after', async () => {
+    const runs = f.db.stores.runs;
+    const loc = [...runs.locations.values()][0]!;
+    const watchers = async (runId: string) =>
+      (
+        await f.db.executor.query<{ n: number }>(
+          `select count(*)::int as n from ${loc.schema}.run_event_watchers where run_id = $1 and expires_at > now()`,
+          [runId],
+        )
+      ).rows[0]!.n;
+    const notified: string[] = [];
+    const stop = await loc.db.listen('weft_events', (runId) => notified.push(runId));
+    try {
+      const unwatched = 'run_a0' + '1'.repeat(26);
+      const watched = 'run_a0' + '2'.repeat(26);
+      await runs.watchRunEvents([watched], 'test-watcher', 60_000);
+      await f.db.executor.query(
+        `insert into ${loc.schema}.run_events (run_id, kind) values ($1, 'x'), ($2, 'x'), ($2, 'y')`,
+        [unwatched, watched],
+      );
+      await sleep(300);
+      expect(notified).toEqual([watched]);
+      await runs.unwatchRunEvents(watched, 'test-watcher');
+      await f.db.executor.query(
+        `insert into ${loc.schema}.run_events (run_id, kind) values ($1, 'z')`,
+        [watched],
+      );
+      await sleep(300);
+      expect(notified).toEqual([watched]);
+    } finally {
+      await stop();
+    }
+
+    const { run } = await f.engine.trigger('gated', 9);
+    const reader = await SseReader.open(url(run.id), f.auth);
+    await reader.until((r) => r.events().some((e) => e.kind === 'step.waiting'));
+    expect(await watchers(run.id)).toBe(1);
+    await f.engine.cancel(run.id);
+    await reader.until((r) => r.ended);
+    for (let i = 0; i < 40 && (await watchers(run.id)) > 0; i++) await sleep(25);
+    expect(await watchers(run.id)).toBe(0);
+  });
+
   it('a second server (its own stores and LISTEN connection) streams a run another engine executes', async () => {
     // PostgreSQL: a second pool and LISTEN connection on the same database, as another process
     // would have. PGlite is one process's database: a second app over the same stores.

@@ -1,14 +1,19 @@
 /**
  * Wake-ups for live run events. One LISTEN on `weft_events` per database (the trigger of
- * location migration 0002 sends the run id when events of that run commit), fanned out in memory
- * to every stream of that run. A wake-up carries no event: the stream re-reads `run_events`
+ * location migration 0002 sends the run id when events of a watched run commit), fanned out in
+ * memory to every stream of that run. Runs with at least one stream here are registered as
+ * watched (RunStore.watchRunEvents), renewed every `ttl / 3`, unregistered with their last
+ * stream; only watched runs pay for NOTIFY on their commits. A wake-up carries no event: the stream re-reads `run_events`
  * after the last id it delivered, so a notification lost with a dropped LISTEN connection, or two
  * folded into one, loses nothing — and each stream also re-reads every `pollIntervalMs` anyway.
  */
+import { randomBytes } from 'node:crypto';
 import type { Executor } from '../store/executor.js';
 import type { RunStore } from '../store/run-store.js';
 
 export const LIVE_EVENTS_CHANNEL = 'weft_events';
+/** How long a watch registration lives without renewal (a dead server's lapse after this). */
+const WATCH_TTL_MS = 30_000;
 
 /** One stream's interest in one run. */
 export interface RunSubscription {
@@ -30,6 +35,9 @@ export class LiveEvents {
   private readonly subscribers = new Map<string, Set<Subscriber>>();
   private listening: Promise<void> | undefined;
   private unlisten: Array<() => Promise<void>> = [];
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** This process's name in run_event_watchers. */
+  readonly watcherId = `srv_${randomBytes(8).toString('hex')}`;
 
   constructor(private readonly runs: RunStore) {}
 
@@ -47,6 +55,14 @@ export class LiveEvents {
       // Polling covers it; the next subscription tries again.
       this.listening = undefined;
     });
+    // Registered after LISTEN is in place: from then on, each event commit of the run notifies.
+    // A failure (database away) leaves the stream on polling; the renewal retries.
+    await this.runs.watchRunEvents([runId], this.watcherId, WATCH_TTL_MS).catch(() => {});
+    this.renewTimer ??= setInterval(() => {
+      const ids = [...this.subscribers.keys()];
+      if (ids.length > 0)
+        void this.runs.watchRunEvents(ids, this.watcherId, WATCH_TTL_MS).catch(() => {});
+    }, WATCH_TTL_MS / 3).unref();
     return {
       wait: (timeoutMs, signal) =>
         new Promise<boolean>((resolve) => {
@@ -70,7 +86,10 @@ export class LiveEvents {
         }),
       close: () => {
         set.delete(subscriber);
-        if (set.size === 0 && this.subscribers.get(runId) === set) this.subscribers.delete(runId);
+        if (set.size === 0 && this.subscribers.get(runId) === set) {
+          this.subscribers.delete(runId);
+          void this.runs.unwatchRunEvents(runId, this.watcherId).catch(() => {});
+        }
         subscriber.wake?.();
       },
     };
@@ -105,6 +124,8 @@ export class LiveEvents {
   async close(): Promise<void> {
     for (const set of this.subscribers.values()) for (const s of set) s.wake?.();
     this.subscribers.clear();
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
     const unlisten = this.unlisten;
     this.unlisten = [];
     this.listening = undefined;

@@ -907,6 +907,42 @@ export class RunStore {
   }
 
   /**
+   * Register interest in a run's live events until `ttlMs` from now: while registered, the
+   * commit of each of its events sends NOTIFY `weft_events` (location migration 0002). Renew
+   * before it expires; a server that dies simply stops renewing. Expired registrations of the
+   * location are deleted on the way.
+   */
+  async watchRunEvents(runIds: string[], watcherId: string, ttlMs: number): Promise<void> {
+    const byLoc = new Map<RunLocation, string[]>();
+    for (const id of runIds) {
+      const loc = this.locationOf(id);
+      if (loc) byLoc.set(loc, [...(byLoc.get(loc) ?? []), id]);
+    }
+    await Promise.all(
+      [...byLoc].map(([loc, ids]) =>
+        loc.db.query(
+          `with swept as (
+             delete from ${loc.schema}.run_event_watchers where expires_at < now() - interval '1 minute'
+           )
+           insert into ${loc.schema}.run_event_watchers (run_id, watcher_id, expires_at)
+           select unnest($1::text[]), $2, now() + $3 * interval '1 millisecond'
+           on conflict (run_id, watcher_id) do update set expires_at = excluded.expires_at`,
+          [ids, watcherId, ttlMs],
+        ),
+      ),
+    );
+  }
+
+  async unwatchRunEvents(runId: string, watcherId: string): Promise<void> {
+    const loc = this.locationOf(runId);
+    if (!loc) return;
+    await loc.db.query(
+      `delete from ${loc.schema}.run_event_watchers where run_id = $1 and watcher_id = $2`,
+      [runId, watcherId],
+    );
+  }
+
+  /**
    * Claim up to `limit` ready step runs across locations: one round trip per location asked
    * (claim_steps: partial index step_runs_ready, `for update skip locked`, attempt rows written in
    * the same statement). Locations are asked in rotation so none starves.

@@ -146,6 +146,9 @@ async function pump(stream: SSEStreamingApi, o: PumpOptions): Promise<void> {
   let after = o.after;
   let batch = o.first;
   let lastWrite = Date.now();
+  // An event transaction that was already past its NOTIFY check when this stream registered
+  // its watch commits without a wake-up: look again soon after the start, not a poll later.
+  let settle = true;
   try {
     await stream.write(`retry: ${RECONNECT_MS}\n\n`);
     for (;;) {
@@ -159,9 +162,10 @@ async function pump(stream: SSEStreamingApi, o: PumpOptions): Promise<void> {
       if (batch.length < PAGE_SIZE) {
         const idle = Date.now() - lastWrite;
         const woke = await o.subscription.wait(
-          Math.max(1, Math.min(o.pollIntervalMs, o.keepAliveMs - idle)),
+          Math.max(1, Math.min(settle ? 250 : o.pollIntervalMs, o.keepAliveMs - idle)),
           left.signal,
         );
+        settle = false;
         if (left.signal.aborted) return;
         if (!woke && Date.now() - lastWrite >= o.keepAliveMs) {
           await stream.write(': keep-alive\n\n');
