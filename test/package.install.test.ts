@@ -250,7 +250,7 @@ describe('the npm package', () => {
       dev = watchProcess(examples, 'weft dev (bundled examples)');
       await dev.waitFor('stdout', /Watching the workflow files/, 90_000);
       expect(dev.stdout()).toMatch(
-        /card-payment v1, contact-import v1, order-fulfilment v1, welcome-email v1/,
+        /card-payment v1, contact-import v1, document-review v1, newsletter v1, nightly-import v1, order-fulfilment v1, welcome-email v1/,
       );
       const declined = JSON.parse(
         await weft(
