@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TerminalError, defineWorkflow } from '../src/index.js';
 import { startServer, type RunningServer } from '../src/server/index.js';
+import { ApiClient } from '../src/cli/api-client.js';
+import { followRun, parseSse } from '../src/cli/follow.js';
 import { runCli } from './support/cli-process.js';
 import { openServerFixture, type ServerFixture } from './support/server-fixture.js';
 
@@ -143,6 +145,58 @@ describe('weft runs follow, trigger --follow and the control commands', () => {
     const followCanceled = await cli('runs', 'follow', run.id);
     expect(followCanceled.code).toBe(1);
     expect(followCanceled.stdout).toContain('run  canceled');
+  });
+
+  it('at a terminal, redraws a step table in place as steps go queued → running → done', async () => {
+    const api = new ApiClient({
+      url: server.url,
+      apiKey: env.WEFT_API_KEY!,
+      from: 'test',
+      keyFrom: 'test',
+    });
+    const { run } = await f.engine.trigger('steady', 3);
+    let screen = '';
+    const tty = {
+      isTTY: true,
+      columns: 100,
+      write: (chunk: string) => {
+        screen += chunk;
+        return true;
+      },
+    } as unknown as NodeJS.WriteStream;
+    await followRun(api, run.id, {}, tty);
+    expect(process.exitCode ?? 0).toBe(0);
+    const frames = screen.split(/\x1b\[\d+A\x1b\[J/);
+    expect(frames.length).toBeGreaterThan(3);
+    expect(frames[0]).toMatch(/· a +queued/);
+    expect(frames[0]).toMatch(/· b +queued/);
+    expect(frames.some((fr) => /▶ a +running/.test(fr) && /· b +queued/.test(fr))).toBe(true);
+    const last = frames.at(-1)!;
+    expect(last).toMatch(/✔ a +done +\d+ms/);
+    expect(last).toMatch(/✔ b +done +\d+ms/);
+    expect(last).toContain(`Run ${run.id} of steady: succeeded`);
+    expect(last).toMatch(new RegExp(`Run ${run.id} succeeded in `));
+  });
+
+  it('parses SSE split anywhere across chunks, CRLF and multi-line data included', async () => {
+    const wire =
+      'retry: 500\r\n\r\n: keep-alive\n\nid: 7\ndata: {"a":\ndata: 1}\n\nevent: error\ndata: x\n\n';
+    for (const size of [1, 3, 7, wire.length]) {
+      const bytes = new TextEncoder().encode(wire);
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let i = 0; i < bytes.length; i += size) controller.enqueue(bytes.slice(i, i + size));
+          controller.close();
+        },
+      });
+      const got = [];
+      for await (const m of parseSse(body)) got.push(m);
+      expect(got, `chunks of ${size}`).toEqual([
+        { retry: 500 },
+        { id: '7', data: '{"a":\n1}' },
+        { event: 'error', data: 'x' },
+      ]);
+    }
   });
 
   it('unknown runs and tokens, and bad payload JSON, are errors that say what to do', async () => {
