@@ -166,7 +166,9 @@ describe('weft runs follow, trigger --follow and the control commands', () => {
     } as unknown as NodeJS.WriteStream;
     await followRun(api, run.id, {}, tty);
     expect(process.exitCode ?? 0).toBe(0);
-    const frames = screen.split(/\x1b\[\d+A\x1b\[J/);
+    // Each redraw moves the cursor up over the previous frame and clears to the end (ESC [ n A, ESC [ J).
+    const esc = String.fromCharCode(27);
+    const frames = screen.split(new RegExp(`${esc}\\[\\d+A${esc}\\[J`));
     expect(frames.length).toBeGreaterThan(3);
     expect(frames[0]).toMatch(/· a +queued/);
     expect(frames[0]).toMatch(/· b +queued/);
