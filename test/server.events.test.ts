@@ -4,6 +4,7 @@
  * keep-alives, a second server process on the same database, and tenant isolation.
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineWorkflow } from '../src/index.js';
 import { silentLogger } from '../src/engine/logger.js';
@@ -328,6 +329,44 @@ describe.each(BACKENDS)('run events over SSE on %s', (backend) => {
     for (let i = 0; i < 40 && (await watchers(run.id)) > 0; i++) await sleep(25);
     expect(await watchers(run.id)).toBe(0);
   });
+
+  it.runIf(backend === 'postgres')(
+    'holds back an event while an earlier-id event of the run is uncommitted, then sends both in id order',
+    async () => {
+      const { run } = await f.engine.trigger('gated', 7);
+      const reader = await SseReader.open(url(run.id), f.auth);
+      await reader.until((r) => r.events().some((e) => e.kind === 'step.waiting'));
+      const schema = f.db.stores.schemas.locations[0]!;
+      const slow = new pg.Client({ connectionString: f.db.url! });
+      await slow.connect();
+      try {
+        // A transaction with an xid takes the lower id and stays open (a parallel branch's
+        // commit still in flight); another one takes a higher id and commits first.
+        await slow.query('begin');
+        await slow.query('select pg_current_xact_id()');
+        const early = await slow.query<{ id: string }>(
+          `insert into ${schema}.run_events (run_id, kind) values ($1, 'test.early') returning id::text`,
+          [run.id],
+        );
+        const late = await f.db.executor.query<{ id: string }>(
+          `insert into ${schema}.run_events (run_id, kind) values ($1, 'test.late') returning id::text`,
+          [run.id],
+        );
+        expect(Number(early.rows[0]!.id)).toBeLessThan(Number(late.rows[0]!.id));
+        await sleep(500);
+        expect(reader.events().map((e) => e.kind)).not.toContain('test.late');
+        await slow.query('commit');
+        await reader.until((r) => r.events().some((e) => e.kind === 'test.late'), 5000);
+        const kinds = reader.events().map((e) => e.kind);
+        expect(kinds.slice(-2)).toEqual(['test.early', 'test.late']);
+      } finally {
+        await slow.end();
+      }
+      await f.engine.cancel(run.id);
+      await reader.until((r) => r.ended);
+      expect(reader.events().map((e) => e.id)).toEqual((await stored(run.id)).map((e) => e.id));
+    },
+  );
 
   it('a second server (its own stores and LISTEN connection) streams a run another engine executes', async () => {
     // PostgreSQL: a second pool and LISTEN connection on the same database, as another process

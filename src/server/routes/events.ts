@@ -11,9 +11,10 @@
  * after that id — the events missed in between, none twice. Resuming after the terminal event
  * answers 204, which tells EventSource to stop reconnecting.
  *
- * Known limit (PostgreSQL): ids are allocated when a row is inserted, not when it commits. Two
- * transactions writing events of the same run at once (parallel branches) can commit out of id
- * order within milliseconds; a read between the two commits moves the cursor past the lower id.
+ * Ids are allocated when a row is inserted, not when it commits: two transactions writing events
+ * of one run at once (parallel branches) can commit out of id order. Reads go through
+ * RunStore.listSettledRunEvents, which holds an event back until every transaction that was in
+ * flight at the read has ended, so the cursor never passes an id that could still appear.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
@@ -99,7 +100,7 @@ export function registerEventRoutes(
     try {
       const run = await runs.getRun(environmentId, runId);
       if (!run) throw runNotFound(runId);
-      const first = (await runs.listRunEvents(environmentId, runId, after, PAGE_SIZE)) ?? [];
+      const first = (await runs.listSettledRunEvents(environmentId, runId, after, PAGE_SIZE)) ?? [];
       if (first.length === 0 && TERMINAL_RUN_STATUSES.includes(run.status)) {
         subscription.close();
         return c.body(null, 204);
@@ -109,7 +110,7 @@ export function registerEventRoutes(
           first,
           after,
           read: async (afterId) =>
-            (await runs.listRunEvents(environmentId, runId, afterId, PAGE_SIZE)) ?? [],
+            (await runs.listSettledRunEvents(environmentId, runId, afterId, PAGE_SIZE)) ?? [],
           subscription,
           pollIntervalMs,
           keepAliveMs,
