@@ -78,6 +78,7 @@ describe.each(BACKENDS)('triggering runs over HTTP on %s', (backend) => {
     const token = { authorization: f.auth.authorization! };
     const requests: RequestInit[] = [
       { method: 'POST', headers: token },
+      { method: 'POST', headers: { ...token, 'content-type': 'application/json' } },
       { method: 'POST', headers: token, body: '' },
       { method: 'POST', headers: { ...token, 'content-type': 'application/json' }, body: '' },
       { method: 'POST', headers: { ...token, 'content-type': 'application/json' }, body: '{}' },

@@ -35,11 +35,14 @@ export function jsonBody(maxBytes: number): MiddlewareHandler {
       throw tooLarge(Number(declared), maxBytes, 'declares');
     }
     const stream = c.req.raw.body;
-    if (stream === null) return next();
-    const bytes = await readLimited(stream, maxBytes).catch((error: unknown) => {
-      c.header('Connection', 'close');
-      throw error;
-    });
+    // No body at all (a bare POST, with or without a JSON content type) is read as empty.
+    const bytes =
+      stream === null
+        ? new Uint8Array(0)
+        : await readLimited(stream, maxBytes).catch((error: unknown) => {
+            c.header('Connection', 'close');
+            throw error;
+          });
     if (bytes.length === 0) {
       // An empty body, with or without a content type, means "no fields": the same as `{}`.
       const headers = new Headers(c.req.raw.headers);
