@@ -130,6 +130,60 @@ export const slow = defineWorkflow<{ n: number }>('slow-double')
       await worker.stop();
     }
   });
+
+  it('a sleep outlives a kill -9 of the worker process: a new process finishes the run', async () => {
+    writeFileSync(
+      join(dir, 'nap.ts'),
+      `import { defineWorkflow } from 'weft';
+export const nap = defineWorkflow<{ who: string }>('nap')
+  .sleep('wait', { duration: '2s' })
+  .step('wake', { after: 'wait' }, ({ who }) => \`good morning, \${who}\`);
+`,
+    );
+    const args = [
+      'worker',
+      '--workflows',
+      join(dir, 'nap.ts'),
+      '--project',
+      'shop',
+      '--environment',
+      'prod',
+    ];
+    const first = startCli(args, { cwd: dir, env: env() });
+    let second: ReturnType<typeof startCli> | undefined;
+    try {
+      await first.waitFor('stdout', /"msg":"worker started"/, 60_000);
+      stores ??= createStores({ control: await openExecutor(db.url) });
+      const environmentId = (await stores.control.findEnvironmentByName('shop', 'prod'))!;
+      const { run } = await triggerRun(stores, {
+        environmentId,
+        workflowId: 'nap',
+        input: { who: 'Ada' },
+      });
+      for (let i = 0; i < 200; i++) {
+        const steps = await stores.runs.listStepRuns(environmentId, run.id);
+        if (steps?.find((s) => s.stepKey === 'wait')?.status === 'waiting') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(
+        (await stores.runs.listStepRuns(environmentId, run.id))?.find((s) => s.stepKey === 'wait')
+          ?.status,
+      ).toBe('waiting');
+      first.child.kill('SIGKILL'); // no drain, no goodbye: the process is gone
+      await new Promise((r) => setTimeout(r, 2500)); // the sleep comes due while no process runs
+      expect((await stores.runs.getRun(environmentId, run.id))?.status).toBe('running');
+      second = startCli(args, { cwd: dir, env: env() });
+      await second.waitFor('stdout', /"msg":"worker started"/, 60_000);
+      await waitForStatus(stores, environmentId, run.id, 'succeeded');
+      const done = await stores.runs.getRun(environmentId, run.id);
+      expect((await stores.runs.getDataclip(environmentId, done!.finalDataclipId!))?.body).toBe(
+        'good morning, Ada',
+      );
+    } finally {
+      await first.stop(100);
+      await second?.stop();
+    }
+  });
 });
 
 async function waitForStatus(

@@ -114,6 +114,21 @@ describe.each(BACKENDS)('triggering runs over HTTP on %s', (backend) => {
     expect((await allRunIds(f.db, f.environmentId)).length).toBe(before.length + 1);
   });
 
+  it('50 concurrent triggers for each of 20 keys over HTTP: exactly 20 runs, never a 5xx', async () => {
+    const calls = Array.from({ length: 20 }, (_, k) =>
+      Array.from({ length: 50 }, () =>
+        trigger({ input: { a: k, b: 0 }, idempotencyKey: `race-${k}` }),
+      ),
+    ).flat();
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r.status >= 500)).toEqual([]);
+    expect(results.filter((r) => r.status === 201)).toHaveLength(20);
+    expect(results.filter((r) => r.status === 200)).toHaveLength(980);
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(20);
+    const created = (await allRunIds(f.db, f.environmentId)).filter((id) => !before.includes(id));
+    expect(created).toHaveLength(20);
+  });
+
   it('answers 409 for the same key with a different input, naming the existing run', async () => {
     const first = await trigger({ input: { a: 1, b: 2 }, idempotencyKey: 'order-2' });
     before = await allRunIds(f.db, f.environmentId);
