@@ -2,12 +2,13 @@
  * `weft runs rerun`: the command against a real server over HTTP — the plan table, a dry run that
  * starts nothing, a started rerun, and the API's error passed through.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRunsRerun } from '../src/cli/rerun-command.js';
 import { defineWorkflow } from '../src/index.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { BACKENDS } from './support/databases.js';
 import { openServerFixture, type ServerFixture } from './support/server-fixture.js';
+import { captureStdout as capture } from './support/capture.js';
 
 const wf = defineWorkflow<number>('cli-rerun')
   .step('a', (x) => x + 1)
@@ -29,20 +30,6 @@ describe.each(BACKENDS)('weft runs rerun on %s', (backend) => {
     await server?.close();
     await f?.close();
   });
-
-  async function capture(fn: () => Promise<void>): Promise<string> {
-    let out = '';
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await fn();
-    } finally {
-      spy.mockRestore();
-    }
-    return out;
-  }
 
   it('--dry-run prints the plan and starts nothing; without it, starts the rerun', async () => {
     const dry = await capture(() =>

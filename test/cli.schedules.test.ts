@@ -3,7 +3,7 @@
  * the options given, the list shows it, the API's 4xx (bad cron, bad time zone) is passed through,
  * and delete removes it.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   runSchedulesCreate,
   runSchedulesDelete,
@@ -13,6 +13,7 @@ import { defineWorkflow } from '../src/index.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { BACKENDS } from './support/databases.js';
 import { openServerFixture, type ServerFixture } from './support/server-fixture.js';
+import { captureStdout as capture } from './support/capture.js';
 
 const wf = defineWorkflow('cli-sched')
   .step('fetch', () => ({ items: 1 }))
@@ -31,20 +32,6 @@ describe.each(BACKENDS)('weft schedules on %s', (backend) => {
     await server?.close();
     await f?.close();
   });
-
-  async function capture(fn: () => Promise<void>): Promise<string> {
-    let out = '';
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await fn();
-    } finally {
-      spy.mockRestore();
-    }
-    return out;
-  }
 
   it('creates, lists and deletes a schedule', async () => {
     const created = await capture(() =>

@@ -3,7 +3,7 @@
  * used as a provider would: a signed POST starts a run; after delete the URL answers 404.
  */
 import { createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   runWebhooksCreate,
   runWebhooksDelete,
@@ -13,6 +13,7 @@ import { defineWorkflow } from '../src/index.js';
 import { startServer, type RunningServer } from '../src/server/serve.js';
 import { BACKENDS } from './support/databases.js';
 import { openServerFixture, type ServerFixture } from './support/server-fixture.js';
+import { captureStdout as capture } from './support/capture.js';
 
 const wf = defineWorkflow<{ body: { n: number } }>('cli-hook').step(
   'double',
@@ -32,20 +33,6 @@ describe.each(BACKENDS)('weft webhooks on %s', (backend) => {
     await server?.close();
     await f?.close();
   });
-
-  async function capture(fn: () => Promise<void>): Promise<string> {
-    let out = '';
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out += String(chunk);
-      return true;
-    });
-    try {
-      await fn();
-    } finally {
-      spy.mockRestore();
-    }
-    return out;
-  }
 
   it('creates a signed webhook, whose URL starts runs, lists it, and deletes it', async () => {
     const created = JSON.parse(
