@@ -426,6 +426,54 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
     }
   });
 
+  it('concurrency limits hold on the chain fast path too (per step across runs, per run)', async () => {
+    let running = 0;
+    let peak = 0;
+    let runPeak = 0;
+    let runRunning = 0;
+    const limited = defineWorkflow('limited')
+      .step('prepare', () => null)
+      .step('call', { after: 'prepare', concurrency: 1 }, async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await sleep(40);
+        running--;
+        return 'called';
+      });
+    const perRun = defineWorkflow('per-run', { maxConcurrency: 1 })
+      .step('start', () => null)
+      .step('x', { after: 'start' }, async () => {
+        runRunning++;
+        runPeak = Math.max(runPeak, runRunning);
+        await sleep(40);
+        runRunning--;
+        return 1;
+      })
+      .step('y', { after: 'start' }, async () => {
+        runRunning++;
+        runPeak = Math.max(runPeak, runRunning);
+        await sleep(40);
+        runRunning--;
+        return 2;
+      });
+    const engine = await startTestEngine(db.stores, [limited, perRun], {
+      worker: { concurrency: 8 },
+    });
+    try {
+      const runs = await Promise.all(
+        Array.from({ length: 6 }, () => engine.trigger('limited', null)),
+      );
+      for (const { run } of runs)
+        expect((await engine.waitForRun(run.id)).status).toBe('succeeded');
+      expect(peak).toBe(1);
+      const one = await engine.waitForRun((await engine.trigger('per-run', null)).run.id);
+      expect(one.status).toBe('succeeded');
+      expect(runPeak).toBe(1);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('bad input: forEach over a non-array, a throwing items function', async () => {
     const notArray = defineWorkflow<unknown>('not-array').forEach('each', {
       items: (x) => x as never,

@@ -356,7 +356,8 @@ export class Worker {
     try {
       const result = await this.commit(claim, {
         ...commit,
-        claimNext: this.accepting,
+        // with a per-run limit every claim must go through the limit check in claim_steps
+        claimNext: this.accepting && workflow.graph.maxConcurrency === undefined,
         leaseMs: this.leaseMs,
       });
       if (result.status === 'fenced') {

@@ -244,8 +244,8 @@ begin
   loop
     if v_limited.concurrency_key is not null then
       perform pg_advisory_xact_lock(hashtext('weft-limit:' || v_limited.concurrency_key));
-      select count(*) into v_running from {{schema}}.step_runs
-       where concurrency_key = v_limited.concurrency_key and status = 'running';
+      select count(*) into v_running from {{schema}}.step_runs x
+       where x.concurrency_key = v_limited.concurrency_key and x.status = 'running';
       if v_running + coalesce((v_taken ->> v_limited.concurrency_key)::integer, 0) >= v_limited.concurrency_limit then
         v_keep := array_append(v_keep, v_limited.id::text);
         continue;
@@ -253,8 +253,8 @@ begin
     end if;
     if v_limited.max_concurrency is not null then
       perform pg_advisory_xact_lock(hashtext('weft-run-limit:' || v_limited.run_id));
-      select count(*) into v_running from {{schema}}.step_runs
-       where run_id = v_limited.run_id and status = 'running' and kind in ('step', 'router');
+      select count(*) into v_running from {{schema}}.step_runs x
+       where x.run_id = v_limited.run_id and x.status = 'running' and x.kind in ('step', 'router');
       if v_running + coalesce((v_taken ->> v_limited.run_id)::integer, 0) >= v_limited.max_concurrency then
         v_keep := array_append(v_keep, v_limited.id::text);
         continue;
@@ -319,7 +319,8 @@ end $$;
 -- whose edge is live becomes ready at once, its input pointing at p_from's output (p_output_id).
 create function {{schema}}.propagate(
   p_run_id text, p_from text, p_live text[], p_dead text[], p_output_id text, p_output_hash text,
-  out ready text[], out pruned integer
+  p_claim_worker text default null, p_lease_ms integer default null,
+  out ready text[], out pruned integer, out claimed jsonb
 )
 language plpgsql as $$
 declare
@@ -329,22 +330,38 @@ declare
 begin
   ready := '{}';
   pruned := 0;
+  -- `direct`: the only parent is p_from and its edge is live, so the successor is ready now with
+  -- p_from's output as input. `take`: with p_claim_worker (the chain fast path), the first direct
+  -- successor without a concurrency limit goes straight to running for that worker, in this same
+  -- update (a limited one is left ready for the claim, which checks its limit).
   for r in
     update {{schema}}.step_runs u
        set pending_parents = u.pending_parents - 1,
            live_from = case when u.step_key = any(p_live) then array_append(u.live_from, p_from::text) else u.live_from end,
-           status = case when f.direct then 'ready' else u.status end,
+           status = case when f.take then 'running' when f.direct then 'ready' else u.status end,
            input_dataclip_id = case when f.direct then p_output_id else u.input_dataclip_id end,
            input_hash = case when f.direct then p_output_hash else u.input_hash end,
-           available_at = case when f.direct then now() else u.available_at end
-      from (select sr.id, (sr.step_key = any(p_live) and sr.pending_parents = 1 and cardinality(sr.parents) = 1
-                           and p_output_id is not null) as direct
-              from {{schema}}.step_runs sr
-             where sr.run_id = p_run_id and sr.step_key = any(p_live || p_dead) and sr.status = 'pending') f
+           available_at = case when f.direct then now() else u.available_at end,
+           attempt_count = case when f.take then u.attempt_count + 1 else u.attempt_count end,
+           lease_owner = case when f.take then p_claim_worker else u.lease_owner end,
+           lease_expires_at = case when f.take then now() + p_lease_ms * interval '1 millisecond' else u.lease_expires_at end,
+           started_at = case when f.take then coalesce(u.started_at, now()) else u.started_at end
+      from (select d.id, d.direct,
+                   d.direct and p_claim_worker is not null and d.concurrency_key is null
+                     and row_number() over (partition by d.direct and d.concurrency_key is null order by d.id) = 1 as take
+              from (select sr.id, sr.concurrency_key,
+                           (sr.step_key = any(p_live) and sr.pending_parents = 1 and cardinality(sr.parents) = 1
+                            and p_output_id is not null) as direct
+                      from {{schema}}.step_runs sr
+                     where sr.run_id = p_run_id and sr.step_key = any(p_live || p_dead) and sr.status = 'pending') d) f
      where u.id = f.id
-    returning u.step_key, u.status, u.pending_parents
+    returning u.id, u.step_key, u.step_id, u.workflow_id, u.status, u.pending_parents, u.attempt_count, u.max_attempts
   loop
-    if r.status = 'ready' then
+    if r.status = 'running' then
+      ready := array_append(ready, r.step_key::text);
+      claimed := jsonb_build_object('id', r.id, 'step_key', r.step_key, 'step_id', r.step_id,
+                                    'workflow_id', r.workflow_id, 'attempt', r.attempt_count, 'max_attempts', r.max_attempts);
+    elsif r.status = 'ready' then
       ready := array_append(ready, r.step_key::text);
     elsif r.pending_parents <= 0 then
       v_check := array_append(v_check, r.step_key::text);
@@ -526,6 +543,7 @@ declare
   v_status text;
   v_state jsonb;
   c record;
+  v_have_next boolean := false;
   v_input jsonb;
   v_next jsonb;
 begin
@@ -551,7 +569,8 @@ begin
     returning status, state into v_status, v_state;
   end if;
 
-  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash);
+  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
+                                 case when p_claim_next then p_worker end, p_lease_ms);
 
   insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
   values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
@@ -565,14 +584,27 @@ begin
   end if;
 
   if p_claim_next then
-    update {{schema}}.step_runs u
-       set status = 'running', attempt_count = u.attempt_count + 1, lease_owner = p_worker,
-           lease_expires_at = now() + p_lease_ms * interval '1 millisecond', started_at = coalesce(u.started_at, now())
-     where u.id = (select id from {{schema}}.step_runs
-                    where run_id = s.run_id and step_key = any(v_prop.ready) and status = 'ready'
-                    order by id limit 1 for update skip locked)
-    returning u.id, u.step_id, u.step_key, u.workflow_id, u.attempt_count, u.max_attempts, u.input_dataclip_id into c;
-    if found then
+    if v_prop.claimed is not null then
+      -- claimed inside propagate's update (the chain fast path): its input is this output
+      select (v_prop.claimed ->> 'id') as id, (v_prop.claimed ->> 'step_id') as step_id,
+             (v_prop.claimed ->> 'step_key') as step_key, (v_prop.claimed ->> 'workflow_id') as workflow_id,
+             (v_prop.claimed ->> 'attempt')::integer as attempt_count,
+             (v_prop.claimed ->> 'max_attempts')::integer as max_attempts, p_output_id as input_dataclip_id
+        into c;
+      v_have_next := true;
+    else
+      -- a join made ready above: claim it unless it has a concurrency limit (the claim checks those)
+      update {{schema}}.step_runs u
+         set status = 'running', attempt_count = u.attempt_count + 1, lease_owner = p_worker,
+             lease_expires_at = now() + p_lease_ms * interval '1 millisecond', started_at = coalesce(u.started_at, now())
+       where u.id = (select id from {{schema}}.step_runs
+                      where run_id = s.run_id and step_key = any(v_prop.ready) and status = 'ready'
+                        and concurrency_key is null
+                      order by id limit 1 for update skip locked)
+      returning u.id, u.step_id, u.step_key, u.workflow_id, u.attempt_count, u.max_attempts, u.input_dataclip_id into c;
+      v_have_next := found;
+    end if;
+    if v_have_next then
       insert into {{schema}}.attempts (step_run_id, number, run_id, worker_id, status)
       values (c.id, c.attempt_count, s.run_id, p_worker, 'running');
       insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
