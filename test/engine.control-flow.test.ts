@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineWorkflow, type Workflow } from '../src/index.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import {
+  BACKENDS,
+  finalStateOf,
+  openTestDatabase,
+  type TestDatabase,
+} from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -14,12 +19,7 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
   afterAll(async () => {
     await db?.close();
   });
-  const final = async (envId: string, runId: string) => {
-    const run = await db.stores.runs.getRun(envId, runId);
-    return run?.finalDataclipId
-      ? (await db.stores.runs.getDataclip(envId, run.finalDataclipId))?.body
-      : undefined;
-  };
+  const final = (envId: string, runId: string) => finalStateOf(db, envId, runId);
 
   it('a router chooses branches and prunes the others', async () => {
     const wf = defineWorkflow<{ tier: string }>('tiers')

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflows } from '../examples/index.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import {
+  BACKENDS,
+  finalStateOf,
+  openTestDatabase,
+  type TestDatabase,
+} from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,12 +18,7 @@ describe.each(BACKENDS)('the control-flow examples on %s', (backend) => {
   afterAll(async () => {
     await db?.close();
   });
-  const final = async (envId: string, runId: string) => {
-    const run = await db.stores.runs.getRun(envId, runId);
-    return run?.finalDataclipId
-      ? (await db.stores.runs.getDataclip(envId, run.finalDataclipId))?.body
-      : undefined;
-  };
+  const final = (envId: string, runId: string) => finalStateOf(db, envId, runId);
 
   it('document-review: short documents publish at once; long ones wait for every reviewer', async () => {
     const engine = await startTestEngine(db.stores, workflows);

@@ -63,16 +63,25 @@ export interface TriggerOptions extends ClientOptions {
   timeout: string;
 }
 
-export async function runTrigger(workflowId: string, options: TriggerOptions): Promise<void> {
+/**
+ * POST the trigger for `weft trigger` (with or without --follow): input from --input or
+ * --input-file, and the idempotency key. Returns the HTTP status (200: deduplicated) and the run.
+ */
+export async function startRun<R>(
+  api: ApiClient,
+  workflowId: string,
+  options: TriggerOptions,
+): Promise<{ status: number; body: R }> {
   const input = readInput(options);
-  const api = client(options);
   const body: { input?: unknown; idempotencyKey?: string } = {};
   if (input !== undefined) body.input = input;
   if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
-  const { status, body: run } = await api.post<ApiRun>(
-    `/workflows/${encodeURIComponent(workflowId)}/runs`,
-    body,
-  );
+  return api.post<R>(`/workflows/${encodeURIComponent(workflowId)}/runs`, body);
+}
+
+export async function runTrigger(workflowId: string, options: TriggerOptions): Promise<void> {
+  const api = client(options);
+  const { status, body: run } = await startRun<ApiRun>(api, workflowId, options);
   const deduplicated = status === 200 || run.deduplicated === true;
   if (!options.wait) {
     if (options.json) printJson(run);
@@ -106,7 +115,7 @@ export async function runTrigger(workflowId: string, options: TriggerOptions): P
   if (done.status !== 'succeeded') process.exitCode = 1;
 }
 
-export function readInput(options: TriggerOptions): unknown {
+function readInput(options: TriggerOptions): unknown {
   if (options.input !== undefined && options.inputFile !== undefined)
     throw new CliError('pass --input or --input-file, not both.');
   let text: string;

@@ -6,7 +6,7 @@
  * `Last-Event-ID`, so nothing is shown twice or skipped. Exit status 0 when the run succeeded,
  * 1 otherwise (failed, canceled, paused).
  */
-import { readInput, type ClientOptions, type TriggerOptions } from './api-commands.js';
+import { startRun, type ClientOptions, type TriggerOptions } from './api-commands.js';
 import { ApiClient, resolveConnection, type ApiConnection } from './api-client.js';
 import { resolveDataDir } from './local-state.js';
 import { CliError, formatDuration } from './output.js';
@@ -51,15 +51,8 @@ export async function runTriggerFollow(
   workflowId: string,
   options: TriggerFollowOptions,
 ): Promise<void> {
-  const input = readInput(options);
   const api = client(options);
-  const body: { input?: unknown; idempotencyKey?: string } = {};
-  if (input !== undefined) body.input = input;
-  if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
-  const { status, body: run } = await api.post<ApiRun>(
-    `/workflows/${encodeURIComponent(workflowId)}/runs`,
-    body,
-  );
+  const { status, body: run } = await startRun<ApiRun>(api, workflowId, options);
   if (!options.json && status === 200)
     process.stdout.write(
       `Run ${run.id} already exists for idempotency key "${options.idempotencyKey}"; following it.\n`,

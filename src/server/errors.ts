@@ -5,6 +5,7 @@
  */
 import type { ZodError } from 'zod';
 import { WeftError, type WeftErrorCode } from '../core/errors.js';
+import { parseRunScopedId } from '../core/ids.js';
 
 /**
  * Codes only the HTTP layer produces (content negotiation, routing, readiness); everything else
@@ -208,4 +209,18 @@ export function validationError(where: 'body' | 'query' | 'path', error: ZodErro
 /** An id taken from the URL, safe to put in a message whatever it contains. */
 export function quoteId(id: string): string {
   return JSON.stringify(id.length > 120 ? `${id.slice(0, 120)}…` : id);
+}
+
+/** Malformed ids, and ids of other kinds (`dc_…`), cannot name a run: answered without a query. */
+export function isRunId(id: string): boolean {
+  return parseRunScopedId(id)?.prefix === 'run';
+}
+
+/** The one 404 for a run this API key cannot see (another environment's runs look the same). */
+export function runNotFound(runId: string): WeftError {
+  return new WeftError(
+    'not_found',
+    `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
+    { details: { runId } },
+  );
 }

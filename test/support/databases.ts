@@ -76,3 +76,15 @@ export async function openTestDatabase(
     },
   };
 }
+
+/** The body of a run's final state dataclip, or undefined when it has none (yet). */
+export async function finalStateOf(
+  db: TestDatabase,
+  environmentId: string,
+  runId: string,
+): Promise<unknown> {
+  const run = await db.stores.runs.getRun(environmentId, runId);
+  return run?.finalDataclipId
+    ? (await db.stores.runs.getDataclip(environmentId, run.finalDataclipId))?.body
+    : undefined;
+}

@@ -18,12 +18,10 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
-import { WeftError } from '../../core/errors.js';
-import { parseRunScopedId } from '../../core/ids.js';
 import type { Logger } from '../../engine/logger.js';
 import type { RunEventRecord } from '../../store/rows.js';
 import { TERMINAL_RUN_STATUSES } from '../../store/rows.js';
-import { ApiError, quoteId, toErrorResponse } from '../errors.js';
+import { ApiError, quoteId, toErrorResponse, isRunId, runNotFound } from '../errors.js';
 import { liveEventsFor, type RunSubscription } from '../live-events.js';
 import { errorResponses, requiresKey } from '../openapi.js';
 import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
@@ -93,7 +91,7 @@ export function registerEventRoutes(
     const { environmentId } = c.get('identity');
     const { runId } = c.req.valid('param');
     const query = c.req.valid('query');
-    if (parseRunScopedId(runId)?.prefix !== 'run') throw runNotFound(runId);
+    if (!isRunId(runId)) throw runNotFound(runId);
     const after = parseLastEventId(runId, c.req.header('last-event-id') ?? query.lastEventId);
     // Subscribe before the first read: an event committed after it wakes the stream.
     const subscription = await hub.subscribe(runId);
@@ -208,12 +206,4 @@ function parseLastEventId(runId: string, value: string | undefined): number {
     );
   }
   return Number(trimmed);
-}
-
-function runNotFound(runId: string): WeftError {
-  return new WeftError(
-    'not_found',
-    `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
-    { details: { runId } },
-  );
 }

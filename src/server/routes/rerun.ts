@@ -5,10 +5,9 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { WeftError } from '../../core/errors.js';
-import { parseRunScopedId } from '../../core/ids.js';
 import { rerunRun, type RerunRequest } from '../../engine/rerun.js';
 import { jsonBody } from '../body.js';
-import { quoteId } from '../errors.js';
+import { quoteId, isRunId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun } from '../presenters.js';
 import { RunParamsSchema, RunSchema } from '../schemas.js';
@@ -127,7 +126,7 @@ export function registerRerunRoutes(app: ServerApp, deps: ServerDeps): void {
       `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
       { details: { runId } },
     );
-    if (parseRunScopedId(runId)?.prefix !== 'run') throw notFound;
+    if (!isRunId(runId)) throw notFound;
     const request: RerunRequest = { fromStep: body.fromStep };
     if (body.untilStep !== undefined) request.untilStep = body.untilStep;
     if (body.version !== undefined) request.version = body.version;

@@ -10,7 +10,7 @@ import { parseRunScopedId } from '../../core/ids.js';
 import { cancelRun, completeWaitpoint, resumeRun } from '../../engine/run-control.js';
 import type { WaitpointRecord } from '../../store/run-store.js';
 import { jsonBody } from '../body.js';
-import { quoteId } from '../errors.js';
+import { quoteId, isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun } from '../presenters.js';
 import {
@@ -191,18 +191,6 @@ async function notFoundAs<T>(replacement: WeftError, fn: () => Promise<T>): Prom
     if (error instanceof WeftError && error.code === 'not_found') throw replacement;
     throw error;
   }
-}
-
-function isRunId(id: string): boolean {
-  return parseRunScopedId(id)?.prefix === 'run';
-}
-
-function runNotFound(runId: string): WeftError {
-  return new WeftError(
-    'not_found',
-    `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
-    { details: { runId } },
-  );
 }
 
 function waitpointNotFound(token: string): WeftError {

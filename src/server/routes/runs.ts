@@ -2,9 +2,7 @@
  * Reading runs: the keyset-paged list, one run with a step summary, and its step runs.
  */
 import { createRoute } from '@hono/zod-openapi';
-import { WeftError } from '../../core/errors.js';
-import { parseRunScopedId } from '../../core/ids.js';
-import { quoteId } from '../errors.js';
+import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun, presentRunDetail, presentStepRun } from '../presenters.js';
 import {
@@ -108,17 +106,4 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
     if (!steps) throw runNotFound(runId);
     return c.json({ data: steps.map(presentStepRun) }, 200);
   });
-}
-
-/** Malformed ids, and ids of other kinds (`dc_…`), cannot name a run: answered without a query. */
-function isRunId(id: string): boolean {
-  return parseRunScopedId(id)?.prefix === 'run';
-}
-
-function runNotFound(runId: string): WeftError {
-  return new WeftError(
-    'not_found',
-    `Run ${quoteId(runId)} does not exist in the environment of this API key. Run ids look like run_a0…; list runs with GET /api/v1/runs.`,
-    { details: { runId } },
-  );
 }
