@@ -166,6 +166,7 @@ function banner(args: {
     '',
     '  Weft dev server is ready',
     '',
+    `  Dashboard  ${dashboardSignInLink(state.url, state.apiKey)}   (signs this browser in)`,
     `  API        ${state.url}/api/v1   (docs: ${state.url}/api/docs)`,
     `  API key    ${state.apiKey}   (kept in ${displayPath(args.dataDir)}/dev.json)`,
     `  Database   ${displayPath(databaseDir(args.dataDir))} (PGlite)`,
@@ -192,6 +193,16 @@ function banner(args: {
     '',
   );
   return lines.join('\n');
+}
+
+/**
+ * The dashboard with the dev key in the fragment: the page keeps the key and removes it from the
+ * address bar; a fragment never reaches the server or its logs. Always 127.0.0.1 (a wildcard
+ * bind address is not one a browser can open).
+ */
+export function dashboardSignInLink(url: string, apiKey: string): string {
+  const local = url.replace(/^http:\/\/(0\.0\.0\.0|\[::\]|localhost)(?=:)/, 'http://127.0.0.1');
+  return `${local}/#key=${encodeURIComponent(apiKey)}`;
 }
 
 function pickSample(

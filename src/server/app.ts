@@ -10,6 +10,7 @@ import { processMetrics, type MetricsRegistry } from '../engine/metrics.js';
 import type { Stores } from '../store/stores.js';
 import { requireApiKey } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
+import { defaultDashboardDir, serveDashboard, type DashboardOptions } from './dashboard-assets.js';
 import { renderDocsPage, type DocsDocument } from './docs-page.js';
 import { errorBody, toErrorResponse, validationError } from './errors.js';
 import { DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
@@ -38,6 +39,11 @@ export interface CreateAppOptions {
    * process counts into (default: the process registry). `false` removes the route.
    */
   metrics?: MetricsRegistry | false;
+  /**
+   * The web dashboard at `/` (GET outside /api, /hooks and the probes). Default: the build
+   * shipped with the package (`dist/dashboard`); `false` serves none.
+   */
+  dashboard?: DashboardOptions | false;
 }
 
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -88,6 +94,8 @@ export function createApp(options: CreateAppOptions): ServerApp {
     if (PROBE_PATHS.has(c.req.path)) logger.debug(fields, 'http request');
     else logger.info(fields, 'http request');
   });
+  if (options.dashboard !== false)
+    app.use(serveDashboard(options.dashboard ?? { dir: defaultDashboardDir() }));
   app.use(
     methodNotAllowed({
       app,
