@@ -15,6 +15,8 @@ export type ServerErrorCode =
   | 'unsupported_media_type'
   | 'method_not_allowed'
   | 'not_ready'
+  // a handler did not answer within the server's request timeout (`weft server --request-timeout`)
+  | 'request_timeout'
   // a webhook with a secret received a request without a valid `x-weft-signature`
   | 'invalid_signature';
 export type ApiErrorCode = WeftErrorCode | ServerErrorCode;
@@ -63,6 +65,7 @@ const STATUSES = {
   internal: 500,
   database_ahead: 503,
   not_ready: 503,
+  request_timeout: 503,
 } as const;
 const STATUS_BY_CODE: Record<ApiErrorCode, ErrorStatus> = STATUSES;
 
@@ -110,7 +113,12 @@ export function toErrorResponse(
 ): { status: ErrorStatus; body: ErrorBody; unexpected: boolean } {
   if (error instanceof WeftError || error instanceof ApiError) {
     const status = statusForCode(error.code);
-    if (status < 500 || error.code === 'not_ready' || error.code === 'database_ahead') {
+    if (
+      status < 500 ||
+      error.code === 'not_ready' ||
+      error.code === 'request_timeout' ||
+      error.code === 'database_ahead'
+    ) {
       return {
         status,
         body: errorBody(error.code, error.message, error.details),
