@@ -3,6 +3,7 @@ import { WeftError } from './errors.js';
 import type { SerializedGraph, SerializedNode } from './graph.js';
 import {
   assertOutputsAvailable,
+  parseStepTarget,
   planRerun,
   type RerunPlan,
   type SourceStepRun,
@@ -459,3 +460,166 @@ describe('planRerun properties (random DAGs)', () => {
     }
   });
 });
+
+describe('planRerun from one iteration or branch (`s[k]`)', () => {
+  const loopGraph = (kind: 'forEach' | 'parallel') =>
+    graph(
+      [
+        node('a', 'ha'),
+        node('loop', 'hl', { kind }),
+        node('each', 'he', { scope: 'loop' }),
+        node('z', 'hz'),
+      ],
+      [
+        ['a', 'loop'],
+        ['loop', 'z'],
+      ],
+    );
+  const plan = (
+    g: SerializedGraph,
+    fromStep: string,
+    sourceIterations?: { count: number; reusable: number[] },
+    steps = succeededRun(g),
+  ) =>
+    planRerun({
+      sourceGraph: g,
+      targetGraph: g,
+      sourceSteps: steps,
+      fromStep,
+      runInput: { hash: 'in_a', available: true },
+      sourceIterations,
+    });
+  const codeOf = (fn: () => unknown): [string, string] => {
+    try {
+      fn();
+    } catch (error) {
+      expect(error).toBeInstanceOf(WeftError);
+      return [(error as WeftError).code, (error as WeftError).message];
+    }
+    return expect.unreachable() as never;
+  };
+
+  it('parses step run keys and refuses malformed ones with the expected form', () => {
+    expect(parseStepTarget('fromStep', 'send')).toEqual({ stepId: 'send', indices: [] });
+    expect(parseStepTarget('fromStep', 'send[2][0]')).toEqual({ stepId: 'send', indices: [2, 0] });
+    for (const bad of ['s[x]', 's[', 's[-1]', 's[01]', 's[1]x', '[1]', 's[]']) {
+      const [code, message] = codeOf(() => parseStepTarget('fromStep', bad));
+      expect(code).toBe('unknown_step');
+      expect(message).toContain('send[3]');
+    }
+  });
+
+  it('a loop restarts from iteration k and keeps the iterations before it', () => {
+    const g = loopGraph('forEach');
+    const p = plan(g, 'each[2]', { count: 4, reusable: [0, 1, 2, 3] });
+    expect(p.iterations).toEqual({
+      owner: 'loop',
+      kind: 'loop',
+      target: 2,
+      sourceCount: 4,
+      reuse: [0, 1],
+      rerun: [2, 3],
+    });
+    expect(p.nodes.map((n) => [n.stepId, n.fate, n.reason])).toEqual([
+      ['a', 'reuse', null],
+      ['loop', 'rerun', 'target'],
+      ['each', 'rerun', 'target'],
+      ['z', 'rerun', 'upstream_changed'],
+    ]);
+    expect(fate(p, 'each')!.detail).toMatch(/iterations 0, 1 reused, from iteration 2 on rerun/);
+    // `loop[2]` names the same iteration from the owner itself
+    expect(plan(g, 'loop[2]', { count: 4, reusable: [0, 1, 2, 3] }).iterations?.reuse).toEqual([
+      0, 1,
+    ]);
+  });
+
+  it('a failed loop restarts from the failed iteration; the failure before k wins', () => {
+    const g = loopGraph('forEach');
+    const steps = succeededRun(g);
+    steps.find((s) => s.stepId === 'loop')!.status = 'failed';
+    const p = plan(g, 'each[2]', { count: 3, reusable: [0, 1] }, steps);
+    expect(p.iterations?.reuse).toEqual([0, 1]);
+    const early = plan(g, 'each[2]', { count: 3, reusable: [1] }, steps);
+    expect(early.iterations?.reuse).toEqual([]);
+    expect(early.notes.join(' ')).toMatch(/Iteration 0 .* restarts from it/);
+  });
+
+  it('a parallel reruns the targeted branch and the branches that did not succeed', () => {
+    const g = loopGraph('parallel');
+    const p = plan(g, 'each[1]', { count: 5, reusable: [0, 1, 2, 4] });
+    expect(p.iterations).toMatchObject({ kind: 'parallel', rerun: [1, 3], reuse: [0, 2, 4] });
+    expect(fate(p, 'z')).toMatchObject({ fate: 'rerun', reason: 'upstream_changed' });
+  });
+
+  it('an owner whose input may change restarts from iteration 0 and says why', () => {
+    const g = loopGraph('forEach');
+    const changed = graph(
+      [
+        node('a', 'ha2'),
+        node('loop', 'hl', { kind: 'forEach' }),
+        node('each', 'he', { scope: 'loop' }),
+        node('z', 'hz'),
+      ],
+      [
+        ['a', 'loop'],
+        ['loop', 'z'],
+      ],
+    );
+    const p = planRerun({
+      sourceGraph: g,
+      targetGraph: changed,
+      sourceSteps: succeededRun(g),
+      fromStep: 'each[2]',
+      runInput: { hash: 'in_a', available: true },
+      sourceIterations: { count: 4, reusable: [0, 1, 2, 3] },
+    });
+    expect(p.iterations).toBeNull();
+    expect(p.notes.join(' ')).toMatch(/restarts from iteration 0, not 2: `a` upstream reruns/);
+  });
+
+  it('422 for an index beyond the source iterations, on a top-level step, or too many indices', () => {
+    const g = loopGraph('forEach');
+    const [code, message] = codeOf(() => plan(g, 'each[99]', { count: 3, reusable: [0, 1, 2] }));
+    expect(code).toBe('unknown_step');
+    expect(message).toContain('`loop` ran 3 iterations');
+    expect(message).toContain('from 0 to 2');
+    expect(codeOf(() => plan(g, 'each[0]', { count: 0, reusable: [] }))[1]).toMatch(
+      /ran no iterations .* Rerun from `loop`/,
+    );
+    expect(codeOf(() => plan(g, 'a[1]'))[1]).toMatch(/top-level step, not in a loop.*Use `a`/);
+    expect(codeOf(() => plan(g, 'each[1][2]'))[1]).toMatch(/at most 1/);
+    expect(codeOf(() => plan(g, 'nope[1]'))[1]).toMatch(/`nope\[1\]` is not a step/);
+    expect(codeOf(() => planRerun({ ...baseInput(g), untilStep: 'each[1]' }))[1]).toMatch(
+      /untilStep takes a step id/,
+    );
+  });
+
+  const baseInput = (g: SerializedGraph) => ({
+    sourceGraph: g,
+    targetGraph: g,
+    sourceSteps: succeededRun(g),
+    fromStep: 'a',
+    runInput: { hash: 'in_a', available: true },
+  });
+
+  it('properties: reused iterations succeeded; a loop keeps a prefix; k always reruns', () => {
+    const r = rng(7);
+    for (let t = 0; t < 500; t++) {
+      const count = 1 + Math.floor(r() * 12);
+      const reusable = range(count).filter(() => r() < 0.8);
+      const k = Math.floor(r() * count);
+      for (const kind of ['forEach', 'parallel'] as const) {
+        const p = plan(loopGraph(kind), `each[${k}]`, { count, reusable })!.iterations!;
+        expect(p.rerun).toContain(k);
+        expect([...p.reuse, ...p.rerun].sort((a, b) => a - b)).toEqual(range(count));
+        for (const i of p.reuse) expect(reusable).toContain(i);
+        if (kind === 'forEach') expect(p.reuse).toEqual(range(p.reuse.length));
+        else expect(p.rerun.every((i) => i === k || !reusable.includes(i))).toBe(true);
+      }
+    }
+  });
+});
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

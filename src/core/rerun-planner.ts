@@ -13,8 +13,12 @@
  *
  * Loops and parallels are planned as one unit with their body (a body node shares its owner's
  * fate): if the owner is in scope the whole loop reruns from iteration 0; targeting a body step
- * targets its top-level owner. Restarting from iteration k or only the affected branches is not
- * done yet; the plan says so in `notes`.
+ * (`s`) targets its top-level owner. Targeting one iteration or branch (`s[3]`, or `loop[3]` on
+ * the owner itself) keeps the source's results for the rest (RERUN.md): a loop restarts from
+ * iteration 3 and reuses 0–2; a parallel reruns branch 3 (and any branch that did not succeed)
+ * and reuses the others. That needs the owner's own input to be unchanged: when the owner is
+ * dirty for another reason (changed definition, an upstream step reruns), it restarts from
+ * iteration 0 and the plan says why in `notes`.
  */
 import { WeftError } from './errors.js';
 import type { SerializedGraph } from './graph.js';
@@ -43,6 +47,14 @@ export interface SourceStepRun {
   liveFrom: string[];
 }
 
+/** What the source run recorded for the iterations (or branches) of the owner `fromStep` targets. */
+export interface SourceIterations {
+  /** Iterations the source materialized: 0 … count-1 (0 when the owner never ran its body). */
+  count: number;
+  /** Iterations whose step runs all succeeded (or were pruned): their results can be reused. */
+  reusable: readonly number[];
+}
+
 export interface RerunPlanInput {
   sourceGraph: SerializedGraph;
   targetGraph: SerializedGraph;
@@ -51,6 +63,26 @@ export interface RerunPlanInput {
   untilStep?: string | undefined;
   /** The input hash roots will see in the rerun, and whether its body is available (not wiped). */
   runInput: { hash: string | null; available: boolean };
+  /** Required when `fromStep` names an iteration (`s[3]`): the target owner's source iterations. */
+  sourceIterations?: SourceIterations | undefined;
+}
+
+/** An iteration-level plan for the loop or parallel `fromStep` targets (`s[k]`). */
+export interface IterationPlan {
+  /** The top-level loop or parallel step. */
+  owner: string;
+  kind: 'loop' | 'parallel';
+  /** The iteration or branch the user targeted. */
+  target: number;
+  /** Iterations the source ran. */
+  sourceCount: number;
+  /** Iterations whose source results the rerun keeps (by reference). */
+  reuse: number[];
+  /**
+   * Iterations that run again. A loop: from `reuse.length` on, the source's ones listed (later
+   * ones run as the loop continues). A parallel: exactly these branches.
+   */
+  rerun: number[];
 }
 
 export interface PlannedNode {
@@ -77,7 +109,97 @@ export interface RerunPlan {
   nodes: PlannedNode[];
   counts: Record<RerunFate, number>;
   notes: string[];
+  /** Set when `fromStep` targets one iteration or branch and its results before/beside it are kept. */
+  iterations: IterationPlan | null;
 }
+
+/** A parsed `fromStep`: a step id, and the iteration indices of a step run key (`s[2]`, `s[2][0]`). */
+export interface StepTarget {
+  stepId: string;
+  indices: number[];
+}
+
+const STEP_TARGET = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,99})((?:\[(?:0|[1-9]\d{0,5})\])*)$/;
+
+/**
+ * Parse `s`, `s[3]` or `s[3][0]`. Throws `unknown_step` (422) for anything else, saying the form.
+ *
+ * @example
+ * parseStepTarget('send[2]'); // { stepId: 'send', indices: [2] }
+ */
+export function parseStepTarget(which: 'fromStep' | 'untilStep', value: string): StepTarget {
+  const m = STEP_TARGET.exec(value);
+  if (!m) {
+    throw new WeftError(
+      'unknown_step',
+      `${which} ${JSON.stringify(value.slice(0, 120))} is not a step id or a step run key: write a step id (\`send\`) or a step and an iteration or branch index from 0 (\`send[3]\`).`,
+      { details: { [which]: value, expected: 'step or step[i]' } },
+    );
+  }
+  const indices = [...m[2]!.matchAll(/\[(\d+)\]/g)].map((x) => Number(x[1]));
+  return { stepId: m[1]!, indices };
+}
+
+/** How many loop/parallel bodies enclose a node (0 at the top level). */
+function depthOf(byId: Map<string, SerializedGraph['nodes'][number]>, id: string): number {
+  let depth = 0;
+  let node = byId.get(id);
+  while (node?.scope !== undefined && depth <= byId.size) {
+    depth++;
+    node = byId.get(node.scope);
+  }
+  return depth;
+}
+
+export interface ResolvedTarget {
+  stepId: string;
+  /** The top-level node the target belongs to (its loop or parallel owner for a body step). */
+  unit: string;
+  /** The targeted iteration of `unit` (`s[3]` → 3), or null for a plain step id. */
+  iteration: number | null;
+  /** Indices after the first (an iteration of a nested loop): that inner loop reruns in full. */
+  inner: number[];
+}
+
+/**
+ * Where a `fromStep` points in the target graph: the step, its top-level unit and the iteration of
+ * that unit. `s[k]` needs `s` in a loop or parallel body (or `s` to be one: `loop[k]`) and at most
+ * one index per enclosing body. Throws `unknown_step` (422) naming the step and the fix.
+ */
+export function resolveStepTarget(graph: SerializedGraph, fromStep: string): ResolvedTarget {
+  const target = parseStepTarget('fromStep', fromStep);
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const node = byId.get(target.stepId);
+  if (!node) unknownStep('fromStep', fromStep, graph);
+  const unit = topLevelOwner(graph, byId, target.stepId);
+  if (target.indices.length === 0)
+    return { stepId: target.stepId, unit, iteration: null, inner: [] };
+  const depth = depthOf(byId, target.stepId);
+  const ownLoop = depth === 0 && LOOP_KINDS.has(node.kind);
+  const allowed = ownLoop ? 1 : depth;
+  if (allowed === 0) {
+    throw new WeftError(
+      'unknown_step',
+      `fromStep \`${fromStep}\`: \`${target.stepId}\` is a top-level ${node.kind}, not in a loop or parallel body, so it has no iterations. Use \`${target.stepId}\`.`,
+      { details: { fromStep, stepId: target.stepId } },
+    );
+  }
+  if (target.indices.length > allowed) {
+    throw new WeftError(
+      'unknown_step',
+      `fromStep \`${fromStep}\` has ${target.indices.length} indices, but \`${target.stepId}\` is inside ${allowed} loop or parallel bod${allowed === 1 ? 'y' : 'ies'} (of \`${unit}\`), so its keys have at most ${allowed}: e.g. \`${target.stepId}[${target.indices[0]}]\`.`,
+      { details: { fromStep, stepId: target.stepId, maxIndices: allowed } },
+    );
+  }
+  return {
+    stepId: target.stepId,
+    unit,
+    iteration: target.indices[0]!,
+    inner: target.indices.slice(1),
+  };
+}
+
+const LOOP_KINDS = new Set<string>(['forEach', 'times', 'while', 'parallel']);
 
 /** A top-level node and its edges, in the target graph. */
 interface TopNode {
@@ -160,14 +282,22 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
   const untilStep = input.untilStep ?? null;
   const targetById = new Map(targetGraph.nodes.map((n) => [n.id, n]));
   const sourceById = new Map(sourceGraph.nodes.map((n) => [n.id, n]));
-  if (!targetById.has(fromStep)) unknownStep('fromStep', fromStep, targetGraph);
-  if (untilStep !== null && !targetById.has(untilStep))
-    unknownStep('untilStep', untilStep, targetGraph);
+  const target = resolveStepTarget(targetGraph, fromStep);
+  if (untilStep !== null) {
+    if (parseStepTarget('untilStep', untilStep).indices.length > 0) {
+      throw new WeftError(
+        'unknown_step',
+        `untilStep \`${untilStep}\` names an iteration; untilStep takes a step id (the run stops after that step, every iteration included). Use \`${untilStep.slice(0, untilStep.indexOf('['))}\`.`,
+        { details: { untilStep } },
+      );
+    }
+    if (!targetById.has(untilStep)) unknownStep('untilStep', untilStep, targetGraph);
+  }
   const notes: string[] = [];
-  const targetUnit = topLevelOwner(targetGraph, targetById, fromStep);
-  if (targetUnit !== fromStep) {
+  const targetUnit = target.unit;
+  if (targetUnit !== target.stepId && target.iteration === null) {
     notes.push(
-      `\`${fromStep}\` is inside the body of \`${targetUnit}\`; loops and parallels rerun as one unit for now, so \`${targetUnit}\` reruns from its first iteration.`,
+      `\`${fromStep}\` is inside the body of \`${targetUnit}\`, so \`${targetUnit}\` reruns from its first iteration; target one iteration or branch (\`${fromStep}[i]\`) to keep the others.`,
     );
   }
   const untilUnit = untilStep === null ? null : topLevelOwner(targetGraph, targetById, untilStep);
@@ -190,6 +320,20 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
       dirty.add(n.id);
     } else if (n.parents.some((p) => dirty.has(p))) dirty.add(n.id);
   }
+
+  const iterations =
+    target.iteration === null
+      ? null
+      : planIterations(
+          input,
+          target,
+          targetById.get(targetUnit)!.kind,
+          targetUnit,
+          order.find((n) => n.id === targetUnit)!,
+          dirty,
+          ownReason.get(targetUnit),
+          notes,
+        );
 
   // 3. Which nodes lead to untilStep (everything does without one).
   let leadsToUntil: Set<string> | null = null;
@@ -263,12 +407,15 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
     if (node.scope === undefined) continue;
     const owner = fates.get(topLevelOwner(targetGraph, targetById, node.id))!;
     const list = bodies.get(owner.stepId) ?? [];
+    const partial = iterations !== null && iterations.owner === owner.stepId;
     list.push({
       stepId: node.id,
       scope: node.scope,
       fate: owner.fate,
-      reason: owner.reason === null ? null : node.id === fromStep ? 'target' : owner.reason,
-      detail: `in the body of \`${owner.stepId}\`, which is planned as one unit`,
+      reason: owner.reason === null ? null : node.id === target.stepId ? 'target' : owner.reason,
+      detail: partial
+        ? describeIterations(iterations)
+        : `in the body of \`${owner.stepId}\`, which is planned as one unit`,
       reusedFrom: null,
       outputDataclipId: null,
     });
@@ -277,7 +424,7 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
   }
   if (sharedBodies && !notes.some((n) => n.includes('one unit'))) {
     notes.push(
-      'Loop and parallel bodies are planned with their owner as one unit: an owner in scope reruns every iteration; a reused owner keeps its output and its body results from the source run.',
+      'Loop and parallel bodies are planned with their owner as one unit: an owner in scope reruns every iteration (unless `fromStep` targets one, `s[i]`); a reused owner keeps its output and its body results from the source run.',
     );
   }
   if (untilStep !== null)
@@ -289,7 +436,101 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
     nodes.push(planned, ...(bodies.get(n.id) ?? []));
   }
   for (const p of nodes) counts[p.fate]++;
-  return { fromStep, untilStep, targetUnit, nodes, counts, notes };
+  return { fromStep, untilStep, targetUnit, nodes, counts, notes, iterations };
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
+}
+
+function describeIterations(it: IterationPlan): string {
+  const list = (xs: number[]) =>
+    xs.length === 0 ? 'none' : xs.length > 8 ? `${xs.slice(0, 8).join(', ')}, …` : xs.join(', ');
+  return it.kind === 'parallel'
+    ? `in the body of parallel \`${it.owner}\`: branches ${list(it.rerun)} rerun, branches ${list(it.reuse)} reused`
+    : `in the body of loop \`${it.owner}\`: iterations ${list(it.reuse)} reused, from iteration ${it.reuse.length} on rerun`;
+}
+
+/**
+ * Which iterations of the targeted owner rerun. Reusing some needs the owner's own input to be
+ * what the source saw: no parent of it reruns, and its definition is unchanged (a failed or
+ * unfinished owner is fine: its failure was in the body). Otherwise it restarts from iteration 0.
+ */
+function planIterations(
+  input: RerunPlanInput,
+  target: ResolvedTarget,
+  kind: string,
+  owner: string,
+  ownerNode: TopNode,
+  dirty: ReadonlySet<string>,
+  own: { reason: RerunReason; detail: string } | undefined,
+  notes: string[],
+): IterationPlan | null {
+  const k = target.iteration!;
+  const key = input.fromStep;
+  if (own && own.reason !== 'previous_failure' && own.reason !== 'missing_output') {
+    notes.push(
+      `\`${owner}\` restarts from iteration 0, not ${k}: ${own.detail}, so no earlier iteration can be kept.`,
+    );
+    return null;
+  }
+  const dirtyParent = ownerNode.parents.find((p) => dirty.has(p));
+  if (dirtyParent !== undefined) {
+    notes.push(
+      `\`${owner}\` restarts from iteration 0, not ${k}: \`${dirtyParent}\` upstream reruns, so its input may differ.`,
+    );
+    return null;
+  }
+  const src = input.sourceIterations ?? { count: 0, reusable: [] };
+  if (src.count === 0) {
+    throw new WeftError(
+      'unknown_step',
+      `fromStep \`${key}\`: \`${owner}\` ran no iterations in the source run, so there is no iteration ${k} to start from. Rerun from \`${owner}\` instead.`,
+      { details: { fromStep: key, owner, iterations: 0 } },
+    );
+  }
+  if (k >= src.count) {
+    const last = src.count - 1;
+    throw new WeftError(
+      'unknown_step',
+      `fromStep \`${key}\`: \`${owner}\` ran ${src.count} iteration${src.count === 1 ? '' : 's'} in the source run (\`${target.stepId}[0]\`${last > 0 ? `…\`${target.stepId}[${last}]\`` : ''}); pick an index from 0 to ${last}, or \`${target.stepId}\` to rerun every iteration.`,
+      { details: { fromStep: key, owner, iterations: src.count } },
+    );
+  }
+  if (target.inner.length > 0) {
+    notes.push(
+      `\`${key}\`: iteration ${k} of \`${owner}\` reruns in full, nested iterations included.`,
+    );
+  }
+  const reusable = new Set(src.reusable);
+  if (kind === 'parallel') {
+    const rerun = range(0, src.count).filter((i) => i === k || !reusable.has(i));
+    const reuse = range(0, src.count).filter((i) => !rerun.includes(i));
+    if (rerun.length > 1) {
+      notes.push(
+        `Branches ${rerun.filter((i) => i !== k).join(', ')} of \`${owner}\` did not succeed in the source run; they rerun with branch ${k}.`,
+      );
+    }
+    return { owner, kind: 'parallel', target: k, sourceCount: src.count, reuse, rerun };
+  }
+  let from = k;
+  for (let i = 0; i < k; i++) {
+    if (!reusable.has(i)) {
+      from = i;
+      notes.push(
+        `Iteration ${i} of \`${owner}\` did not succeed in the source run; the loop restarts from it, not from ${k}.`,
+      );
+      break;
+    }
+  }
+  return {
+    owner,
+    kind: 'loop',
+    target: k,
+    sourceCount: src.count,
+    reuse: range(0, from),
+    rerun: range(from, src.count),
+  };
 }
 
 function ownDirt(
