@@ -15,6 +15,7 @@ import { DEFAULT_DATA_DIR } from './local-state.js';
 import { CliError } from './output.js';
 import type { RerunOptions } from './rerun-command.js';
 import type { runWorker } from './worker-command.js';
+import type { ServerCommandOptions } from './server-command.js';
 import type {
   runSchedulesCreate,
   runSchedulesDelete,
@@ -128,6 +129,56 @@ export function buildProgram(): Command {
     'json',
   ).action(async (options: Parameters<typeof runWorker>[0]) =>
     (await import('./worker-command.js')).runWorker(options),
+  );
+
+  logOptions(
+    program
+      .command('server')
+      .description(
+        'Serve the HTTP API and dashboard on PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); run as many as you like behind a load balancer; SIGTERM drains. Flags win over their environment variables.',
+      )
+      .option('--database-url <url>', 'overrides DATABASE_URL')
+      .option(
+        '--host <host>',
+        'interface to listen on (env WEFT_HOST; default 127.0.0.1; 0.0.0.0 = every interface)',
+      )
+      .option(
+        '-p, --port <port>',
+        'port (env WEFT_PORT, then PORT; default 3700; 0 = any free port)',
+      )
+      .option(
+        '--trust-proxy',
+        'behind a proxy that sets X-Forwarded-For/-Proto: log the client address and scheme from them (env WEFT_TRUST_PROXY=1)',
+      )
+      .addOption(
+        new Option(
+          '--cors-origin <origin>',
+          'allow browser calls from this origin, e.g. https://admin.example.com, or * (repeatable; env WEFT_CORS_ORIGINS, comma-separated; default none)',
+        ).argParser(collect),
+      )
+      .option(
+        '--max-body <size>',
+        'largest request body: bytes, or with kb/mb (env WEFT_MAX_BODY; default 10mb + 64kb)',
+      )
+      .option(
+        '--request-timeout <duration>',
+        'answer 503 to a request not served within this (env WEFT_REQUEST_TIMEOUT; default 30s; 0 = off)',
+      )
+      .option(
+        '--drain-timeout <duration>',
+        'on SIGTERM, how long open requests may finish before their connections are cut (env WEFT_DRAIN_TIMEOUT; default 20s)',
+      )
+      .option(
+        '--keep-alive-timeout <duration>',
+        'idle keep-alive connections close after this; keep it above the load balancer’s idle timeout (env WEFT_KEEP_ALIVE_TIMEOUT; default 65s)',
+      )
+      .option(
+        '--pool-size <n>',
+        'database connections of this process (env WEFT_POOL_SIZE; default 10)',
+      ),
+    'json',
+  ).action(async (options: ServerCommandOptions) =>
+    (await import('./server-command.js')).runServer(options),
   );
 
   program
@@ -349,6 +400,7 @@ Quick start:
 Production (PostgreSQL):
   DATABASE_URL=postgres://… weft migrate
   DATABASE_URL=postgres://… weft keys create --environment prod --label api
+  DATABASE_URL=postgres://… weft server --host 0.0.0.0 --port 3700
   DATABASE_URL=postgres://… weft worker --workflows ./dist/workflows --environment prod`,
   );
   return program;

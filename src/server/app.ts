@@ -10,6 +10,15 @@ import { processMetrics, type MetricsRegistry } from '../engine/metrics.js';
 import type { Stores } from '../store/stores.js';
 import { requireApiKey } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
+import {
+  clientAddress,
+  clientProtocol,
+  corsFor,
+  createDrainSignal,
+  drainGate,
+  requestDeadline,
+  withRequestContext,
+} from './edge.js';
 import { defaultDashboardDir, serveDashboard, type DashboardOptions } from './dashboard-assets.js';
 import { renderDocsPage, type DocsDocument } from './docs-page.js';
 import { errorBody, toErrorResponse, validationError } from './errors.js';
@@ -39,6 +48,29 @@ export interface CreateAppOptions {
    * process counts into (default: the process registry). `false` removes the route.
    */
   metrics?: MetricsRegistry | false;
+  /**
+   * Origins a browser may call the API from (CORS), e.g. `https://admin.example.com`; `'*'`
+   * allows any. `OPTIONS` preflights are answered before authentication. Default: none, and no
+   * CORS headers at all.
+   */
+  corsOrigins?: readonly string[];
+  /**
+   * Read the client's address and scheme from `X-Forwarded-For` / `X-Forwarded-Proto` (for the
+   * access log). Only behind a proxy that sets them: otherwise clients can forge them. Default false.
+   */
+  trustProxy?: boolean;
+  /**
+   * A handler that has not answered within this many ms gets `503 request_timeout` (an event
+   * stream counts as answered once it starts). Default: no deadline.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Aborted when the process is shutting down: event streams end with a reconnect hint (clients
+   * resume on another process with `Last-Event-ID`), `/readyz` answers 503 and responses close
+   * their connections. `RunningServer.close()` does the same for the app it serves; pass a
+   * signal when the app is mounted in a server of your own.
+   */
+  shutdownSignal?: AbortSignal;
   /**
    * The web dashboard at `/` (GET outside /api, /hooks and the probes). Default: the build
    * shipped with the package (`dist/dashboard`); `false` serves none.
@@ -77,10 +109,13 @@ export function createApp(options: CreateAppOptions): ServerApp {
     },
   });
 
+  const drainSignal = createDrainSignal(app, options.shutdownSignal);
+  const trustProxy = options.trustProxy ?? false;
   app.use(requestId());
   app.use(async (c, next) => {
     const started = performance.now();
-    await next();
+    // Every line logged while serving the request carries its id (requestLogFields).
+    await withRequestContext(c.get('requestId'), next);
     c.header('X-Content-Type-Options', 'nosniff');
     const fields = {
       requestId: c.get('requestId'),
@@ -90,10 +125,15 @@ export function createApp(options: CreateAppOptions): ServerApp {
       status: c.res.status,
       durationMs: Math.round((performance.now() - started) * 10) / 10,
       environmentId: c.get('identity')?.environmentId,
+      ip: clientAddress(c, trustProxy),
+      ...(trustProxy ? { protocol: clientProtocol(c, true) } : {}),
     };
     if (PROBE_PATHS.has(c.req.path)) logger.debug(fields, 'http request');
     else logger.info(fields, 'http request');
   });
+  app.use(drainGate(drainSignal));
+  if (options.corsOrigins?.length) app.use(corsFor(options.corsOrigins));
+  if (options.requestTimeoutMs !== undefined) app.use(requestDeadline(options.requestTimeoutMs));
   if (options.dashboard !== false)
     app.use(serveDashboard(options.dashboard ?? { dir: defaultDashboardDir() }));
   app.use(
@@ -123,7 +163,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerRunRoutes(app, deps);
   registerRunControlRoutes(app, deps);
   registerRerunRoutes(app, deps);
-  registerEventRoutes(app, deps, options.liveEvents);
+  registerEventRoutes(app, deps, options.liveEvents, drainSignal);
   registerDataclipRoutes(app, deps);
   registerScheduleRoutes(app, deps);
   registerWebhookRoutes(app, deps);

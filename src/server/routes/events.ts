@@ -7,6 +7,10 @@
  * engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
  * run's terminal event (`run.succeeded`, `run.failed`, `run.canceled`) is sent, the stream ends.
  *
+ * Draining: when the process shuts down (`drain` aborts), each stream finishes the message it is
+ * writing, sends a short `retry:` hint and ends. EventSource reconnects after that hint — through
+ * the load balancer, to another process — with `Last-Event-ID`, so nothing is missed or repeated.
+ *
  * Resuming: `Last-Event-ID` (the header EventSource sends on reconnect) or `?lastEventId=` starts
  * after that id — the events missed in between, none twice. Resuming after the terminal event
  * answers 204, which tells EventSource to stop reconnecting.
@@ -38,6 +42,8 @@ export interface LiveEventsOptions {
 const PAGE_SIZE = 500;
 /** What EventSource waits before reconnecting after a dropped connection (SSE `retry:`). */
 const RECONNECT_MS = 1000;
+/** The reconnect hint of a stream ended by a shutdown: the client should move on at once. */
+export const DRAIN_RECONNECT_MS = 250;
 const TERMINAL_EVENTS = new Set(TERMINAL_RUN_STATUSES.map((s) => `run.${s}`));
 /** Largest id accepted as a cursor: run_events ids are bigints, read here as safe integers. */
 const EVENT_ID = /^\d{1,15}$/;
@@ -81,6 +87,7 @@ export function registerEventRoutes(
   app: ServerApp,
   deps: ServerDeps,
   options: LiveEventsOptions = {},
+  drain: AbortSignal = new AbortController().signal,
 ): void {
   const { runs } = deps.stores;
   const pollIntervalMs = options.pollIntervalMs ?? 3000;
@@ -114,6 +121,7 @@ export function registerEventRoutes(
           keepAliveMs,
           logger: deps.logger,
           requestId: c.get('requestId'),
+          drain,
         }),
       ) as unknown as Response & { _status: 200 };
     } catch (error) {
@@ -132,6 +140,7 @@ interface PumpOptions {
   keepAliveMs: number;
   logger: Logger;
   requestId: string;
+  drain: AbortSignal;
 }
 
 /**
@@ -142,6 +151,10 @@ interface PumpOptions {
 async function pump(stream: SSEStreamingApi, o: PumpOptions): Promise<void> {
   const left = new AbortController();
   stream.onAbort(() => left.abort());
+  // A shutdown ends the stream like a client leaving, then leaves a reconnect hint (below).
+  const onDrain = () => left.abort();
+  if (o.drain.aborted) left.abort();
+  else o.drain.addEventListener('abort', onDrain, { once: true });
   let after = o.after;
   let batch = o.first;
   let lastWrite = Date.now();
@@ -179,7 +192,10 @@ async function pump(stream: SSEStreamingApi, o: PumpOptions): Promise<void> {
       o.logger.error({ err: error, requestId: o.requestId }, 'event stream failed unexpectedly');
     await stream.writeSSE({ event: 'error', data: JSON.stringify(body) });
   } finally {
+    o.drain.removeEventListener('abort', onDrain);
     o.subscription.close();
+    if (o.drain.aborted && !stream.aborted && !stream.closed)
+      await stream.write(`retry: ${DRAIN_RECONNECT_MS}\n\n`).catch(() => {});
   }
 }
 
