@@ -24,6 +24,15 @@ export type { RetryPolicy, Duration } from './core/retry.js';
 export { Engine } from './engine/engine.js';
 export type { EngineOptions } from './engine/engine.js';
 export type { WorkerOptions } from './engine/worker.js';
+// The HTTP API, to serve on its own or mount in your server (docs/embedding.md).
+export { createApp, createServer, requestLogFields, startServer } from './server/index.js';
+export type {
+  CreateAppOptions,
+  CreateServerOptions,
+  RunningServer,
+  ServerApp,
+  StartServerOptions,
+} from './server/index.js';
 export { createStores, openExecutor } from './store/stores.js';
 export type { Stores, StoresOptions } from './store/stores.js';
 export type {

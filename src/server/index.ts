@@ -7,7 +7,14 @@
  * const server = await startServer(createApp({ stores }), { port: 3000 });
  */
 export { createApp, type CreateAppOptions } from './app.js';
-export { startServer, type RunningServer, type StartServerOptions } from './serve.js';
+export {
+  createServer,
+  startServer,
+  type CreateServerOptions,
+  type RunningServer,
+  type StartServerOptions,
+} from './serve.js';
+export { requestLogFields } from './edge.js';
 export { DEFAULT_MAX_BODY_BYTES } from './body.js';
 export { statusForCode, type ApiErrorCode, type ErrorBody } from './errors.js';
 export type { AppEnv, ServerApp } from './types.js';

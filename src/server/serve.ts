@@ -11,7 +11,9 @@
 import { serve, type ServerType } from '@hono/node-server';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createApp, type CreateAppOptions } from './app.js';
 import { beginDrain } from './edge.js';
+import type { ServerApp } from './types.js';
 
 export interface StartServerOptions {
   /** 0 picks any free port (tests); the chosen one is returned. */
@@ -102,7 +104,9 @@ export function startServer(app: FetchApp, options: StartServerOptions): Promise
 function drainAndClose(app: FetchApp, server: Server, drainTimeoutMs: number): Promise<void> {
   beginDrain(app);
   return new Promise((resolve, reject) => {
-    let cut: NodeJS.Timeout | undefined;
+    // Past the drain timeout, whatever is still open is cut (the close callback then fires).
+    const cut = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);
+    cut.unref();
     // Connections that finish their response go idle; close them as they do (a keep-alive client
     // would otherwise hold the process until its own timeout).
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
@@ -115,7 +119,24 @@ function drainAndClose(app: FetchApp, server: Server, drainTimeoutMs: number): P
     };
     server.close(finish);
     server.closeIdleConnections();
-    cut = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);
-    cut.unref();
   });
+}
+
+/** `createApp`'s options and `startServer`'s, for `createServer`. */
+export interface CreateServerOptions extends CreateAppOptions, StartServerOptions {}
+
+/**
+ * `createApp` and `startServer` in one call: the API over `stores`, listening on `port`.
+ *
+ * @example
+ * import { createServer, createStores, openExecutor } from 'weft';
+ * const stores = createStores({ control: await openExecutor(process.env.DATABASE_URL!) });
+ * const server = await createServer({ stores, port: 3700, hostname: '0.0.0.0' });
+ * process.once('SIGTERM', () => void server.close().then(() => stores.close()));
+ */
+export async function createServer(
+  options: CreateServerOptions,
+): Promise<RunningServer & { app: ServerApp }> {
+  const app = createApp(options);
+  return { ...(await startServer(app, options)), app };
 }
