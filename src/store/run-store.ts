@@ -323,6 +323,13 @@ export class RunStore {
   readonly defaultTag: string;
 
   constructor(locations: RunLocation[], defaultTag: string) {
+/**
+ * After a PostgreSQL (re)start, how long the reaper waits before reaping (see reapExpiredLeases):
+ * longer than a worker needs to notice the database is back (its LISTEN reconnect backoff is
+ * capped at 5 s, then it renews its leases at once) and release what it could not commit.
+ */
+export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
+
     if (locations.length === 0)
       throw new WeftError('invalid_config', 'at least one run location is required');
     for (const l of locations) {
@@ -1206,6 +1213,64 @@ export class RunStore {
     );
     return rows.rows[0]!.r.status;
   }
+  /**
+   * Give an attempt back without charging it: the database failed, not the step (its commit could
+   * not be made before the lease ran out, or its lease could not be renewed through an outage).
+   * In one transaction: the step run's attempt budget (`max_attempts`) grows by one — as
+   * resume_run grows it — and the attempt is recorded `lost` with `error` (whose `charged: false`
+   * says why), the step requeued at once. Fenced like a commit, except that the lease may have
+   * expired: the attempt must still be the step run's current one, running, owned by `workerId` —
+   * so it was neither reaped (a reaped attempt stays charged), canceled, nor ended meanwhile.
+   * Returns `fenced` otherwise, changing nothing.
+   *
+   * If the process dies before this commits, the reaper charges the attempt as usual.
+   */
+  async releaseAttempt(
+    claim: ClaimedStep,
+    workerId: string,
+    error: unknown,
+  ): Promise<'released' | 'fenced'> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const outcome = await loc.db.transaction(async (tx) => {
+      const bumped = await tx.query<{ valid: boolean }>(
+        `update ${loc.schema}.step_runs set max_attempts = max_attempts + 1
+          where id = $1 and status = 'running' and attempt_count = $2 and lease_owner = $3
+          returning lease_expires_at >= now() as valid`,
+        [claim.stepRunId, claim.attempt, workerId],
+      );
+      const row = bumped.rows[0];
+      if (!row) return 'fenced' as const;
+      // fail_step's fence: the owner with a valid lease, or (null) an expired lease — the same
+      // now() as the update above, so exactly one of the two matches.
+      const failed = await tx.query<{ r: FailResult }>(
+        `select ${loc.schema}.fail_step($1, $2, $3, 'lost', $4::jsonb, 0) as r`,
+        [claim.stepRunId, claim.attempt, row.valid ? workerId : null, JSON.stringify(error)],
+      );
+      return failed.rows[0]!.r.status === 'retrying' ? ('released' as const) : ('fenced' as const);
+    });
+    if (outcome === 'released') this.signals.send(loc.db, 'weft_ready', claim.environmentId);
+    return outcome;
+  }
+
+  /**
+   * Step runs of a run that `workerId` holds (running, its lease). After a commit whose reply was
+   * lost, the commit may have claimed the next step for this worker in the same transaction: the
+   * worker finds it here and releases it rather than let it wait out its lease.
+   */
+  async heldStepRuns(runId: string, workerId: string): Promise<ClaimedStep[]> {
+    const loc = this.locationOf(runId);
+    if (!loc) return [];
+    const rows = await loc.db.query<Row>(
+      `select s.id as step_run_id, s.run_id, s.step_id, s.step_key, s.workflow_id, r.version_id,
+              s.environment_id, s.attempt_count as attempt, s.max_attempts, null::jsonb as input,
+              null::jsonb as state, r.save_dataclips
+         from ${loc.schema}.step_runs s join ${loc.schema}.runs r on r.id = s.run_id
+        where s.run_id = $1 and s.status = 'running' and s.lease_owner = $2`,
+      [runId, workerId],
+    );
+    return rows.rows.map(toClaimed);
+  }
+
 
   /**
    * What a control node's next transition needs to know: its own step run (error set by a failed
@@ -1468,7 +1533,7 @@ export class RunStore {
         `select id, attempt_count, lease_owner, environment_id from ${loc.schema}.step_runs
           where status = 'running' and lease_expires_at < now()
           order by lease_expires_at limit $1`,
-        [limit],
+        [limit, loc.db.kind === 'postgres' ? REAP_GRACE_AFTER_RESTART_MS : 0],
       );
       for (const r of rows.rows) {
         const error = {
@@ -1502,6 +1567,11 @@ export class RunStore {
   async findEndedRuns(runIds: string[]): Promise<string[]> {
     const byLoc = new Map<RunLocation, string[]>();
     for (const id of runIds) {
+   *
+   * Nothing is reaped in the first REAP_GRACE_AFTER_RESTART_MS after the PostgreSQL server
+   * started: leases that ran out while it was down ran out because of the database, and their
+   * live workers get that long to reconnect and release those attempts uncharged
+   * (releaseAttempt). A worker that really died is reaped when the grace ends.
       const loc = this.locationOf(id);
       if (loc) byLoc.set(loc, [...(byLoc.get(loc) ?? []), id]);
     }
@@ -1514,6 +1584,7 @@ export class RunStore {
         return rows.rows.map((r) => r.id);
       }),
     );
+            and ($2::integer = 0 or pg_postmaster_start_time() < now() - $2 * interval '1 millisecond')
     return found.flat();
   }
 
