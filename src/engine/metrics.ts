@@ -160,6 +160,46 @@ export class Histogram<L extends string = never> extends Metric<L> {
 }
 
 /**
+ * A family whose samples are read at render time from its sources (state that lives elsewhere,
+ * like a LISTEN connection's). Sources are keyed by the object they describe, so one registered
+ * twice (an engine and a server in one process) counts once; samples of different sources with
+ * the same labels are merged with `merge`.
+ */
+export class CollectedFamily extends Metric<never> {
+  private readonly sources = new Map<object, () => Sample[]>();
+
+  constructor(
+    name: string,
+    help: string,
+    readonly type: 'gauge' | 'counter',
+    private readonly merge: (a: number, b: number) => number,
+  ) {
+    super(name, help, []);
+  }
+
+  /** Add a source; returns a function that removes it. */
+  track(key: object, collect: () => Sample[]): () => void {
+    this.sources.set(key, collect);
+    return () => {
+      if (this.sources.get(key) === collect) this.sources.delete(key);
+    };
+  }
+
+  render(): string {
+    const merged = new Map<string, Sample>();
+    for (const collect of this.sources.values()) {
+      for (const s of collect()) {
+        const key = JSON.stringify(Object.entries(s.labels).sort());
+        const seen = merged.get(key);
+        if (seen) seen.value = this.merge(seen.value, s.value);
+        else merged.set(key, { labels: s.labels, value: s.value });
+      }
+    }
+    return renderFamily(this.name, this.type, this.help, [...merged.values()]);
+  }
+}
+
+/**
  * A set of metrics rendered together. Registering a name twice returns the metric already
  * there (several engines of one process share the registry), as long as its type matches.
  */
@@ -181,6 +221,16 @@ export class MetricsRegistry {
     labelNames: readonly L[] = [],
   ): Histogram<L> {
     return this.add(name, Histogram, () => new Histogram<L>(name, help, labelNames, buckets));
+  }
+
+  /** A gauge or counter read from its sources at render time (see CollectedFamily). */
+  collected(
+    name: string,
+    type: 'gauge' | 'counter',
+    help: string,
+    merge: (a: number, b: number) => number,
+  ): CollectedFamily {
+    return this.add(name, CollectedFamily, () => new CollectedFamily(name, help, type, merge));
   }
 
   private add<M extends Metric<string>>(
@@ -223,6 +273,7 @@ export interface EngineMetrics {
   stepsFailed: Counter<'workflow'>;
   fencedCommits: Counter;
   reapedAttempts: Counter;
+  commitRetries: Counter;
 }
 
 const engineMetricsByRegistry = new WeakMap<MetricsRegistry, EngineMetrics>();
@@ -271,6 +322,10 @@ export function engineMetrics(registry: MetricsRegistry = processMetrics): Engin
       'weft_fenced_commits_total',
       'Commits rejected because the attempt no longer held its lease (expired, reaped or canceled).',
     ),
+    commitRetries: registry.counter(
+      'weft_commit_retries_total',
+      'Commits retried because the database was unavailable (restart, dropped connection); each is fenced, so a retry never commits twice.',
+    ),
     reapedAttempts: registry.counter(
       'weft_reaped_attempts_total',
       'Attempts this process marked lost because their lease expired (their worker crashed, paused or lost the database).',
@@ -278,4 +333,48 @@ export function engineMetrics(registry: MetricsRegistry = processMetrics): Engin
   };
   engineMetricsByRegistry.set(registry, m);
   return m;
+}
+
+/** What the listener gauges read: a LISTEN connection's health (src/store/executor.ts). */
+export interface ListenerSource {
+  /** `control` or `run_ops`: which database the connection is to. */
+  database: string;
+  health: () => { state: string; reconnects: number } | undefined;
+}
+
+/**
+ * Export LISTEN connection health: `weft_listener_connected` (1 connected, 0 down or connecting)
+ * and `weft_listener_reconnects_total`, by database. Keyed by `key` (the executor), so an engine
+ * and a server of one process that track the same executor count it once; two executors of one
+ * kind in one process (tests) merge: connected is the minimum, reconnects the sum. Returns a
+ * function that stops tracking.
+ */
+export function trackListeners(
+  registry: MetricsRegistry,
+  sources: ReadonlyArray<{ key: object } & ListenerSource>,
+): () => void {
+  const connected = registry.collected(
+    'weft_listener_connected',
+    'gauge',
+    'Whether the LISTEN connection to a database is up (1) or down/reconnecting (0): while it is down, wake-ups and cancels fall back to polling.',
+    Math.min,
+  );
+  const reconnects = registry.collected(
+    'weft_listener_reconnects_total',
+    'counter',
+    'Times the LISTEN connection to a database came back after being lost (each followed by a catch-up poll).',
+    (a, b) => a + b,
+  );
+  const stops = sources.flatMap((source) => {
+    const read = (value: (h: { state: string; reconnects: number }) => number): Sample[] => {
+      const h = source.health();
+      if (!h || h.state === 'idle' || h.state === 'closed') return [];
+      return [{ labels: { database: source.database }, value: value(h) }];
+    };
+    return [
+      connected.track(source.key, () => read((h) => (h.state === 'connected' ? 1 : 0))),
+      reconnects.track(source.key, () => read((h) => h.reconnects)),
+    ];
+  });
+  return () => stops.forEach((stop) => stop());
 }

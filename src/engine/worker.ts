@@ -18,11 +18,26 @@ import { mintIdBody } from '../core/ids.js';
 import { encodeJson } from '../core/json.js';
 import { backoffDelay } from '../core/retry.js';
 import type { StepContext } from '../core/workflow.js';
+import { isTransientDatabaseError } from '../store/db-errors.js';
+import type { Executor } from '../store/executor.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult, RunStore } from '../store/run-store.js';
 import { runControlTransition, type ControlDeps, type ControlOutcome } from './control.js';
+import {
+  AttemptReleaser,
+  COMMIT_RETRY_BASE_MS,
+  COMMIT_RETRY_CAP_MS,
+  jitteredBackoff,
+  sleep,
+} from './db-retry.js';
 import type { Logger } from './logger.js';
-import { engineMetrics, type EngineMetrics, type MetricsRegistry } from './metrics.js';
+import {
+  engineMetrics,
+  processMetrics,
+  trackListeners,
+  type EngineMetrics,
+  type MetricsRegistry,
+} from './metrics.js';
 import type { WorkflowRegistry } from './registry.js';
 import { computeStatePatch, draftState } from './state.js';
 
@@ -66,6 +81,10 @@ const MAX_COMMIT_BATCH = 64;
 interface InFlight {
   claim: ClaimedStep;
   controller: AbortController;
+  /** performance.now() until which the lease surely holds (measured from before the request). */
+  leaseUntil: number;
+  /** A renewal or the commit of this attempt failed because the database was away. */
+  dbTrouble: boolean;
 }
 
 export class Worker {
@@ -88,6 +107,8 @@ export class Worker {
   private readonly commitQueue: PendingCommit[] = [];
   private flushing = false;
   private readonly metrics: EngineMetrics;
+  private readonly releaser: AttemptReleaser;
+  private untrackListeners: (() => void) | undefined;
 
   constructor(
     private readonly runs: RunStore,
@@ -103,6 +124,7 @@ export class Worker {
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 30_000;
     this.metrics = engineMetrics(options.metrics);
+    this.releaser = new AttemptReleaser(runs, this.workerId, logger, () => this.wake());
   }
 
   get inFlightCount(): number {
@@ -115,17 +137,27 @@ export class Worker {
     this.accepting = true;
     const envId = this.registry.environmentId;
     const unlisten: Array<() => Promise<void>> = [];
-    for (const loc of this.runs.locations.values()) {
+    const databases = new Set<Executor>([...this.runs.locations.values()].map((l) => l.db));
+    for (const db of databases) {
+      // After a LISTEN outage, catch up on what was missed: claim what became ready, and renew
+      // the leases at once — a run canceled meanwhile no longer grants them, which aborts its
+      // attempts here (the cancel's NOTIFY itself was lost).
+      const onReconnect = () => {
+        this.wake();
+        void this.heartbeat();
+      };
       unlisten.push(
-        await loc.db.listen('weft_ready', (payload) => {
-          if (payload === envId || payload === '') this.wake();
-        }),
+        await db.listen(
+          'weft_ready',
+          (payload) => {
+            if (payload === envId || payload === '') this.wake();
+          },
+          { onReconnect },
+        ),
       );
-    }
-    for (const loc of this.runs.locations.values()) {
       // A canceled run: abort its attempts here at once (their commits are fenced anyway).
       unlisten.push(
-        await loc.db.listen('weft_cancel', (runId) => {
+        await db.listen('weft_cancel', (runId) => {
           for (const entry of this.inflight.values()) {
             if (entry.claim.runId === runId && !entry.controller.signal.aborted) {
               entry.controller.abort(new WeftError('run_canceled', `run ${runId} was canceled`));
@@ -134,6 +166,14 @@ export class Worker {
         }),
       );
     }
+    this.untrackListeners = trackListeners(
+      this.options.metrics ?? processMetrics,
+      [...databases].map((db) => ({
+        key: db,
+        database: 'run_ops',
+        health: () => db.listenerHealth?.(),
+      })),
+    );
     this.stopListening = async () => {
       await Promise.all(unlisten.map((u) => u()));
     };
@@ -172,7 +212,8 @@ export class Worker {
     while (this.accepting) {
       const free = this.concurrency - this.inflight.size;
       const workflows = this.registry.workflowIds();
-      if (free > 0 && workflows.length > 0) {
+      // A paused environment (PATCH /api/v1/environments/{name}) claims nothing until resumed.
+      if (free > 0 && workflows.length > 0 && !(await this.registry.isPaused())) {
         this.wakeRequested = false;
         let claimed: ClaimedStep[];
         const claimStarted = performance.now();
@@ -195,18 +236,18 @@ export class Worker {
         }
         if (!this.accepting) {
           // Stopped while the claim was in flight: run what we hold (it is ours now), claim no more.
-          for (const c of claimed) this.launch(c);
+          for (const c of claimed) this.launch(c, claimStarted);
           break;
         }
-        for (const c of claimed) this.launch(c);
+        for (const c of claimed) this.launch(c, claimStarted);
         if (claimed.length === free) continue;
       }
       await this.waitForWake(this.pollIntervalMs);
     }
   }
 
-  private launch(claim: ClaimedStep): void {
-    const chain = this.runChain(claim).catch((error: unknown) => {
+  private launch(claim: ClaimedStep, leaseFrom: number): void {
+    const chain = this.runChain(claim, leaseFrom).catch((error: unknown) => {
       this.logger.error({ err: error, stepRunId: claim.stepRunId }, 'worker chain crashed');
     });
     this.chains.add(chain);
@@ -217,20 +258,31 @@ export class Worker {
   }
 
   /** Execute a claim, then the next step of the same run the commit handed back, and so on. */
-  private async runChain(first: ClaimedStep): Promise<void> {
-    let claim: ClaimedStep | null = first;
-    while (claim) {
-      const entry: InFlight = { claim, controller: new AbortController() };
-      this.inflight.set(claim.stepRunId, entry);
+  private async runChain(first: ClaimedStep, firstLeaseFrom: number): Promise<void> {
+    let next: { claim: ClaimedStep; leaseFrom: number } | null = {
+      claim: first,
+      leaseFrom: firstLeaseFrom,
+    };
+    while (next) {
+      const entry: InFlight = {
+        claim: next.claim,
+        controller: new AbortController(),
+        leaseUntil: next.leaseFrom + this.leaseMs,
+        dbTrouble: false,
+      };
+      this.inflight.set(entry.claim.stepRunId, entry);
       try {
-        claim = await this.execute(entry);
+        next = await this.execute(entry);
       } finally {
         this.inflight.delete(entry.claim.stepRunId);
       }
     }
   }
 
-  private async execute({ claim, controller }: InFlight): Promise<ClaimedStep | null> {
+  private async execute(
+    entry: InFlight,
+  ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim, controller } = entry;
     const log = this.logger.child({
       runId: claim.runId,
       step: claim.stepKey,
@@ -244,7 +296,7 @@ export class Worker {
       return null;
     }
     const { workflow, step } = resolved;
-    if (step.control) return this.executeControl(claim, workflow, step, log);
+    if (step.control) return this.executeControl(entry, workflow, step, log);
     const what = `Step \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId}, attempt ${claim.attempt})`;
     const draft = draftState(claim.state);
     const ctx: StepContext = {
@@ -298,6 +350,8 @@ export class Worker {
           { reason: String(controller.signal.reason) },
           'attempt abandoned: lease lost or run canceled',
         );
+        // Lost through a database outage (renewals failed): the database failed, not the step.
+        if (entry.dbTrouble) this.releaser.release(claim, 'its lease could not be renewed');
         return null;
       }
       const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
@@ -310,16 +364,16 @@ export class Worker {
     observe('succeeded');
     if (step.kind === 'router') {
       // A router decides; the data passes through: its successors receive the router's input.
-      return this.commitOutput(claim, workflow, step, claim.input, ctx.state, what, log, {
+      return this.commitOutput(entry, workflow, step, claim.input, ctx.state, what, log, {
         value: output,
       });
     }
-    return this.commitOutput(claim, workflow, step, output, ctx.state, what, log);
+    return this.commitOutput(entry, workflow, step, output, ctx.state, what, log);
   }
 
   /** Validate an output and the state draft, resolve the edges, and commit (group commit). */
   private async commitOutput(
-    claim: ClaimedStep,
+    entry: InFlight,
     workflow: CompiledWorkflow,
     step: CompiledStep,
     output: unknown,
@@ -327,7 +381,8 @@ export class Worker {
     what: string,
     log: Logger,
     decision?: { value: unknown },
-  ): Promise<ClaimedStep | null> {
+  ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim } = entry;
     let commit;
     try {
       const encoded = encodeJson(output, {
@@ -353,41 +408,110 @@ export class Worker {
       return null;
     }
     await this.options.faults?.beforeCommit?.(claim);
-    try {
-      const result = await this.commit(claim, {
-        ...commit,
-        // with a per-run limit every claim must go through the limit check in claim_steps
-        claimNext: this.accepting && workflow.graph.maxConcurrency === undefined,
-        leaseMs: this.leaseMs,
-      });
-      if (result.status === 'fenced') {
-        this.metrics.fencedCommits.inc({});
-        log.warn(
-          { stepRunId: claim.stepRunId },
-          'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded',
-        );
-        return null;
-      }
-      this.metrics.stepsSucceeded.inc({ workflow: claim.workflowId });
-      await this.options.faults?.afterCommit?.(claim);
-      return result.next;
-    } catch (error) {
-      // The commit may or may not have happened; either way the fence makes a retry safe.
-      log.error(
-        { err: error },
-        'commit failed; the lease will expire and the reaper will requeue the step',
+    const leaseFrom = performance.now();
+    const outcome = await this.commitDurably(entry, log, {
+      ...commit,
+      // with a per-run limit every claim must go through the limit check in claim_steps
+      claimNext: this.accepting && workflow.graph.maxConcurrency === undefined,
+      leaseMs: this.leaseMs,
+    });
+    if (outcome === 'failed') return null;
+    const { result, retried } = outcome;
+    if (result.status === 'fenced') {
+      this.metrics.fencedCommits.inc({});
+      log.warn(
+        { stepRunId: claim.stepRunId, retried },
+        retried
+          ? 'commit retry rejected: either the try whose reply was lost did commit, or the lease ran out meanwhile'
+          : 'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded',
       );
+      if (retried) this.releaseOrphanedClaims(claim);
       return null;
     }
+    this.metrics.stepsSucceeded.inc({ workflow: claim.workflowId });
+    await this.options.faults?.afterCommit?.(claim);
+    return result.next ? { claim: result.next, leaseFrom } : null;
+  }
+
+  /**
+   * Commit, retrying while the database is away and the attempt still holds its lease (renewals
+   * go on meanwhile and extend it as soon as the database answers). The commit is fenced by
+   * (attempt, worker, unexpired lease), so a retry can never commit twice: if a try committed and
+   * only its reply was lost, the retry is fenced. When the lease runs out first (or is lost), the
+   * output is dropped and the attempt is released uncharged once the database answers
+   * (AttemptReleaser): a database failure is never charged as a step attempt. A failure that is
+   * not the database being away is not retried (it would fail the same way): the lease expires
+   * and the reaper charges the attempt, as before.
+   */
+  private async commitDurably(
+    entry: InFlight,
+    log: Logger,
+    payload: CommitPayload,
+  ): Promise<{ result: CompleteResult; retried: boolean } | 'failed'> {
+    const { claim, controller } = entry;
+    for (let failures = 0; ;) {
+      try {
+        const result = await this.commit(claim, payload);
+        if (failures > 0)
+          log.info({ retries: failures }, 'commit made after the database came back');
+        return { result, retried: failures > 0 };
+      } catch (error) {
+        if (!isTransientDatabaseError(error)) {
+          log.error(
+            { err: error },
+            'commit failed; the lease will expire and the reaper will requeue the step',
+          );
+          return 'failed';
+        }
+        failures++;
+        entry.dbTrouble = true;
+        this.metrics.commitRetries.inc({});
+        const delay = jitteredBackoff(failures, COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS);
+        // aborted: lease lost, run canceled, or a shutdown past its grace
+        if (controller.signal.aborted || performance.now() + delay >= entry.leaseUntil) {
+          log.warn(
+            { err: String(error), retries: failures - 1 },
+            'commit could not be made while the lease held (database unavailable); the output is dropped and the attempt will be released uncharged',
+          );
+          this.releaser.release(claim, 'its commit failed');
+          return 'failed';
+        }
+        if (failures === 1)
+          log.warn(
+            { err: String(error) },
+            'commit failed: the database is unavailable; retrying while the lease holds',
+          );
+        await sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * After an ambiguous commit (a try failed, a retry was fenced): that try may have committed and
+   * claimed the run's next step for this worker in the same transaction. Nothing here runs it, so
+   * give it back at once (uncharged) instead of letting it wait out its lease and be charged.
+   */
+  private releaseOrphanedClaims(claim: ClaimedStep): void {
+    void this.runs
+      .heldStepRuns(claim.runId, this.workerId)
+      .then((held) => {
+        for (const h of held)
+          if (!this.inflight.has(h.stepRunId))
+            this.releaser.release(h, 'the reply to the commit that claimed it was lost');
+      })
+      .catch((error: unknown) =>
+        this.logger.warn({ err: error }, 'could not look for claims a lost commit reply made'),
+      );
   }
 
   /** One transition of a control node (see control.ts): park, finish with an output, or fail. */
   private async executeControl(
-    claim: ClaimedStep,
+    entry: InFlight,
     workflow: CompiledWorkflow,
     step: CompiledStep,
     log: Logger,
-  ): Promise<ClaimedStep | null> {
+  ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim } = entry;
     const what = `${step.kind} \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId})`;
     let outcome: ControlOutcome;
     try {
@@ -403,7 +527,7 @@ export class Worker {
       return null;
     }
     if (outcome.kind === 'complete')
-      return this.commitOutput(claim, workflow, step, outcome.output, claim.state, what, log);
+      return this.commitOutput(entry, workflow, step, outcome.output, claim.state, what, log);
     if (outcome.kind === 'fail') {
       const edges = resolveOutgoingEdges(
         workflow.id,
@@ -537,10 +661,13 @@ export class Worker {
   private async heartbeat(): Promise<void> {
     const ids = [...this.inflight.keys()];
     if (ids.length === 0) return;
+    const sent = performance.now();
     try {
       const held = await this.runs.extendLeases(this.workerId, ids, this.leaseMs);
       for (const id of ids) {
         const entry = this.inflight.get(id);
+        if (entry && held.has(id))
+          entry.leaseUntil = Math.max(entry.leaseUntil, sent + this.leaseMs);
         if (entry && !held.has(id) && !entry.controller.signal.aborted) {
           entry.controller.abort(
             new WeftError(
@@ -551,6 +678,11 @@ export class Worker {
         }
       }
     } catch (error) {
+      if (isTransientDatabaseError(error))
+        for (const id of ids) {
+          const entry = this.inflight.get(id);
+          if (entry) entry.dbTrouble = true;
+        }
       this.logger.warn({ err: error }, 'lease renewal failed; will try again');
     }
   }
@@ -580,7 +712,9 @@ export class Worker {
       await drained;
     }
     clearInterval(this.heartbeatTimer);
+    await this.releaser.stop();
     await this.stopListening?.();
+    this.untrackListeners?.();
     this.running = false;
   }
 }

@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { Executor, Queryable, QueryResult } from './executor.js';
+import type { Executor, ExecutorLogger, Queryable, QueryResult } from './executor.js';
+import { PgListener } from './pg-listener.js';
 
 export interface PgExecutorOptions {
   connectionString: string;
   /** Pool size. Default 10. */
   max?: number;
   applicationName?: string;
+  /** Where the LISTEN connection reports going down and coming back (once per change). */
+  logger?: ExecutorLogger;
 }
 
 /**
@@ -35,7 +38,11 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
   });
   // An idle client that loses its connection emits on the pool; without a listener Node would crash.
   pool.on('error', () => {});
-  const listeners = new Set<pg.Client>();
+  const listener = new PgListener(
+    options.connectionString,
+    `${options.applicationName ?? 'weft'}-listen`,
+    options.logger,
+  );
 
   const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     const result = await pool.query({
@@ -79,42 +86,14 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
         client.release();
       }
     },
-    async listen(channel, onNotify) {
-      let stopped = false;
-      let client: pg.Client | undefined;
-      let retry: NodeJS.Timeout | undefined;
-      const connect = async (): Promise<void> => {
-        if (stopped) return;
-        const c = new pg.Client({
-          connectionString: options.connectionString,
-          application_name: `${options.applicationName ?? 'weft'}-listen`,
-        });
-        c.on('notification', (msg) => {
-          if (msg.channel === channel) onNotify(msg.payload ?? '');
-        });
-        c.on('error', () => {
-          listeners.delete(c);
-          c.end().catch(() => {});
-          if (!stopped) retry = setTimeout(() => void connect().catch(() => {}), 1000);
-        });
-        await c.connect();
-        await c.query(`listen "${channel.replaceAll('"', '""')}"`);
-        client = c;
-        listeners.add(c);
-      };
-      await connect();
-      return async () => {
-        stopped = true;
-        if (retry) clearTimeout(retry);
-        if (client) {
-          listeners.delete(client);
-          await client.end().catch(() => {});
-        }
-      };
+    listen(channel, onNotify, listenOptions) {
+      return listener.subscribe(channel, onNotify, listenOptions);
+    },
+    listenerHealth() {
+      return listener.health();
     },
     async close() {
-      await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
-      listeners.clear();
+      await listener.close();
       await pool.end();
     },
   };

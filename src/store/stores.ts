@@ -6,7 +6,7 @@
 import { assertLocationTag } from '../core/ids.js';
 import { WeftError } from '../core/errors.js';
 import { ControlStore } from './control-store.js';
-import type { Executor } from './executor.js';
+import type { Executor, ExecutorLogger } from './executor.js';
 import { isSchemaCurrent, migrateSchema } from './migrator.js';
 import { createPgExecutor } from './pg-executor.js';
 import { createPgliteExecutor } from './pglite-executor.js';
@@ -148,7 +148,7 @@ export async function assertDistinctDatabases(a: Executor, b: Executor): Promise
 /** Open an executor from a URL: `postgres://…`, `pglite:<dir>` or `pglite:memory`. */
 export async function openExecutor(
   url: string,
-  options: { poolSize?: number; applicationName?: string } = {},
+  options: { poolSize?: number; applicationName?: string; logger?: ExecutorLogger } = {},
 ): Promise<Executor> {
   if (url.startsWith('pglite:')) {
     const dir = url.slice('pglite:'.length);
@@ -158,6 +158,7 @@ export async function openExecutor(
     const opts: Parameters<typeof createPgExecutor>[0] = { connectionString: url };
     if (options.poolSize !== undefined) opts.max = options.poolSize;
     if (options.applicationName !== undefined) opts.applicationName = options.applicationName;
+    if (options.logger !== undefined) opts.logger = options.logger;
     return createPgExecutor(opts);
   }
   throw new WeftError(
