@@ -13,17 +13,24 @@ import { encodeJson } from '../core/json.js';
 import {
   assertOutputsAvailable,
   planRerun,
+  resolveStepTarget,
   type RerunPlan,
+  type SourceIterations,
   type SourceStepRun,
 } from '../core/rerun-planner.js';
 import type { ControlStore } from '../store/control-store.js';
+import type { Queryable } from '../store/executor.js';
+import type { SourceIterationsRecord } from '../store/rerun-iterations.js';
 import type { RunRecord } from '../store/rows.js';
-import type { RerunStepRow, RunStore } from '../store/run-store.js';
+import type { CreateRerunParams, RerunStepRow, RunStore } from '../store/run-store.js';
 
 type Stores = { control: ControlStore; runs: RunStore };
 
 export interface RerunRequest {
-  /** The step to run again (a loop or parallel body step targets its owner as one unit). */
+  /**
+   * The step to run again (a loop or parallel body step targets its owner as one unit), or one
+   * iteration or branch of it (`send[3]`): a loop restarts there, a parallel reruns that branch.
+   */
   fromStep: string;
   /** Stop after this step: what does not lead to it is skipped. */
   untilStep?: string | undefined;
@@ -57,6 +64,8 @@ export async function rerunRun(
   environmentId: string,
   runId: string,
   request: RerunRequest,
+  /** Create the run in this transaction (bulk reruns: with their progress row); on the source's location. */
+  tx?: Queryable,
 ): Promise<RerunResult> {
   const source = await stores.runs.getRun(environmentId, runId);
   if (!source) throw new WeftError('not_found', `run ${runId} does not exist in this environment`);
@@ -99,6 +108,16 @@ export async function rerunRun(
   const runInput = input
     ? { hash: loaded.newInputHash, available: true }
     : { hash: loaded.input.hash, available: loaded.input.available };
+  // `s[k]`: what the source ran of the targeted loop or parallel (malformed keys 422 here).
+  const aimed = resolveStepTarget(target.graph, request.fromStep);
+  let iterationsRecord: SourceIterationsRecord | undefined;
+  let sourceIterations: SourceIterations | undefined;
+  if (aimed.iteration !== null) {
+    const owner = loaded.steps.find((st) => st.stepId === aimed.unit);
+    if (owner && owner.stepRunId !== '')
+      iterationsRecord = await stores.runs.loadSourceIterations(owner.stepRunId);
+    sourceIterations = iterationsRecord ?? { count: 0, reusable: [] };
+  }
   const plan = planRerun({
     sourceGraph: sourceVersion.graph,
     targetGraph: target.graph,
@@ -106,9 +125,11 @@ export async function rerunRun(
     fromStep: request.fromStep,
     untilStep: request.untilStep,
     runInput,
+    sourceIterations,
   });
   assertOutputsAvailable(plan, target.graph, loaded.steps, runInput);
   const rows = materialize(plan, sourceVersion.graph, target.graph, loaded.steps);
+  const iterationBody = iterationsRecord && bodyOf(plan, target.graph, iterationsRecord);
   if (request.dryRun) return { run: null, plan, versionId: target.id };
 
   const params: Parameters<RunStore['createRerun']>[0] = {
@@ -125,8 +146,63 @@ export async function rerunRun(
     skipped: plan.nodes.filter((n) => n.fate === 'skip').map((n) => n.stepId),
   };
   if (input) params.input = input;
-  const run = await stores.runs.createRerun(params);
+  if (iterationBody) params.iterationBody = iterationBody;
+  const run = await stores.runs.createRerun(params, tx);
   return { run, plan, versionId: target.id };
+}
+
+/**
+ * The body rows a rerun from `s[k]` writes (create_rerun_iterations): the kept iterations, and for
+ * a parallel the branches that rerun, parked as the owner's first transition would park them.
+ * Nothing when nothing is kept (the owner then simply reruns from iteration 0). Throws
+ * `dataclips_wiped` (409) when a branch that reruns needs an item the project did not keep.
+ */
+function bodyOf(
+  plan: RerunPlan,
+  graph: SerializedGraph,
+  src: SourceIterationsRecord,
+): CreateRerunParams['iterationBody'] {
+  const it = plan.iterations;
+  if (!it || it.reuse.length === 0) return undefined;
+  const body = { owner: it.owner, sourceRunId: src.runId, sourceOwnerKey: src.ownerKey };
+  if (it.kind === 'loop') return { ...body, reuse: it.reuse, park: null };
+  const ownerNode = graph.nodes.find((n) => n.id === it.owner)!;
+  const control = ownerNode.control ?? {};
+  const concurrency = typeof control.concurrency === 'number' ? control.concurrency : Infinity;
+  for (const i of it.rerun) {
+    const root = src.rootInputs.get(i);
+    if (!root || root.wiped) {
+      throw new WeftError(
+        'dataclips_wiped',
+        `Cannot rerun branch ${i} of parallel \`${it.owner}\`: its item (the branch input) was not kept in the source run (the project does not save dataclips). Rerun from \`${it.owner}\` to recompute every branch.`,
+        { details: { stepId: it.owner, iteration: i, missing: 'branch_input' } },
+      );
+    }
+  }
+  const members = graph.nodes.filter((n) => n.scope === it.owner);
+  const ids = new Set(members.map((n) => n.id));
+  const edges = graph.edges.filter((e) => ids.has(e.to) && ids.has(e.from));
+  const nodes = members.map((n) => ({
+    stepId: n.id,
+    kind: n.kind,
+    parents: edges.filter((e) => e.to === n.id).map((e) => e.from),
+    successors: edges.filter((e) => e.from === n.id).map((e) => e.to),
+    failureSuccessors: edges
+      .filter((e) => e.from === n.id && (e.on === 'failure' || e.on === 'always'))
+      .map((e) => e.to),
+    maxAttempts: n.maxAttempts,
+    onExhausted: n.onExhausted,
+    concurrency: n.concurrency,
+  }));
+  return {
+    ...body,
+    reuse: it.reuse,
+    park: {
+      onScopeFailure: control.onBranchFailure === 'collect' ? 'collect' : 'fail',
+      nodes,
+      iterations: it.rerun.map((iteration, j) => ({ iteration, gated: j >= concurrency })),
+    },
+  };
 }
 
 type Edge = SerializedGraph['edges'][number];

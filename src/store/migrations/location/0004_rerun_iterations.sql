@@ -55,11 +55,11 @@ begin
 
   for v_patch in
     with recursive chain as (
-      select c.id as copy_id, c.reused_from as next_id, 0 as depth, null::text as run_id, null::text as step_key
+      select c.id as copy_id, c.reused_from as next_id, 0 as depth, null::text collate "C" as run_id, null::text collate "C" as step_key
         from {{schema}}.step_runs c
        where c.run_id = v_run and c.scope_key = v_owner and c.reused_from is not null
       union all
-      select ch.copy_id, s.reused_from, ch.depth + 1, s.run_id::text, s.step_key::text
+      select ch.copy_id, s.reused_from, ch.depth + 1, s.run_id, s.step_key
         from chain ch join {{schema}}.step_runs s on s.id = ch.next_id
        where ch.depth < 100
     ), origins as (
