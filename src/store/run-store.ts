@@ -9,8 +9,9 @@
 import { WeftError } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import { mintRunScopedId, parseRunScopedId } from '../core/ids.js';
-import type { Executor } from './executor.js';
+import type { Executor, Queryable } from './executor.js';
 import { quoteIdent } from './migrator.js';
+import { loadSourceIterations, type SourceIterationsRecord } from './rerun-iterations.js';
 import { Signals } from './signals.js';
 import type {
   AttemptRecord,
@@ -92,6 +93,21 @@ export interface CreateRerunParams {
   resolve: string[];
   /** Steps skipped (after untilStep): recorded so a rerun of this run does not reuse older results. */
   skipped: string[];
+  /**
+   * A rerun from one iteration or branch (`s[3]`): the owner's kept iterations, copied from the
+   * source's rows, and for a parallel the branches that rerun (create_rerun_iterations, 0004).
+   */
+  iterationBody?: {
+    owner: string;
+    sourceRunId: string;
+    sourceOwnerKey: string;
+    reuse: number[];
+    park: {
+      onScopeFailure: 'fail' | 'collect';
+      nodes: NonNullable<ParkRequest['body']>['nodes'];
+      iterations: Array<{ iteration: number; gated: boolean }>;
+    } | null;
+  };
 }
 
 /** What a rerun plan needs from its source run: top-level step runs and the input's hash. */
@@ -594,7 +610,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
    * feed it or end the run, and one event. If the process dies before the statement commits,
    * nothing of the rerun exists.
    */
-  async createRerun(p: CreateRerunParams): Promise<RunRecord> {
+  async createRerun(p: CreateRerunParams, tx?: Queryable): Promise<RunRecord> {
     const loc = this.locationOf(p.source.id)!;
     const runId = mintRunScopedId('run', loc.tag);
     const input = p.input
@@ -632,11 +648,42 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
         concurrency_limit: s.concurrency ?? null,
       })),
     };
-    const rows = await loc.db.query<Row>(
-      `select ${RUN_COLUMNS} from ${loc.schema}.create_rerun($1::jsonb)`,
-      [JSON.stringify(payload)],
+    const body = p.iterationBody;
+    const withBody = body && {
+      ...payload,
+      body: {
+        ...body,
+        park: body.park && {
+          ...body.park,
+          nodes: body.park.nodes.map((n) => ({
+            step_id: n.stepId,
+            kind: n.kind,
+            parents: n.parents,
+            successors: n.successors,
+            failure_successors: n.failureSuccessors,
+            max_attempts: n.maxAttempts,
+            on_exhausted: n.onExhausted,
+            concurrency_key:
+              n.concurrency === undefined
+                ? null
+                : concurrencyKey(p.environmentId, p.workflowId, n.stepId),
+            concurrency_limit: n.concurrency ?? null,
+          })),
+        },
+      },
+    };
+    const rows = await (tx ?? loc.db).query<Row>(
+      `select ${RUN_COLUMNS} from ${loc.schema}.${withBody ? 'create_rerun_iterations' : 'create_rerun'}($1::jsonb)`,
+      [JSON.stringify(withBody ?? payload)],
     );
     return toRun(rows.rows[0]!);
+  }
+
+  /** The body of a source run's loop or parallel step run, per iteration (rerun from `s[k]`). */
+  async loadSourceIterations(ownerStepRunId: string): Promise<SourceIterationsRecord | undefined> {
+    const loc = this.locationOf(ownerStepRunId);
+    if (!loc) return undefined;
+    return loadSourceIterations(loc.db, loc.schema, ownerStepRunId);
   }
 
   async getRun(environmentId: string, runId: string): Promise<RunRecord | undefined> {
