@@ -3,6 +3,9 @@
  * `RUN_OPS_DATABASE_URL` for the run-ops split, see SCALE.md), or the PGlite folder of `weft dev`.
  * Opening goes through src/store/stores.ts; the CLI never touches a driver.
  */
+import { parseDuration } from '../core/retry.js';
+import { isTransientDatabaseError } from '../store/db-errors.js';
+import type { Executor, ExecutorLogger } from '../store/executor.js';
 import { createStores, openExecutor, type Stores } from '../store/stores.js';
 import { acquireDataDirLock, databaseDir, displayPath } from './local-state.js';
 import { CliError } from './output.js';
@@ -53,7 +56,13 @@ export interface OpenedStores {
  */
 export async function openStores(
   target: DatabaseTarget,
-  options: { applicationName: string; poolSize?: number; lockAs?: string },
+  options: {
+    applicationName: string;
+    poolSize?: number;
+    lockAs?: string;
+    /** Where the LISTEN connection logs going down and coming back (PostgreSQL). */
+    logger?: ExecutorLogger;
+  },
 ): Promise<OpenedStores> {
   let release = (): void => {};
   try {
@@ -66,10 +75,11 @@ export async function openStores(
       const stores = createStores({ control });
       return { stores, close: async () => void (await stores.close().finally(release)) };
     }
-    const common: { applicationName: string; poolSize?: number } = {
+    const common: { applicationName: string; poolSize?: number; logger?: ExecutorLogger } = {
       applicationName: options.applicationName,
     };
     if (options.poolSize !== undefined) common.poolSize = options.poolSize;
+    if (options.logger !== undefined) common.logger = options.logger;
     const control = await openExecutor(target.url, common);
     const runOps = target.runOpsUrl ? await openExecutor(target.runOpsUrl, common) : undefined;
     const stores = createStores(runOps ? { control, runOps } : { control });
@@ -97,4 +107,98 @@ export async function assertMigrated(stores: Stores, target: DatabaseTarget): Pr
   throw new CliError(
     `the database ${describeTarget(target)} is not migrated to this version of Weft. Run \`weft migrate\` (same DATABASE_URL) first.`,
   );
+}
+
+/** How long `weft worker` / `weft server` wait for the database at startup by default. */
+export const DEFAULT_CONNECT_TIMEOUT = '60s';
+
+/**
+ * `--connect-timeout` (or `WEFT_CONNECT_TIMEOUT`): how long a starting process waits for the
+ * database to accept connections. `0` fails at once, as before.
+ */
+export function parseConnectTimeout(option: string | undefined): number {
+  const value = option ?? process.env.WEFT_CONNECT_TIMEOUT ?? DEFAULT_CONNECT_TIMEOUT;
+  const source = option !== undefined ? '--connect-timeout' : 'WEFT_CONNECT_TIMEOUT';
+  try {
+    return parseDuration((/^\d+$/.test(value) ? Number(value) : value) as `${number}s`, source);
+  } catch {
+    throw new CliError(
+      `${source} must be a duration like "30s", "2m" or "500ms" (0 to fail at once when the database is down); found "${value}".`,
+    );
+  }
+}
+
+/** Retries at startup: first after ~250 ms, doubling, capped at 5 s, jittered to 50–100 %. */
+const CONNECT_RETRY_BASE_MS = 250;
+const CONNECT_RETRY_CAP_MS = 5_000;
+/** While waiting, one "still waiting" line this often (not one per attempt). */
+const CONNECT_LOG_EVERY_MS = 15_000;
+
+/**
+ * Wait until the databases of `stores` answer, then check they are migrated (assertMigrated).
+ * Used by `weft worker` and `weft server` at startup, so a process started while PostgreSQL is
+ * down, starting up or restarting (a deploy that starts both, a container restart) waits for it
+ * with capped, jittered backoff instead of exiting — for up to `timeoutMs`, then it fails with
+ * the driver's last error. Errors that waiting cannot fix (wrong password, no such database) fail
+ * at once. Logs once when it starts waiting, every 15 s while it waits, and once when connected.
+ */
+export async function waitForDatabase(
+  stores: Stores,
+  target: DatabaseTarget,
+  options: { timeoutMs: number; logger?: ExecutorLogger },
+): Promise<void> {
+  const databases: Array<[string, Executor]> = [['DATABASE_URL', stores.controlDb]];
+  if (stores.runOpsDb !== stores.controlDb)
+    databases.push(['RUN_OPS_DATABASE_URL', stores.runOpsDb]);
+  const started = performance.now();
+  let lastLog = 0;
+  for (let failures = 0; ;) {
+    let failed: { which: string; error: unknown } | undefined;
+    for (const [which, db] of databases) {
+      try {
+        await db.query('select 1');
+      } catch (error) {
+        failed = { which, error };
+        break;
+      }
+    }
+    const waited = Math.round(performance.now() - started);
+    if (!failed) {
+      if (failures > 0)
+        options.logger?.info(
+          { waitedMs: waited, attempts: failures + 1 },
+          'the database is up; continuing',
+        );
+      break;
+    }
+    const message = failed.error instanceof Error ? failed.error.message : String(failed.error);
+    if (!isTransientDatabaseError(failed.error) || waited >= options.timeoutMs) {
+      const why = isTransientDatabaseError(failed.error)
+        ? `it did not accept connections within ${options.timeoutMs} ms (--connect-timeout / WEFT_CONNECT_TIMEOUT; raise it to wait longer)`
+        : 'waiting would not help';
+      throw new CliError(
+        `cannot reach the database ${describeTarget(target)} (${failed.which}): ${message}; ${why}.`,
+      );
+    }
+    failures++;
+    if (failures === 1 || performance.now() - lastLog >= CONNECT_LOG_EVERY_MS) {
+      lastLog = performance.now();
+      options.logger?.warn(
+        { database: failed.which, err: message, waitedMs: waited, timeoutMs: options.timeoutMs },
+        failures === 1
+          ? 'the database is not accepting connections yet; waiting for it (retrying with backoff)'
+          : 'still waiting for the database',
+      );
+    }
+    const exp = Math.min(
+      CONNECT_RETRY_CAP_MS,
+      CONNECT_RETRY_BASE_MS * 2 ** Math.min(failures - 1, 10),
+    );
+    const delay = Math.min(
+      Math.round(exp / 2 + Math.random() * (exp / 2)),
+      Math.max(0, options.timeoutMs - waited),
+    );
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  await assertMigrated(stores, target);
 }

@@ -125,6 +125,22 @@ export function buildProgram(): Command {
         '--metrics-host <host>',
         'interface for --metrics-port (keep it internal)',
         '127.0.0.1',
+      )
+      .option(
+        '--connect-timeout <duration>',
+        'at startup, how long to wait for the database to accept connections (env WEFT_CONNECT_TIMEOUT; default 60s, 0 fails at once)',
+      )
+      .option(
+        '--lease <duration>',
+        "how long a claimed step stays this worker's without renewal; a crashed worker's steps are retried after it (env WEFT_LEASE; default 30s)",
+      )
+      .option(
+        '--heartbeat <duration>',
+        'how often leases are renewed, at most half the lease (env WEFT_HEARTBEAT; default a third of the lease)',
+      )
+      .option(
+        '--reaper-interval <duration>',
+        'how often this process requeues steps whose lease expired, or "off" (env WEFT_REAPER_INTERVAL; default 5s)',
       ),
     'json',
   ).action(async (options: Parameters<typeof runWorker>[0]) =>

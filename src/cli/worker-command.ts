@@ -12,7 +12,13 @@ import { createMetricsApp } from '../server/routes/metrics.js';
 import { startServer, type RunningServer } from '../server/serve.js';
 import { ensureEnvironment } from '../engine/tenant.js';
 import { parseDuration } from '../core/retry.js';
-import { assertMigrated, describeTarget, openStores, serverDatabase } from './database.js';
+import {
+  describeTarget,
+  openStores,
+  parseConnectTimeout,
+  serverDatabase,
+  waitForDatabase,
+} from './database.js';
 import { parsePositiveInt } from './dev-command.js';
 import { CliError, createCliLogger, parseLogFormat } from './output.js';
 import { handleShutdown } from './shutdown.js';
@@ -31,6 +37,77 @@ export interface WorkerCommandOptions {
   /** Serve this process's metrics on GET /metrics at this port (`--metrics-port`). */
   metricsPort?: string;
   metricsHost?: string;
+  /** How long to wait for the database at startup (`--connect-timeout`, WEFT_CONNECT_TIMEOUT). */
+  connectTimeout?: string;
+  /** `--lease` (WEFT_LEASE), `--heartbeat` (WEFT_HEARTBEAT), `--reaper-interval` (WEFT_REAPER_INTERVAL). */
+  lease?: string;
+  heartbeat?: string;
+  reaperInterval?: string;
+}
+
+export interface WorkerTimings {
+  leaseMs: number;
+  heartbeatMs: number;
+  /** false: this process reaps nothing (another process must). */
+  reaperIntervalMs: number | false;
+}
+
+const LEASE_MIN_MS = 1_000;
+const LEASE_MAX_MS = 24 * 3_600_000;
+const HEARTBEAT_MIN_MS = 50;
+const REAPER_MIN_MS = 100;
+
+/**
+ * Lease, heartbeat and reaper interval from flags, else environment variables, else the engine's
+ * defaults (30 s, a third of the lease, 5 s). Validated together: a heartbeat must be well below
+ * the lease (at most half of it, so one slow renewal does not lose the lease).
+ */
+export function resolveWorkerTimings(
+  options: Pick<WorkerCommandOptions, 'lease' | 'heartbeat' | 'reaperInterval'>,
+  env: NodeJS.ProcessEnv = process.env,
+): WorkerTimings {
+  const read = (flag: string, envName: string, value: string | undefined) => {
+    const raw = value ?? env[envName];
+    if (raw === undefined || raw === '') return undefined;
+    const source = value !== undefined ? flag : envName;
+    if (flag === '--reaper-interval' && raw === 'off') return { ms: false as const, source, raw };
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(raw.trim());
+    if (!match)
+      throw new CliError(
+        `${source} must be a duration like "500ms", "10s", "5m" or "1h"${flag === '--reaper-interval' ? ' (or "off")' : ''}; found "${raw}".`,
+      );
+    const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+    return { ms: Math.round(Number(match[1]) * unit), source, raw };
+  };
+  const lease = read('--lease', 'WEFT_LEASE', options.lease);
+  const heartbeat = read('--heartbeat', 'WEFT_HEARTBEAT', options.heartbeat);
+  const reaper = read('--reaper-interval', 'WEFT_REAPER_INTERVAL', options.reaperInterval);
+  const leaseMs = (lease?.ms as number | undefined) ?? 30_000;
+  if (lease && (leaseMs < LEASE_MIN_MS || leaseMs > LEASE_MAX_MS))
+    throw new CliError(
+      `${lease.source} is "${lease.raw}": a lease must be from 1s to 24h (how long a claimed step stays this worker's without a renewal; a crashed worker's steps are picked up after it). Default 30s.`,
+    );
+  const heartbeatMs =
+    (heartbeat?.ms as number | undefined) ?? Math.max(10, Math.floor(leaseMs / 3));
+  if (heartbeat) {
+    if (heartbeatMs < HEARTBEAT_MIN_MS)
+      throw new CliError(
+        `${heartbeat.source} is "${heartbeat.raw}": a heartbeat must be at least ${HEARTBEAT_MIN_MS}ms.`,
+      );
+    if (heartbeatMs * 2 > leaseMs)
+      throw new CliError(
+        `${heartbeat.source} is "${heartbeat.raw}" but the lease is ${leaseMs} ms${lease ? ` (${lease.source})` : ' (the default)'}: the heartbeat must be well below the lease — at most half of it, a third is the default — or one slow renewal loses the lease and the step runs twice. Lower the heartbeat or raise --lease.`,
+      );
+  }
+  let reaperIntervalMs: number | false = 5_000;
+  if (reaper) {
+    if (reaper.ms !== false && reaper.ms < REAPER_MIN_MS)
+      throw new CliError(
+        `${reaper.source} is "${reaper.raw}": the reaper interval must be at least ${REAPER_MIN_MS}ms (or "off" when another process reaps).`,
+      );
+    reaperIntervalMs = reaper.ms;
+  }
+  return { leaseMs, heartbeatMs, reaperIntervalMs };
 }
 
 export async function runWorker(options: WorkerCommandOptions): Promise<void> {
@@ -45,6 +122,8 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
   });
   const concurrency =
     options.concurrency === undefined ? 10 : parsePositiveInt(options.concurrency, '--concurrency');
+  const timings = resolveWorkerTimings(options);
+  const connectTimeoutMs = parseConnectTimeout(options.connectTimeout);
   let shutdownGraceMs: number;
   try {
     shutdownGraceMs = parseDuration(options.drainTimeout as `${number}s`, '--drain-timeout');
@@ -55,6 +134,7 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
   const opened = await openStores(target, {
     applicationName: 'weft-worker',
     poolSize: concurrency + 2,
+    logger,
   });
   let engine: Engine | undefined;
   let metricsServer: RunningServer | undefined;
@@ -74,7 +154,7 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
     { name: 'close the database', run: () => opened.close() },
   ]);
   try {
-    await assertMigrated(opened.stores, target);
+    await waitForDatabase(opened.stores, target, { timeoutMs: connectTimeoutMs, logger });
     const environmentId = await ensureEnvironment(opened.stores.control, {
       project: options.project,
       environment: options.environment,
@@ -83,7 +163,13 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
       stores: opened.stores,
       environmentId,
       logger,
-      worker: { concurrency, shutdownGraceMs },
+      reaperIntervalMs: timings.reaperIntervalMs,
+      worker: {
+        concurrency,
+        shutdownGraceMs,
+        leaseMs: timings.leaseMs,
+        heartbeatMs: timings.heartbeatMs,
+      },
     });
     if (options.metricsPort !== undefined) {
       const port = Number(options.metricsPort);
@@ -111,6 +197,7 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
         environment: `${options.project}/${options.environment}`,
         workflows: report.active.map((w) => `${w.id}@v${w.version}`),
         concurrency,
+        ...timings,
       },
       'worker started',
     );

@@ -35,6 +35,9 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
     connectionString: options.connectionString,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'weft',
+    // A server that drops packets (not refuses them) must not hang a query forever: the caller
+    // gets an error it can retry (startup, commit retries) instead.
+    connectionTimeoutMillis: 10_000,
   });
   // An idle client that loses its connection emits on the pool; without a listener Node would crash.
   pool.on('error', () => {});
