@@ -154,6 +154,15 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'DELETE /api/v1/webhooks/{webhookId} deleteWebhook',
         'PATCH /api/v1/webhooks/{webhookId} updateWebhook',
         'GET /metrics metrics',
+        'GET /api/v1/keys listApiKeys',
+        'POST /api/v1/keys createApiKey',
+        'POST /api/v1/keys/{keyId}/revoke revokeApiKey',
+        'GET /api/v1/environments listEnvironments',
+        'POST /api/v1/environments createEnvironment',
+        'PATCH /api/v1/environments/{name} updateEnvironment',
+        'GET /api/v1/projects listProjects',
+        'POST /api/v1/projects createProject',
+        'PATCH /api/v1/projects/{name} updateProject',
       ].sort(),
     );
     for (const op of operations) {

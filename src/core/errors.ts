@@ -31,6 +31,10 @@ export type WeftErrorCode =
   | 'invalid_cursor'
   | 'invalid_config'
   | 'bad_request'
+  // a name that must be unique is taken (a project, an environment)
+  | 'already_exists'
+  // the environment (or its project) is paused: no trigger is accepted until it is resumed
+  | 'environment_paused'
   | 'internal';
 
 export class WeftError extends Error {

@@ -38,6 +38,23 @@ export class WorkflowRegistry {
     this.current.delete(workflowId);
   }
 
+  /**
+   * Whether the environment (or its project) is paused: the worker then claims nothing. Read
+   * through the control store's cache, which drops entries on the `weft_control_changed`
+   * notification (listened to from the first call), so a pause reaches every worker at once. A
+   * database error reads as "not paused": the claim that follows reports and retries it.
+   */
+  async isPaused(): Promise<boolean> {
+    this.control.watchChanges().catch(() => {
+      // without the listener the cache's TTL (5 s) bounds how late a pause is seen
+    });
+    try {
+      return (await this.control.getEnvironment(this.environmentId))?.paused ?? false;
+    } catch {
+      return false;
+    }
+  }
+
   workflowIds(): string[] {
     return [...this.current.keys()];
   }

@@ -1,8 +1,11 @@
+import { WeftError } from '../core/errors.js';
 import type { ControlStore } from '../store/control-store.js';
 
 /**
- * Find or create the named organization/project/environment (what `weft dev` and a first
- * `weft worker` use). Idempotent; racing processes converge on the first environment created.
+ * Find or create the named organization/project/environment (what `weft dev` and `weft worker`
+ * use). A new environment of an existing project is added to that project, so `weft worker
+ * --environment staging` serves a `staging` beside `dev` (same organization, keys managed
+ * together). Idempotent; racing processes converge on the environment created first.
  */
 export async function ensureEnvironment(
   control: ControlStore,
@@ -12,10 +15,20 @@ export async function ensureEnvironment(
   const environment = names.environment ?? 'dev';
   const found = await control.findEnvironmentByName(project, environment);
   if (found) return found;
-  const tenant = await control.createTenant({
-    organization: names.organization ?? 'default',
-    project,
-    environment,
-  });
-  return tenant.environmentId;
+  const projectId = await control.findProjectIdByName(project);
+  try {
+    if (projectId) return await control.createEnvironment(projectId, environment);
+    return (
+      await control.createTenant({
+        organization: names.organization ?? 'default',
+        project,
+        environment,
+      })
+    ).environmentId;
+  } catch (error) {
+    // Another process created it a moment ago: use theirs.
+    const raced = await control.findEnvironmentByName(project, environment);
+    if (raced && error instanceof WeftError && error.code === 'already_exists') return raced;
+    throw error;
+  }
 }

@@ -37,6 +37,13 @@ export async function triggerRun(
 ): Promise<TriggerResult> {
   const env = await stores.control.getEnvironment(req.environmentId);
   if (!env) throw new WeftError('not_found', `environment ${req.environmentId} does not exist`);
+  if (env.paused) {
+    throw new WeftError(
+      'environment_paused',
+      `Environment "${env.name}" of project "${env.projectName}" is paused: no run of \`${req.workflowId}\` was started. Resume it with \`weft environments resume ${env.name}\` (PATCH /api/v1/environments/${env.name} with {"paused": false}; a paused project: PATCH /api/v1/projects/${env.projectName}), then trigger again.`,
+      { details: { environment: env.name, project: env.projectName } },
+    );
+  }
   const version = await stores.control.currentVersion(req.environmentId, req.workflowId);
   if (!version) {
     const known = (await stores.control.listWorkflows(req.environmentId)).map((w) => `\`${w.id}\``);

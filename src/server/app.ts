@@ -8,7 +8,7 @@ import { requestId } from 'hono/request-id';
 import { createLogger, type Logger } from '../engine/logger.js';
 import { processMetrics, type MetricsRegistry } from '../engine/metrics.js';
 import type { Stores } from '../store/stores.js';
-import { requireApiKey } from './auth.js';
+import { documentScopes, requireApiKey, requireScope, watchControlChanges } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
 import {
   clientAddress,
@@ -22,7 +22,8 @@ import {
 import { defaultDashboardDir, serveDashboard, type DashboardOptions } from './dashboard-assets.js';
 import { renderDocsPage, type DocsDocument } from './docs-page.js';
 import { errorBody, toErrorResponse, validationError } from './errors.js';
-import { DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
+import { BEARER_AUTH, DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
+import { registerAdminRoutes } from './routes/admin.js';
 import { registerDataclipRoutes } from './routes/dataclips.js';
 import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -151,7 +152,14 @@ export function createApp(options: CreateAppOptions): ServerApp {
         ),
     }),
   );
-  app.use('/api/v1/*', requireApiKey(deps.stores.control), async (c, next) => {
+  app.use(
+    '/api/v1/*',
+    watchControlChanges(deps.stores.control, logger),
+    requireApiKey(deps.stores.control),
+    // One place decides what each key scope may call: ROUTE_SCOPES in auth.ts.
+    requireScope(),
+  );
+  app.use('/api/v1/*', async (c, next) => {
     await next();
     // Tenant data: never to be kept by shared caches.
     c.header('Cache-Control', 'no-store');
@@ -167,13 +175,15 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerDataclipRoutes(app, deps);
   registerScheduleRoutes(app, deps);
   registerWebhookRoutes(app, deps);
+  registerAdminRoutes(app, deps);
   if (options.metrics !== false)
     registerMetricsRoutes(app, deps, options.metrics ?? processMetrics);
 
   // Generated on first request: the routes are all registered by then and never change.
   let document: ReturnType<ServerApp['getOpenAPI31Document']> | undefined;
   let docsPage: string | undefined;
-  const getDocument = () => (document ??= app.getOpenAPI31Document(DOCUMENT_INFO));
+  const getDocument = () =>
+    (document ??= documentScopes(app.getOpenAPI31Document(DOCUMENT_INFO), BEARER_AUTH));
   app.get('/api/openapi.json', (c) => c.json(getDocument()));
   app.get('/api/docs', (c) => {
     // The generator's document type is wider than the page reads; DocsDocument is that subset.

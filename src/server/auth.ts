@@ -1,10 +1,134 @@
 /**
- * Bearer authentication. A key belongs to one environment; handlers read that environment from
- * the context and pass it to every store call, which is what makes another tenant's ids a 404.
+ * Bearer authentication and key scopes. A key belongs to one environment; handlers read that
+ * environment from the context and pass it to every store call, which is what makes another
+ * tenant's ids a 404. What a key may call is decided here, in one table (ROUTE_SCOPES), not in
+ * the handlers.
  */
-import type { MiddlewareHandler } from 'hono';
-import type { ApiKeyIdentity, ControlStore } from '../store/control-store.js';
+import type { Context, MiddlewareHandler } from 'hono';
+import { matchedRoutes } from 'hono/route';
+import type { Logger } from '../engine/logger.js';
+import type { ApiKeyIdentity, ControlStore, KeyScope } from '../store/control-store.js';
 import { ApiError } from './errors.js';
+
+/**
+ * The scope each /api/v1 route needs, by `METHOD path` as the OpenAPI document writes it.
+ * `read`: reading; `trigger`: starting and steering runs (and reading webhook ids, which can
+ * start runs); `admin`: configuration (keys, environments, projects, schedules, webhooks).
+ * A route missing here needs `admin` — fail closed — and fails test/server.scopes.test.ts,
+ * which walks every registered route: add the line with the route.
+ */
+export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
+  'GET /api/v1/workflows': 'read',
+  'GET /api/v1/workflows/{workflowId}': 'read',
+  'POST /api/v1/workflows/{workflowId}/runs': 'trigger',
+  'GET /api/v1/runs': 'read',
+  'GET /api/v1/runs/counts': 'read',
+  'GET /api/v1/runs/{runId}': 'read',
+  'GET /api/v1/runs/{runId}/steps': 'read',
+  'GET /api/v1/runs/{runId}/state': 'read',
+  'GET /api/v1/runs/{runId}/events': 'read',
+  'GET /api/v1/runs/{runId}/waitpoints': 'read',
+  'POST /api/v1/runs/{runId}/rerun': 'trigger',
+  'POST /api/v1/runs/{runId}/cancel': 'trigger',
+  'POST /api/v1/runs/{runId}/resume': 'trigger',
+  'POST /api/v1/bulk-reruns': 'trigger',
+  'GET /api/v1/bulk-reruns/{id}': 'read',
+  'POST /api/v1/waitpoints/{token}/complete': 'trigger',
+  'GET /api/v1/dataclips/{dataclipId}': 'read',
+  'GET /api/v1/schedules': 'read',
+  'GET /api/v1/schedules/{scheduleId}': 'read',
+  'POST /api/v1/schedules': 'admin',
+  'PATCH /api/v1/schedules/{scheduleId}': 'admin',
+  'DELETE /api/v1/schedules/{scheduleId}': 'admin',
+  'GET /api/v1/webhooks': 'trigger',
+  'POST /api/v1/webhooks': 'admin',
+  'PATCH /api/v1/webhooks/{webhookId}': 'admin',
+  'DELETE /api/v1/webhooks/{webhookId}': 'admin',
+  'GET /api/v1/keys': 'admin',
+  'POST /api/v1/keys': 'admin',
+  'POST /api/v1/keys/{keyId}/revoke': 'admin',
+  'GET /api/v1/environments': 'admin',
+  'POST /api/v1/environments': 'admin',
+  'PATCH /api/v1/environments/{name}': 'admin',
+  'GET /api/v1/projects': 'admin',
+  'POST /api/v1/projects': 'admin',
+  'PATCH /api/v1/projects/{name}': 'admin',
+};
+
+const SCOPE_RANK: Record<KeyScope, number> = { read: 1, trigger: 2, admin: 3 };
+
+/** Scopes nest: `admin` allows everything, `trigger` allows `read` routes too. */
+export function scopesAllow(scopes: readonly KeyScope[], needed: KeyScope): boolean {
+  return scopes.some((scope) => SCOPE_RANK[scope] >= SCOPE_RANK[needed]);
+}
+
+/** `/api/v1/runs/:runId` (Hono) → `/api/v1/runs/{runId}` (OpenAPI, the table's spelling). */
+export function openApiPath(honoPath: string): string {
+  return honoPath.replace(/:([A-Za-z0-9_]+)(\{[^}]*\})?/g, '{$1}');
+}
+
+/** The scope a route needs; an undeclared route needs `admin`. */
+export function requiredScope(method: string, path: string): KeyScope {
+  return ROUTE_SCOPES[`${method.toUpperCase()} ${path}`] ?? 'admin';
+}
+
+/**
+ * The route that will answer: the first matched handler registered for the request's method
+ * (middleware is registered for ALL). Undefined when no route matches — the request ends in the
+ * 404 handler and reads nothing.
+ */
+function answeringRoute(c: Context): { method: string; path: string } | undefined {
+  const method = c.req.method === 'HEAD' ? 'GET' : c.req.method;
+  const route = matchedRoutes(c).find((r) => r.method === method);
+  return route ? { method, path: openApiPath(route.path) } : undefined;
+}
+
+/**
+ * Refuse a key whose scopes do not cover the route (403 `forbidden`, naming the route, the scope
+ * it needs, the key's scopes and the fix). Runs after `requireApiKey`.
+ */
+export function requireScope(): MiddlewareHandler<{ Variables: AuthVariables }> {
+  return async (c, next) => {
+    const route = answeringRoute(c);
+    if (route !== undefined) {
+      const needed = requiredScope(route.method, route.path);
+      const { scopes, keyId } = c.get('identity');
+      if (!scopesAllow(scopes, needed)) {
+        const name = `${route.method} ${route.path}`;
+        throw new ApiError(
+          'forbidden',
+          `API key ${keyId} has the scope${scopes.length === 1 ? '' : 's'} ${scopes.map((s) => `\`${s}\``).join(', ')}; ${name} needs \`${needed}\`${needed === 'admin' ? '' : ' (or a wider one)'}. Use a key with that scope: an admin creates one with \`weft keys create --scope ${needed}\` (or POST /api/v1/keys).`,
+          { route: name, needed, scopes, keyId },
+        );
+      }
+    }
+    await next();
+  };
+}
+
+/**
+ * Start (once) the listener that drops cached keys when any process revokes one. A failure is
+ * logged and retried on the next request; meanwhile the cache's short TTL bounds staleness.
+ */
+export function watchControlChanges(
+  control: ControlStore,
+  logger: Logger,
+): MiddlewareHandler<{ Variables: AuthVariables }> {
+  let warned = false;
+  return async (_c, next) => {
+    try {
+      await control.watchChanges();
+    } catch (error) {
+      if (!warned)
+        logger.warn(
+          { err: error },
+          'cannot LISTEN for control-plane changes; revoked keys are refused after up to 5 s instead of at once',
+        );
+      warned = true;
+    }
+    await next();
+  };
+}
 
 export type AuthVariables = { identity: ApiKeyIdentity };
 
@@ -55,4 +179,23 @@ export function requireApiKey(
 
 function unauthorized(reason: string, message: string): ApiError {
   return new ApiError('unauthorized', message, { reason });
+}
+
+/**
+ * Write each /api/v1 operation's scope into the OpenAPI document (`security: [{ bearerAuth:
+ * [scope] }]`, which OpenAPI 3.1 allows for any scheme), from the same table that enforces it.
+ */
+export function documentScopes<D extends { paths?: Record<string, unknown> }>(
+  document: D,
+  scheme: string,
+): D {
+  for (const [path, item] of Object.entries(document.paths ?? {})) {
+    if (!path.startsWith('/api/v1/') || typeof item !== 'object' || item === null) continue;
+    for (const [method, operation] of Object.entries(item as Record<string, unknown>)) {
+      if (typeof operation !== 'object' || operation === null || !('security' in operation))
+        continue;
+      (operation as { security: unknown }).security = [{ [scheme]: [requiredScope(method, path)] }];
+    }
+  }
+  return document;
 }

@@ -15,13 +15,15 @@ export type ServerErrorCode =
   | 'unsupported_media_type'
   | 'method_not_allowed'
   | 'not_ready'
+  // the API key lacks the scope the route needs (auth.ts ROUTE_SCOPES)
+  | 'forbidden'
   // a handler did not answer within the server's request timeout (`weft server --request-timeout`)
   | 'request_timeout'
   // a webhook with a secret received a request without a valid `x-weft-signature`
   | 'invalid_signature';
 export type ApiErrorCode = WeftErrorCode | ServerErrorCode;
 
-export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
 
 /**
  * Statuses by code. 4xx: the caller can fix it; 5xx: we must (and it is logged with a request id).
@@ -33,6 +35,7 @@ const STATUSES = {
   bad_request: 400,
   unauthorized: 401,
   invalid_signature: 401,
+  forbidden: 403,
   not_found: 404,
   // An unknown workflow on trigger is a missing resource, named in the message with the known ids.
   unknown_workflow: 404,
@@ -48,6 +51,9 @@ const STATUSES = {
   // Only an ended run can be rerun.
   run_not_ended: 409,
   waitpoint_not_waiting: 409,
+  already_exists: 409,
+  // Paused environment: the request is fine, the environment's state refuses it (resume it).
+  environment_paused: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   invalid_input: 422,

@@ -18,6 +18,7 @@ export function jsonContent<T extends ZodType>(schema: T, description: string) {
 const ERROR_DESCRIPTIONS: Record<ErrorStatus, string> = {
   400: 'Malformed request: not JSON, unknown fields, or values of the wrong type (`bad_request`).',
   401: 'Missing, malformed, unknown or revoked API key (`unauthorized`).',
+  403: 'The API key lacks the scope this route needs (`forbidden`); the message names both.',
   404: 'Not found in the environment of the API key (also for ids of other environments).',
   405: 'The path exists but not with this method (`method_not_allowed`).',
   409: 'Conflict: the idempotency key was used with a different input (`idempotency_conflict`).',
@@ -61,5 +62,10 @@ export const DOCUMENT_INFO: Parameters<ServerApp['getOpenAPI31Document']>[0] = {
     { name: 'Runs', description: 'Start runs and follow their steps.' },
     { name: 'Dataclips', description: 'Persisted JSON values: inputs, outputs, final states.' },
     { name: 'Health', description: 'Liveness and readiness probes (no API key).' },
+    {
+      name: 'Operations',
+      description:
+        "API keys, environments and projects of the caller's project (admin-scoped keys). Each route's `security` names the key scope it needs: `read`, `trigger` or `admin`.",
+    },
   ],
 };

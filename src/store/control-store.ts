@@ -1,6 +1,9 @@
 /**
  * The control-plane store: organizations, projects, environments, API keys, workflows and their
- * immutable versions. Small data; run-path reads go through TtlCache.
+ * immutable versions. Small data; run-path reads go through TtlCache. Every write drops this
+ * process's caches at once; other processes drop theirs on the `weft_control_changed`
+ * notification the tables' triggers send (see `watchChanges`), and the TTL bounds what a missed
+ * notification can cost.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../core/errors.js';
@@ -10,12 +13,22 @@ import { TtlCache } from './cache.js';
 import { sqlErrorCode, UNIQUE_VIOLATION, type Executor } from './executor.js';
 import { quoteIdent } from './migrator.js';
 
+/**
+ * What an API key may do. `read`: GET routes. `trigger`: read, and start and steer runs.
+ * `admin`: everything (keys, environments, projects, schedules, webhooks).
+ */
+export type KeyScope = 'read' | 'trigger' | 'admin';
+export const KEY_SCOPES: readonly KeyScope[] = ['read', 'trigger', 'admin'];
+
 export interface EnvironmentRecord {
   id: string;
   name: string;
   projectId: string;
+  projectName: string;
   organizationId: string;
   saveDataclips: boolean;
+  /** The environment or its project is paused: triggers are refused and workers claim nothing. */
+  paused: boolean;
   /** Organization feature flags, e.g. `{ "runs.location": "b0" }`. */
   flags: Record<string, unknown>;
 }
@@ -23,6 +36,39 @@ export interface EnvironmentRecord {
 export interface ApiKeyIdentity {
   keyId: string;
   environmentId: string;
+  scopes: KeyScope[];
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  /** `weft_<environment>_` and the first 4 random characters: enough to tell keys apart. */
+  prefix: string;
+  label: string | null;
+  scopes: KeyScope[];
+  environmentId: string;
+  environment: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface ProjectRecord {
+  id: string;
+  organizationId: string;
+  name: string;
+  saveDataclips: boolean;
+  retentionDays: number | null;
+  paused: boolean;
+  createdAt: string;
+}
+
+export interface EnvironmentListing {
+  id: string;
+  name: string;
+  projectId: string;
+  /** This environment's own flag; `projectPaused` says whether its project is paused too. */
+  paused: boolean;
+  projectPaused: boolean;
+  createdAt: string;
 }
 
 export interface WorkflowVersionRecord {
@@ -98,6 +144,33 @@ function toWorkflow(r: Row): WorkflowRecord {
   };
 }
 
+const PROJECT_COLUMNS = `id, organization_id, name, save_dataclips, retention_days, paused_at, created_at`;
+
+function toProject(r: Row): ProjectRecord {
+  return {
+    id: r.id as string,
+    organizationId: r.organization_id as string,
+    name: r.name as string,
+    saveDataclips: r.save_dataclips as boolean,
+    retentionDays: r.retention_days === null ? null : Number(r.retention_days),
+    paused: r.paused_at !== null,
+    createdAt: iso(r.created_at),
+  };
+}
+
+const ENVIRONMENT_COLUMNS = `e.id, e.name, e.project_id, e.paused_at, p.paused_at as project_paused_at, e.created_at`;
+
+function toEnvironmentListing(r: Row): EnvironmentListing {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    projectId: r.project_id as string,
+    paused: r.paused_at !== null,
+    projectPaused: r.project_paused_at !== null,
+    createdAt: iso(r.created_at),
+  };
+}
+
 export class ControlStore {
   private readonly s: string;
   private readonly keyCache = new TtlCache<ApiKeyIdentity | null>(5_000);
@@ -105,12 +178,44 @@ export class ControlStore {
   private readonly currentVersionCache = new TtlCache<WorkflowVersionRecord | null>(2_000);
   /** Versions are immutable: cached without expiry. */
   private readonly versions = new Map<string, WorkflowVersionRecord>();
+  private watching: Promise<void> | undefined;
 
   constructor(
     readonly db: Executor,
-    schema: string,
+    private readonly schema: string,
   ) {
     this.s = quoteIdent(schema);
+  }
+
+  /**
+   * Drop this process's key and environment caches whenever any process changes a key, an
+   * environment, a project or an organization (the tables' triggers NOTIFY
+   * `weft_control_changed` with the schema name). Started once, by long-lived processes (the API
+   * server on its first request, a worker when it checks for a pause); short CLI commands do not
+   * open a listening connection. The caches are dropped once the LISTEN is in place, so nothing
+   * read before it can outlive a change. A notification missed while the listening connection is
+   * re-established costs at most the 5 s TTL. Rejects when LISTEN fails (the caller logs it and
+   * is retried on its next call).
+   */
+  watchChanges(): Promise<void> {
+    this.watching ??= this.db
+      .listen('weft_control_changed', (payload) => {
+        if (payload === this.schema) this.dropCaches();
+      })
+      .then(
+        () => this.dropCaches(),
+        (error: unknown) => {
+          this.watching = undefined;
+          throw error;
+        },
+      );
+    return this.watching;
+  }
+
+  /** Forget every cached key and environment (their next read goes to the database). */
+  dropCaches(): void {
+    this.keyCache.bumpEpoch();
+    this.envCache.bumpEpoch();
   }
 
   async createOrganization(name: string): Promise<string> {
@@ -122,32 +227,74 @@ export class ControlStore {
     return id;
   }
 
+  /** Throws `already_exists` (409) when the organization has a project of that name. */
   async createProject(
     organizationId: string,
     name: string,
-    settings: { saveDataclips?: boolean } = {},
+    settings: { saveDataclips?: boolean; retentionDays?: number | null } = {},
   ): Promise<string> {
     const id = mintControlId('prj');
-    await this.db.query(
-      `insert into ${this.s}.projects (id, organization_id, name, save_dataclips) values ($1, $2, $3, $4)`,
-      [id, organizationId, name, settings.saveDataclips ?? true],
-    );
+    try {
+      await this.db.query(
+        `insert into ${this.s}.projects (id, organization_id, name, save_dataclips, retention_days) values ($1, $2, $3, $4, $5)`,
+        [id, organizationId, name, settings.saveDataclips ?? true, settings.retentionDays ?? null],
+      );
+    } catch (error) {
+      if (!ControlStore.isUniqueViolation(error)) throw error;
+      throw new WeftError(
+        'already_exists',
+        `A project named "${name}" already exists in this organization. Pick another name, or list them with GET /api/v1/projects.`,
+        { details: { project: name } },
+      );
+    }
     return id;
   }
 
+  /**
+   * Change a project's settings; fields left undefined keep their value. `paused` pauses (or
+   * resumes) every environment of the project. Returns the project, or null when it is unknown.
+   */
   async updateProjectSettings(
     projectId: string,
-    settings: { saveDataclips?: boolean },
-  ): Promise<void> {
-    if (settings.saveDataclips !== undefined) {
-      await this.db.query(`update ${this.s}.projects set save_dataclips = $2 where id = $1`, [
+    settings: { saveDataclips?: boolean; retentionDays?: number | null; paused?: boolean },
+  ): Promise<ProjectRecord | null> {
+    const rows = await this.db.query<Row>(
+      `update ${this.s}.projects
+          set save_dataclips = coalesce($2, save_dataclips),
+              retention_days = case when $3::boolean then $4::integer else retention_days end,
+              paused_at = case when $5::boolean is null then paused_at
+                               when $5 then coalesce(paused_at, now()) else null end
+        where id = $1
+        returning ${PROJECT_COLUMNS}`,
+      [
         projectId,
-        settings.saveDataclips,
-      ]);
-    }
+        settings.saveDataclips ?? null,
+        settings.retentionDays !== undefined,
+        settings.retentionDays ?? null,
+        settings.paused ?? null,
+      ],
+    );
     this.envCache.bumpEpoch();
+    return rows.rows[0] ? toProject(rows.rows[0]) : null;
   }
 
+  async listProjects(organizationId: string): Promise<ProjectRecord[]> {
+    const rows = await this.db.query<Row>(
+      `select ${PROJECT_COLUMNS} from ${this.s}.projects where organization_id = $1 order by name`,
+      [organizationId],
+    );
+    return rows.rows.map(toProject);
+  }
+
+  async findProject(organizationId: string, name: string): Promise<ProjectRecord | null> {
+    const rows = await this.db.query<Row>(
+      `select ${PROJECT_COLUMNS} from ${this.s}.projects where organization_id = $1 and name = $2`,
+      [organizationId, name],
+    );
+    return rows.rows[0] ? toProject(rows.rows[0]) : null;
+  }
+
+  /** Throws `bad_request` for an invalid name and `already_exists` (409) for a taken one. */
   async createEnvironment(projectId: string, name: string): Promise<string> {
     if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(name)) {
       throw new WeftError(
@@ -156,11 +303,47 @@ export class ControlStore {
       );
     }
     const id = mintControlId('env');
-    await this.db.query(
-      `insert into ${this.s}.environments (id, project_id, name) values ($1, $2, $3)`,
-      [id, projectId, name],
-    );
+    try {
+      await this.db.query(
+        `insert into ${this.s}.environments (id, project_id, name) values ($1, $2, $3)`,
+        [id, projectId, name],
+      );
+    } catch (error) {
+      if (!ControlStore.isUniqueViolation(error)) throw error;
+      throw new WeftError(
+        'already_exists',
+        `The project already has an environment named "${name}". Pick another name, or list them with GET /api/v1/environments.`,
+        { details: { environment: name } },
+      );
+    }
     return id;
+  }
+
+  async listEnvironments(projectId: string): Promise<EnvironmentListing[]> {
+    const rows = await this.db.query<Row>(
+      `select ${ENVIRONMENT_COLUMNS} from ${this.s}.environments e join ${this.s}.projects p on p.id = e.project_id
+        where e.project_id = $1 order by e.name`,
+      [projectId],
+    );
+    return rows.rows.map(toEnvironmentListing);
+  }
+
+  /** Pause or resume one environment of a project; null when the project has no such environment. */
+  async setEnvironmentPaused(
+    projectId: string,
+    name: string,
+    paused: boolean,
+  ): Promise<EnvironmentListing | null> {
+    const rows = await this.db.query<Row>(
+      `update ${this.s}.environments e
+          set paused_at = case when $3 then coalesce(e.paused_at, now()) else null end
+         from ${this.s}.projects p
+        where p.id = e.project_id and e.project_id = $1 and e.name = $2
+        returning ${ENVIRONMENT_COLUMNS}`,
+      [projectId, name, paused],
+    );
+    this.envCache.bumpEpoch();
+    return rows.rows[0] ? toEnvironmentListing(rows.rows[0]) : null;
   }
 
   /** Create an organization, a project and one environment: what a test or a fresh install needs. */
@@ -183,10 +366,20 @@ export class ControlStore {
     return rows.rows[0]?.id;
   }
 
+  /** The oldest project of that name (what `weft dev` and `weft worker` add environments to). */
+  async findProjectIdByName(project: string): Promise<string | undefined> {
+    const rows = await this.db.query<{ id: string }>(
+      `select id from ${this.s}.projects where name = $1 order by created_at, id limit 1`,
+      [project],
+    );
+    return rows.rows[0]?.id;
+  }
+
   getEnvironment(environmentId: string): Promise<EnvironmentRecord | null> {
     return this.envCache.get(environmentId, async () => {
       const rows = await this.db.query<Row>(
-        `select e.id, e.name, e.project_id, p.organization_id, p.save_dataclips, o.flags
+        `select e.id, e.name, e.project_id, p.name as project_name, p.organization_id, p.save_dataclips,
+                (e.paused_at is not null or p.paused_at is not null) as paused, o.flags
            from ${this.s}.environments e
            join ${this.s}.projects p on p.id = e.project_id
            join ${this.s}.organizations o on o.id = p.organization_id
@@ -199,8 +392,10 @@ export class ControlStore {
         id: r.id as string,
         name: r.name as string,
         projectId: r.project_id as string,
+        projectName: r.project_name as string,
         organizationId: r.organization_id as string,
         saveDataclips: r.save_dataclips as boolean,
+        paused: r.paused as boolean,
         flags: (r.flags as Record<string, unknown>) ?? {},
       };
     });
@@ -208,70 +403,100 @@ export class ControlStore {
 
   /**
    * Create an API key for an environment. The token (`weft_<environment>_<32 random chars>`) is
-   * returned once; only its sha256 is stored.
+   * returned once; only its sha256 is stored. Scopes default to `admin` here (what a bootstrap
+   * key and the key of `weft dev` need); the API and `weft keys create` default to `trigger`.
    */
   async createApiKey(
     environmentId: string,
     label?: string,
-  ): Promise<{ id: string; token: string }> {
+    scopes: readonly KeyScope[] = ['admin'],
+  ): Promise<{ id: string; token: string } & ApiKeyRecord> {
     const env = await this.getEnvironment(environmentId);
     if (!env) throw new WeftError('not_found', `environment ${environmentId} does not exist`);
     const token = `weft_${env.name}_${randomToken(32)}`;
     const id = mintControlId('key');
-    await this.db.query(
-      `insert into ${this.s}.api_keys (id, environment_id, token_hash, token_prefix, label) values ($1, $2, $3, $4, $5)`,
-      [id, environmentId, sha256(token), token.slice(0, token.lastIndexOf('_') + 5), label ?? null],
+    const prefix = token.slice(0, token.lastIndexOf('_') + 5);
+    const unique = KEY_SCOPES.filter((scope) => scopes.includes(scope));
+    const rows = await this.db.query<{ created_at: unknown }>(
+      `insert into ${this.s}.api_keys (id, environment_id, token_hash, token_prefix, label, scopes)
+       values ($1, $2, $3, $4, $5, $6::text[]) returning created_at`,
+      [id, environmentId, sha256(token), prefix, label ?? null, unique],
     );
-    return { id, token };
+    // An unknown token is cached as null: this one may have been tried before it existed.
+    this.keyCache.bumpEpoch();
+    return {
+      id,
+      token,
+      prefix,
+      label: label ?? null,
+      scopes: unique,
+      environmentId,
+      environment: env.name,
+      createdAt: iso(rows.rows[0]!.created_at),
+      revokedAt: null,
+    };
   }
 
-  async revokeApiKey(keyId: string): Promise<boolean> {
-    const rows = await this.db.query<{ token_hash: string }>(
-      `update ${this.s}.api_keys set revoked_at = now() where id = $1 and revoked_at is null returning token_hash`,
-      [keyId],
+  /**
+   * Revoke a key. With `projectId`, only a key of an environment of that project (an admin key
+   * manages its own project). Takes effect at once in this process and, through the
+   * notification, in every server process on its next request. False when no such active key.
+   */
+  async revokeApiKey(keyId: string, scope: { projectId?: string } = {}): Promise<boolean> {
+    const rows = await this.db.query<{ id: string }>(
+      `update ${this.s}.api_keys k set revoked_at = now()
+        where k.id = $1 and k.revoked_at is null
+          and ($2::text is null or k.environment_id in
+                (select e.id from ${this.s}.environments e where e.project_id = $2))
+        returning k.id`,
+      [keyId, scope.projectId ?? null],
     );
     this.keyCache.bumpEpoch();
     return rows.rows.length > 0;
   }
 
-  async listApiKeys(environmentId: string): Promise<
-    Array<{
-      id: string;
-      prefix: string;
-      label: string | null;
-      createdAt: string;
-      revokedAt: string | null;
-    }>
-  > {
+  /** The keys of one environment (prefixes only, never the token or its hash), oldest first. */
+  async listApiKeys(environmentId: string): Promise<ApiKeyRecord[]> {
     const rows = await this.db.query<Row>(
-      `select id, token_prefix, label, created_at, revoked_at from ${this.s}.api_keys where environment_id = $1 order by created_at`,
+      `select k.id, k.token_prefix, k.label, k.scopes, k.environment_id, e.name as environment,
+              k.created_at, k.revoked_at
+         from ${this.s}.api_keys k join ${this.s}.environments e on e.id = k.environment_id
+        where k.environment_id = $1 order by k.created_at, k.id`,
       [environmentId],
     );
     return rows.rows.map((r) => ({
       id: r.id as string,
       prefix: r.token_prefix as string,
       label: (r.label as string | null) ?? null,
+      scopes: r.scopes as KeyScope[],
+      environmentId: r.environment_id as string,
+      environment: r.environment as string,
       createdAt: iso(r.created_at),
       revokedAt: r.revoked_at ? iso(r.revoked_at) : null,
     }));
   }
 
   /**
-   * The environment a bearer token belongs to, or null. Looked up by the token's sha256 (unique
-   * index), then compared in constant time; revoked keys resolve to null.
+   * The environment and scopes of a bearer token, or null. Looked up by the token's sha256
+   * (unique index), then compared in constant time; revoked keys resolve to null.
    */
   resolveApiKey(token: string): Promise<ApiKeyIdentity | null> {
     if (!/^weft_[a-z0-9-]{1,31}_[0-9A-Za-z]{32}$/.test(token)) return Promise.resolve(null);
     const hash = sha256(token);
     return this.keyCache.get(hash, async () => {
-      const rows = await this.db.query<{ id: string; environment_id: string; token_hash: string }>(
-        `select id, environment_id, token_hash from ${this.s}.api_keys where token_hash = $1 and revoked_at is null`,
+      const rows = await this.db.query<{
+        id: string;
+        environment_id: string;
+        token_hash: string;
+        scopes: KeyScope[];
+      }>(
+        `select id, environment_id, token_hash, scopes from ${this.s}.api_keys where token_hash = $1 and revoked_at is null`,
         [hash],
       );
       const r = rows.rows[0];
       if (!r) return null;
       const ok = timingSafeEqual(Buffer.from(r.token_hash, 'hex'), Buffer.from(hash, 'hex'));
-      return ok ? { keyId: r.id, environmentId: r.environment_id } : null;
+      return ok ? { keyId: r.id, environmentId: r.environment_id, scopes: r.scopes } : null;
     });
   }
 

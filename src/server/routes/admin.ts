@@ -1,0 +1,363 @@
+/**
+ * Operations over the API (admin-scoped keys, see ROUTE_SCOPES in auth.ts): API keys,
+ * environments and projects, so nothing needs the server stopped.
+ *
+ * Tenancy: an admin key manages the project its environment belongs to — its keys, its
+ * environments, its settings — and may create projects in its organization (each new project
+ * comes with an environment and an admin key of its own, shown once). Names of another
+ * organization are never visible: they answer 404 like names that do not exist. A project of the
+ * same organization is listed but managed only with its own keys (403 names the fix).
+ */
+import { createRoute } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { WeftError } from '../../core/errors.js';
+import type {
+  ApiKeyRecord,
+  EnvironmentListing,
+  EnvironmentRecord,
+  ProjectRecord,
+} from '../../store/control-store.js';
+import { jsonBody } from '../body.js';
+import { ApiError, quoteId } from '../errors.js';
+import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
+import type { AppEnv, ServerApp, ServerDeps } from '../types.js';
+import {
+  ApiKeyListSchema,
+  CreateApiKeyBodySchema,
+  CreatedApiKeySchema,
+  CreatedProjectSchema,
+  CreateEnvironmentBodySchema,
+  CreateProjectBodySchema,
+  EnvironmentListSchema,
+  EnvironmentParamsSchema,
+  EnvironmentSchema,
+  KeyParamsSchema,
+  ListApiKeysQuerySchema,
+  ProjectListSchema,
+  ProjectParamsSchema,
+  ProjectSchema,
+  RevokedApiKeySchema,
+  UpdateEnvironmentBodySchema,
+  UpdateProjectBodySchema,
+} from './admin-schemas.js';
+
+/** Operations bodies are a few fields: a small limit, whatever the run input limit is. */
+const ADMIN_BODY_BYTES = 64 * 1024;
+const TAG = ['Operations'];
+
+const body = <T>(schema: T) => ({
+  content: { 'application/json': { schema } },
+  required: true,
+});
+
+const listKeys = createRoute({
+  method: 'get',
+  path: '/api/v1/keys',
+  operationId: 'listApiKeys',
+  tags: TAG,
+  summary: 'List API keys',
+  description:
+    "The keys of an environment of the caller's project (default: the caller's), revoked ones included, oldest first. Only prefixes: a key is shown once, when it is created.",
+  security: requiresKey,
+  request: { query: ListApiKeysQuerySchema },
+  responses: {
+    200: jsonContent(ApiKeyListSchema, 'The keys.'),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+const createKey = createRoute({
+  method: 'post',
+  path: '/api/v1/keys',
+  operationId: 'createApiKey',
+  tags: TAG,
+  summary: 'Create an API key',
+  description:
+    "A key of an environment of the caller's project, with the given scopes (default `trigger`). The key is in this response only.",
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { body: body(CreateApiKeyBodySchema) },
+  responses: {
+    201: jsonContent(CreatedApiKeySchema, 'The key (shown once).'),
+    ...errorResponses(400, 401, 403, 404, 413, 415),
+  },
+});
+
+const revokeKey = createRoute({
+  method: 'post',
+  path: '/api/v1/keys/{keyId}/revoke',
+  operationId: 'revokeApiKey',
+  tags: TAG,
+  summary: 'Revoke an API key',
+  description:
+    "Any key of the caller's project, the caller's own included. Refused from the next request on, by every server process (they drop their caches on a database notification).",
+  security: requiresKey,
+  request: { params: KeyParamsSchema },
+  responses: {
+    200: jsonContent(RevokedApiKeySchema, 'The key is revoked.'),
+    ...errorResponses(401, 403, 404),
+  },
+});
+
+const listEnvironments = createRoute({
+  method: 'get',
+  path: '/api/v1/environments',
+  operationId: 'listEnvironments',
+  tags: TAG,
+  summary: "List the environments of the caller's project",
+  security: requiresKey,
+  responses: {
+    200: jsonContent(EnvironmentListSchema, 'The environments, by name.'),
+    ...errorResponses(401, 403),
+  },
+});
+
+const createEnvironment = createRoute({
+  method: 'post',
+  path: '/api/v1/environments',
+  operationId: 'createEnvironment',
+  tags: TAG,
+  summary: "Create an environment in the caller's project",
+  description:
+    'Workers register their workflows into the environment they serve (`weft worker --environment <name>`, `weft dev --environment <name>`); create keys for it with POST /api/v1/keys.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { body: body(CreateEnvironmentBodySchema) },
+  responses: {
+    201: jsonContent(EnvironmentSchema, 'The environment.'),
+    ...errorResponses(400, 401, 403, 409, 413, 415),
+  },
+});
+
+const updateEnvironment = createRoute({
+  method: 'patch',
+  path: '/api/v1/environments/{name}',
+  operationId: 'updateEnvironment',
+  tags: TAG,
+  summary: 'Pause or resume an environment',
+  description:
+    'A paused environment refuses triggers with 409 `environment_paused` (API, webhooks, schedules, child runs) and its workers claim no step; steps already executing finish, and runs keep their state. Reading, and this route, keep working.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { params: EnvironmentParamsSchema, body: body(UpdateEnvironmentBodySchema) },
+  responses: {
+    200: jsonContent(EnvironmentSchema, 'The environment.'),
+    ...errorResponses(400, 401, 403, 404, 413, 415),
+  },
+});
+
+const listProjects = createRoute({
+  method: 'get',
+  path: '/api/v1/projects',
+  operationId: 'listProjects',
+  tags: TAG,
+  summary: "List the projects of the caller's organization",
+  security: requiresKey,
+  responses: {
+    200: jsonContent(ProjectListSchema, 'The projects, by name.'),
+    ...errorResponses(401, 403),
+  },
+});
+
+const createProject = createRoute({
+  method: 'post',
+  path: '/api/v1/projects',
+  operationId: 'createProject',
+  tags: TAG,
+  summary: "Create a project in the caller's organization",
+  description:
+    'Creates the project, one environment (default `dev`) and an admin key of that environment, shown once: a project is managed with its own keys.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { body: body(CreateProjectBodySchema) },
+  responses: {
+    201: jsonContent(CreatedProjectSchema, 'The project, its environment and its first key.'),
+    ...errorResponses(400, 401, 403, 409, 413, 415),
+  },
+});
+
+const updateProject = createRoute({
+  method: 'patch',
+  path: '/api/v1/projects/{name}',
+  operationId: 'updateProject',
+  tags: TAG,
+  summary: "Change the caller's project settings",
+  description:
+    '`saveDataclips` applies to runs started from now on; `paused` pauses every environment of the project (see PATCH /api/v1/environments/{name}). Fields left out keep their value.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { params: ProjectParamsSchema, body: body(UpdateProjectBodySchema) },
+  responses: {
+    200: jsonContent(ProjectSchema, 'The project.'),
+    ...errorResponses(400, 401, 403, 404, 413, 415),
+  },
+});
+
+const presentKey = (k: ApiKeyRecord) => ({
+  id: k.id,
+  prefix: k.prefix,
+  label: k.label,
+  scopes: k.scopes,
+  environment: k.environment,
+  createdAt: k.createdAt,
+  revokedAt: k.revokedAt,
+});
+
+const presentEnvironment = (e: EnvironmentListing, callerEnvironmentId: string) => ({
+  id: e.id,
+  name: e.name,
+  paused: e.paused,
+  projectPaused: e.projectPaused,
+  current: e.id === callerEnvironmentId,
+  createdAt: e.createdAt,
+});
+
+const presentProject = (p: ProjectRecord, callerProjectId: string) => ({
+  id: p.id,
+  name: p.name,
+  saveDataclips: p.saveDataclips,
+  retentionDays: p.retentionDays,
+  paused: p.paused,
+  current: p.id === callerProjectId,
+  createdAt: p.createdAt,
+});
+
+export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
+  const { control } = deps.stores;
+
+  /** The caller's environment, with its project and organization. */
+  const caller = async (c: Context<AppEnv>): Promise<EnvironmentRecord> => {
+    const env = await control.getEnvironment(c.get('identity').environmentId);
+    // The key resolved a moment ago; its environment can only be gone if it was just deleted.
+    if (!env)
+      throw new ApiError('unauthorized', 'The environment of this API key no longer exists.');
+    return env;
+  };
+
+  /** An environment of the caller's project by name, or the 404 that lists the names there are. */
+  const environmentOf = async (
+    env: EnvironmentRecord,
+    name: string | undefined,
+  ): Promise<EnvironmentListing> => {
+    const all = await control.listEnvironments(env.projectId);
+    const found = all.find((e) => e.name === (name ?? env.name));
+    if (found) return found;
+    throw new WeftError(
+      'not_found',
+      `Project "${env.projectName}" has no environment ${quoteId(name ?? env.name)}. Its environments: ${all.map((e) => e.name).join(', ')}. Create one with POST /api/v1/environments.`,
+      { details: { environment: name, known: all.map((e) => e.name) } },
+    );
+  };
+
+  app.openapi(listKeys, async (c) => {
+    const env = await caller(c);
+    const target = await environmentOf(env, c.req.valid('query').environment);
+    const keys = await control.listApiKeys(target.id);
+    return c.json({ data: keys.map(presentKey) }, 200);
+  });
+
+  app.openapi(createKey, async (c) => {
+    const env = await caller(c);
+    const req = c.req.valid('json');
+    const target = await environmentOf(env, req.environment);
+    const key = await control.createApiKey(target.id, req.label, req.scopes ?? ['trigger']);
+    const { revokedAt: _revokedAt, ...shown } = presentKey(key);
+    return c.json({ ...shown, key: key.token }, 201);
+  });
+
+  app.openapi(revokeKey, async (c) => {
+    const env = await caller(c);
+    const { keyId } = c.req.valid('param');
+    const revoked = await control.revokeApiKey(keyId, { projectId: env.projectId });
+    if (!revoked) {
+      throw new WeftError(
+        'not_found',
+        `No active API key ${quoteId(keyId)} in project "${env.projectName}" (unknown, already revoked, or of another project). GET /api/v1/keys lists the keys.`,
+        { details: { keyId } },
+      );
+    }
+    return c.json({ id: keyId, revoked: true as const }, 200);
+  });
+
+  app.openapi(listEnvironments, async (c) => {
+    const env = await caller(c);
+    const all = await control.listEnvironments(env.projectId);
+    return c.json({ data: all.map((e) => presentEnvironment(e, env.id)) }, 200);
+  });
+
+  app.openapi(createEnvironment, async (c) => {
+    const env = await caller(c);
+    const { name } = c.req.valid('json');
+    await control.createEnvironment(env.projectId, name);
+    const created = await environmentOf(env, name);
+    return c.json(presentEnvironment(created, env.id), 201);
+  });
+
+  app.openapi(updateEnvironment, async (c) => {
+    const env = await caller(c);
+    const { name } = c.req.valid('param');
+    const { paused } = c.req.valid('json');
+    const updated = await control.setEnvironmentPaused(env.projectId, name, paused);
+    if (!updated) await environmentOf(env, name); // throws the 404 with the known names
+    return c.json(presentEnvironment(updated!, env.id), 200);
+  });
+
+  app.openapi(listProjects, async (c) => {
+    const env = await caller(c);
+    const projects = await control.listProjects(env.organizationId);
+    return c.json({ data: projects.map((p) => presentProject(p, env.projectId)) }, 200);
+  });
+
+  app.openapi(createProject, async (c) => {
+    const env = await caller(c);
+    const req = c.req.valid('json');
+    const settings: { saveDataclips?: boolean; retentionDays?: number | null } = {};
+    if (req.saveDataclips !== undefined) settings.saveDataclips = req.saveDataclips;
+    if (req.retentionDays !== undefined) settings.retentionDays = req.retentionDays;
+    const projectId = await control.createProject(env.organizationId, req.name, settings);
+    const environmentId = await control.createEnvironment(projectId, req.environment ?? 'dev');
+    const key = await control.createApiKey(environmentId, `created with project ${req.name}`, [
+      'admin',
+    ]);
+    const [project] = (await control.listProjects(env.organizationId)).filter(
+      (p) => p.id === projectId,
+    );
+    const [environment] = await control.listEnvironments(projectId);
+    const { revokedAt: _revokedAt, ...shown } = presentKey(key);
+    return c.json(
+      {
+        project: presentProject(project!, env.projectId),
+        environment: presentEnvironment(environment!, env.id),
+        key: { ...shown, key: key.token },
+      },
+      201,
+    );
+  });
+
+  app.openapi(updateProject, async (c) => {
+    const env = await caller(c);
+    const { name } = c.req.valid('param');
+    if (name !== env.projectName) {
+      const other = await control.findProject(env.organizationId, name);
+      if (!other) {
+        throw new WeftError(
+          'not_found',
+          `No project ${quoteId(name)} in this organization. GET /api/v1/projects lists them.`,
+          { details: { project: name } },
+        );
+      }
+      throw new ApiError(
+        'forbidden',
+        `This API key belongs to project "${env.projectName}"; project "${name}" is managed with a key of its own (POST /api/v1/projects returned one when it was created).`,
+        { project: name, keyProject: env.projectName },
+      );
+    }
+    const req = c.req.valid('json');
+    const settings: Parameters<typeof control.updateProjectSettings>[1] = {};
+    if (req.saveDataclips !== undefined) settings.saveDataclips = req.saveDataclips;
+    if (req.retentionDays !== undefined) settings.retentionDays = req.retentionDays;
+    if (req.paused !== undefined) settings.paused = req.paused;
+    const project = await control.updateProjectSettings(env.projectId, settings);
+    return c.json(presentProject(project!, env.projectId), 200);
+  });
+}
