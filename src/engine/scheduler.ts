@@ -41,7 +41,7 @@
  * The DST rule lives in core/cron.ts: a slot in a skipped hour fires once at the next valid
  * instant; a slot in a repeated hour fires once, on its first occurrence.
  */
-import { parseCron, slotKey, slotsBetween, type CronSchedule } from '../core/cron.js';
+import { latestSlots, parseCron, slotKey, type CronSchedule } from '../core/cron.js';
 import { WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
 import type {
@@ -69,6 +69,11 @@ export interface SchedulerOptions {
   now?: () => Date;
   /** A slot older than this at the tick that sees it is *missed* (catch-up policy). Default 60 s. */
   missedAfterMs?: number;
+  /**
+   * Fault points for tests: `afterDueRead` runs after a tick read its due schedules and before
+   * it fires any (an update committed there must still take effect in that tick).
+   */
+  faults?: { afterDueRead?: (due: readonly ScheduleRecord[]) => Promise<void> | void };
 }
 
 /**
@@ -115,17 +120,18 @@ export type ScheduleRequest = Omit<CodeSchedule, 'name'>;
 export interface TickReport {
   /** Runs created (or found, when another scheduler fired the slot first), per slot. */
   fired: { scheduleId: string; slot: string; runId: string; deduplicated: boolean }[];
-  /** Slots dropped by `overlap: 'skip'` or the catch-up policy. */
+  /**
+   * Slots dropped by `overlap: 'skip'` or the catch-up policy (missed slots older than the ones
+   * the policy could fire are not computed, so not listed).
+   */
   skipped: { scheduleId: string; slot: string; reason: 'overlap' | 'missed' }[];
   /** Schedules whose next slot is held back (queue, or a previous-run input). */
   held: string[];
-  /** Schedules another scheduler advanced first. */
+  /** Schedules another scheduler advanced first, or an update changed while this tick ran. */
   lost: string[];
 }
 
 const DEFAULT_MISSED_AFTER_MS = 60_000;
-/** Most due slots enumerated in one tick (a per-second schedule after a day down: 86,400). */
-const MAX_ENUMERATED_SLOTS = 100_000;
 /** Most slots of one schedule fired on time in one tick (catch-up `none`). */
 const MAX_ON_TIME_SLOTS = 1000;
 
@@ -191,7 +197,11 @@ export class Scheduler {
     try {
       const now = this.now();
       const due = await this.stores.schedules.listDueSchedules(this.environmentId, now);
+      if (due.length > 0) await this.options.faults?.afterDueRead?.(due);
       for (const schedule of due) {
+        // Let requests and claims in between schedules: a tick never holds the event loop for
+        // more than one schedule's slot math (bounded by the catch-up limits).
+        await new Promise<void>((resolve) => setImmediate(resolve));
         try {
           await this.fireSchedule(schedule, now, report);
         } catch (error) {
@@ -236,7 +246,21 @@ export class Scheduler {
 
     let fired: Date | null = null;
     for (const slot of fire) {
-      const gate = await this.gate(schedule);
+      // Re-read right before each slot (one primary-key read): a PATCH (disable, a new
+      // countManualRuns or overlap) that committed since the due list was read takes effect
+      // now, not after this tick. (A run of a disabled schedule was created 3.7 s after the
+      // PATCH when ticks were slow.) The window left is this read to the run's insert.
+      const current = await this.stores.schedules.getSchedule(this.environmentId, schedule.id);
+      if (
+        !current ||
+        !current.enabled ||
+        current.nextSlotAt !== schedule.nextSlotAt ||
+        current.updatedAt !== schedule.updatedAt
+      ) {
+        report.lost.push(schedule.id);
+        return;
+      }
+      const gate = await this.gate(current);
       if (gate === 'wait') {
         // Hold this slot; earlier slots of this tick are done (or deduplicated when refired).
         if (await this.stores.schedules.advanceSlot(schedule.id, from, slot, { fired, held: true }))
@@ -252,8 +276,8 @@ export class Scheduler {
         });
         continue;
       }
-      const input = await this.resolveInput(schedule);
-      const result = await this.trigger(schedule, slot, input);
+      const input = await this.resolveInput(current);
+      const result = await this.trigger(current, slot, input);
       report.fired.push({
         scheduleId: schedule.id,
         slot: slot.toISOString(),
@@ -269,8 +293,9 @@ export class Scheduler {
 
   /**
    * The due slots from `from` (inclusive) up to `now`, oldest first: only the latest ones the
-   * catch-up policy could fire are kept (`all`: catchUpLimit; `last`: one; `none`: those that may
-   * still be on time), and `last` is the latest due slot.
+   * catch-up policy could fire are computed (`all`: catchUpLimit; `last`: one; `none`: those
+   * that may still be on time), found backwards from `now` — a per-second schedule a day behind
+   * costs as many cron steps as slots kept, not 86,400. `last` is the latest due slot.
    */
   private dueSlots(
     cron: CronSchedule,
@@ -284,15 +309,14 @@ export class Scheduler {
         : schedule.catchUp === 'last'
           ? 1
           : MAX_ON_TIME_SLOTS;
-    const slots: Date[] = [from];
-    let cursor = from;
-    for (let n = 0; n < MAX_ENUMERATED_SLOTS; n++) {
-      const [slot] = slotsBetween(cron, cursor, now, 1);
-      if (!slot) break;
-      slots.push(slot);
-      if (slots.length > keep) slots.shift();
-      cursor = slot;
-    }
+    const notBefore =
+      schedule.catchUp === 'none'
+        ? new Date(Math.max(from.getTime(), now.getTime() - this.missedAfterMs))
+        : from;
+    const slots = latestSlots(cron, notBefore, now, keep);
+    // `from` is due by definition (the stored next slot), even were it not a match any more.
+    if (slots.length === 0 || (slots.length < keep && slots[0]!.getTime() > from.getTime()))
+      slots.unshift(from);
     return { slots, last: slots[slots.length - 1]! };
   }
 
