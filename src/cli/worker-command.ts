@@ -177,10 +177,14 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
         throw new CliError(
           `--metrics-port must be a port number (0–65535); found "${options.metricsPort}".`,
         );
-      metricsServer = await startServer(createMetricsApp(processMetrics), {
-        port,
-        hostname: options.metricsHost ?? '127.0.0.1',
-      });
+      const runOpsDb = opened.stores.runOpsDb;
+      metricsServer = await startServer(
+        createMetricsApp(processMetrics, { listener: () => runOpsDb.listenerHealth?.() }),
+        {
+          port,
+          hostname: options.metricsHost ?? '127.0.0.1',
+        },
+      );
       logger.info({ url: `${metricsServer.url}/metrics` }, 'serving metrics');
     }
     const loader = new WorkflowLoader(source, engine, logger, { strict: true });

@@ -166,7 +166,8 @@ export class Histogram<L extends string = never> extends Metric<L> {
  * the same labels are merged with `merge`.
  */
 export class CollectedFamily extends Metric<never> {
-  private readonly sources = new Map<object, () => Sample[]>();
+  /** Held weakly: an app or engine that is dropped without stopping must not be kept alive. */
+  private readonly sources = new Map<WeakRef<object>, (key: object) => Sample[]>();
 
   constructor(
     name: string,
@@ -177,18 +178,26 @@ export class CollectedFamily extends Metric<never> {
     super(name, help, []);
   }
 
-  /** Add a source; returns a function that removes it. */
-  track(key: object, collect: () => Sample[]): () => void {
-    this.sources.set(key, collect);
-    return () => {
-      if (this.sources.get(key) === collect) this.sources.delete(key);
-    };
+  /**
+   * Add a source (replacing one with the same key); returns a function that removes it. `collect`
+   * gets the key, so it need not hold it.
+   */
+  track<K extends object>(key: K, collect: (key: K) => Sample[]): () => void {
+    for (const ref of this.sources.keys()) if (ref.deref() === key) this.sources.delete(ref);
+    const ref = new WeakRef<object>(key);
+    this.sources.set(ref, collect as (key: object) => Sample[]);
+    return () => void this.sources.delete(ref);
   }
 
   render(): string {
     const merged = new Map<string, Sample>();
-    for (const collect of this.sources.values()) {
-      for (const s of collect()) {
+    for (const [ref, collect] of this.sources) {
+      const key = ref.deref();
+      if (key === undefined) {
+        this.sources.delete(ref);
+        continue;
+      }
+      for (const s of collect(key)) {
         const key = JSON.stringify(Object.entries(s.labels).sort());
         const seen = merged.get(key);
         if (seen) seen.value = this.merge(seen.value, s.value);
@@ -335,11 +344,11 @@ export function engineMetrics(registry: MetricsRegistry = processMetrics): Engin
   return m;
 }
 
-/** What the listener gauges read: a LISTEN connection's health (src/store/executor.ts). */
+/** What the listener gauges read: an executor's LISTEN connection (src/store/executor.ts). */
 export interface ListenerSource {
   /** `control` or `run_ops`: which database the connection is to. */
   database: string;
-  health: () => { state: string; reconnects: number } | undefined;
+  db: { listenerHealth?(): { state: string; reconnects: number } };
 }
 
 /**
@@ -351,7 +360,7 @@ export interface ListenerSource {
  */
 export function trackListeners(
   registry: MetricsRegistry,
-  sources: ReadonlyArray<{ key: object } & ListenerSource>,
+  sources: readonly ListenerSource[],
 ): () => void {
   const connected = registry.collected(
     'weft_listener_connected',
@@ -365,15 +374,23 @@ export function trackListeners(
     'Times the LISTEN connection to a database came back after being lost (each followed by a catch-up poll).',
     (a, b) => a + b,
   );
-  const stops = sources.flatMap((source) => {
-    const read = (value: (h: { state: string; reconnects: number }) => number): Sample[] => {
-      const h = source.health();
-      if (!h || h.state === 'idle' || h.state === 'closed') return [];
-      return [{ labels: { database: source.database }, value: value(h) }];
-    };
+  const stops = sources.flatMap(({ database, db }) => {
+    const read =
+      (value: (h: { state: string; reconnects: number }) => number) =>
+      (key: ListenerSource['db']): Sample[] => {
+        const h = key.listenerHealth?.();
+        if (!h || h.state === 'idle' || h.state === 'closed') return [];
+        return [{ labels: { database }, value: value(h) }];
+      };
     return [
-      connected.track(source.key, () => read((h) => (h.state === 'connected' ? 1 : 0))),
-      reconnects.track(source.key, () => read((h) => h.reconnects)),
+      connected.track(
+        db,
+        read((h) => (h.state === 'connected' ? 1 : 0)),
+      ),
+      reconnects.track(
+        db,
+        read((h) => h.reconnects),
+      ),
     ];
   });
   return () => stops.forEach((stop) => stop());

@@ -168,11 +168,7 @@ export class Worker {
     }
     this.untrackListeners = trackListeners(
       this.options.metrics ?? processMetrics,
-      [...databases].map((db) => ({
-        key: db,
-        database: 'run_ops',
-        health: () => db.listenerHealth?.(),
-      })),
+      [...databases].map((db) => ({ database: 'run_ops', db })),
     );
     this.stopListening = async () => {
       await Promise.all(unlisten.map((u) => u()));

@@ -27,7 +27,7 @@ const readyz = createRoute({
   tags: ['Health'],
   summary: 'Readiness',
   description:
-    'Ready when the control-plane and run-ops databases answer and their schemas are migrated to this build.',
+    'Ready when the control-plane and run-ops databases answer, their schemas are migrated to this build, and the LISTEN connection (live events, run waits) is up. The 503 body names the reason: `database_unreachable`, `not_migrated` or `listener_down`.',
   responses: {
     200: jsonContent(ReadySchema, 'Ready to serve.'),
     ...errorResponses(503),
@@ -44,8 +44,19 @@ export function registerHealthRoutes(app: ServerApp, deps: ServerDeps): void {
         return 'failed' as const;
       },
     );
-    if (verdict !== 'timeout' && verdict !== 'failed' && verdict.ready)
-      return c.json({ status: 'ready' as const }, 200);
+    if (verdict !== 'timeout' && verdict !== 'failed' && verdict.ready) {
+      const down = listenerDown(deps);
+      if (!down) return c.json({ status: 'ready' as const }, 200);
+      deps.logger.warn(
+        { lastError: down.lastError, downMs: down.downMs },
+        'LISTEN connection down',
+      );
+      throw new ApiError(
+        'not_ready',
+        `Not ready: the LISTEN connection to the run-ops database has been down for ${down.downMs} ms (reconnecting with backoff; ${down.failedAttempts} failed attempts so far). Until it is back, live events and run waits fall back to polling. The database itself answers, so this usually clears within seconds; if it persists, check max_connections and the server log.`,
+        { reason: 'listener_down', database: 'run_ops', downMs: down.downMs },
+      );
+    }
     if (verdict === 'timeout' || verdict === 'failed') {
       const reason =
         verdict === 'timeout'
@@ -75,6 +86,19 @@ export function registerHealthRoutes(app: ServerApp, deps: ServerDeps): void {
       { reason: 'not_migrated', schemas: verdict.schemas },
     );
   });
+}
+
+/** The LISTEN connection's outage, if it is down (PostgreSQL; PGlite has none to lose). */
+function listenerDown(
+  deps: ServerDeps,
+): { downMs: number; failedAttempts: number; lastError: string | undefined } | undefined {
+  const health = deps.stores.runOpsDb.listenerHealth?.();
+  if (health?.state !== 'down') return undefined;
+  return {
+    downMs: Date.now() - health.since.getTime(),
+    failedAttempts: health.failedAttempts,
+    lastError: health.lastError,
+  };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {

@@ -12,7 +12,13 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { Hono } from 'hono';
-import { renderFamily, type MetricsRegistry, type Sample } from '../../engine/metrics.js';
+import {
+  renderFamily,
+  trackListeners,
+  type MetricsRegistry,
+  type Sample,
+} from '../../engine/metrics.js';
+import type { ListenerHealth } from '../../store/executor.js';
 import type { ServerApp, ServerDeps } from '../types.js';
 
 /** A scrape must not hang on a slow database: past this, its part is reported as down. */
@@ -41,6 +47,9 @@ export function registerMetricsRoutes(
   deps: ServerDeps,
   registry: MetricsRegistry,
 ): void {
+  // weft_listener_connected / weft_listener_reconnects_total: the LISTEN connection this
+  // server's live events and run waits use (the same executor as a worker's of this process).
+  trackListeners(registry, [{ database: 'run_ops', db: deps.stores.runOpsDb }]);
   app.openapi(metrics, async (c) => {
     const database = await databaseMetrics(deps).catch((error: unknown) => {
       deps.logger.warn({ err: error }, 'metrics: the database part of the scrape failed');
@@ -65,15 +74,34 @@ export function registerMetricsRoutes(
  * workers each counting the queue would cost N queries per scrape and report the same numbers N
  * times.
  */
-export function createMetricsApp(registry: MetricsRegistry): Hono {
+export function createMetricsApp(
+  registry: MetricsRegistry,
+  options: {
+    /** `GET /readyz`: 503 with a reason while the worker's LISTEN connection is down. */
+    listener?: () => ListenerHealth | undefined;
+  } = {},
+): Hono {
   const app = new Hono();
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) => {
+    const health = options.listener?.();
+    if (health?.state !== 'down') return c.json({ status: 'ready' });
+    return c.json(
+      {
+        status: 'not_ready',
+        reason: 'listener_down',
+        message: `The LISTEN connection has been down for ${Date.now() - health.since.getTime()} ms (reconnecting with backoff, ${health.failedAttempts} failed attempts): wake-ups and cancels fall back to polling until it is back.`,
+      },
+      503,
+    );
+  });
   app.get('/metrics', (c) =>
     c.text(registry.render(), 200, {
       'Content-Type': PROMETHEUS_CONTENT_TYPE,
       'Cache-Control': 'no-store',
     }),
   );
-  app.notFound((c) => c.text('Only GET /metrics is served here.\n', 404));
+  app.notFound((c) => c.text('Only GET /metrics, /healthz and /readyz are served here.\n', 404));
   return app;
 }
 
