@@ -49,9 +49,13 @@ const CSP =
 /**
  * The build next to the compiled server: `dist/server/dashboard-assets.js` → `dist/dashboard`.
  * Run from source (`src/server`, e.g. under tsx), the same relative path is `src/dashboard`,
- * which never exists; then `dist/dashboard` of the checkout is used.
+ * which never exists; then `dist/dashboard` of the checkout is used. `WEFT_DASHBOARD_DIR` overrides
+ * both.
  */
 export function defaultDashboardDir(): string {
+  // Another build (a fork's, or the browser test's own) without changing code.
+  const fromEnv = process.env.WEFT_DASHBOARD_DIR;
+  if (fromEnv) return resolve(fromEnv);
   const besideServer = fileURLToPath(new URL('../dashboard', import.meta.url));
   if (existsSync(join(besideServer, 'index.html'))) return besideServer;
   return fileURLToPath(new URL('../../dist/dashboard', import.meta.url));

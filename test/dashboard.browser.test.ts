@@ -1,0 +1,193 @@
+/**
+ * The dashboard in a real Chromium (Debian's, driven by playwright-core) against `weft dev` on a
+ * temporary data folder: everything asserted is what a person sees on the page.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { openDashboardFixture, type DashboardFixture } from './support/dashboard-fixture.js';
+
+interface ApiRun {
+  id: string;
+  status: string;
+}
+
+describe('dashboard (Chromium against weft dev)', () => {
+  let f: DashboardFixture;
+  let page: Page;
+
+  const trigger = async (workflowId: string, input: unknown): Promise<ApiRun> => {
+    const { status, body } = await f.api<ApiRun>(`/api/v1/workflows/${workflowId}/runs`, {
+      method: 'POST',
+      body: { input },
+    });
+    expect(status).toBe(201);
+    return body;
+  };
+  const node = (id: string) => page.locator(`[data-testid="node-${id}"]`);
+
+  beforeAll(async () => {
+    f = await openDashboardFixture();
+    page = await f.context.newPage();
+  }, 180_000);
+
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  it('a wrong key shows the sign-in page, and the printed link signs in and leaves no key in the address bar', async () => {
+    const wrong = await f.context.newPage();
+    await wrong.goto(`${f.url}/#key=weft_dev_${'x'.repeat(32)}`);
+    const signin = wrong.getByTestId('signin');
+    await signin.waitFor();
+    await expect(signin.textContent()).resolves.toContain('The API key was refused');
+    await expect(signin.textContent()).resolves.toContain('unknown or has been revoked');
+    expect(wrong.url()).not.toContain('#key');
+    // The form takes a good key.
+    await wrong.getByLabel('API key').fill(f.apiKey);
+    await wrong.getByRole('button', { name: 'Sign in' }).click();
+    await wrong.getByRole('heading', { name: 'Workflows' }).waitFor();
+    await wrong.close();
+
+    await page.goto(f.signInLink);
+    await page.getByRole('heading', { name: 'Workflows' }).waitFor();
+    await page.getByRole('link', { name: 'pipeline' }).waitFor();
+    expect(page.url()).toBe(`${f.url}/`);
+    expect(await page.evaluate(() => localStorage.getItem('weft.apiKey'))).toBe(f.apiKey);
+  });
+
+  it('serves the SPA for page paths, hashed assets cached, and leaves the API its JSON 404s', async () => {
+    const spa = await fetch(`${f.url}/runs/run_nothing`);
+    expect(spa.status).toBe(200);
+    expect(spa.headers.get('content-type')).toContain('text/html');
+    const html = await spa.text();
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(asset).toBeDefined();
+    const js = await fetch(f.url + asset!);
+    expect(js.headers.get('content-type')).toContain('text/javascript');
+    expect(js.headers.get('cache-control')).toContain('immutable');
+    const api = await fetch(`${f.url}/api/v1/nothing`);
+    expect(api.status).toBe(401);
+    const missingProbe = await fetch(`${f.url}/api/nothing`);
+    expect(missingProbe.headers.get('content-type')).toContain('application/json');
+  });
+
+  it("a run's nodes turn from running to succeeded live", async () => {
+    const run = await trigger('pipeline', { batch: 1, gate: 'live-1' });
+    await page.goto(`${f.url}/runs/${run.id}`);
+    await node('transform')
+      .and(page.locator('[data-status="running"]'))
+      .waitFor({ timeout: 20_000 });
+    expect(await node('fetch').getAttribute('data-status')).toBe('succeeded');
+    expect(['', 'pending']).toContain(await node('load').getAttribute('data-status'));
+    await page.getByTestId('live').filter({ hasText: 'live' }).waitFor();
+    f.openGate('live-1');
+    // No reload: the stream moves the nodes on.
+    await node('load').and(page.locator('[data-status="succeeded"]')).waitFor({ timeout: 20_000 });
+    expect(await node('transform').getAttribute('data-status')).toBe('succeeded');
+    await page.locator('.run-title [data-testid="status"]', { hasText: 'succeeded' }).waitFor();
+  });
+
+  it("a step's output opens in the side panel", async () => {
+    await node('transform').click();
+    const panel = page.getByTestId('step-panel');
+    await panel.waitFor();
+    const output = panel.getByTestId('dataclip-output');
+    await output.waitFor();
+    await expect(output.textContent()).resolves.toContain('doubled');
+    await panel.getByRole('tab', { name: /Input/ }).click();
+    await expect(panel.getByTestId('dataclip-input').textContent()).resolves.toContain('items');
+  });
+
+  it('"Run from here" on a middle step shows the plan, starts the rerun, and the rerun reuses the upstream step', async () => {
+    const source = page.url().split('/runs/')[1]!;
+    await node('transform').click();
+    await page.getByTestId('step-panel').getByRole('button', { name: 'Run from here' }).click();
+    const plan = page.getByTestId('rerun-panel');
+    await plan.getByTestId('plan-list').waitFor();
+    await expect(plan.locator('li[data-step="fetch"]').getAttribute('data-fate')).resolves.toBe(
+      'reuse',
+    );
+    await expect(plan.locator('li[data-step="transform"]').getAttribute('data-fate')).resolves.toBe(
+      'rerun',
+    );
+    await expect(plan.locator('li[data-step="load"]').getAttribute('data-fate')).resolves.toBe(
+      'rerun',
+    );
+    // Drawn on the graph too.
+    expect(await node('fetch').getAttribute('data-fate')).toBe('reuse');
+    expect(await node('transform').getAttribute('data-fate')).toBe('rerun');
+    await expect(plan.getByTestId('plan-counts').textContent()).resolves.toMatch(
+      /2 rerun.*1 reused/,
+    );
+
+    await plan.getByRole('button', { name: /Start rerun/ }).click();
+    await page.waitForURL((u) => u.pathname.startsWith('/runs/') && !u.pathname.endsWith(source));
+    const rerunId = page.url().split('/runs/')[1]!;
+    await page
+      .locator('.run-title [data-testid="status"]', { hasText: 'succeeded' })
+      .waitFor({ timeout: 20_000 });
+    await expect(page.locator('.facts').textContent()).resolves.toContain(source);
+
+    const { body } = await f.api<{ rerunOf: string; status: string }>(`/api/v1/runs/${rerunId}`);
+    expect(body).toMatchObject({ status: 'succeeded', rerunOf: source });
+    const steps = (
+      await f.api<{ data: Array<{ stepKey: string; reusedFrom: unknown; attempts: unknown[] }> }>(
+        `/api/v1/runs/${rerunId}/steps`,
+      )
+    ).body.data;
+    // Upstream `fetch` did not execute again in the rerun.
+    expect(steps.filter((s) => s.stepKey === 'fetch' && s.attempts.length > 0)).toEqual([]);
+    expect(steps.find((s) => s.stepKey === 'load')?.attempts.length).toBe(1);
+    if (steps.some((s) => s.stepKey === 'fetch')) {
+      // Servers that list reused steps: the node reads as reused and says where from.
+      await node('fetch').and(page.locator('[data-status="reused"]')).waitFor();
+      await node('fetch').click();
+      await expect(page.getByTestId('reused-from').textContent()).resolves.toContain(source);
+    }
+  });
+
+  it('an approval is completed from its form', async () => {
+    const run = await trigger('expense', { amount: 42 });
+    await f.waitForRun(run.id, ['waiting', 'running'], 10_000);
+    await page.goto(`${f.url}/waiting`);
+    const form = page.getByTestId('approval-review');
+    await form.waitFor({ timeout: 20_000 });
+    await form.getByLabel('approved *').check();
+    await form.getByLabel('note').fill('fine by me');
+    await form.getByRole('button', { name: 'Complete approval' }).click();
+    await form.getByText('Completed.').waitFor();
+    await f.waitForRun(run.id, ['succeeded'], 20_000);
+    const clip = await f.api<{ finalDataclipId: string }>(`/api/v1/runs/${run.id}`);
+    const final = await f.api<{ body: unknown }>(`/api/v1/dataclips/${clip.body.finalDataclipId}`);
+    expect(final.body.body).toEqual({ paid: true, note: 'fine by me' });
+  });
+
+  it('a schedule is created and its next time shown', async () => {
+    await page.goto(`${f.url}/schedules`);
+    const form = page.getByRole('form', { name: 'New schedule' });
+    await form.getByLabel('Workflow').selectOption('pipeline');
+    await form.getByLabel('Cron').fill('*/5 * * * *');
+    await form.getByLabel('Time zone').fill('UTC');
+    await form.getByRole('button', { name: 'Create schedule' }).click();
+    const row = page.getByTestId('schedules-table').locator('tbody tr');
+    await row.first().waitFor();
+    const next = await row.first().getByTestId('next-times').textContent();
+    expect(next).toMatch(/in \d+ (minute|minutes|second|seconds)/);
+    const listed = await f.api<{ data: Array<{ cron: string; nextSlotAt: string }> }>(
+      '/api/v1/schedules',
+    );
+    expect(listed.body.data).toHaveLength(1);
+    expect(listed.body.data[0]!.cron).toBe('*/5 * * * *');
+    // The time shown is the one the server will fire at (croner in the page, the scheduler's slot).
+    const slot = new Date(listed.body.data[0]!.nextSlotAt);
+    expect(
+      await row.first().getByTestId('next-times').locator('li').first().textContent(),
+    ).toContain(
+      await page.evaluate(
+        (iso) =>
+          new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }),
+        slot.toISOString(),
+      ),
+    );
+  });
+});
