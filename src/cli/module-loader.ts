@@ -22,10 +22,10 @@
  * ESM keeps every generation in its module map; for a dev server that reloads on save this is
  * a little memory per save, released when the process exits.
  */
-import { register } from 'node:module';
+import { createRequire, register } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
-import { register as registerTsx } from 'tsx/esm/api';
+import { CliError } from './output.js';
 
 export const GENERATION_PARAM = 'weft-gen';
 
@@ -78,9 +78,26 @@ export function packageLayout(): { root: URL; entry: URL; examplesDir: URL } {
   return { root, entry, examplesDir: new URL('examples/', root) };
 }
 
+/**
+ * tsx, when installed. It is an optional dependency (installed by default): a project that ships
+ * its workflows compiled to JavaScript can leave it, and esbuild under it, out. Loaded with
+ * require because the loader is installed synchronously; tsx ships a CommonJS build of its API.
+ */
+function loadTsx(): { register: () => unknown } | undefined {
+  try {
+    return createRequire(import.meta.url)('tsx/esm/api') as { register: () => unknown };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
+const TYPESCRIPT_FILE = /\.(?:[cm]?ts|tsx)$/;
+
 export function installModuleLoader(): ModuleLoader {
   if (installed) return installed;
-  registerTsx();
+  const tsx = loadTsx();
+  tsx?.register();
   const { root, entry, examplesDir } = packageLayout();
   const listeners: Array<(file: string) => void> = [];
   const { port1, port2 } = new MessageChannel();
@@ -100,6 +117,10 @@ export function installModuleLoader(): ModuleLoader {
   });
   installed = {
     async importFresh(file, generation) {
+      if (!tsx && TYPESCRIPT_FILE.test(file))
+        throw new CliError(
+          `${file} is TypeScript, and loading TypeScript needs the tsx package, which is not installed (it is an optional dependency of weft, left out of this install). Install it next to weft (npm install tsx), or compile your workflows to JavaScript and point --workflows at the .js files.`,
+        );
       const url = pathToFileURL(file);
       url.searchParams.set(GENERATION_PARAM, String(generation));
       return (await import(url.href)) as Record<string, unknown>;

@@ -8,8 +8,7 @@ import { WeftError } from '../core/errors.js';
 import { ControlStore } from './control-store.js';
 import type { Executor, ExecutorLogger } from './executor.js';
 import { isSchemaCurrent, migrateSchema } from './migrator.js';
-import { createPgExecutor } from './pg-executor.js';
-import { createPgliteExecutor } from './pglite-executor.js';
+import type { PgExecutorOptions } from './pg-executor.js';
 import { RunStore, type RunLocation } from './run-store.js';
 import { ScheduleStore } from './schedule-store.js';
 import { WebhookStore } from './webhook-store.js';
@@ -152,10 +151,20 @@ export async function openExecutor(
 ): Promise<Executor> {
   if (url.startsWith('pglite:')) {
     const dir = url.slice('pglite:'.length);
+    const { createPgliteExecutor } = await loadDriver(
+      () => import('./pglite-executor.js'),
+      '@electric-sql/pglite',
+      'An embedded database (pglite:…, what `weft dev` uses)',
+    );
     return createPgliteExecutor(dir === 'memory' || dir === '' ? {} : { dataDir: dir });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const opts: Parameters<typeof createPgExecutor>[0] = { connectionString: url };
+    const { createPgExecutor } = await loadDriver(
+      () => import('./pg-executor.js'),
+      'pg',
+      'A PostgreSQL database (postgres://…)',
+    );
+    const opts: PgExecutorOptions = { connectionString: url };
     if (options.poolSize !== undefined) opts.max = options.poolSize;
     if (options.applicationName !== undefined) opts.applicationName = options.applicationName;
     if (options.logger !== undefined) opts.logger = options.logger;
@@ -165,4 +174,24 @@ export async function openExecutor(
     'invalid_config',
     `database URL "${url.replace(/\/\/[^@]*@/, '//***@')}" is not supported: use postgres://…, pglite:<directory> or pglite:memory`,
   );
+}
+
+/**
+ * The drivers are optional dependencies of the package (installed by default; an embedder may
+ * leave out the one it does not use): each is loaded only when a URL needs it, and a missing one
+ * is an error that names the package to install.
+ */
+async function loadDriver<T>(load: () => Promise<T>, pkg: string, what: string): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(`'${pkg}'`)) {
+      throw new WeftError(
+        'invalid_config',
+        `${what} needs the ${pkg} package, which is not installed (it is an optional dependency of weft, left out of this install). Install it next to weft: npm install ${pkg}`,
+      );
+    }
+    throw error;
+  }
 }
