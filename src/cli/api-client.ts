@@ -61,6 +61,10 @@ export class ApiClient {
     return this.requestWithStatus<T>('POST', path, body);
   }
 
+  patch<T>(path: string, body: unknown): Promise<{ status: number; body: T }> {
+    return this.requestWithStatus<T>('PATCH', path, body);
+  }
+
   delete(path: string): Promise<{ status: number; body: unknown }> {
     return this.requestWithStatus<unknown>('DELETE', path);
   }

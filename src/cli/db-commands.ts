@@ -1,9 +1,16 @@
 /**
- * Commands that work on the database directly: `weft migrate` and `weft keys`. Keys are an
- * operator's business (creating one is how the first API client gets in), so they do not go
- * through the API.
+ * Commands that work on the database directly: `weft migrate`, and the operations (keys,
+ * environments, projects) when no server is reachable — creating the first admin key is how the
+ * first API client gets in. With a server reachable the CLI uses the API instead
+ * (admin-commands.ts), so nothing needs the server stopped.
  */
 import { ensureEnvironment } from '../engine/tenant.js';
+import type {
+  ControlStore,
+  EnvironmentListing,
+  KeyScope,
+  ProjectRecord,
+} from '../store/control-store.js';
 import {
   describeTarget,
   openStores,
@@ -12,7 +19,7 @@ import {
   type DatabaseTarget,
 } from './database.js';
 import { resolveDataDir } from './local-state.js';
-import { CliError, formatTable, formatTime, printJson } from './output.js';
+import { CliError, printJson } from './output.js';
 
 export interface MigrateOptions {
   databaseUrl?: string;
@@ -44,113 +51,221 @@ export async function runMigrate(options: MigrateOptions): Promise<void> {
   }
 }
 
-export interface KeysOptions {
+/** What the database commands act on when no `--project` / `--environment` is given. */
+const DEFAULT_PROJECT = 'default';
+const DEFAULT_ENVIRONMENT = 'dev';
+
+export interface DatabaseOptions {
   databaseUrl?: string;
   dataDir?: string;
-  project: string;
-  environment: string;
-  json?: boolean;
 }
 
-function keysTarget(options: KeysOptions): DatabaseTarget {
+export function operationsTarget(options: DatabaseOptions): DatabaseTarget {
   return serverOrDevDatabase(options.databaseUrl, resolveDataDir(options.dataDir));
 }
 
 /**
- * Open the database for a keys command. On a server the schema must already be migrated; the
- * dev folder is migrated here (it is what `weft dev` would do on start).
+ * Open the database for an operations command. On a server the schema must already be
+ * migrated; the dev folder is migrated here (it is what `weft dev` would do on start).
  */
-async function withStores<T>(
-  options: KeysOptions,
-  fn: (opened: Awaited<ReturnType<typeof openStores>>, target: DatabaseTarget) => Promise<T>,
+export async function withDatabase<T>(
+  options: DatabaseOptions,
+  fn: (ops: DatabaseOperations) => Promise<T>,
 ): Promise<T> {
-  const target = keysTarget(options);
-  const opened = await openStores(target, { applicationName: 'weft-keys', poolSize: 2 });
+  const target = operationsTarget(options);
+  const opened = await openStores(target, { applicationName: 'weft-operations', poolSize: 2 });
   try {
     if (target.kind === 'dev') await opened.stores.migrate();
     else if (!(await opened.stores.isReady()))
       throw new CliError(
         `the database ${describeTarget(target)} is not migrated: run \`weft migrate\` first.`,
       );
-    return await fn(opened, target);
+    return await fn(new DatabaseOperations(opened.stores.control, target));
   } finally {
     await opened.close();
   }
 }
 
-export async function runKeysCreate(options: KeysOptions & { label?: string }): Promise<void> {
-  await withStores(options, async ({ stores }, target) => {
-    const environmentId = await ensureEnvironment(stores.control, {
-      project: options.project,
-      environment: options.environment,
-    });
-    const key = await stores.control.createApiKey(environmentId, options.label);
-    if (options.json) {
-      printJson({
-        id: key.id,
-        token: key.token,
-        environment: `${options.project}/${options.environment}`,
-        label: options.label ?? null,
-      });
-      return;
-    }
-    process.stdout.write(
-      [
-        `Created API key ${key.id} for ${options.project}/${options.environment} in ${describeTarget(target)}${options.label ? ` (label "${options.label}")` : ''}.`,
-        '',
-        `  ${key.token}`,
-        '',
-        'It is shown only this once (only its hash is stored). Use it as `Authorization: Bearer <key>`, or WEFT_API_KEY for the weft CLI.',
-        `Revoke it with: weft keys revoke ${key.id}`,
-        '',
-      ].join('\n'),
-    );
-  });
-}
+/**
+ * The operations straight on the database: what an operator does before any server runs
+ * (bootstrap: `weft keys create --scope admin`), or with none reachable. The CLI prefers the API
+ * (admin-commands.ts); these take the project by name (`--project`) since there is no key to
+ * say which. Results have the API's shapes, so one printer serves both.
+ */
+export class DatabaseOperations {
+  readonly where: string;
+  constructor(
+    private readonly control: ControlStore,
+    target: DatabaseTarget,
+  ) {
+    this.where = describeTarget(target);
+  }
 
-export async function runKeysRevoke(keyId: string, options: KeysOptions): Promise<void> {
-  await withStores(options, async ({ stores }, target) => {
-    const revoked = await stores.control.revokeApiKey(keyId);
-    if (!revoked)
+  private async project(name: string): Promise<ProjectRecord> {
+    const project = await this.control.findProjectByName(name);
+    if (!project)
       throw new CliError(
-        `no active API key ${keyId} in ${describeTarget(target)} (unknown, or already revoked). \`weft keys list\` shows the keys.`,
+        `no project "${name}" in ${this.where}. \`weft projects list\` shows them; \`weft projects create ${name}\` makes it.`,
       );
-    if (options.json) printJson({ id: keyId, revoked: true });
-    else
-      process.stdout.write(
-        `Revoked API key ${keyId}. Requests with it now get 401 (servers may accept it for up to a few seconds while their cache expires).\n`,
+    return project;
+  }
+
+  private async environment(project: string, name: string): Promise<EnvironmentListing> {
+    const p = await this.project(project);
+    const all = await this.control.listEnvironments(p.id);
+    const found = all.find((e) => e.name === name);
+    if (!found)
+      throw new CliError(
+        `project "${project}" has no environment "${name}" in ${this.where} (it has: ${all.map((e) => e.name).join(', ') || 'none'}). \`weft environments create ${name}\` makes it.`,
       );
-  });
+    return found;
+  }
+
+  async createKey(args: {
+    project?: string;
+    environment?: string;
+    label?: string;
+    scopes: KeyScope[];
+  }): Promise<CreatedKeyView> {
+    // The first key of a fresh install also makes its environment (the bootstrap path).
+    const environmentId = await ensureEnvironment(this.control, {
+      project: args.project ?? DEFAULT_PROJECT,
+      environment: args.environment ?? DEFAULT_ENVIRONMENT,
+    });
+    const key = await this.control.createApiKey(environmentId, args.label, args.scopes);
+    return {
+      id: key.id,
+      key: key.token,
+      prefix: key.prefix,
+      label: key.label,
+      scopes: key.scopes,
+      environment: key.environment,
+      createdAt: key.createdAt,
+    };
+  }
+
+  async listKeys(args: { project?: string; environment?: string }): Promise<KeyView[]> {
+    const env = await this.environment(
+      args.project ?? DEFAULT_PROJECT,
+      args.environment ?? DEFAULT_ENVIRONMENT,
+    );
+    return (await this.control.listApiKeys(env.id)).map(({ environmentId: _e, ...key }) => key);
+  }
+
+  async revokeKey(args: { keyId: string }): Promise<void> {
+    if (!(await this.control.revokeApiKey(args.keyId)))
+      throw new CliError(
+        `no active API key ${args.keyId} in ${this.where} (unknown, or already revoked). \`weft keys list\` shows the keys.`,
+      );
+  }
+
+  async listEnvironments(args: { project?: string }): Promise<EnvironmentView[]> {
+    const p = await this.project(args.project ?? DEFAULT_PROJECT);
+    return (await this.control.listEnvironments(p.id)).map(environmentView);
+  }
+
+  async createEnvironment(args: { project?: string; name: string }): Promise<EnvironmentView> {
+    const project = args.project ?? DEFAULT_PROJECT;
+    const p = await this.project(project);
+    await this.control.createEnvironment(p.id, args.name);
+    return environmentView(await this.environment(project, args.name));
+  }
+
+  async setEnvironmentPaused(args: {
+    project?: string;
+    name: string;
+    paused: boolean;
+  }): Promise<EnvironmentView> {
+    const project = args.project ?? DEFAULT_PROJECT;
+    const p = await this.project(project);
+    const env = await this.control.setEnvironmentPaused(p.id, args.name, args.paused);
+    if (!env) await this.environment(project, args.name); // throws, naming the known ones
+    return environmentView(env!);
+  }
+
+  async listProjects(): Promise<ProjectView[]> {
+    return (await this.control.listAllProjects()).map(projectView);
+  }
+
+  async createProject(args: {
+    name: string;
+    environment?: string;
+    saveDataclips?: boolean;
+    retentionDays?: number | null;
+  }): Promise<{ project: ProjectView; environment: EnvironmentView; key: CreatedKeyView }> {
+    const org = await this.control.defaultOrganizationId();
+    const settings: { saveDataclips?: boolean; retentionDays?: number | null } = {};
+    if (args.saveDataclips !== undefined) settings.saveDataclips = args.saveDataclips;
+    if (args.retentionDays !== undefined) settings.retentionDays = args.retentionDays;
+    await this.control.createProject(org, args.name, settings);
+    const environment = args.environment ?? DEFAULT_ENVIRONMENT;
+    const key = await this.createKey({
+      project: args.name,
+      environment,
+      label: `created with project ${args.name}`,
+      scopes: ['admin'],
+    });
+    return {
+      project: projectView((await this.control.findProject(org, args.name))!),
+      environment: environmentView(await this.environment(args.name, environment)),
+      key,
+    };
+  }
+
+  async updateProject(args: {
+    name: string;
+    saveDataclips?: boolean;
+    retentionDays?: number | null;
+    paused?: boolean;
+  }): Promise<ProjectView> {
+    const p = await this.project(args.name);
+    const { name: _name, ...settings } = args;
+    return projectView((await this.control.updateProjectSettings(p.id, settings))!);
+  }
 }
 
-export async function runKeysList(options: KeysOptions): Promise<void> {
-  await withStores(options, async ({ stores }) => {
-    const environmentId = await stores.control.findEnvironmentByName(
-      options.project,
-      options.environment,
-    );
-    const keys = environmentId ? await stores.control.listApiKeys(environmentId) : [];
-    if (options.json) {
-      printJson({ data: keys });
-      return;
-    }
-    if (keys.length === 0) {
-      process.stdout.write(
-        `No API keys in ${options.project}/${options.environment}. Create one with \`weft keys create\`.\n`,
-      );
-      return;
-    }
-    process.stdout.write(
-      `${formatTable(
-        ['id', 'prefix', 'label', 'created', 'revoked'],
-        keys.map((k) => [
-          k.id,
-          `${k.prefix}…`,
-          k.label,
-          formatTime(k.createdAt),
-          formatTime(k.revokedAt),
-        ]),
-      )}\n`,
-    );
-  });
+/** What the API answers and the CLI prints (the same shapes from either side). */
+export interface KeyView {
+  id: string;
+  prefix: string;
+  label: string | null;
+  scopes: KeyScope[];
+  environment: string;
+  createdAt: string;
+  revokedAt: string | null;
 }
+export type CreatedKeyView = Omit<KeyView, 'revokedAt'> & { key: string };
+export interface EnvironmentView {
+  id: string;
+  name: string;
+  paused: boolean;
+  projectPaused: boolean;
+  current?: boolean;
+  createdAt: string;
+}
+export interface ProjectView {
+  id: string;
+  name: string;
+  saveDataclips: boolean;
+  retentionDays: number | null;
+  paused: boolean;
+  current?: boolean;
+  createdAt: string;
+}
+
+const environmentView = (e: EnvironmentListing): EnvironmentView => ({
+  id: e.id,
+  name: e.name,
+  paused: e.paused,
+  projectPaused: e.projectPaused,
+  createdAt: e.createdAt,
+});
+
+const projectView = (p: ProjectRecord): ProjectView => ({
+  id: p.id,
+  name: p.name,
+  saveDataclips: p.saveDataclips,
+  retentionDays: p.retentionDays,
+  paused: p.paused,
+  createdAt: p.createdAt,
+});

@@ -8,7 +8,18 @@ import { Command, Option } from 'commander';
 import { WeftError } from '../core/errors.js';
 import type { runRunsList, runRunsShow, runTrigger } from './api-commands.js';
 import type { runRunsCancel, runRunsResume, runWaitpointsComplete } from './control-commands.js';
-import type { runKeysCreate, runKeysList, runKeysRevoke, runMigrate } from './db-commands.js';
+import type {
+  runEnvironmentsCreate,
+  runEnvironmentsList,
+  runEnvironmentsPause,
+  runKeysCreate,
+  runKeysList,
+  runKeysRevoke,
+  runProjectsCreate,
+  runProjectsList,
+  runProjectsSettings,
+} from './admin-commands.js';
+import type { runMigrate } from './db-commands.js';
 import type { runDev } from './dev-command.js';
 import type { runRunsFollow, runTriggerFollow } from './follow.js';
 import { DEFAULT_DATA_DIR } from './local-state.js';
@@ -375,33 +386,115 @@ export function buildProgram(): Command {
     (await sched()).runSchedulesDelete(scheduleId, options),
   );
 
+  // Keys, environments, projects: the API of a reachable server, else the database.
+  const ops = () => import('./admin-commands.js');
+  const opsOptions = (cmd: Command) =>
+    cmd
+      .option('--url <url>', 'API base URL (env WEFT_URL; default: the running weft dev)')
+      .option(
+        '--api-key <key>',
+        'an admin API key (env WEFT_API_KEY; default: the key of weft dev)',
+      )
+      .option(
+        '--database-url <url>',
+        'work on this database directly (else DATABASE_URL or the weft dev folder, when no server is reachable)',
+      )
+      .addOption(dataDirOption())
+      .option(
+        '--project <name>',
+        'project, on the database (the API uses the key’s own; default "default")',
+      )
+      .option('--json', 'machine-readable output');
   const keys = program
     .command('keys')
     .description(
-      'Manage API keys (directly in the database: DATABASE_URL, else the weft dev folder)',
+      'Manage API keys: through a reachable server (WEFT_URL, --url, weft dev), else in the database',
     );
-  const keyOptions = (cmd: Command) =>
-    cmd
-      .option('--database-url <url>', 'overrides DATABASE_URL')
-      .addOption(dataDirOption())
-      .option('--project <name>', 'project', 'default')
-      .option('--environment <name>', 'environment', 'dev')
-      .option('--json', 'machine-readable output');
-  keyOptions(
+  opsOptions(
     keys
       .command('create')
       .description('Create an API key (shown once)')
+      .addOption(
+        new Option(
+          '--scope <scope>',
+          'read, trigger or admin (repeatable; default trigger)',
+        ).argParser(collect),
+      )
+      .option('--environment <name>', 'environment of the key (default: the admin key’s, or dev)')
       .option('--label <label>', 'a note on what the key is for'),
   ).action(async (options: Parameters<typeof runKeysCreate>[0]) =>
-    (await db()).runKeysCreate(options),
+    (await ops()).runKeysCreate(options),
   );
-  keyOptions(keys.command('revoke').description('Revoke an API key').argument('<keyId>')).action(
+  opsOptions(keys.command('revoke').description('Revoke an API key').argument('<keyId>')).action(
     async (keyId: string, options: Parameters<typeof runKeysRevoke>[1]) =>
-      (await db()).runKeysRevoke(keyId, options),
+      (await ops()).runKeysRevoke(keyId, options),
   );
-  keyOptions(
-    keys.command('list').description('List the API keys of an environment (prefixes only)'),
-  ).action(async (options: Parameters<typeof runKeysList>[0]) => (await db()).runKeysList(options));
+  opsOptions(
+    keys
+      .command('list')
+      .description('List the API keys of an environment (prefixes only)')
+      .option('--environment <name>', 'environment (default: the admin key’s, or dev)'),
+  ).action(async (options: Parameters<typeof runKeysList>[0]) =>
+    (await ops()).runKeysList(options),
+  );
+
+  const environments = program
+    .command('environments')
+    .description('Create, list, pause and resume environments (same routing as weft keys)');
+  opsOptions(
+    environments.command('list').description('List the environments of the project'),
+  ).action(async (options: Parameters<typeof runEnvironmentsList>[0]) =>
+    (await ops()).runEnvironmentsList(options),
+  );
+  opsOptions(
+    environments.command('create').description('Create an environment').argument('<name>'),
+  ).action(async (name: string, options: Parameters<typeof runEnvironmentsCreate>[1]) =>
+    (await ops()).runEnvironmentsCreate(name, options),
+  );
+  opsOptions(
+    environments
+      .command('pause')
+      .description('Refuse triggers (409) and stop claiming steps until resumed')
+      .argument('<name>'),
+  ).action(async (name: string, options: Parameters<typeof runEnvironmentsPause>[2]) =>
+    (await ops()).runEnvironmentsPause(name, true, options),
+  );
+  opsOptions(
+    environments.command('resume').description('Resume a paused environment').argument('<name>'),
+  ).action(async (name: string, options: Parameters<typeof runEnvironmentsPause>[2]) =>
+    (await ops()).runEnvironmentsPause(name, false, options),
+  );
+
+  const projects = program
+    .command('projects')
+    .description('Create and list projects, change their settings (same routing as weft keys)');
+  opsOptions(projects.command('list').description('List the projects of the organization')).action(
+    async (options: Parameters<typeof runProjectsList>[0]) =>
+      (await ops()).runProjectsList(options),
+  );
+  opsOptions(
+    projects
+      .command('create')
+      .description('Create a project, its first environment and an admin key for it (shown once)')
+      .argument('<name>')
+      .option('--environment <name>', 'its first environment', 'dev')
+      .option('--save-dataclips <bool>', 'keep input and output bodies (default true)')
+      .option('--retention-days <days>', 'days bodies are meant to be kept, or "forever"'),
+  ).action(async (name: string, options: Parameters<typeof runProjectsCreate>[1]) =>
+    (await ops()).runProjectsCreate(name, options),
+  );
+  opsOptions(
+    projects
+      .command('settings')
+      .description('Show or change project settings (default: the admin key’s project)')
+      .argument('[name]')
+      .option('--save-dataclips <bool>', 'keep input and output bodies of new runs (true/false)')
+      .option('--retention-days <days>', 'days bodies are meant to be kept, or "forever"')
+      .option('--pause', 'pause every environment of the project')
+      .option('--resume', 'resume the project'),
+  ).action(async (name: string | undefined, options: Parameters<typeof runProjectsSettings>[1]) =>
+    (await ops()).runProjectsSettings(name, options),
+  );
   program.addHelpText(
     'after',
     `
@@ -415,7 +508,7 @@ Quick start:
 
 Production (PostgreSQL):
   DATABASE_URL=postgres://… weft migrate
-  DATABASE_URL=postgres://… weft keys create --environment prod --label api
+  DATABASE_URL=postgres://… weft keys create --scope admin --environment prod --label ops
   DATABASE_URL=postgres://… weft server --host 0.0.0.0 --port 3700
   DATABASE_URL=postgres://… weft worker --workflows ./dist/workflows --environment prod`,
   );

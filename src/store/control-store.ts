@@ -193,15 +193,20 @@ export class ControlStore {
    * `weft_control_changed` with the schema name). Started once, by long-lived processes (the API
    * server on its first request, a worker when it checks for a pause); short CLI commands do not
    * open a listening connection. The caches are dropped once the LISTEN is in place, so nothing
-   * read before it can outlive a change. A notification missed while the listening connection is
-   * re-established costs at most the 5 s TTL. Rejects when LISTEN fails (the caller logs it and
+   * read before it can outlive a change, and again whenever the listening connection comes back
+   * from an outage (what was sent meanwhile is lost); until it is back the 5 s TTL bounds it. Rejects when LISTEN fails (the caller logs it and
    * is retried on its next call).
    */
   watchChanges(): Promise<void> {
     this.watching ??= this.db
-      .listen('weft_control_changed', (payload) => {
-        if (payload === this.schema) this.dropCaches();
-      })
+      .listen(
+        'weft_control_changed',
+        (payload) => {
+          if (payload === this.schema) this.dropCaches();
+        },
+        // Notifications sent while the connection was down are lost: assume something changed.
+        { onReconnect: () => this.dropCaches() },
+      )
       .then(
         () => this.dropCaches(),
         (error: unknown) => {
@@ -284,6 +289,34 @@ export class ControlStore {
       [organizationId],
     );
     return rows.rows.map(toProject);
+  }
+
+  /** Every project of every organization (the CLI on the database, where no key scopes it). */
+  async listAllProjects(): Promise<ProjectRecord[]> {
+    const rows = await this.db.query<Row>(
+      `select ${PROJECT_COLUMNS} from ${this.s}.projects order by name, created_at, id`,
+    );
+    return rows.rows.map(toProject);
+  }
+
+  /** The oldest project of that name in any organization (the CLI's `--project`). */
+  async findProjectByName(name: string): Promise<ProjectRecord | null> {
+    const rows = await this.db.query<Row>(
+      `select ${PROJECT_COLUMNS} from ${this.s}.projects where name = $1 order by created_at, id limit 1`,
+      [name],
+    );
+    return rows.rows[0] ? toProject(rows.rows[0]) : null;
+  }
+
+  /**
+   * The organization new projects go to when nothing names one (the CLI on the database): the
+   * organization of the oldest project, or a new `default` organization.
+   */
+  async defaultOrganizationId(): Promise<string> {
+    const rows = await this.db.query<{ organization_id: string }>(
+      `select organization_id from ${this.s}.projects order by created_at, id limit 1`,
+    );
+    return rows.rows[0]?.organization_id ?? (await this.createOrganization('default'));
   }
 
   async findProject(organizationId: string, name: string): Promise<ProjectRecord | null> {
