@@ -22,7 +22,7 @@
  * ESM keeps every generation in its module map; for a dev server that reloads on save this is
  * a little memory per save, released when the process exits.
  */
-import { createRequire, register } from 'node:module';
+import { register } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { CliError } from './output.js';
@@ -80,23 +80,17 @@ export function packageLayout(): { root: URL; entry: URL; examplesDir: URL } {
 
 /**
  * tsx, when installed. It is an optional dependency (installed by default): a project that ships
- * its workflows compiled to JavaScript can leave it, and esbuild under it, out. Loaded with
- * require because the loader is installed synchronously; tsx ships a CommonJS build of its API.
+ * its workflows compiled to JavaScript can leave it, and esbuild under it, out.
  */
-function loadTsx(): { register: () => unknown } | undefined {
-  try {
-    return createRequire(import.meta.url)('tsx/esm/api') as { register: () => unknown };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
-    throw error;
-  }
-}
+const tsx = await import('tsx/esm/api').catch((error: NodeJS.ErrnoException) => {
+  if (error.code === 'ERR_MODULE_NOT_FOUND' && error.message.includes("'tsx'")) return undefined;
+  throw error;
+});
 
 const TYPESCRIPT_FILE = /\.(?:[cm]?ts|tsx)$/;
 
 export function installModuleLoader(): ModuleLoader {
   if (installed) return installed;
-  const tsx = loadTsx();
   tsx?.register();
   const { root, entry, examplesDir } = packageLayout();
   const listeners: Array<(file: string) => void> = [];
