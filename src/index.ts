@@ -22,10 +22,17 @@ export { TerminalError, WeftError } from './core/errors.js';
 export type { StepErrorInfo, WeftErrorCode } from './core/errors.js';
 export type { RetryPolicy, Duration } from './core/retry.js';
 export { Engine } from './engine/engine.js';
+export { ensureEnvironment } from './engine/tenant.js';
 export type { EngineOptions } from './engine/engine.js';
 export type { WorkerOptions } from './engine/worker.js';
 // The HTTP API, to serve on its own or mount in your server (docs/embedding.md).
-export { createApp, createServer, requestLogFields, startServer } from './server/index.js';
+export {
+  createApp,
+  createRequestListener,
+  createServer,
+  requestLogFields,
+  startServer,
+} from './server/index.js';
 export type {
   CreateAppOptions,
   CreateServerOptions,

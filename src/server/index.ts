@@ -8,6 +8,7 @@
  */
 export { createApp, type CreateAppOptions } from './app.js';
 export {
+  createRequestListener,
   createServer,
   startServer,
   type CreateServerOptions,

@@ -8,8 +8,8 @@
  * `drainTimeoutMs` cuts whatever is still open. A request either gets its whole answer or never
  * reached this process (the connection was refused and the client or balancer retries elsewhere).
  */
-import { serve, type ServerType } from '@hono/node-server';
-import type { Server } from 'node:http';
+import { getRequestListener, serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, type CreateAppOptions } from './app.js';
 import { beginDrain } from './edge.js';
@@ -139,4 +139,19 @@ export async function createServer(
 ): Promise<RunningServer & { app: ServerApp }> {
   const app = createApp(options);
   return { ...(await startServer(app, options)), app };
+}
+
+/**
+ * The app as a `node:http` request handler, for mounting it in a Node server of your own (route
+ * the paths you give Weft to it). Closing and draining that server is then yours: pass
+ * `shutdownSignal` to `createApp` so event streams end when you shut down.
+ *
+ * @example
+ * const weft = createRequestListener(createApp({ stores }));
+ * http.createServer((req, res) => (req.url?.startsWith('/api/') ? weft(req, res) : mine(req, res)));
+ */
+export function createRequestListener(
+  app: FetchApp,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return getRequestListener(app.fetch as (request: Request) => Response | Promise<Response>);
 }
