@@ -6,6 +6,15 @@
  */
 import { loadavg } from 'node:os';
 import {
+  DiagnoseProbe,
+  lsnBytes,
+  STATS_SETTLE_MS,
+  tableDelta,
+  type DiagnoseMark,
+  type RepDiagnosis,
+} from './lib/diagnose.js';
+import {
+  databaseUrl,
   dropLeftoverDatabases,
   installWireCounter,
   serverCpuMs,
@@ -29,6 +38,10 @@ async function main(): Promise<void> {
   if (!target) throw new Error(`unknown target ${args.target}`);
   const session = await target.open(args.sizes, { diagnose: args.diagnose });
   const probe = session.database ? await ServerProbe.open(session.database) : undefined;
+  const diagnoseProbe =
+    session.database && args.diagnose !== 'off'
+      ? await DiagnoseProbe.open(databaseUrl(session.database))
+      : undefined;
   send({ type: 'ready', database: session.database ?? null, settings: session.settings });
 
   let queue = Promise.resolve();
@@ -37,6 +50,7 @@ async function main(): Promise<void> {
       try {
         if (message.type === 'close') {
           await probe?.close();
+          await diagnoseProbe?.close();
           const diagnostics = (await session.close()) ?? undefined;
           await dropLeftoverDatabases();
           const closed: FromHost = diagnostics
@@ -46,7 +60,10 @@ async function main(): Promise<void> {
           process.send!(closed, () => process.exit(0));
           return;
         }
-        send({ type: 'sample', sample: await measure(session, probe, message) });
+        send({
+          type: 'sample',
+          sample: await measure(session, probe, diagnoseProbe, message),
+        });
       } catch (error) {
         send({
           type: 'error',
@@ -57,33 +74,57 @@ async function main(): Promise<void> {
   });
 }
 
+/** Diagnose: the last after-mark and the variant it followed (reused when nothing changed since). */
+let lastMark: { key: string; mark: DiagnoseMark } | undefined;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 async function measure(
   session: Session,
   probe: ServerProbe | undefined,
+  diagnose: DiagnoseProbe | undefined,
   m: Extract<ToHost, { type: 'measure' }>,
 ): Promise<Sample> {
   await session.configure(m.bench, m.variant);
+  const key = `${m.bench}/${m.variant.name}`;
+  let mark: DiagnoseMark | undefined;
+  if (diagnose) {
+    // Statistics written before this repetition must be flushed before its first mark; after a
+    // repetition of the same variant they were (its after-mark waited), otherwise wait now.
+    if (lastMark?.key === key) mark = { tables: lastMark.mark.tables, lsn: await diagnose.lsn() };
+    else {
+      await sleep(STATS_SETTLE_MS);
+      mark = await diagnose.mark();
+    }
+  }
   gc?.();
   const before: ServerSnapshot | undefined = await probe?.snapshot();
+  const proc0 = await session.serverProcess?.();
   const exec0 = session.executorCounts?.();
   wire.reset();
+  const load0 = loadavg()[0]!;
   const cpu0 = process.cpuUsage();
   const timed =
     m.bench === 'chain'
       ? await session.chain(m.stepsPerRun)
-      : await session.fanout(m.runs, m.stepsPerRun);
+      : m.bench === 'fanout'
+        ? await session.fanout(m.runs, m.stepsPerRun)
+        : await session.latency!(m.runs);
   const cpu = process.cpuUsage(cpu0);
   const w = wire.read();
   const exec1 = session.executorCounts?.();
+  const proc1 = await session.serverProcess?.();
   const after = await probe?.snapshot();
+  const lsnAfter = await diagnose?.lsn();
   await timed.verify?.();
   const sample: Sample = {
     wallMs: timed.wallMs,
     steps: timed.steps,
     clientCpuMs: (cpu.user + cpu.system) / 1000,
     load1: loadavg()[0]!,
+    load1AtStart: load0,
   };
   if (timed.triggeredMs !== undefined) sample.triggeredMs = timed.triggeredMs;
+  if (timed.latenciesMs) sample.latency = percentiles(timed.latenciesMs);
   if (before && after) {
     const ms = serverCpuMs(before, after);
     if (ms !== undefined) sample.serverCpuMs = ms;
@@ -91,11 +132,35 @@ async function measure(
     sample.wireRoundTrips = w.roundTrips;
     sample.wireTransactions = w.transactions;
   }
+  if (proc0 && proc1) {
+    sample.serverCpuMs = proc1.cpuMs - proc0.cpuMs;
+    if (proc0.writeBytes !== undefined && proc1.writeBytes !== undefined)
+      sample.serverWriteBytes = proc1.writeBytes - proc0.writeBytes;
+  }
   if (exec0 && exec1) {
     sample.executorRoundTrips = exec1.roundTrips - exec0.roundTrips;
     sample.executorTransactions = exec1.transactions - exec0.transactions;
   }
+  if (diagnose && mark && lsnAfter) {
+    await sleep(STATS_SETTLE_MS);
+    const afterMark: DiagnoseMark = { tables: await diagnose.tables(), lsn: lsnAfter };
+    const d: RepDiagnosis = {
+      tables: tableDelta(mark.tables, afterMark.tables),
+      walBytes: lsnBytes(mark.lsn, lsnAfter),
+    };
+    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch(() => undefined);
+    if (own !== undefined) d.ownWalBytes = own;
+    if (m.bench === 'chain') d.bareCommitMs = await diagnose.bareCommitMs();
+    sample.diagnose = d;
+    lastMark = { key, mark: afterMark };
+  }
   return sample;
+}
+
+function percentiles(xs: number[]): NonNullable<Sample['latency']> {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+  return { n: sorted.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted.at(-1)! };
 }
 
 main().catch(async (error: unknown) => {

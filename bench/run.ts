@@ -15,40 +15,56 @@
  * min, max and every sample; ratios are computed from medians of this same run.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serverFacts } from './lib/postgres.js';
 import type { FromHost, HostArgs, Sample, ToHost } from './lib/protocol.js';
-import { median, sig } from './lib/stats.js';
+import {
+  describeDiagnostics,
+  fmt,
+  goalsOf,
+  markHeadlines,
+  ratiosOf,
+  resultOf,
+  summary,
+  unavailableLine,
+  unitOf,
+  value,
+  type Job as ResultJob,
+  type ResultLine,
+} from './lib/results.js';
+import { sig } from './lib/stats.js';
 import { TARGETS } from './systems/index.js';
-import type { BenchName, Diagnose, Sizes, SystemTarget, Variant } from './systems/system.js';
+import type { BenchName, Diagnose, Sizes, SystemTarget } from './systems/system.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const BENCHES: BenchName[] = ['chain', 'fanout'];
-const PEERS = ['graphile-worker', 'dbos'] as const;
-/** The issue's goal: Weft at least twice as fast as each peer on both benches. */
-const GOAL = 2;
-
+const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
 const HELP = `Usage: npm run bench -- [options]
 
-  --only <benches>        chain,fanout (default: both)
+  --only <benches>        chain,fanout,latency (default: all three)
   --systems <ids>         comma list of: ${TARGETS.map((t) => t.id).join(', ')}
                           (a name without -pg/-pglite selects both, e.g. weft,graphile)
-  --reps <n>              repetitions for both benches (default: chain 5, fanout 3)
+  --reps <n>              repetitions for every bench (default: chain 5, fanout 3, latency 3)
   --chain-reps <n>        repetitions of the chain
   --fanout-reps <n>       repetitions of the fan-out
+  --latency-reps <n>      repetitions of the latency bench
   --concurrency <list>    worker concurrencies swept in the fan-out (default 10,25,50)
   --chain-steps <n>       steps of the chain (default 100)
   --fanout-runs <n>       runs of the fan-out (default 1000)
   --fanout-steps <n>      chained steps per fan-out run (default 3)
-  --quick                 smoke run: 1 rep, chain 100, fan-out 100 runs, concurrency 25
+  --latency-triggers <n>  one-step runs triggered one at a time in the latency bench (default 1000)
+  --quick                 smoke run: 1 rep, chain 100, fan-out 100 runs, 100 triggers, concurrency 25
   --out <file>            also write the JSON lines to <file>
   --cpu-prof              write V8 CPU profiles to bench/.profiles/<system>/
-  --diagnose              also report Weft's server time per SQL function and rows written per
-                          step (track_functions on: slightly slower; not for headline figures)
+  --diagnose              per repetition on PostgreSQL: rows written per step by table
+                          (pg_stat_user_tables deltas), WAL bytes per step (pg_current_wal_lsn
+                          delta, and this database's share from pg_walinspect), a bare commit
+                          beside the chain; for Weft also server time per SQL function. Waits
+                          11 s around each repetition for statistics to flush: not for headline
+                          figures
   --explain               --diagnose plus every statement's duration via auto_explain (much
                           slower: read the shares, not the times)
   -h, --help`;
@@ -73,6 +89,8 @@ function parseOptions(argv: string[]): Options {
       reps: { type: 'string' },
       'chain-reps': { type: 'string' },
       'fanout-reps': { type: 'string' },
+      'latency-reps': { type: 'string' },
+      'latency-triggers': { type: 'string' },
       concurrency: { type: 'string' },
       'chain-steps': { type: 'string' },
       'fanout-runs': { type: 'string' },
@@ -134,12 +152,14 @@ function parseOptions(argv: string[]): Options {
     reps: {
       chain: int('chain-reps', values['chain-reps'], reps || (quick ? 1 : 5)),
       fanout: int('fanout-reps', values['fanout-reps'], reps || (quick ? 1 : 3)),
+      latency: int('latency-reps', values['latency-reps'], reps || (quick ? 1 : 3)),
     },
     concurrency,
     sizes: {
       chainSteps: int('chain-steps', values['chain-steps'], 100),
       fanoutRuns: int('fanout-runs', values['fanout-runs'], quick ? 100 : 1000),
       fanoutSteps: int('fanout-steps', values['fanout-steps'], 3),
+      latencyTriggers: int('latency-triggers', values['latency-triggers'], quick ? 100 : 1000),
     },
     out: values.out,
     cpuProf: values['cpu-prof'],
@@ -233,244 +253,43 @@ class Host {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Results
-
-interface Job {
-  target: SystemTarget;
+interface Job extends ResultJob {
   host: Host;
-  bench: BenchName;
-  variant: Variant;
-  settings: Record<string, number | string | boolean>;
-  samples: Sample[];
-  error?: string;
 }
 
-interface ResultLine {
-  type: 'result';
-  bench: BenchName;
-  system: string;
-  backend: string;
-  target: string;
-  variant: string | null;
-  status: 'ok' | 'unavailable' | 'error';
-  reason?: string;
-  /** Repetitions measured. */
-  runs: number;
-  median: number;
-  min: number;
-  max: number;
-  unit: string;
-  samples: number[];
-  /** Median time until the last trigger call returned, ms (the rest of the wall time is draining). */
-  triggeredMs?: number;
-  /** Median 1-minute load average of the machine at the end of the repetitions (2 cores). */
-  load1?: number;
-  /** Best variant of this system for this bench: the one ratios use. */
-  headline?: boolean;
-  size?: { runs: number; stepsPerRun: number };
-  settings?: Record<string, number | string | boolean>;
-  /** Medians over the repetitions, per step (per commit for the baseline). */
-  perStep?: {
-    wallMs: number;
-    clientCpuMs: number;
-    serverCpuMs?: number;
-    roundTrips?: number;
-    transactions?: number;
-    /** Minimum over the repetitions: server-wide xids, so other activity can only add. */
-    writeTransactions?: number;
-  };
-}
-
-const unitOf = (target: SystemTarget, bench: BenchName): string =>
-  target.unit?.[bench] ?? (bench === 'chain' ? 'ms/step' : 'steps/s');
-const higherIsBetter = (bench: BenchName): boolean => bench === 'fanout';
-const value = (bench: BenchName, s: Sample): number =>
-  bench === 'chain' ? s.wallMs / s.steps : s.steps / (s.wallMs / 1000);
-
-function resultOf(job: Job, sizes: Sizes): ResultLine {
-  const { target, bench } = job;
-  const base = {
-    type: 'result' as const,
-    bench,
-    system: target.system,
-    backend: target.backend,
-    target: target.id,
-    variant: job.variant.name,
-    unit: unitOf(target, bench),
-    size:
-      bench === 'chain'
-        ? { runs: 1, stepsPerRun: sizes.chainSteps }
-        : { runs: sizes.fanoutRuns, stepsPerRun: sizes.fanoutSteps },
-    settings: { ...job.settings, ...job.variant.settings },
-  };
-  if (job.error || job.samples.length === 0) {
-    return {
-      ...base,
-      status: 'error',
-      reason: job.error ?? 'no sample',
-      runs: 0,
-      median: Number.NaN,
-      min: Number.NaN,
-      max: Number.NaN,
-      samples: [],
-    };
-  }
-  const values = job.samples.map((s) => value(bench, s));
-  const per = (pick: (s: Sample) => number | undefined): number | undefined => {
-    const xs = job.samples.map((s) => pick(s)).filter((x): x is number => x !== undefined);
-    return xs.length === job.samples.length ? sig(median(xs)) : undefined;
-  };
-  const perStep: NonNullable<ResultLine['perStep']> = {
-    wallMs: sig(median(job.samples.map((s) => s.wallMs / s.steps))),
-    clientCpuMs: sig(median(job.samples.map((s) => s.clientCpuMs / s.steps))),
-  };
-  const serverCpu = per((s) => (s.serverCpuMs === undefined ? undefined : s.serverCpuMs / s.steps));
-  if (serverCpu !== undefined) perStep.serverCpuMs = serverCpu;
-  const rt = per((s) => {
-    const n = s.wireRoundTrips ?? s.executorRoundTrips;
-    return n === undefined ? undefined : n / s.steps;
-  });
-  if (rt !== undefined) perStep.roundTrips = rt;
-  const tx = per((s) => {
-    const n = s.wireTransactions ?? s.executorTransactions;
-    return n === undefined ? undefined : n / s.steps;
-  });
-  if (tx !== undefined) perStep.transactions = tx;
-  const writes = job.samples
-    .map((s) => s.writeTransactions)
-    .filter((x): x is number => x !== undefined);
-  if (writes.length > 0)
-    perStep.writeTransactions = sig(Math.min(...writes.map((w, i) => w / job.samples[i]!.steps)));
-  return {
-    ...base,
-    status: 'ok',
-    runs: values.length,
-    median: sig(median(values)),
-    min: sig(Math.min(...values)),
-    max: sig(Math.max(...values)),
-    samples: values.map((v) => sig(v)),
-    load1: sig(median(job.samples.map((s) => s.load1)), 3),
-    ...(job.samples.every((s) => s.triggeredMs !== undefined)
-      ? { triggeredMs: sig(median(job.samples.map((s) => s.triggeredMs!)), 4) }
-      : {}),
-    perStep,
-  };
-}
-
-function unavailableLine(
-  target: SystemTarget,
-  bench: BenchName,
-  reason: string,
-  status: 'unavailable' | 'error',
-): ResultLine {
-  return {
-    type: 'result',
-    bench,
-    system: target.system,
-    backend: target.backend,
-    target: target.id,
-    variant: null,
-    status,
-    reason,
-    runs: 0,
-    median: Number.NaN,
-    min: Number.NaN,
-    max: Number.NaN,
-    unit: unitOf(target, bench),
-    samples: [],
-  };
-}
-
-/** Mark each target's best variant (lowest ms/step, highest steps/s) as its headline. */
-function markHeadlines(lines: ResultLine[]): void {
-  const byTarget = new Map<string, ResultLine[]>();
-  for (const l of lines)
-    if (l.status === 'ok') byTarget.set(l.target, [...(byTarget.get(l.target) ?? []), l]);
-  for (const group of byTarget.values()) {
-    const best = group.reduce((a, b) =>
-      (higherIsBetter(a.bench) ? b.median > a.median : b.median < a.median) ? b : a,
-    );
-    best.headline = true;
-  }
-}
-
-interface RatioLine {
-  type: 'ratio';
-  bench: BenchName;
-  system: 'weft';
-  backend: string;
-  variant: string | null;
-  vs: string;
-  vsBackend: string;
-  vsVariant: string | null;
-  /** From the medians: the figure to quote. */
-  ratio: number;
-  /** From each side's best repetition (min ms/step, max steps/s): interference only slows a rep down. */
-  ratioOfBest: number;
-  /** The two medians compared (weft's first). */
-  medians: [number, number];
-  unit: [string, string];
-  meaning: string;
-  goal?: number;
-  meetsGoal?: boolean;
-}
-
-function ratiosOf(lines: ResultLine[]): RatioLine[] {
-  const heads = lines.filter((l) => l.headline);
-  const out: RatioLine[] = [];
-  for (const weft of heads.filter((l) => l.system === 'weft')) {
-    const bench = weft.bench;
-    for (const peer of heads.filter(
-      (l) => l.bench === bench && (PEERS as readonly string[]).includes(l.system),
-    )) {
-      const ratio = sig(
-        bench === 'chain' ? peer.median / weft.median : weft.median / peer.median,
-        3,
-      );
-      out.push({
-        type: 'ratio',
-        bench,
-        system: 'weft',
-        backend: weft.backend,
-        variant: weft.variant,
-        vs: peer.system,
-        vsBackend: peer.backend,
-        vsVariant: peer.variant,
-        ratio,
-        ratioOfBest: sig(bench === 'chain' ? peer.min / weft.min : weft.max / peer.max, 3),
-        medians: [weft.median, peer.median],
-        unit: [weft.unit, peer.unit],
-        meaning:
-          bench === 'chain'
-            ? `${peer.system} ms/step ÷ weft ms/step (above 1: weft is faster)`
-            : `weft steps/s ÷ ${peer.system} steps/s (above 1: weft is faster)`,
-        goal: GOAL,
-        meetsGoal: ratio >= GOAL,
-      });
+/**
+ * The peers are the bench's own dependencies (bench/package.json), not the engine's: stop with
+ * the command that installs them rather than a module-not-found from a child process.
+ */
+function checkPeersInstalled(targets: SystemTarget[]): void {
+  const missing = new Map<string, string[]>();
+  for (const t of targets) {
+    if (t.unavailable) continue;
+    for (const pkg of t.packages ?? []) {
+      if (!existsSync(join(HERE, 'node_modules', pkg, 'package.json')))
+        missing.set(pkg, [...(missing.get(pkg) ?? []), t.id]);
     }
-    const baseline = heads.find(
-      (l) => l.bench === bench && l.system === 'baseline' && l.backend === weft.backend,
-    );
-    if (baseline) {
-      out.push({
-        type: 'ratio',
-        bench,
-        system: 'weft',
-        backend: weft.backend,
-        variant: weft.variant,
-        vs: 'baseline',
-        vsBackend: baseline.backend,
-        vsVariant: baseline.variant,
-        ratio: sig(weft.median / baseline.median, 3),
-        ratioOfBest: sig(bench === 'chain' ? weft.min / baseline.min : weft.max / baseline.max, 3),
-        medians: [weft.median, baseline.median],
-        unit: [weft.unit, baseline.unit],
-        meaning:
-          bench === 'chain'
-            ? 'weft ms/step ÷ bare insert-commit ms: the per-step cost counted in commit round trips'
-            : 'weft steps/s ÷ bare insert-commits/s from 10 connections: the share of the commit throughput one step gets',
-      });
+  }
+  if (missing.size === 0) return;
+  const list = [...missing].map(([pkg, ids]) => `${pkg} (for ${ids.join(', ')})`).join('; ');
+  log(
+    `The bench's peers are not installed: ${list}.\n` +
+      `They are the bench's own dependencies (bench/package.json), kept out of Weft's. Install them with\n\n` +
+      `  npm --prefix bench install\n\n` +
+      `and run again, or measure Weft alone: npm run bench -- --systems weft,baseline`,
+  );
+  process.exit(1);
+}
+
+/** Versions of the bench's peers as installed (for the meta line). */
+function peerVersions(targets: SystemTarget[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pkg of new Set(targets.flatMap((t) => t.packages ?? []))) {
+    try {
+      const file = join(HERE, 'node_modules', pkg, 'package.json');
+      out[pkg] = (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+    } catch {
+      out[pkg] = 'missing';
     }
   }
   return out;
@@ -492,36 +311,6 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** Resolves with `value` after `ms`, without keeping the process alive for it. */
 const timeout = <T>(ms: number, value: T) =>
   new Promise<T>((resolve) => setTimeout(() => resolve(value), ms).unref());
-const fmt = (x: number | undefined, d = 3): string =>
-  x === undefined || Number.isNaN(x) ? '–' : String(sig(x, d));
-
-function summary(lines: ResultLine[], ratios: RatioLine[]): string {
-  const rows = [
-    '| bench | system | backend | variant | median | min | max | unit | client CPU ms/step | server CPU ms/step | round trips/step | txns/step | write txns/step | load |',
-    '| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ];
-  for (const l of lines) {
-    if (l.status !== 'ok') {
-      rows.push(`| ${l.bench} | ${l.system} | ${l.backend} | – | ${l.status} | | | | | | | | | |`);
-      continue;
-    }
-    const p = l.perStep!;
-    const med = l.headline ? `**${fmt(l.median, 4)}**` : fmt(l.median, 4);
-    rows.push(
-      `| ${l.bench} | ${l.system} | ${l.backend} | ${l.variant}${l.headline ? ' (best)' : ''} | ${med} | ${fmt(l.min)} | ${fmt(l.max)} | ${l.unit} | ${fmt(p.clientCpuMs)} | ${fmt(p.serverCpuMs)} | ${fmt(p.roundTrips)} | ${fmt(p.transactions)} | ${fmt(p.writeTransactions)} | ${fmt(l.load1, 2)} |`,
-    );
-  }
-  const rat = [
-    '| bench | weft on | vs | medians | ratio | ratio of best reps | meaning |',
-    '| --- | --- | --- | --- | ---: | ---: | --- |',
-  ];
-  for (const r of ratios)
-    rat.push(
-      `| ${r.bench} | ${r.backend} (${r.variant}) | ${r.vs} on ${r.vsBackend} (${r.vsVariant}) | ${fmt(r.medians[0], 4)} vs ${fmt(r.medians[1], 4)} ${r.unit[1]} | ${fmt(r.ratio)}× | ${fmt(r.ratioOfBest)}× | ${r.meaning} |`,
-    );
-  return `${rows.join('\n')}\n\n${rat.join('\n')}\n`;
-}
-
 /** The commit measured, and the engine files that differ from it (the tree is shared and busy). */
 function gitState(): { commit: string; dirty: string[] } | { error: string } {
   try {
@@ -543,49 +332,11 @@ function gitState(): { commit: string; dirty: string[] } | { error: string } {
   }
 }
 
-function describeDiagnostics(target: string, d: Record<string, unknown>): string {
-  const fns = (d.functions ?? []) as Array<{
-    name: string;
-    callsPerStep: number;
-    selfMsPerStep: number;
-    totalMsPerStep: number;
-  }>;
-  const tables = (d.tables ?? []) as Array<{
-    name: string;
-    insertsPerStep: number;
-    updatesPerStep: number;
-    hotUpdatesPerStep: number;
-    deletesPerStep: number;
-  }>;
-  const out = [
-    `${target}: server time per step by SQL function over ${String(d.steps)} steps (self ms / total ms / calls)`,
-  ];
-  for (const f of fns)
-    out.push(`  ${f.name}: ${f.selfMsPerStep} / ${f.totalMsPerStep} / ${f.callsPerStep}`);
-  out.push(`${target}: rows written per step (insert / update (HOT) / delete)`);
-  for (const t of tables)
-    out.push(
-      `  ${t.name}: ${t.insertsPerStep} / ${t.updatesPerStep} (${t.hotUpdatesPerStep}) / ${t.deletesPerStep}`,
-    );
-  const stmts = (d.statements ?? []) as Array<{
-    statement: string;
-    callsPerStep: number;
-    msPerStep: number;
-    msPerCall: number;
-  }>;
-  if (stmts.length > 0)
-    out.push(
-      `${target}: statement durations per step, nested included (ms/step | calls/step | ms/call)`,
-    );
-  for (const st of stmts.slice(0, 25))
-    out.push(`  ${st.msPerStep} | ${st.callsPerStep} | ${st.msPerCall} | ${st.statement}`);
-  return out.join('\n');
-}
-
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  checkPeersInstalled(options.targets);
   outFile = options.out;
   if (outFile) writeFileSync(outFile, '');
   const started = Date.now();
@@ -604,6 +355,12 @@ async function main(): Promise<void> {
     concurrency: options.concurrency,
     git: gitState(),
     diagnose: options.diagnose,
+    peers: peerVersions(options.targets),
+    durability: Object.fromEntries(
+      options.targets.filter((t) => t.durability).map((t) => [t.id, t.durability]),
+    ),
+    method:
+      'each system in its own process; one untimed warm-up each; repetitions interleaved round robin, the order rotated by one each repetition; medians reported',
   });
   log(
     `weft bench: ${options.benches.join(', ')} on ${options.targets.map((t) => t.id).join(', ')}`,
@@ -662,12 +419,20 @@ async function main(): Promise<void> {
           });
         }
       }
-      const runs = bench === 'chain' ? 1 : options.sizes.fanoutRuns;
-      const stepsPerRun = bench === 'chain' ? options.sizes.chainSteps : options.sizes.fanoutSteps;
+      const { runs, stepsPerRun } =
+        bench === 'chain'
+          ? { runs: 1, stepsPerRun: options.sizes.chainSteps }
+          : bench === 'fanout'
+            ? { runs: options.sizes.fanoutRuns, stepsPerRun: options.sizes.fanoutSteps }
+            : { runs: options.sizes.latencyTriggers, stepsPerRun: 1 };
       const warmRuns = bench === 'chain' ? 1 : Math.max(10, Math.round(runs / 10));
       log(
         `\n${bench}: ${runs} run(s) × ${stepsPerRun} steps, ${options.reps[bench]} rep(s), ${jobs.length} system/variant pairs`,
       );
+      // The systems' order turns by one each repetition (and each system's variants with it), so
+      // no system always runs first, or right after the same neighbour.
+      const systems = [...new Set(jobs.map((j) => j.host))];
+      const rotate = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
       for (const host of hosts.values()) {
         const first = jobs.find((j) => j.host === host);
         if (!first) continue;
@@ -685,7 +450,17 @@ async function main(): Promise<void> {
         }
       }
       for (let rep = 0; rep < options.reps[bench]; rep++) {
-        const order = jobs.map((_, i) => jobs[(i + rep) % jobs.length]!);
+        const order = rotate(systems, rep).flatMap((h) =>
+          rotate(
+            jobs.filter((j) => j.host === h),
+            rep,
+          ),
+        );
+        log(
+          `  rep ${rep + 1}: load average ${loadavg()
+            .map((x) => x.toFixed(2))
+            .join(' ')}`,
+        );
         for (const job of order) {
           if (job.error) continue;
           try {
@@ -697,8 +472,16 @@ async function main(): Promise<void> {
               stepsPerRun,
             });
             job.samples.push(sample);
+            const d = sample.diagnose;
+            const extra = [
+              sample.latency ? `p99 ${fmt(sample.latency.p99)} ms` : '',
+              d?.bareCommitMs ? `bare commit ${fmt(d.bareCommitMs)} ms` : '',
+              d
+                ? `${fmt(Object.values(d.tables).reduce((n, t) => n + t.inserts + t.updates + t.deletes, 0) / sample.steps)} row writes, ${fmt(d.walBytes / sample.steps, 4)} B WAL (own ${fmt(d.ownWalBytes === undefined ? undefined : d.ownWalBytes / sample.steps, 4)}) per step`
+                : '',
+            ].filter(Boolean);
             log(
-              `  rep ${rep + 1} ${job.target.id} ${job.variant.name}: ${fmt(value(bench, sample), 4)} ${unitOf(job.target, bench)}`,
+              `  rep ${rep + 1} ${job.target.id} ${job.variant.name}: ${fmt(value(bench, sample), 4)} ${unitOf(job.target, bench)}${extra.length ? ` (${extra.join('; ')})` : ''}`,
             );
           } catch (error) {
             job.error = error instanceof Error ? error.message : String(error);
@@ -716,7 +499,9 @@ async function main(): Promise<void> {
     }
     const ratios = ratiosOf(allLines);
     for (const r of ratios) emit(r);
-    log(`\n${summary(allLines, ratios)}`);
+    const goals = goalsOf(allLines, ratios);
+    for (const g of goals) emit(g);
+    log(`\n${summary(allLines, ratios, goals)}`);
   } finally {
     const closed = await Promise.all(
       [...hosts.values()].map(async (h) => ({ target: h.target.id, diagnostics: await h.close() })),

@@ -5,7 +5,24 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import pg from 'pg';
+
+/**
+ * Every copy of `pg` loaded here: the bench's own (bench/node_modules, which graphile-worker and
+ * DBOS load too, the bench being a package of its own) and the engine's (the repository root's,
+ * which Weft's store loads). The counters patch each, so every system is counted the same way.
+ */
+function pgClientPrototypes(): object[] {
+  const protos = new Set<object>([pg.Client.prototype]);
+  try {
+    const rootPg = createRequire(new URL('../../package.json', import.meta.url))('pg') as typeof pg;
+    protos.add(rootPg.Client.prototype);
+  } catch {
+    // no root copy (the engine not installed): the bench's copy is the only one
+  }
+  return [...protos];
+}
 
 export function adminUrl(): string {
   return (
@@ -120,36 +137,14 @@ const counts: WireCounts = { roundTrips: 0, transactions: 0 };
 let installed = false;
 
 /**
- * Patch `pg.Client.prototype.query` (the one copy of `pg` that Weft, graphile-worker and DBOS all
- * load here) to count what goes over the wire. Cost: a regex on the statement text, the same for
+ * Patch `pg.Client.prototype.query` (of every copy of `pg`, see pgClientPrototypes) to count what
+ * goes over the wire. Cost: a regex on the statement text, the same for
  * every system.
  */
 export function installWireCounter(): { read(): WireCounts; reset(): void } {
   if (!installed) {
     installed = true;
-    const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-    const original = proto.query;
-    proto.query = function (this: object, ...args: unknown[]) {
-      if (!ignoredClients.has(this)) {
-        const first = args[0];
-        const text =
-          typeof first === 'string'
-            ? first
-            : first !== null && typeof first === 'object' && 'text' in first
-              ? String((first as { text: unknown }).text)
-              : '';
-        counts.roundTrips++;
-        if (/^\s*(begin|start\s+transaction)\b/i.test(text)) {
-          inTransaction.set(this, true);
-        } else if (/^\s*(commit|end|rollback|abort)\b/i.test(text)) {
-          inTransaction.set(this, false);
-          counts.transactions++;
-        } else if (!inTransaction.get(this)) {
-          counts.transactions++;
-        }
-      }
-      return original.apply(this, args);
-    };
+    for (const p of pgClientPrototypes()) patchQuery(p);
   }
   return {
     read: () => ({ ...counts }),
@@ -157,6 +152,32 @@ export function installWireCounter(): { read(): WireCounts; reset(): void } {
       counts.roundTrips = 0;
       counts.transactions = 0;
     },
+  };
+}
+
+function patchQuery(prototype: object): void {
+  const proto = prototype as { query: (...args: unknown[]) => unknown };
+  const original = proto.query;
+  proto.query = function (this: object, ...args: unknown[]) {
+    if (!ignoredClients.has(this)) {
+      const first = args[0];
+      const text =
+        typeof first === 'string'
+          ? first
+          : first !== null && typeof first === 'object' && 'text' in first
+            ? String((first as { text: unknown }).text)
+            : '';
+      counts.roundTrips++;
+      if (/^\s*(begin|start\s+transaction)\b/i.test(text)) {
+        inTransaction.set(this, true);
+      } else if (/^\s*(commit|end|rollback|abort)\b/i.test(text)) {
+        inTransaction.set(this, false);
+        counts.transactions++;
+      } else if (!inTransaction.get(this)) {
+        counts.transactions++;
+      }
+    }
+    return original.apply(this, args);
   };
 }
 
@@ -180,9 +201,14 @@ let noticesInstalled = false;
 export function installStatementTimings(): { read(): StatementTiming[] } {
   if (!noticesInstalled) {
     noticesInstalled = true;
-    const proto = pg.Client.prototype as unknown as {
-      _handleNotice: (msg: { message?: string }) => void;
-    };
+    for (const p of pgClientPrototypes()) patchNotices(p);
+  }
+  return { read: () => [...statementTimings.values()].sort((a, b) => b.totalMs - a.totalMs) };
+}
+
+function patchNotices(prototype: object): void {
+  {
+    const proto = prototype as { _handleNotice: (msg: { message?: string }) => void };
     const original = proto._handleNotice;
     proto._handleNotice = function (this: unknown, msg: { message?: string }) {
       const m = /^duration: ([\d.]+) ms\s+plan:\s*([\s\S]*)$/.exec(msg.message ?? '');
@@ -200,7 +226,6 @@ export function installStatementTimings(): { read(): StatementTiming[] } {
       statementTimings.set(text, entry);
     };
   }
-  return { read: () => [...statementTimings.values()].sort((a, b) => b.totalMs - a.totalMs) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /** Messages between the runner (bench/run.ts) and one benchmark process (bench/host.ts). */
 import type { BenchName, Diagnose, Sizes, Variant } from '../systems/system.js';
+import type { RepDiagnosis } from './diagnose.js';
 
 export interface HostArgs {
   target: string;
@@ -19,8 +20,17 @@ export interface Sample {
   triggeredMs?: number;
   /** CPU time of the benchmark process (the system's client side; on PGlite also the database). */
   clientCpuMs: number;
-  /** CPU time of the PostgreSQL backends serving the system's database (local server only). */
+  /**
+   * CPU time of the PostgreSQL backends serving the system's database (local server only), or
+   * of the system's own server process (Restate, Redis).
+   */
   serverCpuMs?: number;
+  /** Bytes the system's own server process wrote to storage (/proc/<pid>/io; Restate, Redis). */
+  serverWriteBytes?: number;
+  /** Latency bench: trigger → step started, ms, over this repetition's triggers. */
+  latency?: { n: number; p50: number; p90: number; p99: number; max: number };
+  /** --diagnose on PostgreSQL: rows and WAL written in the repetition, and a bare commit. */
+  diagnose?: RepDiagnosis;
   /** Statements the process's `pg` clients sent (PostgreSQL only). */
   wireRoundTrips?: number;
   /** Transactions those statements formed (a statement outside `begin` is one). */
@@ -32,6 +42,8 @@ export interface Sample {
   writeTransactions?: number;
   /** The machine's 1-minute load average when the repetition ended (how shared the machine was). */
   load1: number;
+  /** The same when it began. */
+  load1AtStart: number;
 }
 
 export type FromHost =

@@ -28,13 +28,16 @@ export function baselineTarget(backend: Backend): SystemTarget {
     system: 'baseline',
     backend,
     unit: { chain: 'ms/commit', fanout: 'commits/s' },
+    // No latency bench: a commit has no step to start.
     variants: (bench) =>
-      bench === 'chain'
-        ? [{ name: 'sequential', settings: { connections: 1 } }]
-        : [false, true].map((notify) => ({
-            name: `${FANOUT_CONNECTIONS}conn${notify ? '-notify' : ''}`,
-            settings: { connections: backend === 'postgres' ? FANOUT_CONNECTIONS : 1, notify },
-          })),
+      bench === 'latency'
+        ? []
+        : bench === 'chain'
+          ? [{ name: 'sequential', settings: { connections: 1 } }]
+          : [false, true].map((notify) => ({
+              name: `${FANOUT_CONNECTIONS}conn${notify ? '-notify' : ''}`,
+              settings: { connections: backend === 'postgres' ? FANOUT_CONNECTIONS : 1, notify },
+            })),
     open: () => (backend === 'postgres' ? openPg() : openPglite()),
   };
 }

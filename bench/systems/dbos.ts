@@ -27,8 +27,19 @@ export const dbosTargets: SystemTarget[] = [
     id: 'dbos-pg',
     system: 'dbos',
     backend: 'postgres',
+    packages: ['@dbos-inc/dbos-sdk'],
+    durability:
+      "PostgreSQL: the workflow_status row at start and end, and one operation_outputs row per step (the step's checkpoint) committed before the next step",
     variants(bench: BenchName, options: { concurrency: number[] }): Variant[] {
       if (bench === 'chain') return [{ name: 'direct', settings: { start: 'direct' } }];
+      if (bench === 'latency')
+        return [
+          { name: 'direct', settings: { start: 'direct' } },
+          {
+            name: 'queue-c1',
+            settings: { start: 'queue', workerConcurrency: 1, queuePollMs: QUEUE_POLL_MS },
+          },
+        ];
       // One queue variant, at the highest swept concurrency: with a 50 ms dispatch poll a queue
       // starts at most `workerConcurrency` workflows per poll, so the highest is its best case.
       const c = Math.max(...options.concurrency);
@@ -70,6 +81,22 @@ async function openDbos(sizes: Sizes): Promise<Session> {
   const fanWf = DBOS.registerWorkflow((n: number) => chained(n), {
     name: `fanout-${sizes.fanoutSteps}`,
   });
+  /** Latency bench: when each token's step began. */
+  const started = new Map<string, number>();
+  const firstWf = DBOS.registerWorkflow(
+    async (token: string) => {
+      await DBOS.runStep(
+        async () => {
+          if (!started.has(token)) started.set(token, performance.now());
+          return null;
+        },
+        { name: 's0' },
+      );
+      return 1;
+    },
+    { name: 'first-step' },
+  );
+  let tokens = 0;
   DBOS.setConfig({ name: 'weft-bench', systemDatabaseUrl: db.url, logger: silent });
   await DBOS.launch();
 
@@ -146,6 +173,38 @@ async function openDbos(sizes: Sizes): Promise<Session> {
       variant.settings.start === 'queue'
         ? queued(fanWf, runs, stepsPerRun)
         : direct(fanWf, runs, stepsPerRun),
+    async latency(triggers) {
+      const queueName =
+        variant.settings.start === 'queue'
+          ? `bench-c${String(variant.settings.workerConcurrency)}`
+          : undefined;
+      const latenciesMs: number[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < triggers; i++) {
+        const token = `t${tokens++}`;
+        const start = performance.now();
+        const handle = await DBOS.startWorkflow(firstWf, queueName ? { queueName } : {})(token);
+        if (queueName) {
+          // A queued handle's getResult polls once a second: watch the status row instead.
+          for (;;) {
+            const rows = await watcher.query<{ status: string }>(
+              `select status from dbos.workflow_status where workflow_uuid = $1`,
+              [handle.workflowID],
+            );
+            const status = rows.rows[0]?.status;
+            if (status === 'SUCCESS' || status === 'ERROR') break;
+            await new Promise((resolve) => setTimeout(resolve, END_POLL_MS));
+          }
+        }
+        if ((await handle.getResult()) !== 1)
+          throw new Error(`dbos: workflow ${handle.workflowID} did not succeed`);
+        const at = started.get(token);
+        started.delete(token);
+        if (at === undefined) throw new Error(`dbos: the step of ${token} never started`);
+        latenciesMs.push(at - start);
+      }
+      return { wallMs: performance.now() - t0, steps: triggers, latenciesMs };
+    },
     async close() {
       await watcher.end().catch(() => {});
       await DBOS.shutdown();

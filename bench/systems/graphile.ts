@@ -32,8 +32,11 @@ export const graphileTargets: SystemTarget[] = [
     id: 'graphile-pg',
     system: 'graphile-worker',
     backend: 'postgres',
+    packages: ['graphile-worker'],
+    durability:
+      'PostgreSQL: per step a job row taken (get_job), the next job inserted (add_job) and the job deleted (complete_job), three commits',
     variants(bench: BenchName, options: { concurrency: number[] }): Variant[] {
-      if (bench === 'chain')
+      if (bench !== 'fanout')
         return [{ name: `c${CHAIN_CONCURRENCY}`, settings: { concurrency: CHAIN_CONCURRENCY } }];
       return options.concurrency.map((c) => ({ name: `c${c}`, settings: { concurrency: c } }));
     },
@@ -65,6 +68,7 @@ async function openGraphile(): Promise<Session> {
   let open = new Set<number>();
   let onAllDone: (() => void) | undefined;
   let failure: Error | undefined;
+  let tokens = 0;
 
   const step = async (
     payload: unknown,
@@ -74,7 +78,14 @@ async function openGraphile(): Promise<Session> {
     if (p.i + 1 < p.n)
       await helpers.addJob(helpers.job.task_identifier, { run: p.run, i: p.i + 1, n: p.n });
   };
-  const taskList: TaskList = { chain: step, fan: step };
+  /** Latency bench: when each token's job began, and who waits for its completion. */
+  const started = new Map<string, number>();
+  const waiters = new Map<string, () => void>();
+  const first = async (payload: unknown): Promise<void> => {
+    const { token } = payload as { token: string };
+    if (!started.has(token)) started.set(token, performance.now());
+  };
+  const taskList: TaskList = { chain: step, fan: step, first };
 
   const start = async (wanted: number): Promise<void> => {
     if (runner && concurrency === wanted) return;
@@ -89,6 +100,12 @@ async function openGraphile(): Promise<Session> {
     });
     runner.events.on('job:complete', ({ job, error }) => {
       if (error) failure ??= error instanceof Error ? error : new Error(String(error));
+      if (job.task_identifier === 'first') {
+        const { token } = job.payload as { token: string };
+        waiters.get(token)?.();
+        waiters.delete(token);
+        return;
+      }
       const p = job.payload as StepPayload;
       if (p.i === p.n - 1 && open.delete(p.run) && open.size === 0) onAllDone?.();
       else if (error) onAllDone?.();
@@ -126,6 +143,27 @@ async function openGraphile(): Promise<Session> {
     },
     chain: (steps) => runAll('chain', 1, steps),
     fanout: (runs, stepsPerRun) => runAll('fan', runs, stepsPerRun),
+    async latency(triggers) {
+      const r = runner!;
+      failure = undefined;
+      const latenciesMs: number[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < triggers; i++) {
+        const token = `t${tokens++}`;
+        const completed = new Promise<void>((resolve) => waiters.set(token, resolve));
+        const start = performance.now();
+        await r.addJob('first', { token });
+        await completed;
+        const at = started.get(token);
+        started.delete(token);
+        if (failure || at === undefined)
+          throw new Error(
+            `graphile-worker: the job of ${token} ${failure ? `failed: ${String(failure)}` : 'never started'}`,
+          );
+        latenciesMs.push(at - start);
+      }
+      return { wallMs: performance.now() - t0, steps: triggers, latenciesMs };
+    },
     async close() {
       await runner?.stop();
       await pool.end();

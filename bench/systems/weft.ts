@@ -50,8 +50,12 @@ export function weftTarget(backend: Backend): SystemTarget {
     id: backend === 'postgres' ? 'weft-pg' : 'weft-pglite',
     system: 'weft',
     backend,
+    durability:
+      backend === 'postgres'
+        ? "PostgreSQL: every step's result committed (step run, attempt, output, events) before its successors run"
+        : 'PGlite in memory (the same SQL; this bench does not give it a data directory)',
     variants(bench: BenchName, options: { concurrency: number[] }): Variant[] {
-      if (bench === 'chain')
+      if (bench !== 'fanout')
         return [{ name: `c${CHAIN_CONCURRENCY}`, settings: { concurrency: CHAIN_CONCURRENCY } }];
       return options.concurrency.map((c) => ({ name: `c${c}`, settings: { concurrency: c } }));
     },
@@ -98,9 +102,16 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
   const environmentId = await ensureEnvironment(stores.control);
   const chainId = `chain-${sizes.chainSteps}`;
   const fanoutId = `fanout-${sizes.fanoutSteps}`;
+  const firstId = 'first-step';
+  /** Latency bench: when the step of each run began (performance.now(), by run id). */
+  const started = new Map<string, number>();
   const workflows = [
     chainWorkflow(chainId, sizes.chainSteps),
     chainWorkflow(fanoutId, sizes.fanoutSteps),
+    defineWorkflow(firstId).step('s0', (_input: unknown, ctx) => {
+      if (!started.has(ctx.runId)) started.set(ctx.runId, performance.now());
+      return null;
+    }),
   ];
   const tracker = await FinishTracker.start(stores, environmentId);
 
@@ -163,6 +174,29 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
           `weft: fan-out of ${stepsPerRun}-step runs requested, ${sizes.fanoutSteps} registered`,
         );
       return runAll(fanoutId, runs, runs * stepsPerRun);
+    },
+    async latency(triggers) {
+      const e = engine!;
+      const latenciesMs: number[] = [];
+      const ids: string[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < triggers; i++) {
+        const start = performance.now();
+        const { run } = await e.trigger(firstId, null);
+        await tracker.waitFor([run.id]);
+        const at = started.get(run.id);
+        started.delete(run.id);
+        if (at === undefined) throw new Error(`weft: the step of run ${run.id} never started`);
+        latenciesMs.push(at - start);
+        ids.push(run.id);
+      }
+      stepsDone += triggers;
+      return {
+        wallMs: performance.now() - t0,
+        steps: triggers,
+        latenciesMs,
+        verify: () => verifySucceeded(stores, environmentId, ids),
+      };
     },
     async close() {
       await engine?.stop();
