@@ -136,6 +136,8 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/runs listRuns',
         'GET /api/v1/runs/{runId} getRun',
         'GET /api/v1/runs/{runId}/steps listStepRuns',
+        'GET /api/v1/runs/{runId}/state getRunState',
+        'GET /api/v1/runs/counts countRuns',
         'POST /api/v1/runs/{runId}/rerun rerunRun',
         'POST /api/v1/runs/{runId}/cancel cancelRun',
         'POST /api/v1/runs/{runId}/resume resumeRun',

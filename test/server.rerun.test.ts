@@ -62,7 +62,7 @@ describe.each(BACKENDS)('rerun over HTTP on %s', (backend) => {
     expect(got.body).toMatchObject({ rerunOf: source, rerunFromStep: 'b' });
     const steps = await call(f.app, 'GET', `/api/v1/runs/${res.body.run.id}/steps`, f.auth);
     const a = steps.body.data.find((s: { stepKey: string }) => s.stepKey === 'a');
-    expect(a.reusedFrom).toEqual(expect.stringMatching(/^sr_/));
+    expect(a.reusedFrom).toEqual({ runId: source, stepRunId: expect.stringMatching(/^sr_/) });
   });
 
   it('200 dryRun: the plan only, no run', async () => {

@@ -4,8 +4,10 @@
  * exception is a version's graph, which core serializes for the API in the first place.
  */
 import type { z } from '@hono/zod-openapi';
+import type { SerializedGraph } from '../core/graph.js';
 import type { WorkflowRecord, WorkflowVersionRecord } from '../store/control-store.js';
-import type { DataclipRecord, RunRecord, StepRunRecord, StepRunStatus } from '../store/rows.js';
+import type { DataclipRecord, RunRecord, StepRunStatus } from '../store/rows.js';
+import type { ListedStepRun } from '../store/run-reads.js';
 import type {
   DataclipSchema,
   RunDetailSchema,
@@ -52,7 +54,11 @@ export function presentRunDetail(
   return { ...presentRun(run), steps: { total, byStatus } };
 }
 
-export function presentStepRun(step: StepRunRecord): z.infer<typeof StepRunSchema> {
+const durationMs = (from: string | null, to: string | null): number | null =>
+  from === null || to === null ? null : Math.max(0, Date.parse(to) - Date.parse(from));
+
+/** A step run as listed for its run (store/run-reads.ts: reused steps of a rerun included). */
+export function presentStepRun(step: ListedStepRun): z.infer<typeof StepRunSchema> {
   return {
     id: step.id,
     stepId: step.stepId,
@@ -63,7 +69,13 @@ export function presentStepRun(step: StepRunRecord): z.infer<typeof StepRunSchem
     inputDataclipId: step.inputDataclipId,
     inputHash: step.inputHash,
     outputDataclipId: step.outputDataclipId,
-    reusedFrom: step.reusedFrom,
+    reusedFrom:
+      step.reusedFrom === null || step.reusedFromRunId === null
+        ? null
+        : { runId: step.reusedFromRunId, stepRunId: step.reusedFrom },
+    scopeKey: step.scopeKey,
+    iteration: step.iteration,
+    statePatch: step.statePatch,
     error: step.error,
     attempts: step.attempts.map((a) => ({
       number: a.number,
@@ -72,10 +84,12 @@ export function presentStepRun(step: StepRunRecord): z.infer<typeof StepRunSchem
       error: a.error,
       startedAt: a.startedAt,
       finishedAt: a.finishedAt,
+      durationMs: durationMs(a.startedAt, a.finishedAt),
     })),
     createdAt: step.createdAt,
     startedAt: step.startedAt,
     finishedAt: step.finishedAt,
+    durationMs: durationMs(step.startedAt, step.finishedAt),
   };
 }
 
@@ -108,11 +122,48 @@ export function presentWorkflow(workflow: WorkflowRecord): ApiWorkflow {
 export function presentWorkflowDetail(
   workflow: WorkflowRecord,
   versions: ReadonlyArray<Omit<WorkflowVersionRecord, 'graph'>>,
+  stepHashes: ReadonlyMap<string, Record<string, string>> = new Map(),
 ): z.infer<typeof WorkflowDetailSchema> {
+  const graph = workflow.currentVersion?.graph;
   return {
     ...presentWorkflow(workflow),
-    // Served as stored: the serialized graph is core's public form of a version (see GraphSchema).
-    graph: workflow.currentVersion?.graph ?? null,
-    versions: versions.map(presentVersion),
+    // The serialized graph is core's public form of a version (see GraphSchema), served as
+    // stored plus what drawing it needs and would otherwise recompute.
+    graph: graph ? withDrawingHints(graph) : null,
+    versions: versions.map((v) => ({ ...presentVersion(v), stepHashes: stepHashes.get(v.id) ?? {} })),
+  };
+}
+
+/**
+ * Drawing hints: each node's `group` (the loop or parallel whose body holds it, null at the top
+ * level) and `depth` (bodies it is nested in); a router's `branches` (its edge labels, in order);
+ * each edge's `kind` — `branch` for a router's labelled edge, else its `on`.
+ */
+function withDrawingHints(graph: SerializedGraph) {
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const depth = (id: string): number => {
+    let d = 0;
+    for (let n = byId.get(id); n?.scope !== undefined && d <= byId.size; n = byId.get(n.scope)) d++;
+    return d;
+  };
+  return {
+    ...graph,
+    nodes: graph.nodes.map((n) => {
+      const hinted: SerializedGraph['nodes'][number] & {
+        group: string | null;
+        depth: number;
+        branches?: string[];
+      } = { ...n, group: n.scope ?? null, depth: depth(n.id) };
+      if (n.kind === 'router') {
+        hinted.branches = graph.edges
+          .filter((e) => e.from === n.id && e.branch !== undefined)
+          .map((e) => e.branch!);
+      }
+      return hinted;
+    }),
+    edges: graph.edges.map((e) => ({
+      ...e,
+      kind: e.branch !== undefined ? ('branch' as const) : e.on,
+    })),
   };
 }

@@ -147,6 +147,14 @@ const GraphSchema = z
         control: z.record(z.string(), z.unknown()).optional().openapi({
           description: 'Settings of a control node (functions as source text).',
         }),
+        group: z.string().nullable().optional().openapi({
+          description:
+            'Drawing hint: the loop or parallel whose body holds this node (draw it inside that group); null at the top level.',
+        }),
+        depth: z.int().optional().openapi({ description: 'How many bodies it is nested in.' }),
+        branches: z.array(z.string()).optional().openapi({
+          description: 'A router’s branch labels, in the order of its edges.',
+        }),
       }),
     ),
     edges: z.array(
@@ -156,6 +164,9 @@ const GraphSchema = z
         on: z.string().openapi({ description: '`success`, `failure`, `always`, …' }),
         when: z.string().optional().openapi({ description: 'Source text of the predicate.' }),
         branch: z.string().optional(),
+        kind: z.enum(['success', 'failure', 'always', 'timeout', 'branch']).optional().openapi({
+          description: 'Drawing hint: `branch` for a router’s labelled edge, else `on`.',
+        }),
       }),
     ),
   })
@@ -176,8 +187,19 @@ export const WorkflowListSchema = z
   .openapi('WorkflowList');
 
 export const WorkflowDetailSchema = WorkflowSchema.extend({
-  graph: orNull(GraphSchema).openapi({ description: 'The graph of the current version.' }),
-  versions: z.array(WorkflowVersionSchema).openapi({ description: 'Every version, newest first.' }),
+  graph: orNull(GraphSchema).openapi({
+    description: 'The graph of the current version, with drawing hints.',
+  }),
+  versions: z
+    .array(
+      WorkflowVersionSchema.extend({
+        stepHashes: z.record(z.string(), z.string()).openapi({
+          description:
+            'Step id → hash (code + config): the steps that changed between two versions are those whose hash differs.',
+        }),
+      }).openapi('WorkflowVersionDetail'),
+    )
+    .openapi({ description: 'Every version, newest first.' }),
 }).openapi('WorkflowDetail');
 
 export const WorkflowParamsSchema = z.object({
@@ -347,6 +369,10 @@ const AttemptSchema = z
     error: orNull(StepErrorSchema),
     startedAt: Timestamp,
     finishedAt: NullableTimestamp,
+    durationMs: z
+      .int()
+      .nullable()
+      .openapi({ description: 'finishedAt − startedAt; null while running.' }),
   })
   .openapi('Attempt');
 
@@ -361,14 +387,27 @@ export const StepRunSchema = z
     inputDataclipId: z.string().nullable(),
     inputHash: z.string().nullable(),
     outputDataclipId: z.string().nullable(),
-    reusedFrom: z.string().nullable().openapi({
-      description: 'For a rerun: the step run whose output this one reuses by reference.',
+    reusedFrom: z.object({ runId: z.string(), stepRunId: z.string() }).nullable().openapi({
+      description:
+        'For a rerun: the earlier run and step run whose result this one reuses by reference (listed even when the rerun wrote no row of its own for it).',
     }),
+    scopeKey: z.string().nullable().openapi({
+      description: 'The loop or parallel step run whose body holds it; null at the top level.',
+    }),
+    iteration: z.int().nullable().openapi({ description: 'Its iteration or branch index.' }),
+    statePatch: z
+      .object({
+        set: z.record(z.string(), z.unknown()).nullable(),
+        delete: z.array(z.string()).nullable(),
+      })
+      .nullable()
+      .openapi({ description: 'What its commit changed in the run state; null when nothing.' }),
     error: orNull(StepErrorSchema),
     attempts: z.array(AttemptSchema),
     createdAt: Timestamp,
     startedAt: NullableTimestamp,
     finishedAt: NullableTimestamp,
+    durationMs: z.int().nullable().openapi({ description: 'finishedAt − startedAt.' }),
   })
   .openapi('StepRun');
 

@@ -1,7 +1,10 @@
 /**
  * Reading runs: the keyset-paged list, one run with a step summary, and its step runs.
  */
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
+import { ID_PATTERN } from '../../core/graph.js';
+import { RUN_STATUSES, type RunStatus } from '../../store/rows.js';
+import { countRunsByStatus, listStepRunsWithLineage, readRunState } from '../../store/run-reads.js';
 import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun, presentRunDetail, presentStepRun } from '../presenters.js';
@@ -53,7 +56,7 @@ const listStepRuns = createRoute({
   tags: ['Runs'],
   summary: 'List the step runs of a run',
   description:
-    'Every step run in creation order, with its attempts, input and output dataclip ids, errors and `reusedFrom`.',
+    'Every step run in creation order, with its attempts (errors, stacks, durations), input and output dataclip ids, state patch, and `reusedFrom`. On a rerun, the steps it reused from earlier runs are listed too (after its own rows, `reusedFrom` naming the run and step run), so a rerun reads as a whole run.',
   security: requiresKey,
   request: { params: RunParamsSchema },
   responses: {
@@ -62,8 +65,122 @@ const listStepRuns = createRoute({
   },
 });
 
+const CountTime = z.iso
+  .datetime({ offset: true, error: 'expected an ISO 8601 date-time such as 2025-01-31T09:30:00Z' })
+  .refine((v) => !v.startsWith('0000'), {
+    error: 'year 0000 does not exist; the earliest is 0001',
+  });
+
+export const RunCountsQuerySchema = z
+  .strictObject({
+    workflowId: z
+      .string()
+      .regex(ID_PATTERN, 'not a workflow id (letters, digits, "_", "." and "-", at most 100)')
+      .optional()
+      .openapi({ param: { name: 'workflowId', in: 'query' }, example: 'onboarding' }),
+    createdFrom: CountTime.optional().openapi({
+      param: { name: 'createdFrom', in: 'query' },
+      description: 'Runs created at or after this instant (ISO 8601).',
+    }),
+    createdTo: CountTime.optional().openapi({
+      param: { name: 'createdTo', in: 'query' },
+      description: 'Runs created before this instant (ISO 8601, exclusive).',
+    }),
+  })
+  .refine(
+    (q) => !q.createdFrom || !q.createdTo || Date.parse(q.createdFrom) <= Date.parse(q.createdTo),
+    { message: 'createdFrom is after createdTo; swap them', path: ['createdFrom'] },
+  );
+
+const RunCountsSchema = z
+  .object({
+    counts: z.object(
+      Object.fromEntries(RUN_STATUSES.map((s) => [s, z.int()])) as Record<RunStatus, z.ZodInt>,
+    ),
+  })
+  .openapi('RunCounts');
+
+const countRuns = createRoute({
+  method: 'get',
+  path: '/api/v1/runs/counts',
+  operationId: 'countRuns',
+  tags: ['Runs'],
+  summary: 'Count runs by status',
+  description:
+    'How many runs of the environment are in each status (every status present, 0 when none), optionally of one workflow and created in a time range. One grouped query per run location.',
+  security: requiresKey,
+  request: { query: RunCountsQuerySchema },
+  responses: {
+    200: jsonContent(RunCountsSchema, 'Counts per status.'),
+    ...errorResponses(400, 401, 422),
+  },
+});
+
+const RunStateSchema = z
+  .object({
+    runId: z.string(),
+    state: z.record(z.string(), z.unknown()).openapi({
+      description: 'The run state: top-level keys set by committed steps (`ctx.state`).',
+    }),
+    finalState: z.unknown().openapi({
+      description:
+        'The run’s final output (its single leaf’s output, or a map by step id); null until it ends, or when the project does not save dataclips.',
+    }),
+    finalDataclipId: z.string().nullable(),
+  })
+  .openapi('RunState');
+
+const getRunState = createRoute({
+  method: 'get',
+  path: '/api/v1/runs/{runId}/state',
+  operationId: 'getRunState',
+  tags: ['Runs'],
+  summary: 'Get the run state and final state',
+  description: 'The run state and the final state in one read.',
+  security: requiresKey,
+  request: { params: RunParamsSchema },
+  responses: {
+    200: jsonContent(RunStateSchema, 'The states.'),
+    ...errorResponses(401, 404),
+  },
+});
+
 export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
   const { runs } = deps.stores;
+
+  // Registered before GET /runs/{runId}, which would otherwise take `counts` for a run id.
+  app.openapi(countRuns, async (c) => {
+    const q = c.req.valid('query');
+    const query = {
+      environmentId: c.get('identity').environmentId,
+      workflowId: q.workflowId,
+      createdFrom: q.createdFrom,
+      createdTo: q.createdTo,
+    };
+    const parts = await Promise.all(
+      [...runs.locations.values()].map((loc) => countRunsByStatus(loc.db, loc.schema, query)),
+    );
+    const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
+    for (const r of parts.flat()) counts[r.status] = (counts[r.status] ?? 0) + r.n;
+    return c.json({ counts }, 200);
+  });
+
+  app.openapi(getRunState, async (c) => {
+    const { runId } = c.req.valid('param');
+    const loc = isRunId(runId) ? runs.locationOf(runId) : undefined;
+    if (!loc) throw runNotFound(runId);
+    const read = await readRunState(loc.db, loc.schema, c.get('identity').environmentId, runId);
+    if (!read) throw runNotFound(runId);
+    return c.json(
+      {
+        runId,
+        state: read.state,
+        finalState: read.finalState,
+        finalDataclipId: read.finalDataclipId,
+      },
+      200,
+    );
+  });
 
   /**
    * The hot read path. One round trip per run location, in parallel: each is an index range scan
@@ -102,7 +219,10 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
   app.openapi(listStepRuns, async (c) => {
     const { runId } = c.req.valid('param');
     if (!isRunId(runId)) throw runNotFound(runId);
-    const steps = await runs.listStepRuns(c.get('identity').environmentId, runId);
+    const loc = runs.locationOf(runId);
+    const steps =
+      loc &&
+      (await listStepRunsWithLineage(loc.db, loc.schema, c.get('identity').environmentId, runId));
     if (!steps) throw runNotFound(runId);
     return c.json({ data: steps.map(presentStepRun) }, 200);
   });

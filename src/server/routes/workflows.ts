@@ -5,6 +5,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { WeftError } from '../../core/errors.js';
 import { ID_PATTERN } from '../../core/graph.js';
 import { triggerRun } from '../../engine/trigger.js';
+import { listVersionStepHashes } from '../../store/workflow-reads.js';
 import { jsonBody } from '../body.js';
 import { quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
@@ -93,10 +94,12 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
     const { environmentId } = c.get('identity');
     const { workflowId } = c.req.valid('param');
     if (!ID_PATTERN.test(workflowId)) throw workflowNotFound(workflowId);
-    // Two primary-key reads in parallel; the list of workflows is read only to explain a 404.
-    const [workflow, versions] = await Promise.all([
+    // Three reads in parallel (the step hashes come out of each version's stored graph); the list
+    // of workflows is read only to explain a 404.
+    const [workflow, versions, stepHashes] = await Promise.all([
       stores.control.getWorkflow(environmentId, workflowId),
       stores.control.listVersions(environmentId, workflowId),
+      listVersionStepHashes(stores.controlDb, stores.schemas.control, environmentId, workflowId),
     ]);
     if (!workflow) {
       const workflows = await stores.control.listWorkflows(environmentId);
@@ -105,7 +108,7 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
         workflows.map((w) => w.id),
       );
     }
-    return c.json(presentWorkflowDetail(workflow, versions), 200);
+    return c.json(presentWorkflowDetail(workflow, versions, stepHashes), 200);
   });
 
   app.openapi(createTriggerRoute(deps.maxBodyBytes), async (c) => {
