@@ -1,8 +1,9 @@
 /**
  * `weft dev`: everything in one process on an embedded database. PGlite in `<data-dir>/db`
- * (migrated on start), the `default/dev` environment, a local API key kept in
- * `<data-dir>/dev.json` (reused across restarts while it is valid), the API server, a worker and
- * the reaper; the workflow modules are loaded and reloaded on change.
+ * (migrated on start), the `default/dev` environment (`--environment staging` serves another one
+ * of the same project: the worker registers the workflows there), a local admin API key kept in
+ * `<data-dir>/dev.json` (reused across restarts while it opens that environment), the API server,
+ * a worker and the reaper; the workflow modules are loaded and reloaded on change.
  */
 import type { Logger } from '../engine/logger.js';
 import { Engine } from '../engine/engine.js';
@@ -37,6 +38,8 @@ export interface DevOptions {
   concurrency?: string;
   logFormat?: string;
   logLevel?: string;
+  /** The environment of project `default` to serve (created when missing). Default `dev`. */
+  environment?: string;
 }
 
 /** Also the default shown by `weft dev --help` (main.ts). */
@@ -76,7 +79,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     if (applied.length > 0) logger.debug({ applied }, `applied ${applied.length} migrations`);
     const environmentId = await ensureEnvironment(stores.control, {
       project: 'default',
-      environment: 'dev',
+      environment: options.environment ?? 'dev',
     });
     const key = await devApiKey(stores, dataDir, environmentId, logger);
 
@@ -149,7 +152,8 @@ async function devApiKey(
       `the API key in ${displayPath(dataDir)}/dev.json is no longer valid (revoked, or the database was reset); creating a new one`,
     );
   }
-  return stores.control.createApiKey(environmentId, 'weft dev');
+  // Admin: the CLI's keys/environments/projects commands use it while dev runs.
+  return stores.control.createApiKey(environmentId, 'weft dev', ['admin']);
 }
 
 function banner(args: {

@@ -104,6 +104,10 @@ export function buildProgram(): Command {
       .addOption(dataDirOption())
       .addOption(workflowsOption())
       .addOption(configOption())
+      .option(
+        '--environment <name>',
+        'environment of project "default" to serve; created when missing (default dev)',
+      )
       .option('--no-watch', 'do not reload the workflows when their files change')
       .option('--concurrency <n>', 'steps executed at once', '10'),
     'pretty',

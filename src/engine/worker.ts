@@ -408,7 +408,11 @@ export class Worker {
     const outcome = await this.commitDurably(entry, log, {
       ...commit,
       // with a per-run limit every claim must go through the limit check in claim_steps
-      claimNext: this.accepting && workflow.graph.maxConcurrency === undefined,
+      // (and a paused environment claims nothing, not even the next step of a run in flight)
+      claimNext:
+        this.accepting &&
+        workflow.graph.maxConcurrency === undefined &&
+        !(await this.registry.isPaused()),
       leaseMs: this.leaseMs,
     });
     if (outcome === 'failed') return null;
