@@ -1,0 +1,165 @@
+/**
+ * A PostgreSQL cluster of a test's own (initdb into a temp folder, a free port, trust auth on
+ * 127.0.0.1), so restart and outage tests can stop and start PostgreSQL without touching the
+ * shared server on 5432. Durability is switched off (fsync, full page writes): the tests
+ * restart the server, they do not crash the machine.
+ *
+ * As root (CI containers), the server binaries run as the `postgres` user via runuser, since
+ * PostgreSQL refuses to run as root.
+ */
+import { execFile } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+
+const run = promisify(execFile);
+
+/** The newest installed PostgreSQL's bin folder (Debian layout), or PG_BIN. */
+function binDir(): string {
+  if (process.env.PG_BIN) return process.env.PG_BIN;
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (versions.length === 0)
+    throw new Error(
+      `no PostgreSQL server binaries in ${root}/*/bin (initdb, pg_ctl): install postgresql, or set PG_BIN to the folder that holds them.`,
+    );
+  return join(root, versions[0]!, 'bin');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+const asRoot = process.getuid?.() === 0;
+
+export class ThrowawayCluster {
+  private running = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly bin: string,
+  ) {}
+
+  /** initdb and start a cluster (about two seconds). */
+  static async create(): Promise<ThrowawayCluster> {
+    const bin = binDir();
+    const dir = mkdtempSync(join(tmpdir(), 'weft-pg-'));
+    if (asRoot) {
+      const { stdout } = await run('id', ['-u', 'postgres']);
+      const { stdout: gid } = await run('id', ['-g', 'postgres']);
+      chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
+    }
+    const cluster = new ThrowawayCluster(dir, await freePort(), bin);
+    await cluster.pg('initdb', [
+      '-D',
+      join(dir, 'data'),
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '--no-sync',
+      '-E',
+      'UTF8',
+    ]);
+    writeFileSync(
+      join(dir, 'data', 'postgresql.auto.conf'),
+      [
+        `port = ${cluster.port}`,
+        `listen_addresses = '127.0.0.1'`,
+        `unix_socket_directories = '${dir}'`,
+        'fsync = off',
+        'full_page_writes = off',
+        'synchronous_commit = off',
+        'max_connections = 100',
+        '',
+      ].join('\n'),
+    );
+    if (asRoot)
+      await run('chown', ['postgres:postgres', join(dir, 'data', 'postgresql.auto.conf')]);
+    await cluster.start();
+    return cluster;
+  }
+
+  private async pg(tool: string, args: string[]): Promise<string> {
+    const path = join(this.bin, tool);
+    const { stdout } = asRoot
+      ? await run('runuser', ['-u', 'postgres', '--', path, ...args], { timeout: 60_000 })
+      : await run(path, args, { timeout: 60_000 });
+    return stdout;
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  url(database = 'postgres'): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
+  }
+
+  /** Start the server and wait until it accepts connections. */
+  async start(): Promise<void> {
+    await this.pg('pg_ctl', [
+      '-D',
+      join(this.dir, 'data'),
+      '-l',
+      join(this.dir, 'log'),
+      '-w',
+      '-t',
+      '30',
+      'start',
+    ]);
+    this.running = true;
+  }
+
+  /** Stop the server: `fast` (clients are disconnected) or `immediate` (no shutdown checkpoint). */
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    this.running = false;
+    await this.pg('pg_ctl', ['-D', join(this.dir, 'data'), '-m', mode, '-w', '-t', '30', 'stop']);
+  }
+
+  /** Start the server unless it runs (a test that failed mid-outage must not break the next). */
+  async ensureRunning(): Promise<void> {
+    const running = await this.pg('pg_ctl', ['-D', join(this.dir, 'data'), 'status']).then(
+      () => true,
+      () => false,
+    );
+    if (!running) await this.start();
+    this.running = true;
+  }
+
+  /** A fresh database on this cluster; returns its URL. */
+  async createDatabase(name = `weft_${Math.random().toString(36).slice(2, 10)}`): Promise<string> {
+    const client = new pg.Client({ connectionString: this.url() });
+    await client.connect();
+    try {
+      await client.query(`create database ${name}`);
+    } finally {
+      await client.end();
+    }
+    return this.url(name);
+  }
+
+  /** Stop the server (if running) and delete its folder. */
+  async destroy(): Promise<void> {
+    if (this.running) await this.stop('immediate').catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
