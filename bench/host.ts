@@ -148,7 +148,10 @@ async function measure(
       tables: tableDelta(mark.tables, afterMark.tables),
       walBytes: lsnBytes(mark.lsn, lsnAfter),
     };
-    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch(() => undefined);
+    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch((error: unknown) => {
+      process.stderr.write(`diagnose: this database's WAL share not read: ${String(error)}\n`);
+      return undefined;
+    });
     if (own !== undefined) d.ownWalBytes = own;
     if (m.bench === 'chain') d.bareCommitMs = await diagnose.bareCommitMs();
     sample.diagnose = d;

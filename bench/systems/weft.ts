@@ -241,7 +241,9 @@ async function readServerStats(url: string, steps: number): Promise<Diagnostics>
     }>(
       `select schemaname || '.' || relname as name, n_tup_ins::text as ins, n_tup_upd::text as upd,
               n_tup_hot_upd::text as hot, n_tup_del::text as del
-         from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0 order by n_tup_ins + n_tup_upd desc`,
+         from pg_stat_user_tables
+        where n_tup_ins + n_tup_upd + n_tup_del > 0 and relname <> 'weft_bench_bare_commit'
+        order by n_tup_ins + n_tup_upd desc`,
     );
     const per = (n: number) => sig(n / steps, 3);
     return {
