@@ -15,12 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { defineWorkflow } from '../src/index.js';
+import { silentLogger } from '../src/engine/logger.js';
 import { MetricsRegistry } from '../src/engine/metrics.js';
+import { createApp } from '../src/server/index.js';
 import { triggerRun } from '../src/engine/trigger.js';
 import type { Executor } from '../src/store/executor.js';
 import { createPgExecutor } from '../src/store/pg-executor.js';
 import { createStores, type Stores } from '../src/store/stores.js';
 import { startCli } from './support/cli-process.js';
+import { call } from './support/server-fixture.js';
 import { startTestEngine } from './support/engine.js';
 import { ThrowawayCluster } from './support/throwaway-cluster.js';
 
@@ -189,6 +192,57 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
       );
       // the reconnect backoff (capped at 5 s) plus the catch-up renewal, not the 20 s heartbeat
       expect(abortedAt - canceledAt).toBeLessThan(7_000);
+    } finally {
+      await admin.query(`alter database weft_outage allow_connections true`).catch(() => {});
+      await admin.close();
+      await engine.stop();
+    }
+  });
+
+  it('/readyz says listener_down and /metrics shows the listener at 0 while it cannot reconnect; both recover', async () => {
+    const registry = new MetricsRegistry();
+    const engine = await startTestEngine(
+      stores,
+      [defineWorkflow('outage-probe').step('x', () => 1)],
+      {
+        worker: { metrics: registry },
+        reaperIntervalMs: false,
+      },
+    );
+    const app = createApp({ stores, logger: silentLogger(), metrics: registry });
+    const admin = createPgExecutor({ connectionString: cluster.url(), max: 1 });
+    const listenerGauge = async () => {
+      const text = await (await app.request('/metrics')).text();
+      return /weft_listener_connected\{database="run_ops"\} (\d)/.exec(text)?.[1];
+    };
+    try {
+      expect(await call(app, 'GET', '/readyz', {})).toMatchObject({ status: 200 });
+      expect(await listenerGauge()).toBe('1');
+      const reconnectsBefore = executor.listenerHealth!().reconnects;
+      await admin.query(`alter database weft_outage allow_connections false`);
+      await admin.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity where datname = 'weft_outage' and application_name like '%-listen'`,
+      );
+      expect(await until(() => executor.listenerHealth?.().state === 'down', 5_000)).toBe(true);
+      const down = await call(app, 'GET', '/readyz', {});
+      expect(down.status).toBe(503);
+      expect(down.body.error).toMatchObject({
+        code: 'not_ready',
+        details: { reason: 'listener_down', database: 'run_ops' },
+      });
+      expect(down.body.error.message).toMatch(/LISTEN connection .* down/);
+      expect(await listenerGauge()).toBe('0');
+
+      await admin.query(`alter database weft_outage allow_connections true`);
+      expect(await until(() => executor.listenerHealth?.().state === 'connected', 10_000)).toBe(
+        true,
+      );
+      expect(await call(app, 'GET', '/readyz', {})).toMatchObject({ status: 200 });
+      expect(await listenerGauge()).toBe('1');
+      expect(executor.listenerHealth!().reconnects).toBe(reconnectsBefore + 1);
+      expect(await (await app.request('/metrics')).text()).toContain(
+        `weft_listener_reconnects_total{database="run_ops"} ${reconnectsBefore + 1}`,
+      );
     } finally {
       await admin.query(`alter database weft_outage allow_connections true`).catch(() => {});
       await admin.close();
