@@ -224,6 +224,29 @@ describe.each(BACKENDS)('operations API on %s', (backend) => {
     expect(foreign.body.data.map((p: { name: string }) => p.name)).not.toContain('billing');
   });
 
+  it('a paused environment fires no schedule; after the resume the schedule goes on', async () => {
+    const cronRuns = async () =>
+      (await get('/api/v1/runs?limit=100')).body.data.filter(
+        (r: { trigger: { kind: string } }) => r.trigger.kind === 'cron',
+      ).length;
+    expect((await patch(`/api/v1/environments/${envName}`, { paused: true })).status).toBe(200);
+    const schedule = await post('/api/v1/schedules', {
+      workflowId: 'slow-pair',
+      cron: '* * * * * *',
+      input: { mode: 'static', value: { n: 0 } },
+    });
+    expect(schedule.status).toBe(201);
+    await sleep(2_500);
+    expect(await cronRuns()).toBe(0);
+    expect((await patch(`/api/v1/environments/${envName}`, { paused: false })).status).toBe(200);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && (await cronRuns()) === 0) await sleep(100);
+    expect(await cronRuns()).toBeGreaterThan(0);
+    expect(
+      (await call(f.app, 'DELETE', `/api/v1/schedules/${schedule.body.id}`, f.auth)).status,
+    ).toBe(204);
+  });
+
   it.runIf(backend === 'postgres')(
     'a revoke through one server process is refused by another on its next request',
     async () => {

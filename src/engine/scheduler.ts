@@ -195,6 +195,9 @@ export class Scheduler {
     if (this.ticking) return report;
     this.ticking = true;
     try {
+      // A paused environment fires nothing: to its schedules the pause is downtime, and on
+      // resume their catch-up policy decides what the missed slots get.
+      if ((await this.stores.control.getEnvironment(this.environmentId))?.paused) return report;
       const now = this.now();
       const due = await this.stores.schedules.listDueSchedules(this.environmentId, now);
       if (due.length > 0) await this.options.faults?.afterDueRead?.(due);
