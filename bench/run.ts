@@ -1,18 +1,27 @@
 /**
  * Weft's benchmarks with its peers side by side, in one run on one machine and one PostgreSQL.
  *
- *   npm run bench                              # everything (about 5 minutes)
+ *   npm --prefix bench install                 # once: the peers are the bench's own dependencies
+ *   npm run bench                              # everything (about 10–12 minutes on a quiet machine)
  *   npm run bench -- --quick                   # smoke run: 1 rep, small sizes
- *   npm run bench -- --only chain --systems weft-pg,graphile
+ *   npm run bench -- --only chain --systems weft-pg,restate
+ *   npm run bench -- --diagnose --systems weft-pg,baseline-pg   # rows and WAL per step
+ *
+ * Benches: chain (one run of N sequential no-op steps, ms/step), fanout (1,000 runs × 3 steps at
+ * once, steps/s), latency (1,000 one-step runs one at a time, trigger → step started, p50/p99).
+ * Systems: Weft on PostgreSQL and PGlite, graphile-worker, DBOS, Restate (its own log), BullMQ on
+ * Redis (not durable per step), and a bare commit.
  *
  * stdout carries JSON lines only (a `meta` line, one `result` line per system × variant × bench,
- * then `ratio` lines); progress and a readable summary go to stderr.
+ * then `ratio` and `goal` lines, `diagnostics`, `end`); progress and a readable summary go to
+ * stderr.
  *
  * Method: every system runs in a process of its own (bench/host.ts), all started up front and
  * kept alive; each system gets one untimed warm-up, then the repetitions are interleaved across
- * systems (round robin, rotating who goes first), so drift in a shared, noisy machine spreads over
- * everyone instead of landing on whoever ran last. Medians of the repetitions are reported with
- * min, max and every sample; ratios are computed from medians of this same run.
+ * systems (round robin, the systems' order turned by one each repetition), so drift in a shared,
+ * noisy machine spreads over everyone instead of landing on whoever ran last. Medians of the
+ * repetitions are reported with min, max, every sample and the load average at the start and end
+ * of each; ratios are computed from medians of this same run.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
