@@ -192,9 +192,18 @@ const describePath = (path: Issue['path']): string =>
         .join('.')
         .replace(/\.\[/g, '[');
 
+/** Marks zod issues raised by `dbText()` (db-text.ts): answered with 422, not 400. */
+export const DB_TEXT_ISSUE = 'weft_database_text';
+
+const isDatabaseTextIssue = (issue: Issue): boolean =>
+  issue.code === 'custom' &&
+  (issue.params as { weft?: string } | undefined)?.weft === DB_TEXT_ISSUE;
+
 /**
- * A schema violation as a 400 `bad_request`. The message names every problem (where, what was
- * expected) and the fix; `details.issues` carries the same in machine-readable form.
+ * A schema violation as a 400 `bad_request` — or a 422 `invalid_input` when a string is well
+ * typed but cannot be stored (NUL, lone surrogate: db-text.ts). The message names every problem
+ * (where, what was expected) and the fix; `details.issues` carries the same in machine-readable
+ * form.
  */
 export function validationError(where: 'body' | 'query' | 'path', error: ZodError): ApiError {
   const issues = error.issues.map((issue) => {
@@ -213,6 +222,12 @@ export function validationError(where: 'body' | 'query' | 'path', error: ZodErro
     .join('; ');
   const more = issues.length > 5 ? `; and ${issues.length - 5} more` : '';
   const label = where === 'body' ? 'request body' : where === 'query' ? 'query string' : 'path';
+  if (error.issues.some(isDatabaseTextIssue))
+    return new ApiError(
+      'invalid_input',
+      `The ${label} has text the database cannot store: ${listed}${more}.`,
+      { where, issues },
+    );
   return new ApiError(
     'bad_request',
     `The ${label} does not match the API: ${listed}${more}. See /api/docs for the expected shape.`,

@@ -1,7 +1,8 @@
 /**
  * The zod schemas of the HTTP API: the same objects validate requests and generate the OpenAPI
- * document (API.md: one source of truth). Request objects are strict — an unknown field is a 400,
- * so a typo (`idempotencykey`) fails loudly instead of being ignored.
+ * document (one source of truth). Request objects are strict — an unknown field is a 400,
+ * so a typo (`idempotencykey`) fails loudly instead of being ignored. Every request string that
+ * reaches SQL is `dbText()` (db-text.ts): NUL and lone surrogates are a 422 naming the field.
  *
  * Response schemas document what the presenters in `presenters.ts` build; the handlers' return
  * types are checked against them at compile time, not at run time.
@@ -16,6 +17,7 @@ import type {
   StepRunStatus,
   TriggerKind,
 } from '../store/rows.js';
+import { dbText } from './db-text.js';
 import { API_ERROR_CODES } from './errors.js';
 
 /** `Record`s over each union, so a status added to rows.ts fails to compile until listed here. */
@@ -203,9 +205,10 @@ export const WorkflowDetailSchema = WorkflowSchema.extend({
 }).openapi('WorkflowDetail');
 
 export const WorkflowParamsSchema = z.object({
-  workflowId: z
-    .string()
-    .openapi({ param: { name: 'workflowId', in: 'path' }, example: 'onboarding' }),
+  workflowId: dbText().openapi({
+    param: { name: 'workflowId', in: 'path' },
+    example: 'onboarding',
+  }),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -282,9 +285,10 @@ export const RunListSchema = z
   .openapi('RunList');
 
 export const RunParamsSchema = z.object({
-  runId: z
-    .string()
-    .openapi({ param: { name: 'runId', in: 'path' }, example: 'run_a001jh8k2m3n4p5q6r7s8t9v0w1x' }),
+  runId: dbText().openapi({
+    param: { name: 'runId', in: 'path' },
+    example: 'run_a001jh8k2m3n4p5q6r7s8t9v0w1x',
+  }),
 });
 
 export const TriggerBodySchema = z
@@ -293,7 +297,7 @@ export const TriggerBodySchema = z
       description:
         'The run input: any JSON value (default null), at most the workflow’s maxPayloadBytes.',
     }),
-    idempotencyKey: z.string().min(1).max(255).optional().openapi({
+    idempotencyKey: dbText().min(1).max(255).optional().openapi({
       description:
         'Triggers with the same key (per workflow) within the TTL return the first run; the same key with another input is a 409.',
     }),
@@ -318,8 +322,7 @@ const TimestampFilter = z.iso
 
 export const ListRunsQuerySchema = z
   .strictObject({
-    workflowId: z
-      .string()
+    workflowId: dbText()
       .regex(ID_PATTERN, 'not a workflow id (letters, digits, "_", "." and "-", at most 100)')
       .optional()
       .openapi({ param: { name: 'workflowId', in: 'query' }, example: 'onboarding' }),
@@ -345,8 +348,7 @@ export const ListRunsQuerySchema = z
       .max(100)
       .default(20)
       .openapi({ param: { name: 'limit', in: 'query' }, example: 20 }),
-    cursor: z
-      .string()
+    cursor: dbText()
       .optional()
       .openapi({
         param: { name: 'cursor', in: 'query' },
@@ -432,7 +434,7 @@ export const DataclipSchema = z
   .openapi('Dataclip');
 
 export const DataclipParamsSchema = z.object({
-  dataclipId: z.string().openapi({
+  dataclipId: dbText().openapi({
     param: { name: 'dataclipId', in: 'path' },
     example: 'dc_a001jh8k2m3n4p5q6r7s8t9v0w1x',
   }),
@@ -461,8 +463,7 @@ export const RunEventSchema = z
   .openapi('RunEvent');
 
 export const RunEventsQuerySchema = z.strictObject({
-  lastEventId: z
-    .string()
+  lastEventId: dbText()
     .optional()
     .openapi({
       param: { name: 'lastEventId', in: 'query' },
@@ -514,7 +515,7 @@ export const WaitpointListSchema = z
   .openapi('WaitpointList');
 
 export const WaitpointParamsSchema = z.object({
-  token: z.string().openapi({
+  token: dbText().openapi({
     param: { name: 'token', in: 'path' },
     example: 'wp_a001jh8k2m3n4p5q6r7s8t9v0w1x',
   }),

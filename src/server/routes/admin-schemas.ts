@@ -5,18 +5,12 @@
  */
 import { z } from '@hono/zod-openapi';
 import { KEY_SCOPES, type KeyScope } from '../../store/control-store.js';
+import { dbText } from '../db-text.js';
 
 const Timestamp = z.iso.datetime().openapi({ example: '2025-01-31T09:30:00.123Z' });
 
-/** Text kept for people (a key's label): no NUL byte or lone surrogate, which the database would refuse or merge. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const Label = z
-  .string()
-  .min(1)
-  .max(200)
-  .refine((s) => !s.includes('\u0000') && !LONE_SURROGATE.test(s), {
-    message: 'must not contain a NUL character (\\u0000) or a lone UTF-16 surrogate',
-  });
+/** Text kept for people (a key's label): database text (db-text.ts), a 422 naming the field. */
+const Label = dbText().min(1).max(200);
 
 const EnvironmentName = z
   .string()
@@ -92,8 +86,7 @@ export const ListApiKeysQuerySchema = z.strictObject({
 });
 
 export const KeyParamsSchema = z.object({
-  keyId: z
-    .string()
+  keyId: dbText()
     .max(100)
     .openapi({ param: { name: 'keyId', in: 'path' }, example: 'key_01hq3v8x2k' }),
 });
@@ -126,8 +119,7 @@ export const CreateEnvironmentBodySchema = z
   .openapi('CreateEnvironmentBody');
 
 export const EnvironmentParamsSchema = z.object({
-  name: z
-    .string()
+  name: dbText()
     .max(100)
     .openapi({ param: { name: 'name', in: 'path' }, example: 'staging' }),
 });
@@ -188,8 +180,7 @@ export const CreatedProjectSchema = z
   .openapi('CreatedProject');
 
 export const ProjectParamsSchema = z.object({
-  name: z
-    .string()
+  name: dbText()
     .max(100)
     .openapi({ param: { name: 'name', in: 'path' }, example: 'default' }),
 });

@@ -29,6 +29,7 @@ import { ApiError, quoteId, toErrorResponse, isRunId, runNotFound } from '../err
 import { liveEventsFor, type RunSubscription } from '../live-events.js';
 import { errorResponses, requiresKey } from '../openapi.js';
 import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
+import { dbText } from '../db-text.js';
 import type { ServerApp, ServerDeps } from '../types.js';
 
 export interface LiveEventsOptions {
@@ -63,8 +64,7 @@ const streamRunEvents = createRoute({
     params: RunParamsSchema,
     query: RunEventsQuerySchema,
     headers: z.object({
-      'last-event-id': z
-        .string()
+      'last-event-id': dbText()
         .optional()
         .openapi({
           param: { name: 'last-event-id', in: 'header' },

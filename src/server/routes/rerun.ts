@@ -7,6 +7,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { WeftError } from '../../core/errors.js';
 import { rerunRun, type RerunRequest } from '../../engine/rerun.js';
 import { jsonBody } from '../body.js';
+import { dbText } from '../db-text.js';
 import { quoteId, isRunId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun } from '../presenters.js';
@@ -15,12 +16,12 @@ import type { ServerApp, ServerDeps } from '../types.js';
 
 export const RerunBodySchema = z
   .strictObject({
-    fromStep: z.string().min(1).openapi({
+    fromStep: dbText().min(1).openapi({
       description:
         'The step to run again; it and everything after it rerun. A step inside a loop or parallel body reruns its owner as one unit.',
       example: 'enrich',
     }),
-    untilStep: z.string().min(1).optional().openapi({
+    untilStep: dbText().min(1).optional().openapi({
       description:
         'Stop after this step ("run until here"): steps that do not lead to it are skipped.',
     }),

@@ -20,6 +20,7 @@ import {
   type ScheduleRecord,
 } from '../../store/schedule-store.js';
 import { jsonBody } from '../body.js';
+import { dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
 
@@ -43,8 +44,7 @@ const ScheduleInputSchema = z
   .strictObject({
     mode: InputModeSchema,
     value: z.unknown().optional().openapi({ description: 'The input, with mode `static`.' }),
-    step: z
-      .string()
+    step: dbText()
       .optional()
       .openapi({ description: 'The step whose output is the input, with `previous_step_output`.' }),
   })
@@ -52,13 +52,13 @@ const ScheduleInputSchema = z
 
 const CreateScheduleBodySchema = z
   .strictObject({
-    workflowId: z.string().min(1).max(100).openapi({ example: 'nightly-report' }),
-    cron: z.string().min(1).max(200).openapi({
+    workflowId: dbText().min(1).max(100).openapi({ example: 'nightly-report' }),
+    cron: dbText().min(1).max(200).openapi({
       description:
         '5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first.',
       example: '0 9 * * 1-5',
     }),
-    timezone: z.string().min(1).max(100).optional().openapi({
+    timezone: dbText().min(1).max(100).optional().openapi({
       description:
         'IANA time zone; default `UTC`. DST: a time in a skipped hour fires once at the next valid instant; a time in a repeated hour fires once, on its first occurrence.',
       example: 'Europe/London',
@@ -105,7 +105,7 @@ const ScheduleSchema = z
 const ScheduleListSchema = z.object({ data: z.array(ScheduleSchema) }).openapi('ScheduleList');
 
 const ScheduleParamsSchema = z.object({
-  scheduleId: z.string().openapi({ param: { name: 'scheduleId', in: 'path' } }),
+  scheduleId: dbText().openapi({ param: { name: 'scheduleId', in: 'path' } }),
 });
 
 // ---------------------------------------------------------------------------------------------

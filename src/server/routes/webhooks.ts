@@ -27,6 +27,7 @@ import type { RunRecord } from '../../store/rows.js';
 import { mintWebhookSecret, type WebhookRecord } from '../../store/webhook-store.js';
 import { findExcessNesting, jsonBody, readLimited, tooLarge } from '../body.js';
 import { ApiError, quoteId } from '../errors.js';
+import { assertDatabaseText, dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
 
@@ -83,13 +84,13 @@ const WebhookListSchema = z.object({ data: z.array(WebhookSchema) }).openapi('We
 
 const CreateWebhookBodySchema = z
   .strictObject({
-    workflowId: z.string().min(1).max(100).openapi({ example: 'onboarding' }),
-    label: z.string().max(200).optional().openapi({ description: 'A note for people.' }),
+    workflowId: dbText().min(1).max(100).openapi({ example: 'onboarding' }),
+    label: dbText().max(200).optional().openapi({ description: 'A note for people.' }),
     signed: z.boolean().optional().openapi({
       description:
         'Require signed requests with a secret generated for you (returned once). Default false.',
     }),
-    secret: z.string().min(16).max(256).optional().openapi({
+    secret: dbText().min(16).max(256).optional().openapi({
       description:
         'Require signed requests with this secret (16–256 characters), e.g. one a provider gave you. Implies `signed`.',
     }),
@@ -101,12 +102,12 @@ const UpdateWebhookBodySchema = z
     enabled: z.boolean().optional().openapi({
       description: 'False: requests to its path answer 404 until it is enabled again.',
     }),
-    label: z.string().max(200).nullable().optional(),
+    label: dbText().max(200).nullable().optional(),
   })
   .openapi('UpdateWebhookRequest');
 
 const WebhookParamsSchema = z.object({
-  webhookId: z.string().openapi({ param: { name: 'webhookId', in: 'path' } }),
+  webhookId: dbText().openapi({ param: { name: 'webhookId', in: 'path' } }),
 });
 
 const WebhookAcceptedSchema = z
@@ -258,6 +259,7 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
       body: parseBody(c.req.header('content-type'), bytes),
     };
     const key = c.req.header('idempotency-key');
+    if (key !== undefined) assertDatabaseText(key, 'idempotency-key');
     if (key !== undefined && (key.length === 0 || key.length > MAX_WEBHOOK_IDEMPOTENCY_KEY)) {
       throw new ApiError(
         'invalid_input',
