@@ -10,6 +10,15 @@
  *   or partitioned past its lease cannot commit: its late commit changes nothing and is logged.
  * - On timeout, lost lease, cancel or shutdown, `ctx.signal` aborts and the worker stops waiting
  *   for the step; a result that arrives later is ignored.
+ * - A database failure is never charged as an attempt. A commit that fails because the database
+ *   is away is retried (fenced, so never twice) while the lease holds. If it cannot be made in
+ *   time, or the lease is lost because renewals could not reach the database, the output is
+ *   dropped and, once the database answers, the attempt is recorded `lost` with
+ *   `database_unavailable` and the step's budget grows by one (RunStore.releaseAttempt): attempt
+ *   numbers count starts, `maxAttempts` counts charged attempts. Other commit errors are not
+ *   retried; the reaper charges those attempts. See docs/semantics.md, "Database outages".
+ * - After a LISTEN outage the worker claims and renews its leases at once (catch-up), so work
+ *   and cancels notified during the outage are not left waiting for the poll or the heartbeat.
  */
 import { hostname } from 'node:os';
 import { describeError, WeftError, type StepErrorInfo } from '../core/errors.js';
