@@ -24,21 +24,19 @@
  * of each; ratios are computed from medians of this same run.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serverFacts } from './lib/postgres.js';
 import type { FromHost, HostArgs, Sample, ToHost } from './lib/protocol.js';
+import { checkPeersInstalled, peerVersions } from './lib/peers.js';
 import {
-  describeDiagnostics,
-  fmt,
   goalsOf,
   markHeadlines,
   ratiosOf,
   resultOf,
-  summary,
   unavailableLine,
   unitOf,
   value,
@@ -46,6 +44,7 @@ import {
   type ResultLine,
 } from './lib/results.js';
 import { sig } from './lib/stats.js';
+import { describeDiagnostics, fmt, summary } from './lib/summary.js';
 import { TARGETS } from './systems/index.js';
 import type { BenchName, Diagnose, Sizes, SystemTarget } from './systems/system.js';
 
@@ -264,44 +263,6 @@ class Host {
 
 interface Job extends ResultJob {
   host: Host;
-}
-
-/**
- * The peers are the bench's own dependencies (bench/package.json), not the engine's: stop with
- * the command that installs them rather than a module-not-found from a child process.
- */
-function checkPeersInstalled(targets: SystemTarget[]): void {
-  const missing = new Map<string, string[]>();
-  for (const t of targets) {
-    if (t.unavailable) continue;
-    for (const pkg of t.packages ?? []) {
-      if (!existsSync(join(HERE, 'node_modules', pkg, 'package.json')))
-        missing.set(pkg, [...(missing.get(pkg) ?? []), t.id]);
-    }
-  }
-  if (missing.size === 0) return;
-  const list = [...missing].map(([pkg, ids]) => `${pkg} (for ${ids.join(', ')})`).join('; ');
-  log(
-    `The bench's peers are not installed: ${list}.\n` +
-      `They are the bench's own dependencies (bench/package.json), kept out of Weft's. Install them with\n\n` +
-      `  npm --prefix bench install\n\n` +
-      `and run again, or measure Weft alone: npm run bench -- --systems weft,baseline`,
-  );
-  process.exit(1);
-}
-
-/** Versions of the bench's peers as installed (for the meta line). */
-function peerVersions(targets: SystemTarget[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pkg of new Set(targets.flatMap((t) => t.packages ?? []))) {
-    try {
-      const file = join(HERE, 'node_modules', pkg, 'package.json');
-      out[pkg] = (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
-    } catch {
-      out[pkg] = 'missing';
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
