@@ -138,6 +138,8 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/runs/{runId}/steps listStepRuns',
         'GET /api/v1/runs/{runId}/state getRunState',
         'GET /api/v1/runs/counts countRuns',
+        'POST /api/v1/bulk-reruns createBulkRerun',
+        'GET /api/v1/bulk-reruns/{id} getBulkRerun',
         'POST /api/v1/runs/{runId}/rerun rerunRun',
         'POST /api/v1/runs/{runId}/cancel cancelRun',
         'POST /api/v1/runs/{runId}/resume resumeRun',

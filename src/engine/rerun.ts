@@ -19,7 +19,6 @@ import {
   type SourceStepRun,
 } from '../core/rerun-planner.js';
 import type { ControlStore } from '../store/control-store.js';
-import type { Queryable } from '../store/executor.js';
 import type { SourceIterationsRecord } from '../store/rerun-iterations.js';
 import type { RunRecord } from '../store/rows.js';
 import type { CreateRerunParams, RerunStepRow, RunStore } from '../store/run-store.js';
@@ -64,9 +63,33 @@ export async function rerunRun(
   environmentId: string,
   runId: string,
   request: RerunRequest,
-  /** Create the run in this transaction (bulk reruns: with their progress row); on the source's location. */
-  tx?: Queryable,
 ): Promise<RerunResult> {
+  const prepared = await prepareRerun(stores, environmentId, runId, request);
+  if (request.dryRun || !prepared.create) {
+    return { run: null, plan: prepared.plan, versionId: prepared.versionId };
+  }
+  const run = await stores.runs.createRerun(prepared.create);
+  return { run, plan: prepared.plan, versionId: prepared.versionId };
+}
+
+export interface PreparedRerun {
+  plan: RerunPlan;
+  versionId: string;
+  /** What RunStore.createRerun writes; null for a dry run. */
+  create: CreateRerunParams | null;
+}
+
+/**
+ * Everything of a rerun but the write: read the source, plan, check what the plan needs is still
+ * there. Reads only. A caller that must write the rerun together with its own row (a bulk rerun's
+ * progress, in one transaction) passes `create` to RunStore.createRerun with its transaction.
+ */
+export async function prepareRerun(
+  stores: Stores,
+  environmentId: string,
+  runId: string,
+  request: RerunRequest,
+): Promise<PreparedRerun> {
   const source = await stores.runs.getRun(environmentId, runId);
   if (!source) throw new WeftError('not_found', `run ${runId} does not exist in this environment`);
   if (!ENDED.has(source.status)) {
@@ -130,7 +153,7 @@ export async function rerunRun(
   assertOutputsAvailable(plan, target.graph, loaded.steps, runInput);
   const rows = materialize(plan, sourceVersion.graph, target.graph, loaded.steps);
   const iterationBody = iterationsRecord && bodyOf(plan, target.graph, iterationsRecord);
-  if (request.dryRun) return { run: null, plan, versionId: target.id };
+  if (request.dryRun) return { plan, versionId: target.id, create: null };
 
   const params: Parameters<RunStore['createRerun']>[0] = {
     environmentId,
@@ -147,8 +170,7 @@ export async function rerunRun(
   };
   if (input) params.input = input;
   if (iterationBody) params.iterationBody = iterationBody;
-  const run = await stores.runs.createRerun(params, tx);
-  return { run, plan, versionId: target.id };
+  return { plan, versionId: target.id, create: params };
 }
 
 /**

@@ -29,6 +29,7 @@ import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js'
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerRunControlRoutes } from './routes/run-control.js';
+import { registerBulkRerunRoutes } from './routes/bulk-reruns.js';
 import { registerRerunRoutes } from './routes/rerun.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerScheduleRoutes } from './routes/schedules.js';
@@ -171,6 +172,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerRunRoutes(app, deps);
   registerRunControlRoutes(app, deps);
   registerRerunRoutes(app, deps);
+  registerBulkRerunRoutes(app, deps);
   registerEventRoutes(app, deps, options.liveEvents, drainSignal);
   registerDataclipRoutes(app, deps);
   registerScheduleRoutes(app, deps);
