@@ -2,7 +2,10 @@
  * Weft as a user gets it: `npm pack` (which builds through the `prepare` script), a fresh
  * project that `npm install`s the tarball, a TypeScript workflow importing from 'weft' that
  * type-checks against the shipped declarations, and `weft dev` from that project's
- * node_modules/.bin running it over HTTP.
+ * node_modules/.bin running it over HTTP. Then the embeddable API: `createApp` imported from
+ * 'weft', served on its own and mounted in a Hono app, answering /healthz and a v1 route with a
+ * key; and a lean install (`--omit=optional`) that imports 'weft' without the optional drivers and
+ * names the package to install when one is needed.
  *
  * The package is packed from a copy of the repository's sources (node_modules linked), so the
  * build does not replace the working tree's dist/ under someone else's feet.
@@ -37,6 +40,7 @@ const PACK_INPUTS = [
   'bin',
   'examples',
   'scripts',
+  'dashboard',
 ];
 
 /** Run a command with a time limit; on failure the error carries its output. */
@@ -80,6 +84,60 @@ export const invoice = defineWorkflow<{ customer: string; amounts: number[] }>('
 // @ts-expect-error total is a number
 invoice.steps.length.toUpperCase;
 export const typed = defineWorkflow<{ n: number }>('typed').step('a', ({ n }) => n.toFixed(1));
+`;
+
+// Type-level use of the exported API types: they are real declarations.
+const API_TYPES = `import { createApp, type CreateAppOptions, type RunningServer, type StartServerOptions } from 'weft';
+
+export const options: Omit<CreateAppOptions, 'stores'> = { corsOrigins: ['https://a.example'], trustProxy: true };
+export const listen: StartServerOptions = { port: 0, drainTimeoutMs: 5_000 };
+export const close = (server: RunningServer): Promise<void> => server.close();
+export const make: typeof createApp = createApp;
+// @ts-expect-error stores are required
+createApp({});
+`;
+
+// What docs/embedding.md shows, in the user's project: the API on its own port, and mounted under
+// /weft in the user's Hono app (hono comes with weft). PGlite in memory, a worker in-process.
+const EMBED = `import { Hono } from 'hono';
+import { createApp, createStores, defineWorkflow, Engine, ensureEnvironment, openExecutor, startServer } from 'weft';
+
+const stores = createStores({ control: await openExecutor('pglite:memory') });
+await stores.migrate();
+const environmentId = await ensureEnvironment(stores.control, { environment: 'prod' });
+const engine = await Engine.start({
+  stores,
+  environmentId,
+  workflows: [defineWorkflow('embedded').step('a', () => 1)],
+});
+const key = await stores.control.createApiKey(environmentId, 'embed');
+
+const own = await startServer(createApp({ stores }), { port: 0 });
+const user = new Hono();
+user.get('/', (c) => c.text('my app'));
+user.mount('/weft', createApp({ stores, dashboard: false }).fetch);
+const mounted = await startServer(user, { port: 0 });
+console.log(JSON.stringify({ own: own.url, mounted: mounted.url + '/weft', key: key.token }));
+process.once('SIGTERM', async () => {
+  await own.close();
+  await mounted.close();
+  await engine.stop();
+  await stores.close();
+  console.log('closed');
+  process.exit(0);
+});
+`;
+
+const LEAN = `import { createApp, openExecutor } from 'weft';
+console.log('createApp', typeof createApp);
+for (const url of ['pglite:memory', 'postgres://127.0.0.1:1/none']) {
+  try {
+    await openExecutor(url);
+    console.log(url, 'opened?!');
+  } catch (error) {
+    console.log(error.message);
+  }
+}
 `;
 
 describe('the npm package', () => {
@@ -150,6 +208,7 @@ describe('the npm package', () => {
 
       // 3. The user's workflow type-checks against the shipped declarations.
       writeFileSync(join(app, 'wf.ts'), WORKFLOW);
+      writeFileSync(join(app, 'api.ts'), API_TYPES);
       writeFileSync(
         join(app, 'tsconfig.json'),
         JSON.stringify({
@@ -162,7 +221,7 @@ describe('the npm package', () => {
             skipLibCheck: true,
             types: [],
           },
-          files: ['wf.ts'],
+          files: ['wf.ts', 'api.ts'],
         }),
       );
       await sh(
@@ -269,6 +328,70 @@ describe('the npm package', () => {
         /charge\s+failed\s+1\/4/,
       );
       expect(await dev.stop()).toBe(0);
+
+      // 6. The embeddable API from the installed package: createApp on its own port, and mounted
+      // in the user's Hono app, each answering /healthz and a v1 route with a key.
+      writeFileSync(join(app, 'embed.mjs'), EMBED);
+      const embed = spawn(process.execPath, ['embed.mjs'], {
+        cwd: app,
+        env: Object.fromEntries(
+          Object.entries(process.env).filter(([k]) => !k.startsWith('WEFT_')),
+        ),
+        stdio: 'pipe',
+      });
+      dev = watchProcess(embed, 'embed.mjs (installed package)');
+      const ready = JSON.parse((await dev.waitFor('stdout', /^(\{.*\})$/m, 90_000))[1]!) as {
+        own: string;
+        mounted: string;
+        key: string;
+      };
+      for (const base of [ready.own, ready.mounted]) {
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+        const listed = await fetch(`${base}/api/v1/workflows`, {
+          headers: { authorization: `Bearer ${ready.key}` },
+        });
+        expect(listed.status).toBe(200);
+        expect(
+          ((await listed.json()) as { data: Array<{ id: string }> }).data.map((w) => w.id),
+        ).toEqual(['embedded']);
+        expect((await fetch(`${base}/api/v1/workflows`)).status).toBe(401);
+      }
+      // The user's own route next to the mounted API.
+      expect(await (await fetch(ready.mounted.replace(/\/weft$/, '/'))).text()).toBe('my app');
+      expect(await dev.stop()).toBe(0);
+      expect(dev.stdout()).toContain('closed');
+
+      // 7. A lean install leaves the optional drivers and tsx out; 'weft' still imports, and a
+      // URL that needs a missing driver names the package to install.
+      const lean = join(root, 'lean');
+      mkdirSync(lean);
+      writeFileSync(
+        join(lean, 'package.json'),
+        JSON.stringify({ name: 'weft-lean-app', private: true, type: 'module' }, null, 2),
+      );
+      await sh(
+        NPM,
+        [
+          'install',
+          join(root, packed[0]!.filename),
+          '--omit=optional',
+          '--no-audit',
+          '--no-fund',
+          '--prefer-offline',
+          '--loglevel=error',
+        ],
+        lean,
+        300_000,
+      );
+      for (const pkg of ['pg', '@electric-sql/pglite', 'tsx', 'esbuild'])
+        expect(existsSync(join(lean, 'node_modules', pkg)), pkg).toBe(false);
+      writeFileSync(join(lean, 'lean.mjs'), LEAN);
+      const leanOut = await sh(process.execPath, ['lean.mjs'], lean, 60_000);
+      expect(leanOut).toContain('createApp function');
+      expect(leanOut).toContain(
+        'needs the @electric-sql/pglite package, which is not installed (it is an optional dependency of weft, left out of this install). Install it next to weft: npm install @electric-sql/pglite',
+      );
+      expect(leanOut).toContain('needs the pg package, which is not installed');
     },
   );
 });
