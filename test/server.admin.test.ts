@@ -247,6 +247,44 @@ describe.each(BACKENDS)('operations API on %s', (backend) => {
     ).toBe(204);
   });
 
+  it('retention wipes the bodies of ended runs older than retentionDays, and nothing of a run still open', async () => {
+    const run = async (n: number) => {
+      const made = await post('/api/v1/workflows/slow-pair/runs', { input: { n } });
+      for (let i = 0; i < 150; i++) {
+        const r = await get(`/api/v1/runs/${made.body.id}`);
+        if (r.body.status === 'succeeded') return r.body;
+        await sleep(100);
+      }
+      throw new Error(`run ${made.body.id} did not succeed`);
+    };
+    const [old, open] = [await run(10), await run(20)];
+    expect(await f.engine.applyRetentionOnce()).toBe(0); // no retention set
+    expect(
+      (await patch(`/api/v1/projects/${projectName}`, { retentionDays: 1 })).body.retentionDays,
+    ).toBe(1);
+    // Both runs (and their values) two days old; the second one made to look still open.
+    const loc = 'weft_loc_a0';
+    for (const id of [old.id, open.id]) {
+      await f.db.executor.query(
+        `update ${loc}.runs set created_at = created_at - interval '2 days' where id = $1`,
+        [id],
+      );
+      await f.db.executor.query(
+        `update ${loc}.dataclips set created_at = created_at - interval '2 days' where run_id = $1`,
+        [id],
+      );
+    }
+    await f.db.executor.query(`update ${loc}.runs set status = 'waiting' where id = $1`, [open.id]);
+    expect(await f.engine.applyRetentionOnce()).toBeGreaterThan(0);
+    const wiped = await get(`/api/v1/dataclips/${old.inputDataclipId}`);
+    expect(wiped.body).toMatchObject({ body: null });
+    expect(wiped.body.wipedAt).not.toBeNull();
+    const kept = await get(`/api/v1/dataclips/${open.inputDataclipId}`);
+    expect(kept.body).toMatchObject({ body: { n: 20 }, wipedAt: null });
+    expect(await f.engine.applyRetentionOnce()).toBe(0); // idempotent
+    await patch(`/api/v1/projects/${projectName}`, { retentionDays: null });
+  });
+
   it.runIf(backend === 'postgres')(
     'a revoke through one server process is refused by another on its next request',
     async () => {

@@ -156,7 +156,16 @@ export async function withOperations<T>(
         from,
         keyFrom: options.apiKey ? '--api-key' : process.env.WEFT_API_KEY ? 'WEFT_API_KEY' : from,
       };
-      return fn(new ApiOperations(new ApiClient(connection, 15_000)), 'api');
+      const api = new ApiOperations(new ApiClient(connection, 15_000));
+      if (options.project !== undefined) {
+        // Over the API the project is the key's: a different --project would be quietly ignored.
+        const own = (await api.listProjects()).find((p) => p.current)?.name;
+        if (own !== options.project)
+          throw new CliError(
+            `--project ${options.project}: the API key from ${connection.keyFrom} belongs to project "${own ?? '?'}", and over the API a key manages only its own project. Use an admin key of "${options.project}" (--api-key), or drop --project.`,
+          );
+      }
+      return fn(api, 'api');
     }
     unreachable = `no Weft server answers at ${url} (${from}: ${reason})`;
     // The server was asked for by name: do not quietly change something else instead.

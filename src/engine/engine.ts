@@ -4,6 +4,7 @@
  * start.
  */
 import type { Stores } from '../store/stores.js';
+import { wipeExpiredDataclips } from '../store/retention.js';
 import type { RunRecord } from '../store/rows.js';
 import { BulkRerunProcessor } from './bulk-rerun.js';
 import { createLogger, type Logger } from './logger.js';
@@ -33,6 +34,11 @@ export interface EngineOptions {
   logger?: Logger;
   /** Where the worker and the reaper count (GET /metrics). Default: the process registry. */
   metrics?: MetricsRegistry;
+  /**
+   * How often this process wipes dataclip bodies older than the project's `retentionDays` (ended
+   * runs only, see store/retention.ts). Default 1 h; false disables it.
+   */
+  retentionIntervalMs?: number | false;
   /** How often this process looks for bulk reruns to work on. Default 1 s; false disables it. */
   bulkRerunIntervalMs?: number | false;
 }
@@ -47,6 +53,7 @@ export class Engine {
   private reaperTimer: NodeJS.Timeout | undefined;
   private waitpointTimer: NodeJS.Timeout | undefined;
   private reaping = false;
+  private retentionTimer: NodeJS.Timeout | undefined;
   private bulkReruns: BulkRerunProcessor | undefined;
   /** Fires cron schedules of this environment (undefined with `scheduler: false`). */
   readonly scheduler: Scheduler | undefined;
@@ -117,6 +124,11 @@ export class Engine {
     }
     if (options.schedules?.length) await engine.registerSchedules(options.schedules);
     engine.scheduler?.start();
+    const retention = options.retentionIntervalMs ?? 3_600_000;
+    if (retention !== false) {
+      engine.retentionTimer = setInterval(() => void engine.applyRetentionOnce(), retention);
+      engine.retentionTimer.unref();
+    }
     const bulk = options.bulkRerunIntervalMs ?? 1000;
     if (bulk !== false) {
       engine.bulkReruns = new BulkRerunProcessor(engine.stores, engine.logger, bulk);
@@ -180,6 +192,38 @@ export class Engine {
     }
   }
 
+  private retaining = false;
+  /**
+   * Wipe the bodies of this environment's dataclips older than its project's `retentionDays`
+   * (nothing when it has none), in batches of 1,000 until none is left. Returns how many.
+   */
+  async applyRetentionOnce(now = new Date()): Promise<number> {
+    if (this.retaining) return 0;
+    this.retaining = true;
+    try {
+      const env = await this.stores.control.getEnvironment(this.environmentId);
+      if (!env || env.retentionDays === null) return 0;
+      const cutoff = new Date(now.getTime() - env.retentionDays * 86_400_000);
+      let total = 0;
+      for (;;) {
+        const n = await wipeExpiredDataclips(this.stores.runs, this.environmentId, cutoff);
+        total += n;
+        if (n < 1_000) break;
+      }
+      if (total > 0)
+        this.logger.info(
+          { wiped: total, retentionDays: env.retentionDays },
+          'wiped expired dataclips',
+        );
+      return total;
+    } catch (error) {
+      this.logger.error({ err: error }, 'dataclip retention failed; will try again');
+      return 0;
+    } finally {
+      this.retaining = false;
+    }
+  }
+
   cancel(runId: string, reason?: string): Promise<RunRecord> {
     return cancelRun(this.stores, this.environmentId, runId, reason);
   }
@@ -220,6 +264,7 @@ export class Engine {
   async stop(): Promise<void> {
     clearInterval(this.reaperTimer);
     clearInterval(this.waitpointTimer);
+    clearInterval(this.retentionTimer);
     this.scheduler?.stop();
     await this.bulkReruns?.stop();
     await this.worker?.stop();

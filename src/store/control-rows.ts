@@ -19,6 +19,8 @@ export interface EnvironmentRecord {
   projectName: string;
   organizationId: string;
   saveDataclips: boolean;
+  /** The project's retention: bodies of ended runs' dataclips older than this are wiped. */
+  retentionDays: number | null;
   /** The environment or its project is paused: triggers are refused and workers claim nothing. */
   paused: boolean;
   /** Organization feature flags, e.g. `{ "runs.location": "b0" }`. */

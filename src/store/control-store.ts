@@ -287,7 +287,7 @@ export class ControlStore {
   getEnvironment(environmentId: string): Promise<EnvironmentRecord | null> {
     return this.envCache.get(environmentId, async () => {
       const rows = await this.db.query<Row>(
-        `select e.id, e.name, e.project_id, p.name as project_name, p.organization_id, p.save_dataclips,
+        `select e.id, e.name, e.project_id, p.name as project_name, p.organization_id, p.save_dataclips, p.retention_days,
                 (e.paused_at is not null or p.paused_at is not null) as paused, o.flags
            from ${this.s}.environments e
            join ${this.s}.projects p on p.id = e.project_id
@@ -304,6 +304,7 @@ export class ControlStore {
         projectName: r.project_name as string,
         organizationId: r.organization_id as string,
         saveDataclips: r.save_dataclips as boolean,
+        retentionDays: r.retention_days === null ? null : Number(r.retention_days),
         paused: r.paused as boolean,
         flags: (r.flags as Record<string, unknown>) ?? {},
       };

@@ -137,7 +137,7 @@ export const UpdateEnvironmentBodySchema = z
 
 const RetentionDays = z.number().int().min(1).max(36_500).nullable().openapi({
   description:
-    'Days dataclip bodies are meant to be kept; null keeps them forever. Stored and shown here; wiping old bodies is not automatic yet.',
+    "Days dataclip bodies are kept: the environment's workers wipe (hourly) the bodies of ended runs' dataclips older than this — ids, hashes and sizes stay, and a rerun that needs a wiped body gets 409 `dataclips_wiped`. null keeps them forever.",
 });
 
 export const ProjectSchema = z
