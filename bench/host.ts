@@ -43,6 +43,17 @@ async function main(): Promise<void> {
       ? await DiagnoseProbe.open(databaseUrl(session.database))
       : undefined;
   send({ type: 'ready', database: session.database ?? null, settings: session.settings });
+  // The runner sends SIGTERM to a process whose measurement hangs: stop the system (its database
+  // dropped, a server it started stopped) within 20 s, then exit.
+  process.once('SIGTERM', () => {
+    const exit = () => process.exit(1);
+    setTimeout(exit, 20_000).unref();
+    void session
+      .close()
+      .catch(() => {})
+      .then(() => dropLeftoverDatabases())
+      .finally(exit);
+  });
 
   let queue = Promise.resolve();
   process.on('message', (message: ToHost) => {

@@ -49,6 +49,8 @@ import { TARGETS } from './systems/index.js';
 import type { BenchName, Diagnose, Sizes, SystemTarget } from './systems/system.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+/** Longest one measurement may take (the slowest, DBOS queue latency, takes about a minute). */
+const MEASURE_TIMEOUT_MS = 10 * 60_000;
 const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
 const HELP = `Usage: npm run bench -- [options]
 
@@ -241,7 +243,13 @@ class Host {
   async measure(m: Extract<ToHost, { type: 'measure' }>): Promise<Sample> {
     const reply = this.next();
     this.child.send(m);
-    const r = await reply;
+    const r = await Promise.race([reply, timeout(MEASURE_TIMEOUT_MS, undefined)]);
+    if (r === undefined) {
+      // A wedged system must not hang the whole run: the process cleans up on SIGTERM (its
+      // database dropped, a Restate server stopped), and its remaining jobs report the error.
+      this.child.kill('SIGTERM');
+      throw new Error(`no answer within ${MEASURE_TIMEOUT_MS / 1000} s; its process was ended`);
+    }
     if (r.type === 'sample') return r.sample;
     throw new Error(r.type === 'error' ? r.message : `unexpected reply ${r.type}`);
   }

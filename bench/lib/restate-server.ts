@@ -71,10 +71,14 @@ export async function startRestateServer(log: (line: string) => void): Promise<R
       },
     },
   );
+  // However the benchmark process ends, the server must not outlive it (it holds ports and disk).
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   let exited: string | undefined;
   const exit = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
       exited = `restate-server exited (code ${code}, signal ${signal})`;
+      process.off('exit', killOnExit);
       resolve();
     }),
   );

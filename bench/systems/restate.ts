@@ -127,6 +127,10 @@ async function openRestate(): Promise<Session> {
         },
       );
       req.on('error', reject);
+      // A lost invocation costs an error, not a hang (the run's longest call is well under this).
+      req.setTimeout(120_000, () =>
+        req.destroy(new Error(`restate: ${handlerName} got no answer within 120 s`)),
+      );
       req.end(payload);
     });
 
