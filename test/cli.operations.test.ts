@@ -111,6 +111,10 @@ describe('operations with weft dev running', () => {
     });
     const projects = await cli(['projects', 'list']);
     expect(projects.stdout).toContain('14 days');
+    // Over the API the project is the key's: another --project is refused, not ignored.
+    const other = await cli(['keys', 'list', '--project', 'billing']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('belongs to project "default"');
   }, 90_000);
 
   it('with the server stopped, the same commands work on the dev folder', async () => {
