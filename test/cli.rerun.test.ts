@@ -57,3 +57,81 @@ describe.each(BACKENDS)('weft runs rerun on %s', (backend) => {
     ).rejects.toThrow(/expected "original" or "current"/);
   });
 });
+
+let down = true;
+const flaky = defineWorkflow<number>('cli-bulk')
+  .step('load', (x: number) => x)
+  .step('charge', { after: 'load', retry: { maxAttempts: 1 } }, (x: number) => {
+    if (down) throw new Error('gateway down');
+    return x * 2;
+  });
+
+describe.each(BACKENDS)('weft runs rerun --failed on %s', (backend) => {
+  let f: ServerFixture;
+  let server: RunningServer;
+  let apiKey: string;
+  beforeAll(async () => {
+    f = await openServerFixture(backend, [flaky]);
+    server = await startServer(f.app, { port: 0 });
+    apiKey = f.auth.authorization!.slice('Bearer '.length);
+    down = true;
+    for (let i = 0; i < 3; i++) {
+      const { run } = await f.engine.trigger('cli-bulk', i);
+      expect((await f.engine.waitForRun(run.id)).status).toBe('failed');
+    }
+  });
+  afterAll(async () => {
+    await server?.close();
+    await f?.close();
+  });
+
+  it('--dry-run prints the summary; then reruns every failed run and follows it to the end', async () => {
+    const connection = { url: server.url, apiKey };
+    const dry = await capture(() =>
+      runRunsRerun(undefined, {
+        ...connection,
+        failed: true,
+        workflow: 'cli-bulk',
+        since: '1h',
+        dryRun: true,
+      }),
+    );
+    expect(dry).toMatch(/^STEP\s+RERUN\s+REUSE\s+SKIP/m);
+    expect(dry).toMatch(/^load\s+0\s+3\s+0/m);
+    expect(dry).toMatch(/^charge\s+3\s+0\s+0/m);
+    expect(dry).toContain(
+      'Dry run: 3 failed runs of cli-bulk, rerun from charge (3); nothing was started.',
+    );
+
+    down = false;
+    const out = await capture(() =>
+      runRunsRerun(undefined, { ...connection, failed: true, workflow: 'cli-bulk', pollMs: 50 }),
+    );
+    expect(out).toMatch(/^Bulk rerun bulk_\S+: 3 runs of cli-bulk\./m);
+    expect(out).toMatch(/Bulk rerun bulk_\S+ succeeded: 3 of 3 runs rerun\./);
+  });
+
+  it('says what is missing or wrong before calling the server', async () => {
+    const connection = { url: server.url, apiKey };
+    await expect(runRunsRerun(undefined, { ...connection, failed: true })).rejects.toThrow(
+      /--failed needs --workflow/,
+    );
+    await expect(
+      runRunsRerun(undefined, {
+        ...connection,
+        failed: true,
+        workflow: 'cli-bulk',
+        since: 'yesterday',
+      }),
+    ).rejects.toThrow(/--since is "yesterday": expected a time .* or a duration/);
+    await expect(
+      runRunsRerun('run_x', { ...connection, failed: true, workflow: 'cli-bulk' }),
+    ).rejects.toThrow(/drop the run id run_x/);
+    await expect(runRunsRerun(undefined, { ...connection })).rejects.toThrow(
+      /Name a run and a step/,
+    );
+    await expect(
+      runRunsRerun(undefined, { ...connection, failed: true, workflow: 'nope' }),
+    ).rejects.toThrow(/`nope` is not a workflow/);
+  });
+});

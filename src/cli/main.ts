@@ -310,14 +310,22 @@ export function buildProgram(): Command {
   clientOptions(
     runs
       .command('rerun')
-      .description('Rerun a run from a step, reusing every result that did not change')
-      .argument('<runId>')
-      .requiredOption('--from <step>', 'the step to run again (and everything after it)')
+      .description(
+        'Rerun a run from a step, reusing every result that did not change; or, with --failed, every failed run of a workflow',
+      )
+      .argument('[runId]', 'the run to rerun (omit with --failed)')
+      .option(
+        '--from <step>',
+        'the step to run again (and everything after it); `s[3]`: one iteration',
+      )
       .option('--until <step>', 'stop after this step')
       .option('--version <version>', '"original" (default) or "current"')
       .option('-i, --input <json>', 'a new run input, as JSON (default: the source run’s)')
-      .option('--dry-run', 'print the plan and start nothing'),
-  ).action(async (runId: string, options: RerunOptions) =>
+      .option('--failed', 'rerun every failed run of --workflow, each from its failed step (bulk)')
+      .option('--workflow <id>', 'with --failed: the workflow')
+      .option('--since <time>', 'with --failed: runs created since (ISO time, or 2h, 1d back)')
+      .option('--dry-run', 'print the plan (with --failed: the summary) and start nothing'),
+  ).action(async (runId: string | undefined, options: RerunOptions) =>
     (await import('./rerun-command.js')).runRunsRerun(runId, options),
   );
 
