@@ -6,6 +6,9 @@
  * draining app that fails `/readyz`, closes connections and ends event streams with a short
  * `retry:` hint.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -14,8 +17,13 @@ import { resolveServerSettings } from '../src/cli/server-command.js';
 import { ensureEnvironment } from '../src/engine/tenant.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../src/server/body.js';
 import { createApp, startServer } from '../src/server/index.js';
-import { runCli } from './support/cli-process.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import { runCli, startCli } from './support/cli-process.js';
+import {
+  BACKENDS,
+  createPgDatabase,
+  openTestDatabase,
+  type TestDatabase,
+} from './support/databases.js';
 
 describe('weft server settings', () => {
   it('defaults, and flags win over their environment variables', () => {
@@ -296,6 +304,82 @@ describe.each(BACKENDS)('the app behind weft server on %s', (backend) => {
         await blocker.query('rollback');
         await blocker.end();
       }
+    },
+  );
+});
+
+describe('weft start: server and worker in one process', () => {
+  let db: { url: string; drop: () => Promise<void> };
+  let dir: string;
+
+  beforeAll(async () => {
+    db = await createPgDatabase('start');
+    dir = mkdtempSync(join(tmpdir(), 'weft-start-'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'start', type: 'module' }));
+    writeFileSync(
+      join(dir, 'double.js'),
+      "import { defineWorkflow } from 'weft';\nexport default defineWorkflow('double').step('x2', (n) => n * 2);\n",
+    );
+  });
+  afterAll(async () => {
+    await db?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(
+    'serves the API, runs the workflows, and drains both on SIGTERM',
+    { timeout: 120_000 },
+    async () => {
+      const env = { DATABASE_URL: db.url };
+      const bad = await runCli(['start', '--workflows', './double.js', '--pool-size', 'many'], {
+        cwd: dir,
+        env,
+      });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/--pool-size must be a whole number/);
+
+      expect((await runCli(['migrate'], { cwd: dir, env, timeoutMs: 60_000 })).code).toBe(0);
+      const made = await runCli(['keys', 'create', '--environment', 'prod', '--json'], {
+        cwd: dir,
+        env,
+        timeoutMs: 60_000,
+      });
+      const key = JSON.parse(made.stdout) as { key?: string; token?: string };
+      const auth = { authorization: `Bearer ${key.key ?? key.token}` };
+
+      const start = startCli(
+        ['start', '--port', '0', '--workflows', './double.js', '--environment', 'prod'],
+        { cwd: dir, env },
+      );
+      try {
+        const url = (
+          await start.waitFor('stdout', /"url":"(http:[^"]+)"[^\n]*server listening/, 60_000)
+        )[1];
+        expect(start.stdout()).toContain('worker started');
+        const created = await fetch(`${url}/api/v1/workflows/double/runs`, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify({ input: 21 }),
+        });
+        expect(created.status).toBe(201);
+        const { id } = (await created.json()) as { id: string };
+        let run = { status: 'queued', finalDataclipId: null as string | null };
+        const deadline = Date.now() + 30_000;
+        while (run.status !== 'succeeded' && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          run = (await (
+            await fetch(`${url}/api/v1/runs/${id}`, { headers: auth })
+          ).json()) as typeof run;
+        }
+        expect(run.status).toBe('succeeded');
+        const output = (await (
+          await fetch(`${url}/api/v1/dataclips/${run.finalDataclipId}`, { headers: auth })
+        ).json()) as { body: unknown };
+        expect(output.body).toBe(42);
+      } finally {
+        expect(await start.stop(20_000)).toBe(0);
+      }
+      expect(start.stdout()).toMatch(/shutting down[\s\S]*stopped/);
     },
   );
 });

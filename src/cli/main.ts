@@ -26,7 +26,7 @@ import { DEFAULT_DATA_DIR } from './local-state.js';
 import { CliError } from './output.js';
 import type { RerunOptions } from './rerun-command.js';
 import type { runWorker } from './worker-command.js';
-import type { ServerCommandOptions } from './server-command.js';
+import type { ServerCommandOptions, StartCommandOptions } from './server-command.js';
 import type {
   runSchedulesCreate,
   runSchedulesDelete,
@@ -115,12 +115,9 @@ export function buildProgram(): Command {
     (await import('./dev-command.js')).runDev(options),
   );
 
-  logOptions(
-    program
-      .command('worker')
-      .description(
-        'Run a worker against PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); SIGTERM drains it',
-      )
+  // `weft worker`'s options; `weft start` takes them too.
+  const workerOptions = (cmd: Command) =>
+    cmd
       .option('--database-url <url>', 'overrides DATABASE_URL')
       .option('--project <name>', 'project of the environment to work for', 'default')
       .option('--environment <name>', 'environment to work for', 'dev')
@@ -156,19 +153,25 @@ export function buildProgram(): Command {
       .option(
         '--reaper-interval <duration>',
         'how often this process requeues steps whose lease expired, or "off" (env WEFT_REAPER_INTERVAL; default 5s)',
-      ),
+      );
+
+  logOptions(
+    workerOptions(
+      program
+        .command('worker')
+        .description(
+          'Run a worker against PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); SIGTERM drains it',
+        ),
+    ),
     'json',
   ).action(async (options: Parameters<typeof runWorker>[0]) =>
     (await import('./worker-command.js')).runWorker(options),
   );
 
-  logOptions(
-    program
-      .command('server')
-      .description(
-        'Serve the HTTP API and dashboard on PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); run as many as you like behind a load balancer; SIGTERM drains. Flags win over their environment variables.',
-      )
-      .option('--database-url <url>', 'overrides DATABASE_URL')
+  // `weft server`'s options; `weft start` adds them to the worker's (which have the database
+  // URL and a drain timeout for both).
+  const serverOptions = (cmd: Command) =>
+    cmd
       .option(
         '--host <host>',
         'interface to listen on (env WEFT_HOST; default 127.0.0.1; 0.0.0.0 = every interface)',
@@ -196,20 +199,45 @@ export function buildProgram(): Command {
         'answer 503 to a request not served within this (env WEFT_REQUEST_TIMEOUT; default 30s; 0 = off)',
       )
       .option(
-        '--drain-timeout <duration>',
-        'on SIGTERM, how long open requests may finish before their connections are cut (env WEFT_DRAIN_TIMEOUT; default 20s)',
-      )
-      .option(
         '--keep-alive-timeout <duration>',
         'idle keep-alive connections close after this; keep it above the load balancer’s idle timeout (env WEFT_KEEP_ALIVE_TIMEOUT; default 65s)',
       )
       .option(
         '--pool-size <n>',
         'database connections of this process (env WEFT_POOL_SIZE; default 10)',
-      ),
+      );
+
+  logOptions(
+    serverOptions(
+      program
+        .command('server')
+        .description(
+          'Serve the HTTP API and dashboard on PostgreSQL (DATABASE_URL, optional RUN_OPS_DATABASE_URL); run as many as you like behind a load balancer; SIGTERM drains. Flags win over their environment variables.',
+        )
+        .option('--database-url <url>', 'overrides DATABASE_URL')
+        .option(
+          '--drain-timeout <duration>',
+          'on SIGTERM, how long open requests may finish before their connections are cut (env WEFT_DRAIN_TIMEOUT; default 20s)',
+        ),
+    ),
     'json',
   ).action(async (options: ServerCommandOptions) =>
     (await import('./server-command.js')).runServer(options),
+  );
+
+  logOptions(
+    serverOptions(
+      workerOptions(
+        program
+          .command('start')
+          .description(
+            'Server and worker in one process, for small installs: the API (as weft server) and your workflows (as weft worker) on PostgreSQL; SIGTERM drains both. Flags win over their environment variables.',
+          ),
+      ),
+    ),
+    'json',
+  ).action(async (options: StartCommandOptions) =>
+    (await import('./server-command.js')).runStart(options),
   );
 
   program

@@ -21,6 +21,7 @@ import type { Stores } from '../store/stores.js';
 import { describeTarget, openStores, serverDatabase } from './database.js';
 import { CliError, parseLogFormat, prettyDestination } from './output.js';
 import { handleShutdown } from './shutdown.js';
+import type { WorkerCommandOptions } from './worker-command.js';
 
 export const DEFAULT_SERVER_PORT = 3700;
 
@@ -339,4 +340,28 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
     await shutdown.cleanup();
     throw error;
   }
+}
+
+export type StartCommandOptions = ServerCommandOptions & WorkerCommandOptions;
+
+/**
+ * `weft start`: `weft worker` with the API served from the same process and database pool — one
+ * process for a small install. The worker's code runs it (runWorker); this adds the server, which
+ * drains first on SIGTERM, then the worker drains its steps.
+ */
+export async function runStart(options: StartCommandOptions): Promise<void> {
+  // Checked before anything starts, like `weft server`'s.
+  const settings = resolveServerSettings(options);
+  const { runWorker } = await import('./worker-command.js');
+  await runWorker(options, {
+    poolSize: settings.poolSize,
+    start: async (stores, logger, database) => {
+      const server = await serveApi(stores, settings, logger, database);
+      logger.info(
+        { url: server.url, database },
+        `server listening on ${server.url} (API docs: ${server.url}/api/docs)`,
+      );
+      return server;
+    },
+  });
 }

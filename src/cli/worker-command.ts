@@ -7,6 +7,8 @@
  * startup error (a worker must not silently run fewer workflows than it was deployed with).
  */
 import { Engine } from '../engine/engine.js';
+import type { Logger } from '../engine/logger.js';
+import type { Stores } from '../store/stores.js';
 import { processMetrics } from '../engine/metrics.js';
 import { createMetricsApp } from '../server/routes/metrics.js';
 import { startServer, type RunningServer } from '../server/serve.js';
@@ -110,7 +112,20 @@ export function resolveWorkerTimings(
   return { leaseMs, heartbeatMs, reaperIntervalMs };
 }
 
-export async function runWorker(options: WorkerCommandOptions): Promise<void> {
+/**
+ * Something served from the worker's process over its stores: `weft start` serves the API this
+ * way. Started once the workflows are loaded; drained first on shutdown, before the worker.
+ */
+export interface WorkerCompanion {
+  /** Database connections it needs on top of the worker's. */
+  poolSize: number;
+  start(stores: Stores, logger: Logger, database: string): Promise<{ close(): Promise<void> }>;
+}
+
+export async function runWorker(
+  options: WorkerCommandOptions,
+  companion?: WorkerCompanion,
+): Promise<void> {
   const target = serverDatabase(options.databaseUrl, 'worker');
   const logger = createCliLogger({
     format: parseLogFormat(options.logFormat, 'json'),
@@ -133,12 +148,14 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
 
   const opened = await openStores(target, {
     applicationName: 'weft-worker',
-    poolSize: concurrency + 2,
+    poolSize: concurrency + 2 + (companion?.poolSize ?? 0),
     logger,
   });
   let engine: Engine | undefined;
   let metricsServer: RunningServer | undefined;
+  let served: { close(): Promise<void> } | undefined;
   const shutdown = handleShutdown(logger, () => [
+    { name: 'drain the HTTP server', run: async () => served?.close() },
     { name: 'close the metrics endpoint', run: async () => metricsServer?.close() },
     {
       name: 'drain the worker',
@@ -205,6 +222,7 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
       },
       'worker started',
     );
+    served = await companion?.start(opened.stores, logger, describeTarget(target));
   } catch (error) {
     await shutdown.cleanup();
     throw error;
