@@ -48,17 +48,24 @@ export class AttemptReleaser {
     private readonly workerId: string,
     private readonly logger: Logger,
     private readonly onReleased: (claim: ClaimedStep) => void,
+    /** The attempt was not running any more: perhaps its commit did go through (see Worker). */
+    private readonly onFenced: (claim: ClaimedStep) => void = () => {},
   ) {}
 
-  release(claim: ClaimedStep, why: string): void {
-    const job = this.releaseUntilAnswered(claim, why).catch((error: unknown) => {
+  /** `checkFenced`: call onFenced when the release finds the attempt no longer running. */
+  release(claim: ClaimedStep, why: string, checkFenced = false): void {
+    const job = this.releaseUntilAnswered(claim, why, checkFenced).catch((error: unknown) => {
       this.logger.error({ err: error, stepRunId: claim.stepRunId }, 'releasing the attempt failed');
     });
     this.pending.add(job);
     void job.finally(() => this.pending.delete(job));
   }
 
-  private async releaseUntilAnswered(claim: ClaimedStep, why: string): Promise<void> {
+  private async releaseUntilAnswered(
+    claim: ClaimedStep,
+    why: string,
+    checkFenced: boolean,
+  ): Promise<void> {
     const log = this.logger.child({
       runId: claim.runId,
       step: claim.stepKey,
@@ -81,8 +88,9 @@ export class AttemptReleaser {
         } else {
           log.warn(
             { why },
-            'attempt not released: it was reaped, canceled or ended meanwhile (a reaped attempt stays charged)',
+            'attempt not released: it was committed, reaped, canceled or ended meanwhile (a reaped attempt stays charged)',
           );
+          if (checkFenced) this.onFenced(claim);
         }
         return;
       } catch (error) {

@@ -39,6 +39,7 @@ import {
   jitteredBackoff,
   sleep,
 } from './db-retry.js';
+import { GroupCommitter } from './group-commit.js';
 import type { Logger } from './logger.js';
 import {
   engineMetrics,
@@ -77,16 +78,6 @@ export interface WorkerOptions {
   >;
 }
 
-interface PendingCommit {
-  claim: ClaimedStep;
-  commit: CommitPayload;
-  resolve: (result: CompleteResult) => void;
-  reject: (error: unknown) => void;
-}
-
-/** Largest group commit: bounds one statement's size and how long its locks are held. */
-const MAX_COMMIT_BATCH = 64;
-
 interface InFlight {
   claim: ClaimedStep;
   controller: AbortController;
@@ -113,10 +104,9 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopListening: (() => Promise<void>) | undefined;
-  private readonly commitQueue: PendingCommit[] = [];
-  private flushing = false;
   private readonly metrics: EngineMetrics;
   private readonly releaser: AttemptReleaser;
+  private readonly committer: GroupCommitter;
   private untrackListeners: (() => void) | undefined;
 
   constructor(
@@ -133,7 +123,14 @@ export class Worker {
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 30_000;
     this.metrics = engineMetrics(options.metrics);
-    this.releaser = new AttemptReleaser(runs, this.workerId, logger, () => this.wake());
+    this.committer = new GroupCommitter(runs, this.workerId, logger);
+    this.releaser = new AttemptReleaser(
+      runs,
+      this.workerId,
+      logger,
+      () => this.wake(),
+      (claim) => this.releaseOrphanedClaims(claim),
+    );
   }
 
   get inFlightCount(): number {
@@ -460,7 +457,7 @@ export class Worker {
     const { claim, controller } = entry;
     for (let failures = 0; ;) {
       try {
-        const result = await this.commit(claim, payload);
+        const result = await this.committer.commit(claim, payload);
         if (failures > 0)
           log.info({ retries: failures }, 'commit made after the database came back');
         return { result, retried: failures > 0 };
@@ -482,7 +479,9 @@ export class Worker {
             { err: String(error), retries: failures - 1 },
             'commit could not be made while the lease held (database unavailable); the output is dropped and the attempt will be released uncharged',
           );
-          this.releaser.release(claim, 'its commit failed');
+          // A try may have committed before its connection dropped: if the release finds the
+          // attempt no longer running, look for a next step that commit claimed for us.
+          this.releaser.release(claim, 'its commit failed', true);
           return 'failed';
         }
         if (failures === 1)
@@ -504,6 +503,10 @@ export class Worker {
     void this.runs
       .heldStepRuns(claim.runId, this.workerId)
       .then((held) => {
+        // A commit of this run still in flight may be handing this worker a claim right now (its
+        // reply not yet read): leave the run alone then; the lease and the reaper cover the rare
+        // orphan that remains.
+        if (this.committer.isCommitting(claim.runId)) return;
         for (const h of held)
           if (!this.inflight.has(h.stepRunId))
             this.releaser.release(h, 'the reply to the commit that claimed it was lost');
@@ -578,53 +581,6 @@ export class Worker {
       );
     }
     return null;
-  }
-
-  /**
-   * Group commit. A finished attempt is queued; if no commit is in flight it is sent at once
-   * (no added latency when idle), otherwise it waits for the one in flight and goes out with
-   * everything else that finished meanwhile, in one statement and one WAL flush.
-   */
-  private commit(claim: ClaimedStep, commit: CommitPayload): Promise<CompleteResult> {
-    return new Promise((resolve, reject) => {
-      this.commitQueue.push({ claim, commit, resolve, reject });
-      if (!this.flushing) void this.flushCommits();
-    });
-  }
-
-  private async flushCommits(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.commitQueue.length > 0) {
-        const batch = this.commitQueue.splice(0, MAX_COMMIT_BATCH);
-        try {
-          const results = await this.runs.completeSteps(
-            batch.map((p) => ({ claim: p.claim, workerId: this.workerId, commit: p.commit })),
-          );
-          batch.forEach((p, i) => p.resolve(results[i]!));
-        } catch (error) {
-          if (batch.length === 1) {
-            batch[0]!.reject(error);
-            continue;
-          }
-          // A batch fails as a whole (a deadlock with another worker's batch, a lost connection):
-          // fall back to one statement per attempt, each fenced on its own.
-          this.logger.warn(
-            { err: error, size: batch.length },
-            'group commit failed; committing one by one',
-          );
-          for (const p of batch) {
-            try {
-              p.resolve(await this.runs.completeStep(p.claim, this.workerId, p.commit));
-            } catch (single) {
-              p.reject(single);
-            }
-          }
-        }
-      }
-    } finally {
-      this.flushing = false;
-    }
   }
 
   private async recordFailure(
