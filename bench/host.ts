@@ -153,16 +153,18 @@ async function measure(
     sample.executorTransactions = exec1.transactions - exec0.transactions;
   }
   if (diagnose && mark && lsnAfter) {
+    // This database's WAL share first: on a busy server a checkpoint may recycle the segments
+    // during the statistics wait below.
+    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch((error: unknown) => {
+      process.stderr.write(`diagnose: this database's WAL share not read: ${String(error)}\n`);
+      return undefined;
+    });
     await sleep(STATS_SETTLE_MS);
     const afterMark: DiagnoseMark = { tables: await diagnose.tables(), lsn: lsnAfter };
     const d: RepDiagnosis = {
       tables: tableDelta(mark.tables, afterMark.tables),
       walBytes: lsnBytes(mark.lsn, lsnAfter),
     };
-    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch((error: unknown) => {
-      process.stderr.write(`diagnose: this database's WAL share not read: ${String(error)}\n`);
-      return undefined;
-    });
     if (own !== undefined) d.ownWalBytes = own;
     if (m.bench === 'chain') d.bareCommitMs = await diagnose.bareCommitMs();
     sample.diagnose = d;

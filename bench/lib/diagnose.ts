@@ -99,13 +99,16 @@ export class DiagnoseProbe {
     return { tables: await this.tables(), lsn: await this.lsn() };
   }
 
-  /** The WAL bytes between two positions written by transactions that touched this database. */
+  /**
+   * The WAL bytes between two positions written by transactions that touched this database (read
+   * up to the flushed position: every commit the system waited for is flushed by then).
+   */
   async ownWalBytes(from: string, to: string): Promise<number | undefined> {
     if (!this.walinspect) return undefined;
     const r = await this.client.query<{ bytes: string }>(
       `with r as (
          select xid, record_length, block_ref ~ ('rel [0-9]+/' || $3 || '/') as mine
-           from pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+           from pg_get_wal_records_info($1::pg_lsn, least($2::pg_lsn, pg_current_wal_flush_lsn()))
        ), x as (select distinct xid from r where mine and xid <> 0)
        select coalesce(sum(record_length), 0)::text as bytes
          from r where mine or (xid <> 0 and xid in (select xid from x))`,
