@@ -107,6 +107,7 @@ export class Worker {
   private readonly metrics: EngineMetrics;
   private readonly releaser: AttemptReleaser;
   private readonly committer: GroupCommitter;
+  private renewalFailures = 0;
   private untrackListeners: (() => void) | undefined;
 
   constructor(
@@ -227,12 +228,19 @@ export class Worker {
             free,
             this.leaseMs,
           );
+          if (failures > 0)
+            this.logger.info({ failures }, 'claiming works again (the database is back)');
           failures = 0;
           this.metrics.claimDuration.observe({}, (performance.now() - claimStarted) / 1000);
           this.metrics.claimedSteps.inc({}, claimed.length);
         } catch (error) {
           failures++;
-          this.logger.error({ err: error, workerId: this.workerId }, 'claim failed; retrying');
+          // Once per outage, not once per retry (an outage of minutes is dozens of retries).
+          if (failures === 1 || !isTransientDatabaseError(error))
+            this.logger.error(
+              { err: error, workerId: this.workerId },
+              'claim failed; retrying with backoff (logged again when it works)',
+            );
           await this.waitForWake(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
           continue;
         }
@@ -643,12 +651,23 @@ export class Worker {
         }
       }
     } catch (error) {
-      if (isTransientDatabaseError(error))
+      const transient = isTransientDatabaseError(error);
+      if (transient)
         for (const id of ids) {
           const entry = this.inflight.get(id);
           if (entry) entry.dbTrouble = true;
         }
-      this.logger.warn({ err: error }, 'lease renewal failed; will try again');
+      this.renewalFailures++;
+      if (this.renewalFailures === 1 || !transient)
+        this.logger.warn(
+          { err: error },
+          'lease renewal failed; will try again (logged again when it works)',
+        );
+      return;
+    }
+    if (this.renewalFailures > 0) {
+      this.logger.info({ failures: this.renewalFailures }, 'lease renewal works again');
+      this.renewalFailures = 0;
     }
   }
 
