@@ -18,7 +18,7 @@ export const RerunBodySchema = z
   .strictObject({
     fromStep: dbText().min(1).openapi({
       description:
-        'The step to run again; it and everything after it rerun. A step inside a loop or parallel body reruns its owner as one unit.',
+        'The step to run again; it and everything after it rerun. A step inside a loop or parallel body reruns its owner as one unit; `step[k]` (or `loop[k]`) targets one iteration or branch: a loop restarts from iteration k and keeps the iterations before it, a parallel reruns branch k (and any branch that did not succeed) and keeps the others. An index beyond what the source ran is a 422 naming the iterations that exist.',
       example: 'enrich',
     }),
     untilStep: dbText().min(1).optional().openapi({
@@ -85,6 +85,22 @@ export const RerunPlanSchema = z
     }),
     counts: z.object({ rerun: z.int(), reuse: z.int(), skip: z.int() }),
     notes: z.array(z.string()),
+    iterations: z
+      .object({
+        owner: z.string().openapi({ description: 'The loop or parallel step targeted.' }),
+        kind: z.enum(['loop', 'parallel']),
+        target: z.int().openapi({ description: 'The iteration or branch `fromStep` names.' }),
+        sourceCount: z.int().openapi({ description: 'Iterations the source run ran.' }),
+        reuse: z.array(z.int()).openapi({ description: 'Iterations kept, by reference.' }),
+        rerun: z.array(z.int()).openapi({
+          description: 'Iterations that run again (a loop also runs any later ones it reaches).',
+        }),
+      })
+      .nullable()
+      .openapi({
+        description:
+          'Set when `fromStep` targets one iteration or branch (`s[k]`) and other iterations are kept; null otherwise (the notes say why when an owner restarts from 0).',
+      }),
   })
   .openapi('RerunPlan');
 
