@@ -17,6 +17,12 @@ import type { ExecutorLogger, ListenerHealth, ListenOptions } from './executor.j
 /** First retry after this; doubled per failure up to the cap; each delay jittered to 50–100 %. */
 export const LISTEN_RETRY_BASE_MS = 100;
 export const LISTEN_RETRY_CAP_MS = 5_000;
+/**
+ * A connection cut without a reset (a partition, a dead host) looks alive until TCP gives up,
+ * minutes later: a ping this often, that must answer within the timeout, notices it instead.
+ */
+export const LISTEN_PING_EVERY_MS = 15_000;
+export const LISTEN_PING_TIMEOUT_MS = 10_000;
 
 interface Subscription {
   onNotify: (payload: string) => void;
@@ -33,6 +39,7 @@ export class PgListener {
   private failures = 0;
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
   private closed = false;
   /** LISTEN/UNLISTEN statements in order, one at a time, on the current connection. */
@@ -98,6 +105,7 @@ export class PgListener {
   private async shutdown(state: 'idle' | 'closed'): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearInterval(this.pingTimer);
     const c = this.client;
     this.client = undefined;
     this.listened = new Set();
@@ -141,11 +149,35 @@ export class PgListener {
         await c.query(`listen ${quoteChannel(channel)}`);
         this.listened.add(channel);
       }
+      this.startPing(c);
     } catch (error) {
       if (this.client === c) this.client = undefined;
       await c.end().catch(() => {});
       throw error;
     }
+  }
+
+  private startPing(c: pg.Client): void {
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      if (c !== this.client) {
+        clearInterval(this.pingTimer);
+        return;
+      }
+      let timeout: NodeJS.Timeout | undefined;
+      void Promise.race([
+        c.query('select 1'),
+        new Promise((_, reject) => {
+          timeout = setTimeout(
+            () => reject(new Error(`no answer to a ping within ${LISTEN_PING_TIMEOUT_MS} ms`)),
+            LISTEN_PING_TIMEOUT_MS,
+          );
+        }),
+      ])
+        .catch((error: unknown) => this.lost(c, error))
+        .finally(() => clearTimeout(timeout));
+    }, LISTEN_PING_EVERY_MS);
+    this.pingTimer.unref();
   }
 
   /** LISTEN channels added, UNLISTEN channels dropped, on the current connection. */
@@ -177,6 +209,7 @@ export class PgListener {
   private lost(c: pg.Client, error: unknown): void {
     if (c !== this.client) return; // an old connection, or one still being opened
     this.client = undefined;
+    clearInterval(this.pingTimer);
     this.listened = new Set();
     c.end().catch(() => {});
     if (this.closed || this.state === 'idle') return;
