@@ -165,7 +165,10 @@ async function measure(
       tables: tableDelta(mark.tables, afterMark.tables),
       walBytes: lsnBytes(mark.lsn, lsnAfter),
     };
-    if (own !== undefined) d.ownWalBytes = own;
+    if (own !== undefined) {
+      d.ownWalBytes = own.bytes;
+      d.ownWalFpiBytes = own.fpiBytes;
+    }
     if (m.bench === 'chain') d.bareCommitMs = await diagnose.bareCommitMs();
     sample.diagnose = d;
     lastMark = { key, mark: afterMark };

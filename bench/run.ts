@@ -44,7 +44,7 @@ import {
   type ResultLine,
 } from './lib/results.js';
 import { sig } from './lib/stats.js';
-import { describeDiagnostics, fmt, summary } from './lib/summary.js';
+import { describeDiagnostics, fmt, repNote, summary } from './lib/summary.js';
 import { TARGETS } from './systems/index.js';
 import type { BenchName, Diagnose, Sizes, SystemTarget } from './systems/system.js';
 
@@ -450,16 +450,8 @@ async function main(): Promise<void> {
               stepsPerRun,
             });
             job.samples.push(sample);
-            const d = sample.diagnose;
-            const extra = [
-              sample.latency ? `p99 ${fmt(sample.latency.p99)} ms` : '',
-              d?.bareCommitMs ? `bare commit ${fmt(d.bareCommitMs)} ms` : '',
-              d
-                ? `${fmt(Object.values(d.tables).reduce((n, t) => n + t.inserts + t.updates + t.deletes, 0) / sample.steps)} row writes, ${fmt(d.walBytes / sample.steps, 4)} B WAL (own ${fmt(d.ownWalBytes === undefined ? undefined : d.ownWalBytes / sample.steps, 4)}) per step`
-                : '',
-            ].filter(Boolean);
             log(
-              `  rep ${rep + 1} ${job.target.id} ${job.variant.name}: ${fmt(value(bench, sample), 4)} ${unitOf(job.target, bench)}${extra.length ? ` (${extra.join('; ')})` : ''}`,
+              `  rep ${rep + 1} ${job.target.id} ${job.variant.name}: ${fmt(value(bench, sample), 4)} ${unitOf(job.target, bench)}${repNote(sample)}`,
             );
           } catch (error) {
             job.error = error instanceof Error ? error.message : String(error);

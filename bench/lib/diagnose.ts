@@ -31,6 +31,11 @@ export interface RepDiagnosis {
   walBytes: number;
   /** WAL records of this database's transactions (pg_walinspect), when the extension is there. */
   ownWalBytes?: number;
+  /**
+   * The full-page images within ownWalBytes: the first change to a page after each checkpoint
+   * writes the whole page, so this part grows with how often the (shared) server checkpoints.
+   */
+  ownWalFpiBytes?: number;
   /** Median of sequential one-row insert commits on this database, right after (chain only). */
   bareCommitMs?: number;
 }
@@ -103,18 +108,21 @@ export class DiagnoseProbe {
    * The WAL bytes between two positions written by transactions that touched this database (read
    * up to the flushed position: every commit the system waited for is flushed by then).
    */
-  async ownWalBytes(from: string, to: string): Promise<number | undefined> {
+  async ownWalBytes(
+    from: string,
+    to: string,
+  ): Promise<{ bytes: number; fpiBytes: number } | undefined> {
     if (!this.walinspect) return undefined;
-    const r = await this.client.query<{ bytes: string }>(
+    const r = await this.client.query<{ bytes: string; fpi: string }>(
       `with r as (
-         select xid, record_length, block_ref ~ ('rel [0-9]+/' || $3 || '/') as mine
+         select xid, record_length, fpi_length, block_ref ~ ('rel [0-9]+/' || $3 || '/') as mine
            from pg_get_wal_records_info($1::pg_lsn, least($2::pg_lsn, pg_current_wal_flush_lsn()))
        ), x as (select distinct xid from r where mine and xid <> 0)
-       select coalesce(sum(record_length), 0)::text as bytes
+       select coalesce(sum(record_length), 0)::text as bytes, coalesce(sum(fpi_length), 0)::text as fpi
          from r where mine or (xid <> 0 and xid in (select xid from x))`,
       [from, to, String(this.databaseOid)],
     );
-    return Number(r.rows[0]!.bytes);
+    return { bytes: Number(r.rows[0]!.bytes), fpiBytes: Number(r.rows[0]!.fpi) };
   }
 
   async bareCommitMs(): Promise<number> {

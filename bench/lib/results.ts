@@ -84,6 +84,8 @@ export interface DiagnoseSummary {
   walBytesPerStep: number;
   /** This database's transactions' WAL records per step (pg_walinspect). */
   ownWalBytesPerStep?: number;
+  /** Of which full-page images (they grow with the server's checkpoint frequency). */
+  ownWalFpiBytesPerStep?: number;
   /** Chain only: a bare one-row insert commit on the same database right after each rep, ms. */
   bareCommitMs?: number;
   /** Chain only: ms/step ÷ bare commit ms, per repetition, median. */
@@ -136,6 +138,10 @@ function diagnoseOf(job: Job): DiagnoseSummary | undefined {
     s.diagnose!.ownWalBytes === undefined ? undefined : s.diagnose!.ownWalBytes / s.steps,
   );
   if (own !== undefined) out.ownWalBytesPerStep = own;
+  const fpi = med((s) =>
+    s.diagnose!.ownWalFpiBytes === undefined ? undefined : s.diagnose!.ownWalFpiBytes / s.steps,
+  );
+  if (fpi !== undefined) out.ownWalFpiBytesPerStep = fpi;
   const bare = med((s) => s.diagnose!.bareCommitMs);
   if (bare !== undefined) {
     out.bareCommitMs = bare;

@@ -1,6 +1,24 @@
 /** The readable summary the bench writes to stderr (Markdown tables), from its JSON lines. */
 import { sig } from './stats.js';
+import type { Sample } from './protocol.js';
 import type { GoalLine, RatioLine, ResultLine } from './results.js';
+
+/** What the progress line of a repetition adds after its figure: p99, and diagnose's figures. */
+export function repNote(sample: Sample): string {
+  const d = sample.diagnose;
+  const perStep = (n: number | undefined) => fmt(n === undefined ? undefined : n / sample.steps, 4);
+  const rows = d
+    ? Object.values(d.tables).reduce((n, t) => n + t.inserts + t.updates + t.deletes, 0)
+    : undefined;
+  const notes = [
+    sample.latency ? `p99 ${fmt(sample.latency.p99)} ms` : '',
+    d?.bareCommitMs ? `bare commit ${fmt(d.bareCommitMs)} ms` : '',
+    d
+      ? `${perStep(rows)} row writes, ${perStep(d.walBytes)} B WAL (own ${perStep(d.ownWalBytes)}, of it full pages ${perStep(d.ownWalFpiBytes)}) per step`
+      : '',
+  ].filter(Boolean);
+  return notes.length > 0 ? ` (${notes.join('; ')})` : '';
+}
 
 export const fmt = (x: number | undefined, d = 3): string =>
   x === undefined || Number.isNaN(x) ? '–' : String(sig(x, d));
@@ -45,13 +63,13 @@ export function summary(lines: ResultLine[], ratios: RatioLine[], goals: GoalLin
   const diag = lines.filter((l) => l.diagnose);
   if (diag.length > 0) {
     extra.push(
-      '| diagnose | variant | median | row writes/step | WAL B/step (server) | WAL B/step (own db) | bare commit ms | step in bare commits |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| diagnose | variant | median | row writes/step | WAL B/step (server) | WAL B/step (own db) | of it full pages | bare commit ms | step in bare commits |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const l of diag) {
       const d = l.diagnose!;
       extra.push(
-        `| ${l.bench} ${l.system} | ${l.variant} | ${fmt(l.median, 4)} ${l.unit} | ${fmt(d.rowWritesPerStep)} | ${fmt(d.walBytesPerStep, 4)} | ${fmt(d.ownWalBytesPerStep, 4)} | ${fmt(d.bareCommitMs)} | ${fmt(d.stepsInBareCommits)} |`,
+        `| ${l.bench} ${l.system} | ${l.variant} | ${fmt(l.median, 4)} ${l.unit} | ${fmt(d.rowWritesPerStep)} | ${fmt(d.walBytesPerStep, 4)} | ${fmt(d.ownWalBytesPerStep, 4)} | ${fmt(d.ownWalFpiBytesPerStep, 4)} | ${fmt(d.bareCommitMs)} | ${fmt(d.stepsInBareCommits)} |`,
       );
     }
     extra.push('');
