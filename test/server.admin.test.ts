@@ -247,6 +247,27 @@ describe.each(BACKENDS)('operations API on %s', (backend) => {
     ).toBe(204);
   });
 
+  it('organization flags: runs.location must be a configured location; another organization is untouched', async () => {
+    const org = await get('/api/v1/organization');
+    expect(org.status).toBe(200);
+    expect(org.body.flags).toEqual({});
+    const unknown = await patch('/api/v1/organization', { flags: { 'runs.location': 'zz' } });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.error.message).toContain('"a0"');
+    const set = await patch('/api/v1/organization', { flags: { 'runs.location': 'a0' } });
+    expect(set.body.flags).toEqual({ 'runs.location': 'a0' });
+    expect((await f.db.stores.control.getEnvironment(f.environmentId))?.flags).toEqual({
+      'runs.location': 'a0',
+    });
+    expect((await post('/api/v1/workflows/slow-pair/runs', { input: { n: 5 } })).status).toBe(201);
+    const foreign = await get('/api/v1/organization', f.foreign.auth);
+    expect(foreign.body.id).not.toBe(org.body.id);
+    expect(foreign.body.flags).toEqual({});
+    const cleared = await patch('/api/v1/organization', { flags: { 'runs.location': null } });
+    expect(cleared.body.flags).toEqual({});
+    expect((await patch('/api/v1/organization', { flags: { other: 1 } })).status).toBe(400);
+  });
+
   it('retention wipes the bodies of ended runs older than retentionDays, and nothing of a run still open', async () => {
     const run = async (n: number) => {
       const made = await post('/api/v1/workflows/slow-pair/runs', { input: { n } });

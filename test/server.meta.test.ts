@@ -167,6 +167,8 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/projects listProjects',
         'POST /api/v1/projects createProject',
         'PATCH /api/v1/projects/{name} updateProject',
+        'GET /api/v1/organization getOrganization',
+        'PATCH /api/v1/organization updateOrganization',
       ].sort(),
     );
     for (const op of operations) {

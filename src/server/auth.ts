@@ -53,6 +53,8 @@ export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
   'GET /api/v1/projects': 'admin',
   'POST /api/v1/projects': 'admin',
   'PATCH /api/v1/projects/{name}': 'admin',
+  'GET /api/v1/organization': 'admin',
+  'PATCH /api/v1/organization': 'admin',
 };
 
 const SCOPE_RANK: Record<KeyScope, number> = { read: 1, trigger: 2, admin: 3 };

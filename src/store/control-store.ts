@@ -108,6 +108,39 @@ export class ControlStore {
     return id;
   }
 
+  async getOrganization(
+    organizationId: string,
+  ): Promise<{ id: string; name: string; flags: Record<string, unknown> } | null> {
+    const rows = await this.db.query<Row>(
+      `select id, name, flags from ${this.s}.organizations where id = $1`,
+      [organizationId],
+    );
+    const r = rows.rows[0];
+    return r
+      ? { id: r.id as string, name: r.name as string, flags: r.flags as Record<string, unknown> }
+      : null;
+  }
+
+  /**
+   * Set (non-null values) and remove (null values) organization flags in one statement; other
+   * flags keep their value. Every environment of the organization sees the change on its next
+   * trigger (the cached environment rows carry the flags; the notification drops them).
+   */
+  async updateOrganizationFlags(
+    organizationId: string,
+    changes: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
+    const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== null));
+    const remove = Object.keys(changes).filter((k) => changes[k] === null);
+    const rows = await this.db.query<{ flags: Record<string, unknown> }>(
+      `update ${this.s}.organizations set flags = (flags || $2::jsonb) - $3::text[]
+        where id = $1 returning flags`,
+      [organizationId, JSON.stringify(set), remove],
+    );
+    this.envCache.bumpEpoch();
+    return rows.rows[0]?.flags ?? {};
+  }
+
   /** Throws `already_exists` (409) when the organization has a project of that name. */
   async createProject(
     organizationId: string,

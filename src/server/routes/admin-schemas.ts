@@ -194,3 +194,27 @@ export const UpdateProjectBodySchema = z
     }),
   })
   .openapi('UpdateProjectBody');
+
+// ── organization ──────────────────────────────────────────────────────────────────────────────
+
+export const OrganizationSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    flags: z.record(z.string(), z.unknown()).openapi({
+      description:
+        'Feature flags of every project of the organization, e.g. `{ "runs.location": "b0" }` (new runs go to that run location).',
+    }),
+  })
+  .openapi('Organization');
+
+export const UpdateOrganizationBodySchema = z
+  .strictObject({
+    flags: z.strictObject({
+      'runs.location': dbText().max(16).nullable().optional().openapi({
+        description:
+          'The run location new runs of the organization go to (one of the configured location tags); null: the default location. Existing runs stay where they are.',
+      }),
+    }),
+  })
+  .openapi('UpdateOrganizationBody');

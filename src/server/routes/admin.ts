@@ -33,11 +33,13 @@ import {
   EnvironmentSchema,
   KeyParamsSchema,
   ListApiKeysQuerySchema,
+  OrganizationSchema,
   ProjectListSchema,
   ProjectParamsSchema,
   ProjectSchema,
   RevokedApiKeySchema,
   UpdateEnvironmentBodySchema,
+  UpdateOrganizationBodySchema,
   UpdateProjectBodySchema,
 } from './admin-schemas.js';
 
@@ -193,6 +195,36 @@ const updateProject = createRoute({
   },
 });
 
+const getOrganization = createRoute({
+  method: 'get',
+  path: '/api/v1/organization',
+  operationId: 'getOrganization',
+  tags: TAG,
+  summary: "The caller's organization and its flags",
+  security: requiresKey,
+  responses: {
+    200: jsonContent(OrganizationSchema, 'The organization.'),
+    ...errorResponses(401, 403),
+  },
+});
+
+const updateOrganization = createRoute({
+  method: 'patch',
+  path: '/api/v1/organization',
+  operationId: 'updateOrganization',
+  tags: TAG,
+  summary: "Change the caller's organization flags",
+  description:
+    '`runs.location`: where new runs of every project of the organization are stored (a configured location tag; null for the default). 422 `invalid_input` for a tag this server does not know.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { body: body(UpdateOrganizationBodySchema) },
+  responses: {
+    200: jsonContent(OrganizationSchema, 'The organization.'),
+    ...errorResponses(400, 401, 403, 413, 415, 422),
+  },
+});
+
 const presentKey = (k: ApiKeyRecord) => ({
   id: k.id,
   prefix: k.prefix,
@@ -332,6 +364,27 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
       },
       201,
     );
+  });
+
+  app.openapi(getOrganization, async (c) => {
+    const env = await caller(c);
+    return c.json((await control.getOrganization(env.organizationId))!, 200);
+  });
+
+  app.openapi(updateOrganization, async (c) => {
+    const env = await caller(c);
+    const { flags } = c.req.valid('json');
+    const location = flags['runs.location'];
+    const known = [...deps.stores.runs.locations.keys()];
+    if (typeof location === 'string' && !known.includes(location)) {
+      throw new WeftError(
+        'invalid_input',
+        `\`flags.runs.location\`: "${location}" is not a run location of this installation; it has ${known.map((k) => `"${k}"`).join(', ')}. Use one of those, or null for the default.`,
+        { details: { field: 'flags.runs.location', known } },
+      );
+    }
+    await control.updateOrganizationFlags(env.organizationId, flags);
+    return c.json((await control.getOrganization(env.organizationId))!, 200);
   });
 
   app.openapi(updateProject, async (c) => {
