@@ -7,6 +7,7 @@ import { StrictMode, useSyncExternalStore } from 'react';
 import { createRoot } from 'react-dom/client';
 import { Link, Route, Switch, useLocation } from 'wouter';
 import { ApiError } from './api';
+import { warmUpLayout } from './graph/layout';
 import { consumeKeyFragment, signInReason, signOut, subscribeAuth } from './auth';
 import { RunPage } from './pages/RunPage';
 import { RunsPage } from './pages/RunsPage';
@@ -17,6 +18,7 @@ import { WorkflowPage, WorkflowsPage } from './pages/WorkflowsPage';
 import './styles.css';
 
 consumeKeyFragment();
+warmUpLayout();
 
 const queryClient = new QueryClient({
   defaultOptions: {

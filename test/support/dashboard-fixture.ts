@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT, startCli, type CliProcess } from './cli-process.js';
 
 export const CHROMIUM = process.env.WEFT_CHROMIUM ?? '/usr/bin/chromium';
@@ -63,6 +63,28 @@ export const fanout = defineWorkflow('fanout', { description: 'Route, then score
   .step('summarize', { after: 'score' }, (scores) => ({ total: scores.reduce((a, b) => a + b, 0) }))
   .step('single', { after: { step: 'size', branch: 'few' } }, (input) => ({ only: input.items }))
   .step('alert', { after: { step: 'summarize', on: 'failure' } }, () => ({ alerted: true }));
+
+// 100 steps in a chain: the run view's time to first render is measured on it.
+let chain = defineWorkflow('chain100', { description: '100 steps in a row.' }).step('s1', (x) => x);
+for (let i = 2; i <= 100; i++) chain = chain.step('s' + i, { after: 's' + (i - 1) }, (x) => x);
+export const chain100 = chain;
+
+// 1,000 steps: a root, 20 lanes of 49 steps, a join and a tail of 18 (the graph page must stay
+// responsive).
+let big = defineWorkflow('big1000', { description: '1,000 steps: 20 lanes of 49 between a root and a join, then 18 more.' }).step('root', (x) => x);
+const tails = [];
+for (let lane = 0; lane < 20; lane++) {
+  let prev = 'root';
+  for (let i = 0; i < 49; i++) {
+    const id = 'l' + lane + '_' + i;
+    big = big.step(id, { after: prev }, (x) => x);
+    prev = id;
+  }
+  tails.push(prev);
+}
+big = big.step('join', { after: tails }, (x) => x);
+for (let i = 1; i <= 18; i++) big = big.step('tail' + i, { after: i === 1 ? 'join' : 'tail' + (i - 1) }, (x) => x);
+export const big1000 = big;
 `;
 
 export interface DashboardFixture {
@@ -194,4 +216,35 @@ export async function openDashboardFixture(
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Load `path` in a fresh page and wait until `ready` (a CSS selector) matches `count` elements:
+ * the time from navigation start to that moment, as the page's own clock measures it.
+ */
+export async function timeToRender(
+  /** A context: a new page (cold caches); a page: reloaded (the same tab's session caches). */
+  context: BrowserContext | Page,
+  url: string,
+  ready: string,
+  count = 1,
+): Promise<{ ms: number; page: Page }> {
+  const page = 'newPage' in context ? await context.newPage() : context;
+  if (page === context) await page.reload({ waitUntil: 'commit' });
+  else await page.goto(url, { waitUntil: 'commit' });
+  // A function, not a string: the page's CSP refuses eval. It runs in the page, so the DOM is
+  // reached through globalThis (this file is type-checked without DOM types).
+  const ms = await page.waitForFunction(
+    ({ selector, n }) => {
+      const doc = (
+        globalThis as unknown as {
+          document: { querySelectorAll(s: string): { length: number } };
+        }
+      ).document;
+      return doc.querySelectorAll(selector).length >= n ? performance.now() : false;
+    },
+    { selector: ready, n: count },
+    { timeout: 60_000, polling: 'raf' },
+  );
+  return { ms: Math.round((await ms.jsonValue()) as number), page };
 }

@@ -1,5 +1,5 @@
 /** Small shared pieces: status badges, times, durations, and the loading / empty / error states. */
-import type { ReactNode } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import { Link } from 'wouter';
 import { ApiError } from '../api';
 
@@ -40,7 +40,18 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+/** Re-render every `ms` while enabled (running durations, "3 seconds ago"). */
+export function useTick(enabled: boolean, ms = 1000): void {
+  const [, set] = useState(0);
+  useEffect(() => {
+    if (!enabled) return;
+    const t = setInterval(() => set((n) => n + 1), ms);
+    return () => clearInterval(t);
+  }, [enabled, ms]);
+}
+
 export function Duration({ from, to }: { from: string | null; to: string | null }) {
+  useTick(!!from && !to);
   if (!from) return <span className="muted">—</span>;
   const end = to ? Date.parse(to) : Date.now();
   return <span>{formatDuration(end - Date.parse(from))}</span>;

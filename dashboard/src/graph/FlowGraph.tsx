@@ -19,7 +19,7 @@ import {
   type NodeProps,
 } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { memo, useEffect, useMemo, useState, type ReactNode } from 'react';
+import { memo, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import type { Fate, Graph, GraphNode } from '../api';
 import { layoutGraph, layoutKey, type Layout } from './layout';
 
@@ -189,6 +189,16 @@ function FlowGraphInner({
   const key = layoutKey(graph);
   const [layout, setLayout] = useState<{ key: string; layout: Layout } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const box = useRef<HTMLDivElement | null>(null);
+  const [width, setWidth] = useState(800);
+  useLayoutEffect(() => {
+    const el = box.current?.parentElement;
+    if (!el) return;
+    setWidth(el.clientWidth);
+    const observer = new ResizeObserver(() => setWidth(el.clientWidth));
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
 
   useEffect(() => {
     let live = true;
@@ -246,7 +256,11 @@ function FlowGraphInner({
           target: e.to,
           type: 'smoothstep',
           style: { ...style, strokeWidth: 1.6 },
-          markerEnd: { type: MarkerType.ArrowClosed, color: style.stroke },
+          // Arrow heads are one SVG marker per edge: left out on big graphs (direction is left
+          // to right anyway).
+          ...(graph.edges.length > 300
+            ? {}
+            : { markerEnd: { type: MarkerType.ArrowClosed, color: style.stroke } }),
           className: `edge-${kind}`,
           focusable: false,
         };
@@ -260,17 +274,27 @@ function FlowGraphInner({
     [graph.edges],
   );
 
+  const big = graph.nodes.length > 300;
+  // The box fits the drawing at the zoom fitView will pick: no tall empty band around a chain.
+  const boxHeight = useMemo(() => {
+    if (!layout || typeof height !== 'number') return height;
+    const l = layout.layout;
+    const zoom = Math.min(1.1, (width - 40) / Math.max(1, l.width));
+    return Math.round(Math.min(height, Math.max(220, l.height * zoom + 90)));
+  }, [layout, height, width]);
+
   if (error) return <div className="error-box">The graph could not be laid out: {error}</div>;
   if (!layout)
     return (
-      <div className="graph-box loading" style={{ height }}>
+      <div className="graph-box loading" style={{ height }} ref={box}>
         Laying out {graph.nodes.length} steps…
       </div>
     );
   return (
     <div
-      className="graph-box"
-      style={{ height }}
+      className={big ? 'graph-box big' : 'graph-box'}
+      style={{ height: boxHeight }}
+      ref={box}
       data-testid="graph"
       data-nodes={graph.nodes.length}
     >
@@ -280,8 +304,12 @@ function FlowGraphInner({
         nodeTypes={nodeTypes}
         onlyRenderVisibleElements
         fitView
-        fitViewOptions={{ padding: 0.12, maxZoom: 1.1 }}
-        minZoom={0.05}
+        // A big graph opens at a readable zoom around its centre rather than as a grey carpet:
+        // only what is on screen is rendered then; the mini map and zooming out show the rest.
+        fitViewOptions={{ padding: 0.12, maxZoom: 1.1, ...(big ? { minZoom: 0.45 } : {}) }}
+        // Zoomed all the way out a 1,000-node graph would mount every node at once; the floor
+        // keeps a few hundred on screen at most, and the mini map shows the whole.
+        minZoom={big ? 0.25 : 0.05}
         nodesDraggable={false}
         nodesConnectable={false}
         elementsSelectable
@@ -290,7 +318,10 @@ function FlowGraphInner({
       >
         <Background gap={20} size={1} />
         <Controls showInteractive={false} />
-        {graph.nodes.length <= 400 ? <MiniMap pannable zoomable nodeStrokeWidth={2} /> : null}
+        {/* A map only where it helps: graphs too big to read at the fitted zoom. */}
+        {graph.nodes.length > 40 ? (
+          <MiniMap pannable zoomable nodeColor="#cbd5e1" nodeStrokeWidth={2} />
+        ) : null}
       </ReactFlow>
     </div>
   );

@@ -194,7 +194,7 @@ export function RerunPanel({
                   <strong>{n.stepId}</strong>
                   {n.scope ? <span className="muted small"> in {n.scope}</span> : null}
                   <div className="muted small">
-                    {n.reason ? (REASONS[n.reason] ?? n.reason) : n.detail}
+                    {n.detail || (n.reason ? (REASONS[n.reason] ?? n.reason) : '')}
                   </div>
                 </li>
               )),

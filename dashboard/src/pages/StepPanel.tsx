@@ -30,9 +30,12 @@ export function StepPanel({
   onSelectKey: (key: string | null) => void;
   onRerun: ((r: RerunRequestView) => void) | undefined;
 }) {
+  // Without a pick: the step's own run, else the first failed iteration, else the first one.
   const step =
     steps.find((s) => s.stepKey === selectedKey) ??
-    (steps.length === 1 ? steps[0] : steps.find((s) => s.stepKey === stepId));
+    steps.find((s) => s.stepKey === stepId) ??
+    steps.find((s) => s.status === 'failed') ??
+    steps[0];
   const many = steps.length > 1 || (steps[0] && steps[0].stepKey !== stepId);
   const iteration = step && step.stepKey !== stepId ? step.stepKey : null;
   return (

@@ -65,7 +65,9 @@ export function Timeline({
               >
                 <span className="gantt-label mono">{s.stepKey}</span>
                 <span className="gantt-track">
-                  {status === 'reused' ? (
+                  {!s.startedAt && status !== 'reused' ? (
+                    <span className="gantt-pending muted">{status}</span>
+                  ) : status === 'reused' ? (
                     <span className="gantt-marker st-reused" style={{ left: pct(s0) }}>
                       reused
                     </span>

@@ -101,11 +101,8 @@ export function supportsStatePatches(steps: readonly StepRun[]): boolean {
   return steps.some((s) => 'statePatch' in s);
 }
 
-/** Timeline order: by start (or creation), reused steps first since they cost no time. */
+/** Timeline order: by start; step runs that have not started (pending, reused) go last. */
 export function timelineOrder(steps: readonly StepRun[]): StepRun[] {
-  return [...steps].sort((a, b) => {
-    const ta = Date.parse(a.startedAt ?? a.createdAt);
-    const tb = Date.parse(b.startedAt ?? b.createdAt);
-    return ta - tb || a.createdAt.localeCompare(b.createdAt);
-  });
+  const key = (s: StepRun) => (s.startedAt ? Date.parse(s.startedAt) : Infinity);
+  return [...steps].sort((a, b) => key(a) - key(b) || a.createdAt.localeCompare(b.createdAt));
 }
