@@ -1,0 +1,112 @@
+/**
+ * RunStore.releaseAttempt — giving an attempt back uncharged when the database, not the step,
+ * failed — and heldStepRuns, on both databases: released with a valid lease (the owner's fence)
+ * and with an expired one (not yet reaped); the budget grows by one so the next claim may run;
+ * refused (fenced, nothing changed) for another worker, a reaped attempt (it stays charged) and a
+ * canceled run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileWorkflow } from '../src/core/graph.js';
+import { defineWorkflow } from '../src/index.js';
+import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+
+const dbError = { code: 'database_unavailable', charged: false, message: 'test' };
+
+describe.each(BACKENDS)('releasing an attempt uncharged on %s', (backend) => {
+  let db: TestDatabase;
+  let environmentId: string;
+  let loc: string;
+  const compiled = compileWorkflow(
+    defineWorkflow('once')
+      .step('a', { retry: { maxAttempts: 1 } }, () => 1)
+      .step('b', { after: 'a' }, () => 2),
+  );
+
+  beforeAll(async () => {
+    db = await openTestDatabase(backend);
+    loc = db.stores.schemas.locations[0]!;
+    ({ environmentId } = await db.stores.control.createTenant({
+      organization: 'o',
+      project: 'p',
+      environment: 'release',
+    }));
+    await db.stores.control.registerWorkflow(environmentId, compiled);
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  async function startRun() {
+    const versionId = (await db.stores.control.registerWorkflow(environmentId, compiled)).versionId;
+    const { run } = await db.stores.runs.createRun({
+      environmentId,
+      workflowId: 'once',
+      versionId,
+      graph: compiled.graph,
+      inputText: 'null',
+      inputBytes: 4,
+      saveDataclips: true,
+      trigger: { kind: 'api' },
+    });
+    const [claim] = await db.stores.runs.claimSteps('w1', [environmentId], ['once'], 1, 60_000);
+    expect(claim).toMatchObject({ runId: run.id, stepKey: 'a', attempt: 1, maxAttempts: 1 });
+    return claim!;
+  }
+
+  const attempts = async (stepRunId: string) =>
+    (
+      await db.executor.query<{ number: number; status: string; code: string | null }>(
+        `select number, status, error->>'code' as code from ${loc}.attempts where step_run_id = $1 order by number`,
+        [stepRunId],
+      )
+    ).rows;
+
+  it('with a valid lease: the attempt is lost uncharged, the step ready at once with one more attempt', async () => {
+    const claim = await startRun();
+    expect(await db.stores.runs.heldStepRuns(claim.runId, 'w1')).toMatchObject([
+      { stepRunId: claim.stepRunId, attempt: 1 },
+    ]);
+    expect(await db.stores.runs.releaseAttempt(claim, 'other-worker', dbError)).toBe('fenced');
+    expect(await db.stores.runs.releaseAttempt(claim, 'w1', dbError)).toBe('released');
+    expect(await db.stores.runs.heldStepRuns(claim.runId, 'w1')).toEqual([]);
+    expect(await attempts(claim.stepRunId)).toEqual([
+      { number: 1, status: 'lost', code: 'database_unavailable' },
+    ]);
+    // maxAttempts 1 and one attempt used: without the release the step could not run again.
+    const [again] = await db.stores.runs.claimSteps('w2', [environmentId], ['once'], 5, 60_000);
+    expect(again).toMatchObject({ stepRunId: claim.stepRunId, attempt: 2, maxAttempts: 2 });
+    // a second release of the same (old) attempt changes nothing
+    expect(await db.stores.runs.releaseAttempt(claim, 'w1', dbError)).toBe('fenced');
+  });
+
+  it('with an expired lease not yet reaped: released too', async () => {
+    const claim = await startRun();
+    await db.executor.query(
+      `update ${loc}.step_runs set lease_expires_at = now() - interval '1 second' where id = $1`,
+      [claim.stepRunId],
+    );
+    expect(await db.stores.runs.releaseAttempt(claim, 'w1', dbError)).toBe('released');
+    const [again] = await db.stores.runs.claimSteps('w2', [environmentId], ['once'], 5, 60_000);
+    expect(again).toMatchObject({ stepRunId: claim.stepRunId, attempt: 2, maxAttempts: 2 });
+  });
+
+  it('a reaped attempt stays charged, and a canceled run is left alone', async () => {
+    const reaped = await startRun();
+    await db.executor.query(
+      `update ${loc}.step_runs set lease_expires_at = now() - interval '1 second' where id = $1`,
+      [reaped.stepRunId],
+    );
+    expect(await db.stores.runs.reapExpiredLeases()).toBeGreaterThanOrEqual(1);
+    expect(await db.stores.runs.releaseAttempt(reaped, 'w1', dbError)).toBe('fenced');
+    // maxAttempts 1, reaped: the step failed, and so did the run
+    expect((await db.stores.runs.getRun(environmentId, reaped.runId))?.status).toBe('failed');
+    expect(await attempts(reaped.stepRunId)).toEqual([
+      { number: 1, status: 'lost', code: 'lease_lost' },
+    ]);
+
+    const canceled = await startRun();
+    await db.stores.runs.cancelRun(environmentId, canceled.runId, 'test');
+    expect(await db.stores.runs.releaseAttempt(canceled, 'w1', dbError)).toBe('fenced');
+    expect((await db.stores.runs.getRun(environmentId, canceled.runId))?.status).toBe('canceled');
+  });
+});
