@@ -22,6 +22,7 @@ import { isBulkId } from '../../store/bulk-rerun-store.js';
 import type { Logger } from '../../engine/logger.js';
 import type { Stores } from '../../store/stores.js';
 import { jsonBody } from '../body.js';
+import { dbText } from '../db-text.js';
 import { quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
@@ -36,8 +37,7 @@ export const BulkRerunBodySchema = z
   .strictObject({
     filter: z
       .strictObject({
-        workflowId: z
-          .string()
+        workflowId: dbText()
           .regex(ID_PATTERN, 'not a workflow id (letters, digits, "_", "." and "-", at most 100)')
           .openapi({ example: 'onboarding' }),
         status: z
@@ -58,7 +58,7 @@ export const BulkRerunBodySchema = z
         { message: 'createdFrom is after createdTo; swap them', path: ['createdFrom'] },
       )
       .openapi({ description: `Which runs: at most ${MAX_BULK_RUNS}.` }),
-    fromStep: z.string().min(1).max(200).optional().openapi({
+    fromStep: dbText().min(1).max(200).optional().openapi({
       description:
         'Rerun every run from this step (`s`, or one iteration `s[3]`). Default: each run from the step that failed it.',
     }),
@@ -121,9 +121,10 @@ const BulkRerunSchema = z
   .openapi('BulkRerun');
 
 const BulkParamsSchema = z.object({
-  id: z
-    .string()
-    .openapi({ param: { name: 'id', in: 'path' }, example: 'bulk_01jh8k2m3n4p5q6r7s8t9v0w1x' }),
+  id: dbText().openapi({
+    param: { name: 'id', in: 'path' },
+    example: 'bulk_01jh8k2m3n4p5q6r7s8t9v0w1x',
+  }),
 });
 
 function presentBulk(

@@ -5,6 +5,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { ID_PATTERN } from '../../core/graph.js';
 import { RUN_STATUSES, type RunStatus } from '../../store/rows.js';
 import { countRunsByStatus, listStepRunsWithLineage, readRunState } from '../../store/run-reads.js';
+import { dbText } from '../db-text.js';
 import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun, presentRunDetail, presentStepRun } from '../presenters.js';
@@ -73,8 +74,7 @@ const CountTime = z.iso
 
 export const RunCountsQuerySchema = z
   .strictObject({
-    workflowId: z
-      .string()
+    workflowId: dbText()
       .regex(ID_PATTERN, 'not a workflow id (letters, digits, "_", "." and "-", at most 100)')
       .optional()
       .openapi({ param: { name: 'workflowId', in: 'query' }, example: 'onboarding' }),
