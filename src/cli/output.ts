@@ -88,19 +88,39 @@ export function prettyDestination(
         .toTimeString()
         .slice(0, 8);
       const level = LEVELS[record.level as number] ?? String(record.level);
+      // Values come from requests (a path, a header): one that could end the line or steer the
+      // terminal is written quoted and escaped, so no request can forge a log line.
       const extras = Object.entries(record)
         .filter(([k]) => !SKIP.has(k))
-        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-      let text = `${time} ${level} ${String(record.msg ?? '')}${extras.length ? `  ${extras.join(' ')}` : ''}`;
+        .map(
+          ([k, v]) =>
+            `${k}=${typeof v === 'string' && PLAIN_VALUE.test(v) ? v : escapeForLog(JSON.stringify(v) ?? String(v))}`,
+        );
+      let text = `${time} ${level} ${escapeForLog(String(record.msg ?? ''))}${extras.length ? `  ${extras.join(' ')}` : ''}`;
       const err = record.err as { message?: string; stack?: string } | undefined;
       if (err)
         text +=
           options.stacks && err.stack
-            ? `\n${err.stack}`
-            : `: ${err.message ?? JSON.stringify(err)}`;
+            ? `\n${escapeForLog(err.stack, { keepNewlines: true })}`
+            : `: ${escapeForLog(err.message ?? JSON.stringify(err))}`;
       out.write(`${text}\n`);
     },
   };
+}
+
+/** A value written bare: no space, quote, backslash or control character. */
+const PLAIN_VALUE = /^[^\s"\\\p{Cc}\u2028\u2029]*$/u;
+
+/**
+ * Escape what a terminal or a log reader would act on: C0 and C1 control characters (line breaks,
+ * escape sequences), DEL and the Unicode line separators, as `\uXXXX`.
+ */
+export function escapeForLog(text: string, options: { keepNewlines?: boolean } = {}): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (ch) =>
+    options.keepNewlines && ch === '\n'
+      ? ch
+      : `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export type LogFormat = 'pretty' | 'json';

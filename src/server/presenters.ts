@@ -4,6 +4,7 @@
  * exception is a version's graph, which core serializes for the API in the first place.
  */
 import type { z } from '@hono/zod-openapi';
+import type { StepErrorInfo } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import type { WorkflowRecord, WorkflowVersionRecord } from '../store/control-store.js';
 import type { DataclipRecord, RunRecord, StepRunStatus } from '../store/rows.js';
@@ -19,6 +20,40 @@ import type {
 import { STEP_RUN_STATUSES } from './schemas.js';
 
 type ApiRun = z.infer<typeof RunSchema>;
+
+/**
+ * A step's error as the API shows it. The stack of an error the step's own code threw is the
+ * user's data (their files, their lines) and stays; an error Weft itself raised (`WeftError`:
+ * invalid output, a timeout, a bad edge condition) keeps its message and code but not its stack,
+ * which would only show the server's install paths.
+ */
+export function presentStepError(error: StepErrorInfo | null): StepErrorInfo | null {
+  if (error === null || error.stack === undefined || error.name !== 'WeftError') return error;
+  const { stack: _internal, ...rest } = error;
+  return rest;
+}
+
+/**
+ * Why a run failed, flat: `{ stepKey, name, message, code?, terminal }` — read
+ * `run.error.message`, not `run.error.error.message`. The stored shape nests the step's error
+ * under `error`; that field stays (deprecated) so clients written against it keep working. No
+ * stack here: the step's attempts (`GET /runs/{id}/steps`) carry it.
+ */
+export function presentRunError(error: RunRecord['error']): ApiRun['error'] {
+  if (error === null) return null;
+  const step = error.error;
+  const at = error.stepKey !== undefined ? { stepKey: error.stepKey } : {};
+  if (!step) return { ...at, message: 'The run failed.' };
+  const { stack: _stack, ...plain } = step;
+  return {
+    ...at,
+    name: plain.name,
+    message: plain.message,
+    ...(plain.code !== undefined ? { code: plain.code } : {}),
+    terminal: plain.terminal,
+    error: plain,
+  };
+}
 type ApiWorkflow = z.infer<typeof WorkflowSchema>;
 
 export function presentRun(run: RunRecord): ApiRun {
@@ -34,7 +69,7 @@ export function presentRun(run: RunRecord): ApiRun {
     rerunOf: run.rerunOf,
     rerunFromStep: run.rerunFromStep,
     parentRunId: run.parentRunId,
-    error: run.error,
+    error: presentRunError(run.error),
     createdAt: run.createdAt,
     startedAt: run.startedAt,
     finishedAt: run.finishedAt,
@@ -76,12 +111,12 @@ export function presentStepRun(step: ListedStepRun): z.infer<typeof StepRunSchem
     scopeKey: step.scopeKey,
     iteration: step.iteration,
     statePatch: step.statePatch,
-    error: step.error,
+    error: presentStepError(step.error),
     attempts: step.attempts.map((a) => ({
       number: a.number,
       workerId: a.workerId,
       status: a.status,
-      error: a.error,
+      error: presentStepError(a.error),
       startedAt: a.startedAt,
       finishedAt: a.finishedAt,
       durationMs: durationMs(a.startedAt, a.finishedAt),
@@ -130,7 +165,10 @@ export function presentWorkflowDetail(
     // The serialized graph is core's public form of a version (see GraphSchema), served as
     // stored plus what drawing it needs and would otherwise recompute.
     graph: graph ? withDrawingHints(graph) : null,
-    versions: versions.map((v) => ({ ...presentVersion(v), stepHashes: stepHashes.get(v.id) ?? {} })),
+    versions: versions.map((v) => ({
+      ...presentVersion(v),
+      stepHashes: stepHashes.get(v.id) ?? {},
+    })),
   };
 }
 

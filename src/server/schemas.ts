@@ -245,9 +245,22 @@ export const RunSchema = z
     rerunFromStep: z.string().nullable(),
     parentRunId: z.string().nullable().openapi({ description: 'Set for sub-workflow runs.' }),
     error: z
-      .object({ stepKey: z.string().optional(), error: StepErrorSchema.optional() })
+      .object({
+        stepKey: z.string().optional().openapi({ description: 'The step that failed the run.' }),
+        name: z.string().optional(),
+        message: z.string(),
+        code: z.string().optional(),
+        terminal: z.boolean().optional(),
+        error: StepErrorSchema.optional().openapi({
+          description:
+            'Deprecated: the same error nested (name, message, code, terminal); read the fields above.',
+        }),
+      })
       .nullable()
-      .openapi({ description: 'Why the run failed: the step and its last error.' }),
+      .openapi({
+        description:
+          'Why the run failed: the step and its last error (its stack is in the step’s attempts).',
+      }),
     createdAt: Timestamp,
     startedAt: NullableTimestamp,
     finishedAt: NullableTimestamp,
