@@ -11,6 +11,7 @@ import {
   createBulkRerun,
   processBulkRerunBatch,
   selectBulkRuns,
+  summarizeBulkRerun,
   bulkStoreOf,
 } from '../src/engine/bulk-rerun.js';
 import { Engine } from '../src/engine/engine.js';
@@ -36,6 +37,18 @@ const outage = defineWorkflow<number>('bk-outage')
     calls.c++;
     return { total: x };
   });
+
+let loopBroken = true;
+const loopCalls: number[] = [];
+const looping = defineWorkflow<number[]>('bk-loop').forEach('each', {
+  items: (xs: number[]) => xs,
+  body: (b) =>
+    b.step('sq', { retry: { maxAttempts: 1 } }, (n: number) => {
+      loopCalls.push(n);
+      if (loopBroken && n === 3) throw new Error('three is down');
+      return n * n;
+    }),
+});
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -191,7 +204,7 @@ describe.each(BACKENDS)('bulk reruns are exactly once per run on %s', (backend) 
     engine = await Engine.start({
       stores: db.stores,
       environmentId,
-      workflows: [outage],
+      workflows: [outage, looping as never],
       logger: silentLogger(),
       worker: { pollIntervalMs: 100, concurrency: 8 },
       bulkRerunIntervalMs: false,
@@ -267,6 +280,28 @@ describe.each(BACKENDS)('bulk reruns are exactly once per run on %s', (backend) 
     // Processing again changes nothing.
     expect(await processBulkRerunBatch(db.stores, { workerId: 'live-4' })).toBeUndefined();
     expect((await rerunsOf(sources)).size).toBe(12);
+  });
+
+  it('a loop that failed in iteration k is rerun from that iteration by default', async () => {
+    const env = engine.environmentId;
+    loopBroken = true;
+    const source = (await engine.trigger('bk-loop', [1, 2, 3, 4])).run.id;
+    expect((await engine.waitForRun(source)).status).toBe('failed');
+    const filter = { workflowId: 'bk-loop' };
+    const runs = await selectBulkRuns(db.stores, env, filter);
+    const summary = await summarizeBulkRerun(db.stores, env, { filter }, runs);
+    expect(summary.fromSteps).toEqual([{ fromStep: 'sq[2]', runs: 1 }]);
+    loopBroken = false;
+    loopCalls.length = 0;
+    const bulk = await createBulkRerun(db.stores, env, { filter }, runs);
+    let b = await processBulkRerunBatch(db.stores, { workerId: 'w' });
+    while (b && b.status === 'running')
+      b = await processBulkRerunBatch(db.stores, { workerId: 'w' });
+    const read = (await bulkStoreOf(db.stores).get(env, bulk.id))!;
+    expect(read.bulk).toMatchObject({ status: 'succeeded', done: 1 });
+    const rerun = await engine.waitForRun(read.items[0]!.rerunId!);
+    expect(rerun.status).toBe('succeeded');
+    expect(loopCalls).toEqual([3, 4]); // iterations 0 and 1 kept
   });
 
   it('a run that cannot be rerun is recorded with the reason; the rest go on', async () => {

@@ -20,6 +20,7 @@ import {
   type BulkRerunRecord,
 } from '../store/bulk-rerun-store.js';
 import type { RunRecord, RunStatus } from '../store/rows.js';
+import { firstFailedBodyKey } from '../store/run-reads.js';
 import type { Stores } from '../store/stores.js';
 import type { Logger } from './logger.js';
 import { prepareRerun, type RerunRequest } from './rerun.js';
@@ -120,11 +121,23 @@ export async function selectBulkRuns(
   return selected;
 }
 
-/** The step a run reruns from: the request's, or the step that failed it. */
-function fromStepOf(run: RunRecord, fromStep: string | undefined): string {
+/**
+ * The step a run reruns from: the request's, or the step that failed it — for a loop or parallel
+ * that failed because a body step did, that iteration (`charge[3]`), so the iterations before it
+ * are kept.
+ */
+async function fromStepOf(
+  stores: Stores,
+  run: RunRecord,
+  fromStep: string | undefined,
+): Promise<string> {
   if (fromStep !== undefined) return fromStep;
   const failed = run.error?.stepKey;
-  if (failed) return failed;
+  if (failed) {
+    const loc = stores.runs.locationOf(run.id);
+    const inner = loc && (await firstFailedBodyKey(loc.db, loc.schema, run.id, failed));
+    return inner ?? failed;
+  }
   throw new WeftError(
     'unknown_step',
     `run ${run.id} (${run.status}) has no failed step to rerun from; pass fromStep for the whole action, or rerun it alone with POST /api/v1/runs/${run.id}/rerun.`,
@@ -132,8 +145,13 @@ function fromStepOf(run: RunRecord, fromStep: string | undefined): string {
   );
 }
 
-function requestFor(run: RunRecord, request: BulkRerunRequest, dryRun: boolean): RerunRequest {
-  const r: RerunRequest = { fromStep: fromStepOf(run, request.fromStep), dryRun };
+async function requestFor(
+  stores: Stores,
+  run: RunRecord,
+  request: BulkRerunRequest,
+  dryRun: boolean,
+): Promise<RerunRequest> {
+  const r: RerunRequest = { fromStep: await fromStepOf(stores, run, request.fromStep), dryRun };
   if (request.version !== undefined) r.version = request.version;
   return r;
 }
@@ -156,7 +174,7 @@ export async function summarizeBulkRerun(
   const sample = runs.slice(0, BULK_DRY_RUN_SAMPLE);
   for (const run of sample) {
     try {
-      const req = requestFor(run, request, true);
+      const req = await requestFor(stores, run, request, true);
       const { plan } = await prepareRerun(stores, environmentId, run.id, req);
       fromSteps.set(req.fromStep, (fromSteps.get(req.fromStep) ?? 0) + 1);
       for (const n of plan.nodes) {
@@ -235,7 +253,7 @@ export async function processBulkRerunBatch(
             `run ${runId} is ${source.status} again; only a run that ended can be rerun.`,
           );
         }
-        const req = requestFor(source, request, false);
+        const req = await requestFor(stores, source, request, false);
         fromStep = req.fromStep;
         const prepared = await prepareRerun(stores, bulk.environmentId, runId, req);
         const create = prepared.create!;

@@ -274,3 +274,24 @@ export async function countRunsByStatus(
   );
   return rows.rows.map((r) => ({ status: r.status, n: Number(r.n) }));
 }
+
+/**
+ * The first body step run that failed inside the loop or parallel step run `ownerKey` of a run
+ * (lowest iteration), e.g. `charge[3]`; undefined when none did (or the step has no body). A
+ * bulk rerun starts a failed loop there instead of from its first iteration. Index: the
+ * `unique (run_id, step_key)` range of the run.
+ */
+export async function firstFailedBodyKey(
+  db: Queryable,
+  schema: string,
+  runId: string,
+  ownerKey: string,
+): Promise<string | undefined> {
+  const rows = await db.query<{ step_key: string }>(
+    `select step_key from ${schema}.step_runs
+      where run_id = $1 and scope_key = $2 and status = 'failed'
+      order by iteration, created_at limit 1`,
+    [runId, ownerKey],
+  );
+  return rows.rows[0]?.step_key;
+}
