@@ -7,7 +7,10 @@
  * no WAL, so it holds the lock only for an instant.
  *
  * Failure semantics: a signal is a hint. If the process dies between the commit and the signal,
- * listeners fall back to polling (workers every pollIntervalMs, run waiters every second).
+ * or the database goes away before the signal is sent (it is not retried: the database that would
+ * carry it is the one that failed), listeners fall back to polling (workers every pollIntervalMs,
+ * run waiters every second), and a listener whose LISTEN connection was down catches up when it
+ * comes back (pg-listener.ts: the worker claims and renews its leases at once).
  */
 import type { Executor } from './executor.js';
 
