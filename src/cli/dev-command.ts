@@ -128,6 +128,7 @@ export async function runDev(options: DevOptions): Promise<void> {
         loader,
         sourceText: describeSource(source),
         watching: options.watch,
+        environment: options.environment ?? 'dev',
       }),
     );
   } catch (error) {
@@ -162,6 +163,7 @@ function banner(args: {
   loader: WorkflowLoader;
   sourceText: string;
   watching: boolean;
+  environment: string;
 }): string {
   const { state, loader } = args;
   const workflows = loader.workflows;
@@ -173,7 +175,7 @@ function banner(args: {
     `  Dashboard  ${dashboardSignInLink(state.url, state.apiKey)}   (signs this browser in)`,
     `  API        ${state.url}/api/v1   (docs: ${state.url}/api/docs)`,
     `  API key    ${state.apiKey}   (kept in ${displayPath(args.dataDir)}/dev.json)`,
-    `  Database   ${displayPath(databaseDir(args.dataDir))} (PGlite)`,
+    `  Database   ${displayPath(databaseDir(args.dataDir))} (PGlite), environment default/${args.environment}`,
     `  Workflows  ${workflows.length === 0 ? 'none loaded' : workflows.map((w) => `${w.id} v${w.version}`).join(', ')}`,
     `             from ${args.sourceText}`,
   ];
