@@ -219,6 +219,89 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
     }
   });
 
+  it('property: a rerun from a random iteration ends like a full run and reruns only what it must', async () => {
+    let seed = backend === 'pglite' ? 11 : 29;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let c = 0; c < 6; c++) {
+      const kind = c % 2 === 0 ? 'forEach' : 'parallel';
+      const items = Array.from({ length: 1 + rand(6) }, (_, i) => i * 3 + 1);
+      const depth = 1 + rand(3);
+      const failAt = rand(2) === 0 ? rand(items.length) : -1; // the source fails there
+      let fixed = false;
+      const ran: string[] = [];
+      const body = (b: never) => {
+        let chain = b as unknown as {
+          step: (
+            id: string,
+            o: unknown,
+            fn: (x: number, ctx: { state: Record<string, unknown>; stepKey: string }) => number,
+          ) => typeof chain;
+        };
+        for (let d = 0; d < depth; d++) {
+          chain = chain.step(
+            `p${c}s${d}`,
+            d === 0 ? { retry: { maxAttempts: 1 } } : { after: `p${c}s${d - 1}` },
+            (x, ctx) => {
+              ran.push(ctx.stepKey);
+              if (d === 0 && !fixed && x === items[failAt]) throw new Error('flaky');
+              ctx.state[ctx.stepKey] = x;
+              return x * 7 + d;
+            },
+          );
+        }
+        return chain as never;
+      };
+      const name = `iter-prop-${c}`;
+      let wf = defineWorkflow<number[]>(name) as unknown as Record<
+        string,
+        (...a: unknown[]) => unknown
+      >;
+      wf = wf[kind]!('owner', {
+        items: (xs: number[]) => xs,
+        ...(kind === 'parallel' ? { onBranchFailure: 'collect', concurrency: 2 } : {}),
+        body,
+      }) as typeof wf;
+      wf = wf.step!('after', { after: 'owner' }, (rs: unknown) => rs) as typeof wf;
+      const engine = await startTestEngine(db.stores, [wf as never]);
+      try {
+        const { run: source } = await engine.trigger(name, items);
+        const src = await engine.waitForRun(source.id, { timeoutMs: 30_000 });
+        fixed = true;
+        const reference = (await engine.trigger(name, items)).run.id;
+        const expected = await finalOf(engine, reference);
+        const k = failAt >= 0 && kind === 'forEach' ? rand(failAt + 1) : rand(items.length);
+        const step = `p${c}s${rand(depth)}`;
+        ran.length = 0;
+        const { run, plan } = await rerunRun(db.stores, engine.environmentId, source.id, {
+          fromStep: `${step}[${k}]`,
+        });
+        expect(
+          await finalOf(engine, run!.id),
+          `case ${c}: ${kind} ${JSON.stringify(items)} from ${step}[${k}] (source ${src.status})`,
+        ).toEqual(expected);
+        expect(await stateOf(run!.id)).toEqual(await stateOf(reference));
+        const it = plan.iterations!;
+        const iterationsRun = [
+          ...new Set(ran.map((key) => Number(/\[(\d+)\]$/.exec(key)![1]))),
+        ].sort((a, b) => a - b);
+        if (kind === 'forEach') {
+          expect(it.reuse).toEqual(Array.from({ length: k }, (_, i) => i));
+          expect(iterationsRun).toEqual(Array.from({ length: items.length - k }, (_, i) => k + i));
+        } else {
+          const again = [k, ...(failAt >= 0 && failAt !== k ? [failAt] : [])].sort((a, b) => a - b);
+          expect(it.rerun).toEqual(again);
+          expect(iterationsRun).toEqual(again);
+        }
+        expect(ran.length).toBe(iterationsRun.length * depth);
+      } finally {
+        await engine.stop();
+      }
+    }
+  });
+
   it('422 for an iteration the source did not run, a malformed key, a step with no iterations', async () => {
     const wf = defineWorkflow<number[]>('iter-bad')
       .step('a', (xs) => xs)
