@@ -8,6 +8,7 @@ import { parseDuration } from '../core/retry.js';
 import { ApiClient, resolveConnection } from './api-client.js';
 import { resolveDataDir } from './local-state.js';
 import { CliError, formatDuration, formatTable, formatTime, printJson } from './output.js';
+import { waitsFor, type ApiWaitpoint } from './control-commands.js';
 
 export interface ClientOptions {
   url?: string;
@@ -24,7 +25,12 @@ interface ApiRun {
   trigger?: { kind: string; ref: string | null };
   idempotencyKey?: string | null;
   finalDataclipId?: string | null;
-  error?: { stepKey?: string; error?: { name?: string; message?: string } } | null;
+  error?: {
+    stepKey?: string;
+    name?: string;
+    message?: string;
+    error?: { name?: string; message?: string };
+  } | null;
   createdAt: string;
   startedAt?: string | null;
   finishedAt?: string | null;
@@ -209,11 +215,14 @@ export async function runRunsShow(runId: string, options: ClientOptions): Promis
     api.get<ApiStepRun[] | { data: ApiStepRun[] }>(`/runs/${id}/steps`),
   ]);
   const steps = Array.isArray(stepsBody) ? stepsBody : stepsBody.data;
+  const waiting = (await api.get<{ data: ApiWaitpoint[] }>(`/runs/${id}/waitpoints`)).data.filter(
+    (w) => w.status === 'waiting',
+  );
   const output = run.finalDataclipId
     ? await api.get<ApiDataclip>(`/dataclips/${encodeURIComponent(run.finalDataclipId)}`)
     : undefined;
   if (options.json) {
-    printJson({ run, steps, output: output ? output.body : null });
+    printJson({ run, steps, waitpoints: waiting, output: output ? output.body : null });
     return;
   }
   const lines = [
@@ -232,12 +241,19 @@ export async function runRunsShow(runId: string, options: ClientOptions): Promis
       steps.map((s) => [
         s.stepKey,
         s.reusedFrom ? `${s.status} (reused)` : s.status,
-        `${s.attemptCount}/${s.maxAttempts}`,
+        // control steps (approval, sleep, loops…) have no attempt budget: no "/2147483647"
+        s.maxAttempts >= CONTROL_MAX_ATTEMPTS
+          ? `${s.attemptCount}`
+          : `${s.attemptCount}/${s.maxAttempts}`,
         formatDuration(s.startedAt, s.finishedAt),
         s.error ? oneLine(`${s.error.name ?? 'Error'}: ${s.error.message ?? ''}`) : null,
       ]),
     ),
   );
+  if (waiting.length > 0) {
+    lines.push('', 'Waiting on');
+    for (const w of waiting) lines.push(`  ${w.stepKey} (${w.kind ?? '?'}): ${waitsFor(w)}`);
+  }
   if (output) {
     lines.push(
       '',
@@ -250,9 +266,13 @@ export async function runRunsShow(runId: string, options: ClientOptions): Promis
 }
 
 function describeRunError(error: NonNullable<ApiRun['error']>): string {
-  const e = error.error;
+  // the flat fields (current servers), else the nested error (older ones)
+  const e = error.message !== undefined ? error : error.error;
   return `${error.stepKey ? `step ${error.stepKey}: ` : ''}${e ? `${e.name ?? 'Error'}: ${e.message ?? ''}` : JSON.stringify(error)}`;
 }
+
+/** A control step's attempt budget (PostgreSQL's largest integer: "unbounded"). */
+const CONTROL_MAX_ATTEMPTS = 2_147_483_647;
 
 function oneLine(text: string, max = 80): string {
   const flat = text.replace(/\s+/g, ' ');

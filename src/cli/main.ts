@@ -7,7 +7,12 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { WeftError } from '../core/errors.js';
 import type { runRunsList, runRunsShow, runTrigger } from './api-commands.js';
-import type { runRunsCancel, runRunsResume, runWaitpointsComplete } from './control-commands.js';
+import type {
+  runRunsCancel,
+  runRunsResume,
+  runWaitpointsComplete,
+  runWaitpointsList,
+} from './control-commands.js';
 import type {
   runEnvironmentsCreate,
   runEnvironmentsList,
@@ -325,7 +330,20 @@ export function buildProgram(): Command {
   ).action(async (runId: string, options: Parameters<typeof runRunsResume>[1]) =>
     (await control()).runRunsResume(runId, options),
   );
-  const waitpoints = program.command('waitpoints').description('Complete approvals');
+  const waitpoints = program
+    .command('waitpoints')
+    .description('List what runs wait on; complete approvals');
+  clientOptions(
+    waitpoints
+      .command('list')
+      .description(
+        'Waiting waitpoints (approval tokens, sleeps, child runs) of every waiting run, or of one run',
+      )
+      .option('--run <runId>', 'only this run (its completed waitpoints too with --all)')
+      .option('--all', 'also completed, timed out and canceled waitpoints'),
+  ).action(async (options: Parameters<typeof runWaitpointsList>[0]) =>
+    (await control()).runWaitpointsList(options),
+  );
   clientOptions(
     waitpoints
       .command('complete')
