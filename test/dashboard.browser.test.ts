@@ -146,6 +146,58 @@ describe('dashboard (Chromium against weft dev)', () => {
     }
   });
 
+  it('"From this iteration" reruns one parallel branch and keeps the others', async () => {
+    const run = await trigger('fanout', { items: ['a', 'bb', 'ccc', 'dddd'] });
+    await f.waitForRun(run.id, ['succeeded']);
+    await page.goto(`${f.url}/runs/${run.id}`);
+    await node('rate').and(page.locator('[data-status="succeeded"]')).waitFor();
+    await expect(node('rate').textContent()).resolves.toContain('4/4 done');
+    await node('rate').click();
+    const panel = page.getByTestId('step-panel');
+    await panel.locator('button.iter', { hasText: '[2]' }).click();
+    await panel.getByRole('button', { name: 'From this iteration' }).click();
+    const plan = page.getByTestId('rerun-panel');
+    await expect(plan.getByTestId('plan-iterations').textContent()).resolves.toMatch(
+      /\[0, 1, 3\] kept.*\[2\] run again/,
+    );
+    await plan.getByRole('button', { name: /Start rerun/ }).click();
+    await page.waitForURL((u) => u.pathname.startsWith('/runs/') && !u.pathname.endsWith(run.id));
+    const rerunId = page.url().split('/runs/')[1]!;
+    await page
+      .locator('.run-title [data-testid="status"]', { hasText: 'succeeded' })
+      .waitFor({ timeout: 20_000 });
+    const steps = (
+      await f.api<{ data: Array<{ stepKey: string; reusedFrom: unknown; attempts: unknown[] }> }>(
+        `/api/v1/runs/${rerunId}/steps`,
+      )
+    ).body.data;
+    const byKey = new Map(steps.map((s) => [s.stepKey, s]));
+    expect(byKey.get('rate[2]')?.attempts.length).toBe(1);
+    expect(byKey.get('rate[0]')?.reusedFrom).toMatchObject({ runId: run.id });
+    expect(byKey.get('rate[3]')?.reusedFrom).toMatchObject({ runId: run.id });
+  });
+
+  it('failed runs are rerun in bulk from the runs page: summary first, then progress', async () => {
+    const bad = [
+      await trigger('pipeline', { batch: 'bad' }),
+      await trigger('pipeline', { batch: 'bad' }),
+    ];
+    for (const r of bad) await f.waitForRun(r.id, ['failed']);
+    f.openGate('fixed');
+    await page.goto(`${f.url}/runs?workflowId=pipeline`);
+    await page.getByRole('button', { name: 'Rerun failed runs…' }).click();
+    const bulk = page.getByTestId('bulk-rerun');
+    await expect(bulk.locator('p', { hasText: 'failed runs' }).textContent()).resolves.toMatch(
+      /^2 failed runs.*From: transform \(2\)/,
+    );
+    await bulk.getByRole('button', { name: 'Rerun 2 runs' }).click();
+    await bulk.getByText('2/2 rerun — succeeded').waitFor({ timeout: 30_000 });
+    const links = await bulk.locator('li a').allTextContents();
+    const reruns = links.filter((id) => !bad.some((b) => b.id === id));
+    expect(reruns).toHaveLength(2);
+    for (const id of reruns) await f.waitForRun(id, ['succeeded']);
+  });
+
   it('an approval is completed from its form', async () => {
     const run = await trigger('expense', { amount: 42 });
     await f.waitForRun(run.id, ['waiting', 'running'], 10_000);

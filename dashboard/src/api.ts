@@ -86,8 +86,12 @@ export interface StepRun {
   reusedFrom: string | { runId: string; stepRunId: string } | null;
   error: StepError | null;
   attempts: Attempt[];
-  /** Newer servers: the top-level keys this step set (and removed) in the run state. */
+  /** The top-level keys this step set (and removed) in the run state (absent on older servers). */
   statePatch?: StatePatchView | null;
+  /** The loop or parallel step run whose body holds it, and its iteration / branch index. */
+  scopeKey?: string | null;
+  iteration?: number | null;
+  durationMs?: number | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -102,6 +106,10 @@ export interface GraphNode {
   kind: string;
   hash: string;
   scope?: string;
+  /** Drawing hints: the group (loop / parallel body) it sits in, nesting depth, router branches. */
+  group?: string | null;
+  depth?: number;
+  branches?: string[];
   description?: string;
   maxAttempts: number;
   timeoutMs?: number;
@@ -114,6 +122,8 @@ export interface GraphEdge {
   on: string;
   when?: string;
   branch?: string;
+  /** Drawing hint: `branch` for a router's labelled edge, else `on`. */
+  kind?: 'success' | 'failure' | 'always' | 'timeout' | 'branch';
 }
 
 export interface Graph {
@@ -163,6 +173,41 @@ export interface RerunPlan {
   nodes: PlanNode[];
   counts: { rerun: number; reuse: number; skip: number };
   notes: string[];
+  /** Set when `fromStep` names one iteration or branch (`s[k]`) and the others are kept. */
+  iterations?: {
+    owner: string;
+    kind: 'loop' | 'parallel';
+    target: number;
+    sourceCount: number;
+    reuse: number[];
+    rerun: number[];
+  } | null;
+}
+
+export interface BulkRerunSummary {
+  runs: number;
+  planned: number;
+  steps: Array<{ stepId: string; rerun: number; reuse: number; skip: number }>;
+  fromSteps: Array<{ fromStep: string; runs: number }>;
+  problems: Array<{ runId: string; code: string; message: string }>;
+}
+
+export interface BulkRerun {
+  id: string;
+  status: 'running' | 'succeeded' | 'failed';
+  total: number;
+  done: number;
+  failed: number;
+  runIds: string[];
+  items: Array<{
+    sourceRunId: string;
+    status: 'pending' | 'done' | 'failed';
+    rerunId: string | null;
+    fromStep: string | null;
+    error: { code: string; message: string } | null;
+  }>;
+  createdAt: string;
+  finishedAt: string | null;
 }
 
 export interface Dataclip {

@@ -29,8 +29,10 @@ export const pipeline = defineWorkflow('pipeline', { description: 'Fetch, transf
     ctx.state.fetchedAt = 'batch-' + input.batch;
     return { batch: input.batch, items: [1, 2, 3, 4], gate: input.gate ?? null };
   })
-  .step('transform', { after: 'fetch' }, async (data, ctx) => {
+  .step('transform', { after: 'fetch', retry: { maxAttempts: 1 } }, async (data, ctx) => {
     await gate(data.gate);
+    // A bad batch fails until the "fix" is deployed (the gate file \`fixed\` exists).
+    if (data.batch === 'bad' && !existsSync(GATES + '/fixed')) throw new Error('bad batch: cannot transform');
     ctx.state.transformed = data.items.length;
     return { ...data, doubled: data.items.map((x) => x * 2) };
   })

@@ -247,7 +247,7 @@ function FlowGraphInner({
   const edges = useMemo<Edge[]>(
     () =>
       graph.edges.map((e, i) => {
-        const kind = e.branch ? 'branch' : e.on;
+        const kind = e.kind ?? (e.branch ? 'branch' : e.on);
         const style = EDGE_STYLE[kind] ?? EDGE_STYLE.success!;
         const label = e.branch ?? (e.on !== 'success' ? e.on : e.when ? 'when' : undefined);
         const edge: Edge = {

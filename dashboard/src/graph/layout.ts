@@ -41,11 +41,16 @@ export function warmUpLayout(): void {
   engine();
 }
 
+/** The body a node is drawn in: the server's drawing hint, else its scope. */
+export function groupOf(n: GraphNode): string | undefined {
+  return n.group ?? n.scope ?? undefined;
+}
+
 const GROUP_KINDS = new Set(['forEach', 'times', 'while', 'parallel']);
 
 export function layoutKey(graph: Graph): string {
   return (
-    graph.nodes.map((n) => `${n.id}:${n.scope ?? ''}:${n.kind}`).join('|') +
+    graph.nodes.map((n) => `${n.id}:${groupOf(n) ?? ''}:${n.kind}`).join('|') +
     '#' +
     graph.edges.map((e) => `${e.from}>${e.to}:${e.branch ?? ''}`).join('|')
   );
@@ -104,7 +109,7 @@ export async function layoutGraph(graph: Graph): Promise<Layout> {
   // Big graphs without bodies: a direct layered placement in a few milliseconds (ELK's takes
   // seconds on 1,000 nodes and would keep the page waiting).
   const layout =
-    graph.nodes.length > 300 && !graph.nodes.some((n) => n.scope)
+    graph.nodes.length > 300 && !graph.nodes.some((n) => groupOf(n))
       ? quickLayered(graph)
       : await computeLayout(graph);
   cachePut(key, layout);
@@ -113,7 +118,7 @@ export async function layoutGraph(graph: Graph): Promise<Layout> {
 
 async function computeLayout(graph: Graph): Promise<Layout> {
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
-  const owners = new Set(graph.nodes.filter((n) => n.scope).map((n) => n.scope!));
+  const owners = new Set(graph.nodes.map(groupOf).filter((g): g is string => !!g));
   const big = graph.nodes.length > 300;
   const elkNodes = new Map<string, ElkNode>();
   for (const n of graph.nodes) {
@@ -155,7 +160,8 @@ async function computeLayout(graph: Graph): Promise<Layout> {
   };
   for (const n of graph.nodes) {
     const node = elkNodes.get(n.id)!;
-    const parent = n.scope ? elkNodes.get(n.scope) : undefined;
+    const group = groupOf(n);
+    const parent = group ? elkNodes.get(group) : undefined;
     (parent?.children ?? root.children!).push(node);
   }
   root.edges = graph.edges

@@ -181,6 +181,19 @@ export function RerunPanel({
             <span className="badge fate-reuse">{plan.data.counts.reuse} reused</span>
             <span className="badge fate-skip">{plan.data.counts.skip} skipped</span>
           </div>
+          {plan.data.iterations ? (
+            <div className="note" data-testid="plan-iterations">
+              {plan.data.iterations.kind === 'loop' ? 'Loop' : 'Parallel'}{' '}
+              <code>{plan.data.iterations.owner}</code>: of {plan.data.iterations.sourceCount}{' '}
+              {plan.data.iterations.kind === 'loop' ? 'iterations' : 'branches'},{' '}
+              {plan.data.iterations.reuse.length ? (
+                <>[{plan.data.iterations.reuse.join(', ')}] kept, </>
+              ) : null}
+              [{plan.data.iterations.rerun.join(', ')}] run again
+              {plan.data.iterations.kind === 'loop' ? ' (and any later ones the loop reaches)' : ''}
+              .
+            </div>
+          ) : null}
           {plan.data.notes.map((n) => (
             <p key={n} className="note">
               {n}

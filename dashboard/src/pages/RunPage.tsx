@@ -30,6 +30,7 @@ import {
 import { FlowGraph } from '../graph/FlowGraph';
 import { followRunEvents } from '../sse';
 import { Legend } from './WorkflowsPage';
+import { RerunCompare } from './RerunCompare';
 import { planToOverlays, RerunPanel, usePlan, type RerunRequestView } from './RerunPanel';
 import { statusOverlays } from './runModel';
 import { StepPanel } from './StepPanel';
@@ -209,6 +210,7 @@ export function RunPage({ id }: { id: string }) {
           }}
         />
       ) : null}
+      {r.rerunOf && steps.data ? <RerunCompare run={r} steps={steps.data.data} /> : null}
       <RunData run={r} />
     </div>
   );

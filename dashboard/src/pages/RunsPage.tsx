@@ -4,7 +4,7 @@
  * Trigger kind is filtered here on the loaded pages (the list route filters by the others).
  */
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
-import { useMemo } from 'react';
+import { useMemo, useState } from 'react';
 import { Link, useLocation, useSearch } from 'wouter';
 import {
   ACTIVE_RUN_STATUSES,
@@ -16,6 +16,7 @@ import {
   type Run,
   type Workflow,
 } from '../api';
+import { BulkRerunPanel } from './BulkRerunPanel';
 import { Duration, Empty, ErrorBox, Loading, RunLink, StatusBadge, Time } from '../components/ui';
 
 const PAGE = 25;
@@ -71,6 +72,7 @@ export function RunsPage() {
     retry: false,
   });
 
+  const [bulk, setBulk] = useState(false);
   const rows = (runs.data?.pages.flatMap((p) => p.data) ?? []).filter(
     (r) => !trigger || r.trigger.kind === trigger,
   );
@@ -165,6 +167,24 @@ export function RunsPage() {
           </button>
         ) : null}
       </form>
+      {workflowId && !bulk ? (
+        <div className="row">
+          <button type="button" onClick={() => setBulk(true)}>
+            Rerun failed runs…
+          </button>
+          <span className="muted small">
+            every failed run of {workflowId}
+            {from || to ? ' in this time range' : ''}, each from the step that failed it — with a
+            dry run first
+          </span>
+        </div>
+      ) : null}
+      {workflowId && bulk ? (
+        <BulkRerunPanel
+          filter={{ workflowId, createdFrom: toIso(from), createdTo: toIso(to) }}
+          onClose={() => setBulk(false)}
+        />
+      ) : null}
       {counts.error && !isMissingRoute(counts.error) ? (
         <ErrorBox error={counts.error} what="counts" />
       ) : null}
