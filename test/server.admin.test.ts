@@ -332,6 +332,22 @@ describe.each(BACKENDS)('operations API on %s', (backend) => {
         expect(status).toBe(401);
         // Well inside the cache TTL (5 s): the notification did it, not the expiry.
         expect(tookMs).toBeLessThan(1_000);
+
+        // A pause reaches the other process's (cached) environment the same way: what its
+        // worker reads before each claim.
+        expect((await other.control.getEnvironment(f.environmentId))?.paused).toBe(false);
+        const pausedAt = performance.now();
+        expect((await patch(`/api/v1/environments/${envName}`, { paused: true })).status).toBe(200);
+        let paused = false;
+        while (!paused && performance.now() - pausedAt < 5_000) {
+          paused = (await other.control.getEnvironment(f.environmentId))?.paused ?? false;
+          if (!paused) await sleep(5);
+        }
+        const pauseMs = performance.now() - pausedAt;
+        console.log(`pause seen by the other process after ${pauseMs.toFixed(1)} ms`);
+        expect(paused).toBe(true);
+        expect(pauseMs).toBeLessThan(1_000);
+        await patch(`/api/v1/environments/${envName}`, { paused: false });
       } finally {
         await other.close();
       }
