@@ -86,6 +86,21 @@ describe('weft dev', () => {
     expect(out).toContain('greet v1');
   });
 
+  it('every page the banner links answers (the /api/v1 link was a 404)', async () => {
+    const state = JSON.parse(readFileSync(join(dataDir, 'dev.json'), 'utf8')) as {
+      url: string;
+      apiKey: string;
+    };
+    const banner = dev.stdout().split('Try it:')[0]!;
+    const links = [...banner.matchAll(/https?:\/\/[^\s#)]+/g)].map((m) => m[0]);
+    expect(links.length).toBeGreaterThan(1);
+    for (const link of links) {
+      const res = await fetch(link, { headers: { authorization: `Bearer ${state.apiKey}` } });
+      await res.arrayBuffer();
+      expect({ link, status: res.status }).toEqual({ link, status: 200 });
+    }
+  });
+
   it('runs a workflow triggered with `weft trigger`, shown by `weft runs show` and `weft runs list`', async () => {
     const run = await trigger('Ada');
     expect(run).toMatchObject({ status: 'succeeded', output: { greeting: 'Hello, Ada!' } });

@@ -114,6 +114,6 @@ describe('escapeForLog', () => {
     expect(escapeForLog('a\nb\r\u0000\u001b\u007f\u009b\u2028\u2029é🙂')).toBe(
       'a\\u000ab\\u000d\\u0000\\u001b\\u007f\\u009b\\u2028\\u2029é🙂',
     );
-    expect(escapeForLog('line\nnext', { keepNewlines: true })).toBe('line\nnext');
+    expect(escapeForLog('line\nnext', { keepNewlines: true })).toBe('line\n    next');
   });
 });

@@ -173,7 +173,8 @@ function banner(args: {
     '  Weft dev server is ready',
     '',
     `  Dashboard  ${dashboardSignInLink(state.url, state.apiKey)}   (signs this browser in)`,
-    `  API        ${state.url}/api/v1   (docs: ${state.url}/api/docs)`,
+    // A page that answers (GET /api/v1 itself is no route; the docs list every route under it).
+    `  API docs   ${state.url}/api/docs   (every route is under /api/v1; OpenAPI: ${state.url}/api/openapi.json)`,
     `  API key    ${state.apiKey}   (kept in ${displayPath(args.dataDir)}/dev.json)`,
     `  Database   ${displayPath(databaseDir(args.dataDir))} (PGlite), environment default/${args.environment}`,
     `  Workflows  ${workflows.length === 0 ? 'none loaded' : workflows.map((w) => `${w.id} v${w.version}`).join(', ')}`,

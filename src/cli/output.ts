@@ -96,13 +96,13 @@ export function prettyDestination(
           ([k, v]) =>
             `${k}=${typeof v === 'string' && PLAIN_VALUE.test(v) ? v : escapeForLog(JSON.stringify(v) ?? String(v))}`,
         );
-      let text = `${time} ${level} ${escapeForLog(String(record.msg ?? ''))}${extras.length ? `  ${extras.join(' ')}` : ''}`;
+      let text = `${time} ${level} ${escapeForLog(String(record.msg ?? ''), { keepNewlines: true })}${extras.length ? `  ${extras.join(' ')}` : ''}`;
       const err = record.err as { message?: string; stack?: string } | undefined;
       if (err)
         text +=
           options.stacks && err.stack
             ? `\n${escapeForLog(err.stack, { keepNewlines: true })}`
-            : `: ${escapeForLog(err.message ?? JSON.stringify(err))}`;
+            : `: ${escapeForLog(err.message ?? JSON.stringify(err), { keepNewlines: true })}`;
       out.write(`${text}\n`);
     },
   };
@@ -113,12 +113,14 @@ const PLAIN_VALUE = /^[^\s"\\\p{Cc}\u2028\u2029]*$/u;
 
 /**
  * Escape what a terminal or a log reader would act on: C0 and C1 control characters (line breaks,
- * escape sequences), DEL and the Unicode line separators, as `\uXXXX`.
+ * escape sequences), DEL and the Unicode line separators, as `\uXXXX`. With `keepNewlines` (a
+ * message or stack that is multi-line by nature, like a compiler's code frame), a `\n` stays but
+ * the next line is indented, so it can never read as a log line of its own.
  */
 export function escapeForLog(text: string, options: { keepNewlines?: boolean } = {}): string {
   return text.replace(/[\p{Cc}\u2028\u2029]/gu, (ch) =>
     options.keepNewlines && ch === '\n'
-      ? ch
+      ? '\n    '
       : `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }
