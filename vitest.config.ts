@@ -1,8 +1,11 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // The chaos and fuzz suites (test/faults) run on their own: `npm run test:faults` sets
+    // WEFT_FAULTS=1 (CI runs it after `npm test`, see the verify script).
+    exclude: [...configDefaults.exclude, ...(process.env.WEFT_FAULTS ? [] : ['test/faults/**'])],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Each file opens its own databases; two cores, so keep the pool small.
