@@ -39,6 +39,8 @@ export class PgListener {
   private failures = 0;
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A reconnection attempt is running (its timer already fired). */
+  private reconnecting = false;
   private pingTimer: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
   private closed = false;
@@ -84,6 +86,8 @@ export class PgListener {
     set.add(sub);
     if (this.state === 'idle') {
       this.connecting ??= this.firstConnect();
+    } else if (this.state === 'down') {
+      this.scheduleReconnect(); // no-op when a retry is already scheduled or running
     }
     if (this.connecting) await this.connecting;
     await this.syncChannels();
@@ -122,7 +126,12 @@ export class PgListener {
       this.state = 'connected';
       this.since = Date.now();
     } catch (error) {
-      this.wentDown(error, 'the LISTEN connection could not be opened');
+      // Everyone unsubscribed (or the executor closed) while it connected: nothing is down.
+      if (this.closed || this.channels.size === 0) {
+        if (!this.closed) this.state = 'idle';
+      } else {
+        this.wentDown(error, 'the LISTEN connection could not be opened');
+      }
     } finally {
       this.connecting = undefined;
     }
@@ -231,7 +240,7 @@ export class PgListener {
   }
 
   private scheduleReconnect(): void {
-    if (this.timer || this.closed || this.channels.size === 0) return;
+    if (this.timer || this.reconnecting || this.closed || this.channels.size === 0) return;
     const exp = Math.min(
       LISTEN_RETRY_CAP_MS,
       LISTEN_RETRY_BASE_MS * 2 ** Math.min(this.failures, 16),
@@ -246,14 +255,18 @@ export class PgListener {
 
   private async reconnect(): Promise<void> {
     if (this.closed || this.state !== 'down' || this.channels.size === 0) return;
+    this.reconnecting = true;
     try {
       await this.connectOnce();
     } catch (error) {
+      this.reconnecting = false;
       this.failures++;
       this.lastError = error instanceof Error ? error.message : String(error);
-      this.scheduleReconnect();
+      if (this.state === 'down') this.scheduleReconnect();
       return;
     }
+    this.reconnecting = false;
+    if (this.state !== 'down') return; // shut down meanwhile (connectOnce saw no channels)
     const downMs = Date.now() - this.since;
     this.state = 'connected';
     this.since = Date.now();
