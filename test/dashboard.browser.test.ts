@@ -96,6 +96,12 @@ describe('dashboard (Chromium against weft dev)', () => {
     await expect(output.textContent()).resolves.toContain('doubled');
     await panel.getByRole('tab', { name: /Input/ }).click();
     await expect(panel.getByTestId('dataclip-input').textContent()).resolves.toContain('items');
+    // The keyboard gets there too: a focused node and Enter, or the step picker.
+    await page.locator('.react-flow__node[data-id="load"]').focus();
+    await page.keyboard.press('Enter');
+    await panel.getByRole('heading', { name: 'load' }).waitFor();
+    await page.getByLabel('Select a step').selectOption('fetch');
+    await panel.getByRole('heading', { name: 'fetch' }).waitFor();
   });
 
   it('"Run from here" on a middle step shows the plan, starts the rerun, and the rerun reuses the upstream step', async () => {

@@ -14,6 +14,7 @@ import {
   Position,
   ReactFlow,
   ReactFlowProvider,
+  useReactFlow,
   type Edge,
   type Node,
   type NodeProps,
@@ -21,7 +22,7 @@ import {
 import '@xyflow/react/dist/style.css';
 import { memo, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import type { Fate, Graph, GraphNode } from '../api';
-import { layoutGraph, layoutKey, type Layout } from './layout';
+import { groupOf, layoutGraph, layoutKey, type Layout } from './layout';
 
 export interface NodeOverlay {
   /** A step run status, or `reused` for a step a rerun took from its source. */
@@ -283,6 +284,26 @@ function FlowGraphInner({
     return Math.round(Math.min(height, Math.max(220, l.height * zoom + 90)));
   }, [layout, height, width]);
 
+  const flow = useReactFlow();
+  /** Keyboard and big graphs: pick a step by name; the view moves to it. */
+  const jump = (id: string) => {
+    onSelect?.(id);
+    const placed = layout?.layout.nodes.find((p) => p.node.id === id);
+    if (!placed) return;
+    let { x, y } = placed;
+    for (let parent = placed.parent; parent;) {
+      const owner = layout!.layout.nodes.find((p) => p.node.id === parent);
+      if (!owner) break;
+      x += owner.x;
+      y += owner.y;
+      parent = owner.parent;
+    }
+    void flow.setCenter(x + placed.width / 2, y + placed.height / 2, {
+      zoom: Math.max(flow.getZoom(), 0.8),
+      duration: 300,
+    });
+  };
+
   if (error) return <div className="error-box">The graph could not be laid out: {error}</div>;
   if (!layout)
     return (
@@ -298,6 +319,23 @@ function FlowGraphInner({
       data-testid="graph"
       data-nodes={graph.nodes.length}
     >
+      {onSelect ? (
+        <label className="jump">
+          <span className="sr-only">Select a step</span>
+          <select
+            value={selected ?? ''}
+            onChange={(e) => (e.target.value ? jump(e.target.value) : onSelect(null))}
+          >
+            <option value="">Select a step…</option>
+            {graph.nodes.map((n) => (
+              <option key={n.id} value={n.id}>
+                {n.id}
+                {groupOf(n) ? ` (in ${groupOf(n)})` : ''}
+              </option>
+            ))}
+          </select>
+        </label>
+      ) : null}
       <ReactFlow
         nodes={nodes}
         edges={edges}
@@ -314,6 +352,11 @@ function FlowGraphInner({
         nodesConnectable={false}
         elementsSelectable
         onNodeClick={(_, node) => onSelect?.(node.id)}
+        // Enter or Space on a focused node (Tab moves between nodes) selects it like a click.
+        onNodesChange={(changes) => {
+          const picked = changes.find((c) => c.type === 'select' && c.selected);
+          if (picked && picked.type === 'select') onSelect?.(picked.id);
+        }}
         onPaneClick={() => onSelect?.(null)}
       >
         <Background gap={20} size={1} />

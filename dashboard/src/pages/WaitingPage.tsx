@@ -4,11 +4,14 @@
  * with a link.
  */
 import { useQueries, useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
 import { api, type Run, type Waitpoint } from '../api';
 import { ApprovalForm } from '../components/ApprovalForm';
 import { Empty, ErrorBox, Loading, RunLink, StatusBadge, Time } from '../components/ui';
 
 export function WaitingPage() {
+  // Approvals completed here stay on the page (with their confirmation) until the next visit.
+  const [completed, setCompleted] = useState<Map<string, Waitpoint>>(new Map());
   const runs = useQuery({
     queryKey: ['waiting', 'runs'],
     queryFn: () =>
@@ -25,7 +28,9 @@ export function WaitingPage() {
   if (runs.isPending) return <Loading what="waiting runs" />;
   if (runs.error) return <ErrorBox error={runs.error} what="waiting runs" />;
   const open = waits.flatMap((q) => (q.data?.data ?? []).filter((w) => w.status === 'waiting'));
-  const approvals = open.filter((w) => w.kind === 'approval');
+  const approvals = open.filter((w) => w.kind === 'approval' && !completed.has(w.token));
+  approvals.push(...completed.values());
+  approvals.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   const others = open.filter((w) => w.kind !== 'approval');
   const byRun = new Map((runs.data.data ?? []).map((r) => [r.id, r]));
   return (
@@ -55,7 +60,10 @@ export function WaitingPage() {
                   </>
                 ) : null}
               </p>
-              <ApprovalForm waitpoint={w} />
+              <ApprovalForm
+                waitpoint={w}
+                onDone={() => setCompleted((m) => new Map(m).set(w.token, w))}
+              />
             </div>
           ))}
         </div>
