@@ -1,5 +1,5 @@
 /**
- * How long the rerun planner takes on 1,000-node graphs (RERUN.md: "well under 50 ms"). Prints one
+ * How long the rerun planner takes on 1,000-node graphs (docs/rerun.md: "well under 50 ms"). Prints one
  * JSON line: median and p95 over repeated runs, for a chain (rerun the last step, and the first)
  * and for a random layered DAG with some changed steps.
  *

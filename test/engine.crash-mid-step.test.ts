@@ -3,7 +3,7 @@
  * random moments while they run steps, or lose their database sessions (`pg_terminate_backend`),
  * and are restarted; the test process triggers, reaps and checks the rows.
  *
- * What must hold at the end (SEMANTICS.md, "Steps"): every run succeeds; each step run has
+ * What must hold at the end (docs/semantics.md, "Steps"): every run succeeds; each step run has
  * exactly one `succeeded` attempt and exactly one `output` dataclip, and it is that attempt's;
  * every attempt a crash interrupted is `lost` — and no other attempt is (a live worker keeps its
  * leases); attempts = succeeded + lost.

@@ -1,5 +1,5 @@
 /**
- * "maxAttempts: 3 means at most three starts of the code, whatever crashes happen" (SEMANTICS.md),
+ * "maxAttempts: 3 means at most three starts of the code, whatever crashes happen" (docs/semantics.md),
  * with real processes on PostgreSQL: the step `boom` kills its own worker process (SIGKILL) each
  * time it starts, after recording the start through a separate connection. Whoever restarts the
  * worker, however often, the code starts exactly three times; the reaper marks each attempt

@@ -1,6 +1,6 @@
 /**
  * "A worker whose lease expired (paused, partitioned, slow) cannot commit; its late commit is
- * rejected and logged" (SEMANTICS.md), with real processes on PostgreSQL.
+ * rejected and logged" (docs/semantics.md), with real processes on PostgreSQL.
  *
  * Worker A runs attempt 1 of `slow` and is frozen mid-step (SIGSTOP). Its lease expires, the
  * reaper marks the attempt `lost` and requeues the step, worker B runs attempt 2. Then A is

@@ -1,5 +1,5 @@
 /**
- * Rerun from one loop iteration or one parallel branch (`fromStep: 's[k]'`, RERUN.md): a loop
+ * Rerun from one loop iteration or one parallel branch (`fromStep: 's[k]'`, docs/rerun.md): a loop
  * restarts from iteration k and keeps the iterations before it; a parallel reruns only the
  * targeted branch (and branches that did not succeed) and what depends on it. Each case checks
  * which user code ran again, the final output, the run state, and the reused rows.

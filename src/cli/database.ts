@@ -1,6 +1,6 @@
 /**
  * Which database a command talks to: a server named by `DATABASE_URL` (plus an optional
- * `RUN_OPS_DATABASE_URL` for the run-ops split, see SCALE.md), or the PGlite folder of `weft dev`.
+ * `RUN_OPS_DATABASE_URL` for the run-ops split, see docs/scale.md), or the PGlite folder of `weft dev`.
  * Opening goes through src/store/stores.ts; the CLI never touches a driver.
  */
 import { parseDuration } from '../core/retry.js';

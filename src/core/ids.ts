@@ -1,6 +1,6 @@
 /**
  * Ids. A run-scoped id is `<prefix>_<tag><time><random>`: `tag` names the run location (2 chars,
- * see SCALE.md), `time` is 10 Crockford base32 chars of milliseconds, `random` is 16 chars.
+ * see docs/scale.md), `time` is 10 Crockford base32 chars of milliseconds, `random` is 16 chars.
  * Within one process ids are strictly increasing (the random part is incremented inside a
  * millisecond), so `(created_at, id)` order and id order agree within a location.
  *

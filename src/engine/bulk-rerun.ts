@@ -1,5 +1,5 @@
 /**
- * Bulk reruns: recovery after an outage (RERUN.md, issue 10). Select runs by a filter (every failed
+ * Bulk reruns: recovery after an outage (docs/rerun.md, issue 10). Select runs by a filter (every failed
  * run of a workflow since a time), show what rerunning them would do (a dry-run summary: how many
  * runs, which steps rerun, what is reused), then rerun each from its failed step (or a given one)
  * as one tracked action.

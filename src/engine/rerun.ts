@@ -1,5 +1,5 @@
 /**
- * Rerun a run from a step (RERUN.md): plan with the pure planner, check that every reused result
+ * Rerun a run from a step (docs/rerun.md): plan with the pure planner, check that every reused result
  * the rerun needs is still there, then create the new run in one statement. The new run reuses
  * unchanged results by reference and runs only its restart scope; workers pick it up like any run.
  *
@@ -330,7 +330,7 @@ export function materialize(
 
 /**
  * Whether the edge from a reused parent to a rerun step arrives live. Decisions outside the
- * restart scope are kept (RERUN.md), so an edge unchanged since the source keeps its source
+ * restart scope are kept (docs/rerun.md), so an edge unchanged since the source keeps its source
  * outcome. A new or changed unconditional edge follows the parent's outcome (it succeeded); a
  * new or changed conditional edge would need the parent's output evaluated by code this process
  * may not hold, so it is refused with the fix.

@@ -1,5 +1,5 @@
 /**
- * The scheduler fires runs of workflows on cron schedules (SEMANTICS.md, Cron firing and Cron
+ * The scheduler fires runs of workflows on cron schedules (docs/semantics.md, Cron firing and Cron
  * input). Each engine runs one for its environment, next to the reaper; any number of engines
  * may run it against one database.
  *

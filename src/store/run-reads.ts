@@ -114,7 +114,7 @@ function topKeyOf(step: ListedStepRun, byKey: ReadonlyMap<string, ListedStepRun>
 
 /**
  * A run's step runs as one whole run. A rerun writes rows only for what it reruns and what it
- * must (RERUN.md); every other step keeps its result in an earlier run of the lineage. Those are
+ * must (docs/rerun.md); every other step keeps its result in an earlier run of the lineage. Those are
  * listed too, `inherited` and `reusedFrom` that run's row, following `rerun_of` the way
  * RunStore.loadLineageSteps does (a step skipped by untilStep on the way is not taken from an
  * older run). A body row of an older run is listed when its top-level owner is listed as reused.

@@ -1,7 +1,7 @@
 /**
  * Opening the stores: executors for the control plane and run-ops databases, migrations, and the
  * ControlStore / RunStore over them. One database by default (no extra cost); a separate run-ops
- * database when configured (SCALE.md), guarded by the distinct-database sentinel.
+ * database when configured (docs/scale.md), guarded by the distinct-database sentinel.
  */
 import { assertLocationTag } from '../core/ids.js';
 import { WeftError } from '../core/errors.js';

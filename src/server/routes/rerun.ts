@@ -1,5 +1,5 @@
 /**
- * Rerun a run from a step over HTTP (RERUN.md): `POST /api/v1/runs/{runId}/rerun`. The work is
+ * Rerun a run from a step over HTTP (docs/rerun.md): `POST /api/v1/runs/{runId}/rerun`. The work is
  * engine/rerun.ts's; this module maps the body, documents the plan, and answers unknown ids with
  * messages that say where valid ones come from.
  */
