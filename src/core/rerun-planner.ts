@@ -1,5 +1,5 @@
 /**
- * The rerun planner (RERUN.md): given what a source run recorded and the graph a rerun will use,
+ * The rerun planner (docs/rerun.md): given what a source run recorded and the graph a rerun will use,
  * decide for every node whether it reruns, is reused by reference, or is skipped — and why.
  * Pure: no IO, no clock. The engine loads the inputs, the store writes the result.
  *
@@ -14,7 +14,7 @@
  * Loops and parallels are planned as one unit with their body (a body node shares its owner's
  * fate): if the owner is in scope the whole loop reruns from iteration 0; targeting a body step
  * (`s`) targets its top-level owner. Targeting one iteration or branch (`s[3]`, or `loop[3]` on
- * the owner itself) keeps the source's results for the rest (RERUN.md): a loop restarts from
+ * the owner itself) keeps the source's results for the rest (docs/rerun.md): a loop restarts from
  * iteration 3 and reuses 0–2; a parallel reruns branch 3 (and any branch that did not succeed)
  * and reuses the others. That needs the owner's own input to be unchanged: when the owner is
  * dirty for another reason (changed definition, an upstream step reruns), it restarts from

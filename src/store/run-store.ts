@@ -1,7 +1,7 @@
 /**
  * The run store: runs, step runs, attempts, dataclips and events across run locations.
  *
- * Routing (SCALE.md): a run-scoped id names its location tag, so any read or write by id touches
+ * Routing (docs/scale.md): a run-scoped id names its location tag, so any read or write by id touches
  * exactly one location with no lookup. A well-formed id with an unknown tag goes to the default
  * (legacy) location; a malformed id is "not found". Reads by predicate (list) ask every location
  * and merge.
