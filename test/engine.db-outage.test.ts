@@ -11,6 +11,7 @@
  * PostgreSQL only by nature (PGlite runs in-process and cannot be restarted under a worker).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -247,6 +248,47 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
       await admin.query(`alter database weft_outage allow_connections true`).catch(() => {});
       await admin.close();
       await engine.stop();
+    }
+  });
+
+  it('a LISTEN connection cut without a reset (a partition) is noticed by its ping and replaced', async () => {
+    // A TCP proxy in front of the cluster: `blackhole()` stops forwarding on the connections open
+    // now, without closing them — what a partition or a dead host looks like to the client.
+    const pairs: Array<{ client: Socket; server: Socket; dead: boolean }> = [];
+    const proxy = createServer((client) => {
+      const server = connect(cluster.port, '127.0.0.1');
+      const pair = { client, server, dead: false };
+      pairs.push(pair);
+      client.on('data', (d) => void (pair.dead || server.write(d)));
+      server.on('data', (d) => void (pair.dead || client.write(d)));
+      const close = () => (client.destroy(), server.destroy());
+      client.on('error', close).on('close', close);
+      server.on('error', close).on('close', close);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as { port: number }).port;
+    const proxied = createPgExecutor({
+      connectionString: `postgres://postgres@127.0.0.1:${port}/weft_outage`,
+      max: 1,
+      listenerPing: { everyMs: 200, timeoutMs: 400 },
+    });
+    const got: string[] = [];
+    const reconnected = deferred();
+    try {
+      await proxied.listen('weft_outage_ping', (p) => got.push(p), {
+        onReconnect: () => reconnected.resolve(),
+      });
+      expect(proxied.listenerHealth?.().state).toBe('connected');
+      for (const pair of pairs) pair.dead = true; // every connection open now goes silent
+      await within(reconnected.promise, 5_000, 'the silent connection was not replaced');
+      expect(proxied.listenerHealth?.()).toMatchObject({ state: 'connected', reconnects: 1 });
+      // and the new connection LISTENs again
+      await executor.query(`select pg_notify('weft_outage_ping', 'after')`);
+      expect(await until(() => got.includes('after'), 3_000)).toBe(true);
+    } finally {
+      await proxied.close();
+      for (const pair of pairs) pair.client.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 

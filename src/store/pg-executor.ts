@@ -10,6 +10,8 @@ export interface PgExecutorOptions {
   applicationName?: string;
   /** Where the LISTEN connection reports going down and coming back (once per change). */
   logger?: ExecutorLogger;
+  /** How often the LISTEN connection is pinged, and how long a ping may take. Default 15 s, 10 s. */
+  listenerPing?: { everyMs: number; timeoutMs: number };
 }
 
 /**
@@ -45,6 +47,7 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
     options.connectionString,
     `${options.applicationName ?? 'weft'}-listen`,
     options.logger,
+    options.listenerPing,
   );
 
   const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {

@@ -51,6 +51,10 @@ export class PgListener {
     private readonly connectionString: string,
     private readonly applicationName: string,
     private readonly logger: ExecutorLogger | undefined,
+    private readonly ping: { everyMs: number; timeoutMs: number } = {
+      everyMs: LISTEN_PING_EVERY_MS,
+      timeoutMs: LISTEN_PING_TIMEOUT_MS,
+    },
   ) {}
 
   health(): ListenerHealth {
@@ -178,14 +182,14 @@ export class PgListener {
         c.query('select 1'),
         new Promise((_, reject) => {
           timeout = setTimeout(
-            () => reject(new Error(`no answer to a ping within ${LISTEN_PING_TIMEOUT_MS} ms`)),
-            LISTEN_PING_TIMEOUT_MS,
+            () => reject(new Error(`no answer to a ping within ${this.ping.timeoutMs} ms`)),
+            this.ping.timeoutMs,
           );
         }),
       ])
         .catch((error: unknown) => this.lost(c, error))
         .finally(() => clearTimeout(timeout));
-    }, LISTEN_PING_EVERY_MS);
+    }, this.ping.everyMs);
     this.pingTimer.unref();
   }
 
