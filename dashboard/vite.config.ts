@@ -36,8 +36,6 @@ export default defineConfig({
       },
     },
   },
-  // The elk layout worker: a module worker, like the page.
-  worker: { format: 'es' },
   server: {
     // `npx vite --config dashboard/vite.config.ts` for hot reload against a running `weft dev`.
     proxy: { '/api': 'http://127.0.0.1:3700', '/hooks': 'http://127.0.0.1:3700' },

@@ -4,7 +4,9 @@
  * places a body inside its owner, and React Flow draws the owner as a group around it.
  */
 import ELK, { type ElkExtendedEdge, type ElkNode } from 'elkjs/lib/elk-api.js';
-import ElkWorker from 'elkjs/lib/elk-worker.min.js?worker';
+// The worker script as a plain hashed asset: it is minified already, and bundling it again cost
+// most of the build's time.
+import elkWorkerUrl from 'elkjs/lib/elk-worker.min.js?url';
 import type { Graph, GraphNode } from '../api';
 
 export const NODE_WIDTH = 188;
@@ -29,7 +31,7 @@ export interface Layout {
 
 let elk: InstanceType<typeof ELK> | undefined;
 function engine(): InstanceType<typeof ELK> {
-  elk ??= new ELK({ workerFactory: () => new ElkWorker() });
+  elk ??= new ELK({ workerFactory: () => new Worker(elkWorkerUrl) });
   return elk;
 }
 
