@@ -68,11 +68,13 @@ export interface WorkerOptions {
   metrics?: MetricsRegistry;
   /**
    * Fault points for tests: called at named moments with the claim; throwing or killing the
-   * process there simulates a crash at that exact point.
+   * process there simulates a crash at that exact point. `afterCommitBeforeAck` runs when a
+   * commit try has committed, before the worker reads its reply: throwing a connection error there
+   * is a commit whose acknowledgement was lost (the worker retries it, fenced).
    */
   faults?: Partial<
     Record<
-      'beforeExecute' | 'beforeCommit' | 'afterCommit',
+      'beforeExecute' | 'beforeCommit' | 'afterCommit' | 'afterCommitBeforeAck',
       (claim: ClaimedStep) => void | Promise<void>
     >
   >;
@@ -121,6 +123,13 @@ export class Worker {
     this.concurrency = options.concurrency ?? 10;
     this.leaseMs = options.leaseMs ?? 30_000;
     this.heartbeatMs = options.heartbeatMs ?? Math.max(10, Math.floor(this.leaseMs / 3));
+    // Renewing no sooner than the lease runs out would lose every lease of a step that runs
+    // longer than it (the CLI asks for at most half; the SDK refuses only what cannot work).
+    if (!(this.leaseMs > 0) || !(this.heartbeatMs > 0) || this.heartbeatMs >= this.leaseMs)
+      throw new WeftError(
+        'invalid_config',
+        `worker heartbeatMs (${this.heartbeatMs}) must be above 0 and well below leaseMs (${this.leaseMs}); a third of the lease is the default.`,
+      );
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 30_000;
     this.metrics = engineMetrics(options.metrics);
@@ -466,6 +475,7 @@ export class Worker {
     for (let failures = 0; ;) {
       try {
         const result = await this.committer.commit(claim, payload);
+        await this.options.faults?.afterCommitBeforeAck?.(claim);
         if (failures > 0)
           log.info({ retries: failures }, 'commit made after the database came back');
         return { result, retried: failures > 0 };

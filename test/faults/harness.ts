@@ -58,6 +58,8 @@ export interface WorkerTimings {
 
 export class ChaosStage {
   readonly workers: CliProcess[] = [];
+  /** every worker ever started here, stopped and killed ones included (their logs) */
+  readonly everyWorker: CliProcess[] = [];
   readonly servers: CliProcess[] = [];
   /** worker id → pid, from each worker's "worker started" line */
   readonly pids = new Map<string, number>();
@@ -76,6 +78,15 @@ export class ChaosStage {
 
   static async create(): Promise<ChaosStage> {
     const cluster = await ThrowawayCluster.create();
+    // ThrowawayCluster turns synchronous_commit off for speed; an immediate shutdown is a crash
+    // of the server, and with it off the last acknowledged commits are lost (a claim the worker
+    // already acted on is undone, and its attempt number is handed out again). Weft's promise
+    // ("acknowledged means durable") assumes it on, the default: put it back.
+    const admin = new pg.Client({ connectionString: cluster.url() });
+    await admin.connect();
+    await admin.query(`alter system set synchronous_commit = 'on'`);
+    await admin.query('select pg_reload_conf()');
+    await admin.end();
     const url = await cluster.createDatabase('weft_chaos');
     const stores = createStores({
       control: createPgExecutor({ connectionString: url, max: 6, applicationName: 'chaos-test' }),
@@ -130,6 +141,7 @@ export class ChaosStage {
       },
     );
     this.workers.push(worker);
+    this.everyWorker.push(worker);
     const started = await worker.waitFor(
       'stdout',
       /"workerId":"([^"]+)"[^\n]*worker started/,
@@ -175,6 +187,24 @@ export class ChaosStage {
     const body = JSON.parse(made.stdout) as { key?: string; token?: string };
     this.adminKey = (body.key ?? body.token)!;
     return this.adminKey;
+  }
+
+  /** Stop every worker (SIGTERM, drained; SIGKILL after 3 s), so the next scenario starts clean. */
+  async stopWorkers(): Promise<void> {
+    const all = this.workers.splice(0);
+    for (const w of all) if (w.child.signalCode === null) w.child.kill('SIGCONT');
+    await Promise.all(all.map((w) => w.stop(3_000)));
+  }
+
+  /** Worker log lines that mention any of these strings (to explain a violation). */
+  logLines(needles: string[]): string[] {
+    return this.everyWorker.flatMap((w, i) =>
+      w
+        .stdout()
+        .split('\n')
+        .filter((l) => needles.some((n) => l.includes(n)))
+        .map((l) => `w${i}(${w.child.pid}) ${l}`),
+    );
   }
 
   async kill(worker: CliProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -240,14 +270,21 @@ export class ChaosStage {
     }
   }
 
-  check(runs: RunExpectation[]): Promise<LedgerReport> {
-    return checkLedger({
+  async check(runs: RunExpectation[]): Promise<LedgerReport> {
+    const result = await checkLedger({
       weft: this.stores.controlDb,
       schema: SCHEMA,
       ledger: this.ledger,
       runs,
       pidOf: (id) => this.pids.get(id) ?? pidOfWorkerId(id),
     });
+    if (result.violations.length > 0) {
+      const runIds = [...new Set(result.violations.map((v) => v.split(/[/:]/)[0]!))].slice(0, 3);
+      console.error(
+        `worker log lines of ${runIds.join(', ')}:\n${this.logLines(runIds).join('\n')}`,
+      );
+    }
+    return result;
   }
 
   async destroy(): Promise<void> {
