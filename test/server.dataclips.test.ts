@@ -52,11 +52,19 @@ describe.each(BACKENDS)('dataclips over HTTP on %s', (backend) => {
     expect(res.body).toMatchObject({ kind: 'output', body: { count: 3, emoji: '✓ 🧵' } });
   });
 
+  it('answers 422 naming `dataclipId` for an id with a NUL byte', async () => {
+    const res = await call(f.app, 'GET', '/api/v1/dataclips/dc_a0%00', f.auth);
+    expect({ status: res.status, code: res.body.error.code }).toEqual({
+      status: 422,
+      code: 'invalid_input',
+    });
+    expect(res.body.error.message).toContain('`dataclipId`');
+  });
+
   it.each([
     ['a malformed id', 'dc_nope'],
     ['a run id', 'run_a001m7y9khy4p46aqpyr3ef2m5es'],
     ['a well-formed id that does not exist', 'dc_a001m7y9khy4p46aqpyr3ef2m5et'],
-    ['an id with a NUL byte', 'dc_a0%00'],
   ])('answers 404 for %s', async (_name, id) => {
     const res = await call(f.app, 'GET', `/api/v1/dataclips/${id}`, f.auth);
     expect({ status: res.status, code: res.body.error.code }).toEqual({

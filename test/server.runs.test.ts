@@ -198,7 +198,6 @@ describe.each(BACKENDS)('listing runs on %s', (backend) => {
     ['createdFrom=2025-02-30T00:00:00Z', /`createdFrom`/],
     ['createdTo=0000-01-01T00:00:00Z', /year 0000/],
     ['createdFrom=2025-03-02T00:00:00Z&createdTo=2025-03-01T00:00:00Z', /after createdTo/],
-    ['workflowId=has%00nul', /`workflowId`/],
     ['statuses=failed', /unknown field `statuses`/],
   ])('answers 400 for %s', async (query, message) => {
     const res = await call(f.app, 'GET', `/api/v1/runs?${query}`, f.auth);
@@ -208,6 +207,17 @@ describe.each(BACKENDS)('listing runs on %s', (backend) => {
     });
     expect(res.body.error.message).toMatch(message);
     expect(res.body.error.details.where).toBe('query');
+  });
+
+  it('answers 422 invalid_input naming the field for a NUL in a query parameter', async () => {
+    for (const query of ['workflowId=has%00nul', 'cursor=%00']) {
+      const res = await call(f.app, 'GET', `/api/v1/runs?${query}`, f.auth);
+      expect({ status: res.status, code: res.body.error.code }).toEqual({
+        status: 422,
+        code: 'invalid_input',
+      });
+      expect(res.body.error.message).toContain(`\`${query.split('=')[0]}\``);
+    }
   });
 
   it('answers 422 invalid_cursor for cursors it did not issue, including crafted ones', async () => {
@@ -394,9 +404,20 @@ describe.each(BACKENDS)('one run and its steps on %s', (backend) => {
     ]);
   });
 
+  it('answers 422 naming `runId` for an id with a NUL byte, on the run and on its steps', async () => {
+    for (const path of ['/api/v1/runs/run_a0%00', '/api/v1/runs/run_a0%00/steps']) {
+      const res = await call(f.app, 'GET', path, f.auth);
+      expect({ path, status: res.status, code: res.body.error.code }).toEqual({
+        path,
+        status: 422,
+        code: 'invalid_input',
+      });
+      expect(res.body.error.message).toContain('`runId`');
+    }
+  });
+
   it.each([
     ['a malformed id', 'nope'],
-    ['an id with a NUL byte', 'run_a0%00'],
     ['a dataclip id', 'dc_a001m7y9khy4p46aqpyr3ef2m5et'],
     ['a well-formed id that does not exist', 'run_a001m7y9khy4p46aqpyr3ef2m5es'],
     ['an id of an unknown location', 'run_zz01m7y9khy4p46aqpyr3ef2m5es'],

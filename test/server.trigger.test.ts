@@ -145,11 +145,17 @@ describe.each(BACKENDS)('triggering runs over HTTP on %s', (backend) => {
     expect(res.body.error.message).toContain('no-such-workflow');
   });
 
-  it('answers 404 for a workflow id that cannot exist (with a NUL byte, too long)', async () => {
-    for (const id of ['bad%00id', 'x'.repeat(101), '%20lead', 'a%2Fb']) {
+  it('answers 404 for a workflow id that cannot exist (too long, a space, a slash)', async () => {
+    for (const id of ['x'.repeat(101), '%20lead', 'a%2Fb']) {
       const res = await trigger({ input: 1 }, f.auth, id);
       await expectRefused(res, 404, 'unknown_workflow');
     }
+  });
+
+  it('answers 422 naming `workflowId` for a workflow id with a NUL byte', async () => {
+    const res = await trigger({ input: 1 }, f.auth, 'bad%00id');
+    await expectRefused(res, 422, 'invalid_input');
+    expect(res.body.error.message).toContain('`workflowId`');
   });
 
   it.each([
