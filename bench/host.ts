@@ -101,7 +101,8 @@ async function measure(
   if (diagnose) {
     // Statistics written before this repetition must be flushed before its first mark; after a
     // repetition of the same variant they were (its after-mark waited), otherwise wait now.
-    if (lastMark?.key === key) mark = { tables: lastMark.mark.tables, lsn: await diagnose.lsn() };
+    if (lastMark?.key === key)
+      mark = { tables: lastMark.mark.tables, lsn: await diagnose.holdWal() };
     else {
       await sleep(STATS_SETTLE_MS);
       mark = await diagnose.mark();
@@ -155,10 +156,13 @@ async function measure(
   if (diagnose && mark && lsnAfter) {
     // This database's WAL share first: on a busy server a checkpoint may recycle the segments
     // during the statistics wait below.
-    const own = await diagnose.ownWalBytes(mark.lsn, lsnAfter).catch((error: unknown) => {
-      process.stderr.write(`diagnose: this database's WAL share not read: ${String(error)}\n`);
-      return undefined;
-    });
+    const own = await diagnose
+      .ownWalBytes(mark.lsn, lsnAfter)
+      .catch((error: unknown) => {
+        process.stderr.write(`diagnose: this database's WAL share not read: ${String(error)}\n`);
+        return undefined;
+      })
+      .finally(() => diagnose.releaseWal());
     await sleep(STATS_SETTLE_MS);
     const afterMark: DiagnoseMark = { tables: await diagnose.tables(), lsn: lsnAfter };
     const d: RepDiagnosis = {

@@ -46,6 +46,9 @@ export interface DiagnoseMark {
 }
 
 export class DiagnoseProbe {
+  /** A temporary replication slot holding the WAL of the repetition under way (see holdWal). */
+  private slot: string | undefined;
+
   private constructor(
     private readonly client: pg.Client,
     private readonly databaseOid: number,
@@ -67,6 +70,35 @@ export class DiagnoseProbe {
       'select oid::int as oid from pg_database where datname = current_database()',
     );
     return new DiagnoseProbe(client, oid.rows[0]!.oid, walinspect);
+  }
+
+  /**
+   * The WAL position before a repetition, with the WAL from there on held until release: on a
+   * busy shared server the checkpointer recycled segments within seconds, before pg_walinspect
+   * could read them. A temporary physical slot of this connection holds them (dropped by
+   * releaseWal, or by the server when the connection ends); without slots, nothing is held.
+   */
+  async holdWal(): Promise<string> {
+    await this.releaseWal(); // a slot left by a repetition that failed
+    if (this.walinspect) {
+      const name = `weft_bench_${process.pid}_${Date.now()}`;
+      try {
+        await this.client.query('select pg_create_physical_replication_slot($1, true, true)', [
+          name,
+        ]);
+        this.slot = name;
+      } catch {
+        // no free slot or not allowed: read what is still there
+      }
+    }
+    return this.lsn();
+  }
+
+  async releaseWal(): Promise<void> {
+    const slot = this.slot;
+    this.slot = undefined;
+    if (slot)
+      await this.client.query('select pg_drop_replication_slot($1)', [slot]).catch(() => {});
   }
 
   async lsn(): Promise<string> {
@@ -101,7 +133,7 @@ export class DiagnoseProbe {
   }
 
   async mark(): Promise<DiagnoseMark> {
-    return { tables: await this.tables(), lsn: await this.lsn() };
+    return { tables: await this.tables(), lsn: await this.holdWal() };
   }
 
   /**
