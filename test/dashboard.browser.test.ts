@@ -144,6 +144,15 @@ describe('dashboard (Chromium against weft dev)', () => {
     // Upstream `fetch` did not execute again in the rerun.
     expect(steps.filter((s) => s.stepKey === 'fetch' && s.attempts.length > 0)).toEqual([]);
     expect(steps.find((s) => s.stepKey === 'load')?.attempts.length).toBe(1);
+    // Compared with the source: fetch reused, transform and load recomputed to the same values.
+    await page.getByRole('button', { name: 'Compare outputs' }).click();
+    const compare = page.getByTestId('rerun-compare');
+    await compare.locator('tr', { hasText: 'load' }).getByText('recomputed, same output').waitFor();
+    await compare
+      .locator('tr', { hasText: 'transform' })
+      .getByText('recomputed, same output')
+      .waitFor();
+    await compare.locator('tr', { hasText: 'fetch' }).getByText('reused (same output)').waitFor();
     if (steps.some((s) => s.stepKey === 'fetch')) {
       // Servers that list reused steps: the node reads as reused and says where from.
       await node('fetch').and(page.locator('[data-status="reused"]')).waitFor();

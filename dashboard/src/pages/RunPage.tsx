@@ -141,7 +141,7 @@ export function RunPage({ id }: { id: string }) {
       <div className="crumbs">
         <Link href="/runs">Runs</Link> / <span className="mono">{r.id}</span>
       </div>
-      <RunHeader run={r} live={live} />
+      <RunHeader run={r} live={live} version={version?.version} />
       {graph ? (
         <div className="split">
           <div className="split-main">
@@ -216,7 +216,15 @@ export function RunPage({ id }: { id: string }) {
   );
 }
 
-function RunHeader({ run, live }: { run: RunDetail; live: Live }) {
+function RunHeader({
+  run,
+  live,
+  version,
+}: {
+  run: RunDetail;
+  live: Live;
+  version: number | undefined;
+}) {
   const qc = useQueryClient();
   const cancel = useMutation({
     mutationFn: () => api<Run>(`/api/v1/runs/${run.id}/cancel`, { method: 'POST' }),
@@ -269,6 +277,10 @@ function RunHeader({ run, live }: { run: RunDetail; live: Live }) {
           <dd>
             <Link href={`/workflows/${encodeURIComponent(run.workflowId)}`}>{run.workflowId}</Link>
           </dd>
+        </div>
+        <div>
+          <dt>Version</dt>
+          <dd>{version ? `v${version}` : '—'}</dd>
         </div>
         <div>
           <dt>Trigger</dt>

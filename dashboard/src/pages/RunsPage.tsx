@@ -3,7 +3,7 @@
  * "Load more", and statuses refreshed every few seconds while any shown run is still active.
  * Trigger kind is filtered here on the loaded pages (the list route filters by the others).
  */
-import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { useInfiniteQuery, useQueries, useQuery } from '@tanstack/react-query';
 import { useMemo, useState } from 'react';
 import { Link, useLocation, useSearch } from 'wouter';
 import {
@@ -15,6 +15,7 @@ import {
   TRIGGER_KINDS,
   type Run,
   type Workflow,
+  type WorkflowDetail,
 } from '../api';
 import { BulkRerunPanel } from './BulkRerunPanel';
 import { Duration, Empty, ErrorBox, Loading, RunLink, StatusBadge, Time } from '../components/ui';
@@ -73,6 +74,20 @@ export function RunsPage() {
   });
 
   const [bulk, setBulk] = useState(false);
+  // Version numbers: one read per workflow shown (cached), versionId → vN.
+  const shownWorkflows = [
+    ...new Set((runs.data?.pages ?? []).flatMap((p) => p.data.map((r) => r.workflowId))),
+  ];
+  const details = useQueries({
+    queries: shownWorkflows.map((id) => ({
+      queryKey: ['workflow', id],
+      queryFn: () => api<WorkflowDetail>(`/api/v1/workflows/${encodeURIComponent(id)}`),
+      staleTime: 30_000,
+    })),
+  });
+  const versionOf = new Map(
+    details.flatMap((d) => d.data?.versions.map((v) => [v.id, v.version] as const) ?? []),
+  );
   const rows = (runs.data?.pages.flatMap((p) => p.data) ?? []).filter(
     (r) => !trigger || r.trigger.kind === trigger,
   );
@@ -205,6 +220,7 @@ export function RunsPage() {
               <th>Status</th>
               <th>Run</th>
               <th>Workflow</th>
+              <th>Version</th>
               <th>Trigger</th>
               <th>Created</th>
               <th>Duration</th>
@@ -225,6 +241,7 @@ export function RunsPage() {
                     {r.workflowId}
                   </Link>
                 </td>
+                <td>{versionOf.has(r.versionId) ? `v${versionOf.get(r.versionId)}` : ''}</td>
                 <td>{r.trigger.kind}</td>
                 <td>
                   <Time iso={r.createdAt} />
