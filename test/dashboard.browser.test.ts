@@ -96,6 +96,19 @@ describe('dashboard (Chromium against weft dev)', () => {
     await expect(output.textContent()).resolves.toContain('doubled');
     await panel.getByRole('tab', { name: /Input/ }).click();
     await expect(panel.getByTestId('dataclip-input').textContent()).resolves.toContain('items');
+    // Time travel: the run state right after transform committed has fetch's and transform's
+    // keys, not load's (it committed later).
+    await page
+      .getByTestId('timeline')
+      .getByRole('listitem')
+      .filter({ hasText: 'transform' })
+      .click();
+    const travel = page.getByTestId('time-travel');
+    await expect(travel.textContent()).resolves.toContain('Folded from 2 committed state patches');
+    const state = await travel.locator('.json').textContent();
+    expect(state).toContain('batch-1');
+    expect(state).toContain('transformed');
+    expect(state).not.toContain('loaded');
     // The keyboard gets there too: a focused node and Enter, or the step picker.
     await page.locator('.react-flow__node[data-id="load"]').focus();
     await page.keyboard.press('Enter');
