@@ -83,6 +83,7 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
         sourceCount: 4,
         reuse: [0, 1],
         rerun: [2, 3],
+        within: null,
       });
       expect(plan.nodes.map((n) => [n.stepId, n.fate, n.reason])).toEqual([
         ['load', 'reuse', null],
@@ -119,6 +120,51 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
       expect(await finalOf(engine, again.run!.id)).toBe(30);
       expect(calls).toEqual([4]);
       expect(await stateOf(again.run!.id)).toEqual(await stateOf(source.id));
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('inside iteration k, the body steps before the target (and beside it) keep their results', async () => {
+    const calls: string[] = [];
+    const wf = defineWorkflow<number[]>('iter-within').forEach('each', {
+      items: (xs: number[]) => xs,
+      body: (b) =>
+        b
+          .step('fetch', (n: number, ctx) => {
+            calls.push(ctx.stepKey);
+            ctx.state[ctx.stepKey] = n;
+            return n + 1;
+          })
+          .step('save', { after: 'fetch' }, (n: number, ctx) => {
+            calls.push(ctx.stepKey);
+            return n * 2;
+          })
+          .step('audit', { after: 'fetch' }, (n: number, ctx) => {
+            calls.push(ctx.stepKey);
+            return `seen ${n}`;
+          }),
+    });
+    const engine = await startTestEngine(db.stores, [wf as never]);
+    try {
+      const { run: source } = await engine.trigger('iter-within', [1, 2, 3]);
+      const expected = await finalOf(engine, source.id);
+      expect(expected).toEqual([
+        { save: 4, audit: 'seen 2' },
+        { save: 6, audit: 'seen 3' },
+        { save: 8, audit: 'seen 4' },
+      ]);
+      calls.length = 0;
+      const { run, plan } = await rerunRun(db.stores, engine.environmentId, source.id, {
+        fromStep: 'save[1]',
+      });
+      expect(plan.iterations).toMatchObject({
+        reuse: [0],
+        within: { iteration: 1, rerun: ['save'], reuse: ['fetch', 'audit'] },
+      });
+      expect(await finalOf(engine, run!.id)).toEqual(expected);
+      expect(calls.sort()).toEqual(['audit[2]', 'fetch[2]', 'save[1]', 'save[2]']);
+      expect(await stateOf(run!.id)).toEqual(await stateOf(source.id));
     } finally {
       await engine.stop();
     }
@@ -192,7 +238,9 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
         reuse: [0, 1, 4],
       });
       expect(await finalOf(engine, run!.id)).toEqual([2, 22, 42, 62, 82]);
-      expect(calls.sort()).toEqual(['fetch20', 'fetch30', 'save21', 'save31']);
+      // branch 2 failed at fetch: it reruns in full; in branch 3, fetch[3] is kept and save[3] reruns
+      expect(plan.iterations?.within).toEqual({ iteration: 3, rerun: ['save'], reuse: ['fetch'] });
+      expect(calls.sort()).toEqual(['fetch20', 'save21', 'save31']);
       // reused branches' state patches are replayed, the rerun ones patch it again
       expect(await stateOf(run!.id)).toEqual({
         saved1: true,
@@ -204,7 +252,7 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
       const steps = (await db.stores.runs.listStepRuns(engine.environmentId, run!.id))!;
       const reused = steps.filter((s) => s.reusedFrom !== null).map((s) => s.stepKey);
       expect(reused.sort()).toEqual(
-        ['fetch[0]', 'fetch[1]', 'fetch[4]', 'save[0]', 'save[1]', 'save[4]'].sort(),
+        ['fetch[0]', 'fetch[1]', 'fetch[3]', 'fetch[4]', 'save[0]', 'save[1]', 'save[4]'].sort(),
       );
 
       // dry run: plans and writes nothing
@@ -273,7 +321,8 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
         const reference = (await engine.trigger(name, items)).run.id;
         const expected = await finalOf(engine, reference);
         const k = failAt >= 0 && kind === 'forEach' ? rand(failAt + 1) : rand(items.length);
-        const step = `p${c}s${rand(depth)}`;
+        const j = rand(depth);
+        const step = `p${c}s${j}`;
         ran.length = 0;
         const { run, plan } = await rerunRun(db.stores, engine.environmentId, source.id, {
           fromStep: `${step}[${k}]`,
@@ -295,7 +344,23 @@ describe.each(BACKENDS)('rerun from one iteration or branch on %s', (backend) =>
           expect(it.rerun).toEqual(again);
           expect(iterationsRun).toEqual(again);
         }
-        expect(ran.length).toBe(iterationsRun.length * depth);
+        // inside iteration k, the body steps before the target are kept (when they succeeded)
+        const partial = j > 0 && k !== failAt;
+        expect(it.within).toEqual(
+          partial
+            ? {
+                iteration: k,
+                rerun: Array.from({ length: depth - j }, (_, d) => `p${c}s${j + d}`),
+                reuse: Array.from({ length: j }, (_, d) => `p${c}s${d}`),
+              }
+            : null,
+        );
+        const expectedRan = iterationsRun.flatMap((i) =>
+          Array.from({ length: depth }, (_, d) => d)
+            .filter((d) => !(partial && i === k && d < j))
+            .map((d) => `p${c}s${d}[${i}]`),
+        );
+        expect([...ran].sort()).toEqual(expectedRan.sort());
       } finally {
         await engine.stop();
       }

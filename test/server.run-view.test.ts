@@ -161,6 +161,7 @@ describe.each(BACKENDS)('the run view over HTTP on %s', (backend) => {
       sourceCount: 3,
       reuse: [0],
       rerun: [1, 2],
+      within: null,
     });
     const rerun = res.body.run.id as string;
     expect((await f.engine.waitForRun(rerun)).status).toBe('succeeded');

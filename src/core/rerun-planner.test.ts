@@ -6,6 +6,7 @@ import {
   parseStepTarget,
   planRerun,
   type RerunPlan,
+  type SourceIterations,
   type SourceStepRun,
 } from './rerun-planner.js';
 
@@ -478,7 +479,7 @@ describe('planRerun from one iteration or branch (`s[k]`)', () => {
   const plan = (
     g: SerializedGraph,
     fromStep: string,
-    sourceIterations?: { count: number; reusable: number[] },
+    sourceIterations?: SourceIterations,
     steps = succeededRun(g),
   ) =>
     planRerun({
@@ -519,6 +520,7 @@ describe('planRerun from one iteration or branch (`s[k]`)', () => {
       sourceCount: 4,
       reuse: [0, 1],
       rerun: [2, 3],
+      within: null,
     });
     expect(p.nodes.map((n) => [n.stepId, n.fate, n.reason])).toEqual([
       ['a', 'reuse', null],
@@ -531,6 +533,43 @@ describe('planRerun from one iteration or branch (`s[k]`)', () => {
     expect(plan(g, 'loop[2]', { count: 4, reusable: [0, 1, 2, 3] }).iterations?.reuse).toEqual([
       0, 1,
     ]);
+  });
+
+  it('inside the targeted iteration, the body steps before the target are kept', () => {
+    const g = graph(
+      [
+        node('a', 'ha'),
+        node('loop', 'hl', { kind: 'parallel' }),
+        node('fetch', 'hf', { scope: 'loop' }),
+        node('save', 'hs', { scope: 'loop' }),
+        node('log', 'hg', { scope: 'loop' }),
+        node('side', 'hx', { scope: 'loop' }),
+      ],
+      [
+        ['a', 'loop'],
+        ['fetch', 'save'],
+        ['save', 'log'],
+        ['fetch', 'side'],
+      ],
+    );
+    const rows = (status: 'succeeded' | 'failed') =>
+      ['fetch', 'save', 'log', 'side'].map((stepId) => ({
+        stepId,
+        status: stepId === 'fetch' ? status : ('succeeded' as const),
+      }));
+    const p = plan(g, 'save[1]', { count: 3, reusable: [0, 1, 2], targetRows: rows('succeeded') });
+    expect(p.iterations?.within).toEqual({
+      iteration: 1,
+      rerun: ['save', 'log'],
+      reuse: ['fetch', 'side'],
+    });
+    expect(fate(p, 'save')!.detail).toMatch(/in branch 1, `fetch`, `side` kept/);
+    // the whole iteration when a kept step did not succeed, or the target is the first step
+    const failed = plan(g, 'save[1]', { count: 3, reusable: [0, 2], targetRows: rows('failed') });
+    expect(failed.iterations?.within).toBeNull();
+    expect(failed.notes.join(' ')).toMatch(/reruns in full: `fetch\[1\]`, before `save`/);
+    expect(plan(g, 'fetch[1]', { count: 3, reusable: [0, 1, 2] }).iterations?.within).toBeNull();
+    expect(plan(g, 'loop[1]', { count: 3, reusable: [0, 1, 2] }).iterations?.within).toBeNull();
   });
 
   it('a failed loop restarts from the failed iteration; the failure before k wins', () => {

@@ -53,6 +53,8 @@ export interface SourceIterations {
   count: number;
   /** Iterations whose step runs all succeeded (or were pruned): their results can be reused. */
   reusable: readonly number[];
+  /** The source's body step runs of the targeted iteration, by step id (direct body only). */
+  targetRows?: ReadonlyArray<{ stepId: string; status: SourceStepRun['status'] }> | undefined;
 }
 
 export interface RerunPlanInput {
@@ -83,6 +85,11 @@ export interface IterationPlan {
    * ones run as the loop continues). A parallel: exactly these branches.
    */
   rerun: number[];
+  /**
+   * Inside the targeted iteration itself: the body steps that rerun (the target and what runs
+   * after it in the body) and those kept from the source. Null when the whole iteration reruns.
+   */
+  within: { iteration: number; rerun: string[]; reuse: string[] } | null;
 }
 
 export interface PlannedNode {
@@ -333,6 +340,7 @@ export function planRerun(input: RerunPlanInput): RerunPlan {
           dirty,
           ownReason.get(targetUnit),
           notes,
+          targetGraph,
         );
 
   // 3. Which nodes lead to untilStep (everything does without one).
@@ -446,9 +454,13 @@ function range(from: number, to: number): number[] {
 function describeIterations(it: IterationPlan): string {
   const list = (xs: number[]) =>
     xs.length === 0 ? 'none' : xs.length > 8 ? `${xs.slice(0, 8).join(', ')}, …` : xs.join(', ');
-  return it.kind === 'parallel'
-    ? `in the body of parallel \`${it.owner}\`: branches ${list(it.rerun)} rerun, branches ${list(it.reuse)} reused`
-    : `in the body of loop \`${it.owner}\`: iterations ${list(it.reuse)} reused, from iteration ${it.reuse.length} on rerun`;
+  const base =
+    it.kind === 'parallel'
+      ? `in the body of parallel \`${it.owner}\`: branches ${list(it.rerun)} rerun, branches ${list(it.reuse)} reused`
+      : `in the body of loop \`${it.owner}\`: iterations ${list(it.reuse)} reused, from iteration ${it.reuse.length} on rerun`;
+  return it.within
+    ? `${base}; in ${it.kind === 'parallel' ? 'branch' : 'iteration'} ${it.within.iteration}, ${it.within.reuse.map((id) => `\`${id}\``).join(', ')} kept`
+    : base;
 }
 
 /**
@@ -465,6 +477,7 @@ function planIterations(
   dirty: ReadonlySet<string>,
   own: { reason: RerunReason; detail: string } | undefined,
   notes: string[],
+  graph: SerializedGraph,
 ): IterationPlan | null {
   const k = target.iteration!;
   const key = input.fromStep;
@@ -511,7 +524,15 @@ function planIterations(
         `Branches ${rerun.filter((i) => i !== k).join(', ')} of \`${owner}\` did not succeed in the source run; they rerun with branch ${k}.`,
       );
     }
-    return { owner, kind: 'parallel', target: k, sourceCount: src.count, reuse, rerun };
+    return {
+      owner,
+      kind: 'parallel',
+      target: k,
+      sourceCount: src.count,
+      reuse,
+      rerun,
+      within: planWithin(graph, target, owner, k, src, notes),
+    };
   }
   let from = k;
   for (let i = 0; i < k; i++) {
@@ -530,7 +551,45 @@ function planIterations(
     sourceCount: src.count,
     reuse: range(0, from),
     rerun: range(from, src.count),
+    within: from === k ? planWithin(graph, target, owner, k, src, notes) : null,
   };
+}
+
+/**
+ * Within the targeted iteration: the target body step and what runs after it in the body rerun;
+ * the body steps before it keep their source results — when each of them succeeded (or was
+ * pruned) there. Only for a step of the owner's own body (a nested target reruns its iteration in
+ * full), and null when nothing would be kept.
+ */
+function planWithin(
+  graph: SerializedGraph,
+  target: ResolvedTarget,
+  owner: string,
+  k: number,
+  src: SourceIterations,
+  notes: string[],
+): IterationPlan['within'] {
+  if (target.stepId === owner || target.inner.length > 0) return null;
+  const body = graph.nodes.filter((n) => n.scope === owner).map((n) => n.id);
+  if (!body.includes(target.stepId)) return null;
+  const members = new Set(body);
+  const after = new Set([target.stepId]);
+  for (const id of body) {
+    // body nodes are serialized in topological order: parents first
+    if (graph.edges.some((e) => e.to === id && members.has(e.from) && after.has(e.from)))
+      after.add(id);
+  }
+  const reuse = body.filter((id) => !after.has(id));
+  if (reuse.length === 0) return null;
+  const rows = new Map((src.targetRows ?? []).map((r) => [r.stepId, r.status]));
+  const missing = reuse.find((id) => rows.get(id) !== 'succeeded' && rows.get(id) !== 'pruned');
+  if (missing !== undefined) {
+    notes.push(
+      `Iteration ${k} of \`${owner}\` reruns in full: \`${missing}[${k}]\`, before \`${target.stepId}\`, did not succeed in the source run.`,
+    );
+    return null;
+  }
+  return { iteration: k, rerun: body.filter((id) => after.has(id)), reuse };
 }
 
 function ownDirt(

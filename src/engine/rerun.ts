@@ -19,7 +19,7 @@ import {
   type SourceStepRun,
 } from '../core/rerun-planner.js';
 import type { ControlStore } from '../store/control-store.js';
-import type { SourceIterationsRecord } from '../store/rerun-iterations.js';
+import { loadSourceIterations, type SourceIterationsRecord } from '../store/rerun-iterations.js';
 import type { RunRecord } from '../store/rows.js';
 import type { CreateRerunParams, RerunStepRow, RunStore } from '../store/run-store.js';
 
@@ -137,9 +137,23 @@ export async function prepareRerun(
   let sourceIterations: SourceIterations | undefined;
   if (aimed.iteration !== null) {
     const owner = loaded.steps.find((st) => st.stepId === aimed.unit);
-    if (owner && owner.stepRunId !== '')
-      iterationsRecord = await stores.runs.loadSourceIterations(owner.stepRunId);
-    sourceIterations = iterationsRecord ?? { count: 0, reusable: [] };
+    const ownerLoc =
+      owner && owner.stepRunId !== '' ? stores.runs.locationOf(owner.stepRunId) : undefined;
+    if (owner && ownerLoc) {
+      iterationsRecord = await loadSourceIterations(
+        ownerLoc.db,
+        ownerLoc.schema,
+        owner.stepRunId,
+        aimed.iteration,
+      );
+    }
+    sourceIterations = iterationsRecord
+      ? {
+          count: iterationsRecord.count,
+          reusable: iterationsRecord.reusable,
+          targetRows: iterationsRecord.targetRows,
+        }
+      : { count: 0, reusable: [] };
   }
   const plan = planRerun({
     sourceGraph: sourceVersion.graph,
@@ -185,13 +199,16 @@ function bodyOf(
   src: SourceIterationsRecord,
 ): CreateRerunParams['iterationBody'] {
   const it = plan.iterations;
-  if (!it || it.reuse.length === 0) return undefined;
+  if (!it || (it.reuse.length === 0 && it.within === null)) return undefined;
   const body = { owner: it.owner, sourceRunId: src.runId, sourceOwnerKey: src.ownerKey };
-  if (it.kind === 'loop') return { ...body, reuse: it.reuse, park: null };
+  if (it.kind === 'loop' && it.within === null) return { ...body, reuse: it.reuse, park: null };
   const ownerNode = graph.nodes.find((n) => n.id === it.owner)!;
   const control = ownerNode.control ?? {};
   const concurrency = typeof control.concurrency === 'number' ? control.concurrency : Infinity;
-  for (const i of it.rerun) {
+  // Branches parked in full: a parallel's rerun branches but the one rerun in part (`within`).
+  const full = it.kind === 'parallel' ? it.rerun.filter((i) => i !== it.within?.iteration) : [];
+  if (it.within) assertWithinAvailable(it.owner, it.within, graph, src);
+  for (const i of full) {
     const root = src.rootInputs.get(i);
     if (!root || root.wiped) {
       throw new WeftError(
@@ -216,15 +233,59 @@ function bodyOf(
     onExhausted: n.onExhausted,
     concurrency: n.concurrency,
   }));
-  return {
+  const result: NonNullable<CreateRerunParams['iterationBody']> = {
     ...body,
     reuse: it.reuse,
     park: {
       onScopeFailure: control.onBranchFailure === 'collect' ? 'collect' : 'fail',
       nodes,
-      iterations: it.rerun.map((iteration, j) => ({ iteration, gated: j >= concurrency })),
+      // the partly rerun iteration takes one slot of the parallel's concurrency
+      iterations: full.map((iteration, j) => ({
+        iteration,
+        gated: j + (it.within ? 1 : 0) >= concurrency,
+      })),
     },
   };
+  if (it.within) result.partial = it.within;
+  return result;
+}
+
+/**
+ * Inside a partly rerun iteration, the kept steps that feed a rerun step need their outputs, and
+ * a rerun root needs the iteration's input. Throws `dataclips_wiped` (409) naming the step.
+ */
+function assertWithinAvailable(
+  owner: string,
+  within: NonNullable<NonNullable<RerunPlan['iterations']>['within']>,
+  graph: SerializedGraph,
+  src: SourceIterationsRecord,
+): void {
+  const k = within.iteration;
+  const wiped = new Set(src.targetRows.filter((r) => r.outputWiped).map((r) => r.stepId));
+  const rerun = new Set(within.rerun);
+  for (const e of graph.edges) {
+    if (rerun.has(e.to) && !rerun.has(e.from) && wiped.has(e.from)) {
+      throw new WeftError(
+        'dataclips_wiped',
+        `Cannot rerun \`${e.to}[${k}]\` alone: the output of \`${e.from}[${k}]\` in the source run was not kept (the project does not save dataclips). Rerun iteration ${k} in full with \`${owner}[${k}]\`.`,
+        { details: { stepId: `${e.from}[${k}]`, neededBy: `${e.to}[${k}]`, missing: 'output' } },
+      );
+    }
+  }
+  const roots = within.rerun.filter(
+    (id) =>
+      !graph.edges.some(
+        (e) => e.to === id && graph.nodes.some((n) => n.id === e.from && n.scope === owner),
+      ),
+  );
+  const input = src.rootInputs.get(k);
+  if (roots.length > 0 && (!input || input.wiped)) {
+    throw new WeftError(
+      'dataclips_wiped',
+      `Cannot rerun \`${roots[0]}[${k}]\`: the input of iteration ${k} of \`${owner}\` was not kept in the source run (the project does not save dataclips). Rerun from \`${owner}\`.`,
+      { details: { stepId: owner, iteration: k, missing: 'iteration_input' } },
+    );
+  }
 }
 
 type Edge = SerializedGraph['edges'][number];

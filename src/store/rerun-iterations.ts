@@ -3,6 +3,7 @@
  * owner's body step runs, per iteration. Kept apart from run-store.ts, which routes to it.
  */
 import type { Queryable } from './executor.js';
+import type { StepRunStatus } from './rows.js';
 
 export interface SourceIterationsRecord {
   /** The run and owner key whose rows hold the body (the owner row that ran, reused_from followed). */
@@ -14,6 +15,8 @@ export interface SourceIterationsRecord {
   reusable: number[];
   /** Per iteration: the input dataclip of its root step runs, and whether its body was wiped. */
   rootInputs: Map<number, { dataclipId: string; wiped: boolean }>;
+  /** The direct body step runs of `targetIteration` (when asked for). */
+  targetRows: Array<{ stepId: string; status: StepRunStatus; outputWiped: boolean }>;
 }
 
 /**
@@ -26,6 +29,7 @@ export async function loadSourceIterations(
   db: Queryable,
   schema: string,
   ownerStepRunId: string,
+  targetIteration?: number,
 ): Promise<SourceIterationsRecord | undefined> {
   const origin = await db.query<{ run_id: string; step_key: string }>(
     `with recursive chain as (
@@ -60,7 +64,21 @@ export async function loadSourceIterations(
       rootInputs.set(Number(r.iteration), { dataclipId: r.root_input, wiped: r.wiped === true });
   }
   const count = rows.rows.reduce((n, r) => Math.max(n, Number(r.iteration) + 1), 0);
+  const target =
+    targetIteration === undefined
+      ? { rows: [] }
+      : await db.query<{ step_id: string; status: StepRunStatus; wiped: boolean }>(
+          `select s.step_id, s.status, coalesce(d.wiped_at is not null, false) as wiped
+             from ${schema}.step_runs s left join ${schema}.dataclips d on d.id = s.output_dataclip_id
+            where s.run_id = $1 and s.scope_key = $2 and s.iteration = $3`,
+          [o.run_id, o.step_key, targetIteration],
+        );
   return {
+    targetRows: target.rows.map((r) => ({
+      stepId: r.step_id,
+      status: r.status,
+      outputWiped: r.wiped === true,
+    })),
     runId: o.run_id,
     ownerKey: o.step_key,
     count,

@@ -107,6 +107,8 @@ export interface CreateRerunParams {
       nodes: NonNullable<ParkRequest['body']>['nodes'];
       iterations: Array<{ iteration: number; gated: boolean }>;
     } | null;
+    /** The targeted iteration when only part of it reruns (migration 0006). */
+    partial?: { iteration: number; rerun: string[]; reuse: string[] };
   };
 }
 
