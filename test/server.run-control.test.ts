@@ -81,7 +81,8 @@ describe.each(BACKENDS)('run control over HTTP on %s', (backend) => {
     const { run } = await f.engine.trigger('hold', null);
     await waitpointOf(run.id);
     await refusedToOthers('POST', `/api/v1/runs/${run.id}/cancel`);
-    expect(await status(run.id)).toBe('running');
+    // untouched: still parked on its waitpoint, so `waiting`
+    expect(await status(run.id)).toBe('waiting');
 
     const res = await call(f.app, 'POST', `/api/v1/runs/${run.id}/cancel`, f.auth);
     expect(res.status).toBe(200);
