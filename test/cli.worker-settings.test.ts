@@ -10,6 +10,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConnectTimeout } from '../src/cli/database.js';
 import { resolveWorkerTimings } from '../src/cli/worker-command.js';
+import { Engine } from '../src/engine/engine.js';
+import { silentLogger } from '../src/engine/logger.js';
+import { createPgliteExecutor } from '../src/store/pglite-executor.js';
+import { createStores } from '../src/store/stores.js';
 import { runCli } from './support/cli-process.js';
 
 describe('weft worker timings', () => {
@@ -88,6 +92,24 @@ describe('weft worker timings', () => {
     } finally {
       if (saved === undefined) delete process.env.WEFT_CONNECT_TIMEOUT;
       else process.env.WEFT_CONNECT_TIMEOUT = saved;
+    }
+  });
+
+  it('the SDK refuses a heartbeat that is not below the lease (what cannot work)', async () => {
+    const stores = createStores({ control: await createPgliteExecutor() });
+    try {
+      await expect(
+        Engine.start({
+          stores,
+          environmentId: 'env_unused',
+          logger: silentLogger(),
+          worker: { leaseMs: 1_000, heartbeatMs: 1_000 },
+        }),
+      ).rejects.toThrow(
+        'worker heartbeatMs (1000) must be above 0 and well below leaseMs (1000); a third of the lease is the default.',
+      );
+    } finally {
+      await stores.close();
     }
   });
 
