@@ -95,6 +95,21 @@ export const RerunPlanSchema = z
         rerun: z.array(z.int()).openapi({
           description: 'Iterations that run again (a loop also runs any later ones it reaches).',
         }),
+        within: z
+          .object({
+            iteration: z.int(),
+            rerun: z.array(z.string()).openapi({
+              description: 'Body steps of that iteration that run again: the target and after.',
+            }),
+            reuse: z.array(z.string()).openapi({
+              description: 'Body steps of that iteration kept from the source (before the target).',
+            }),
+          })
+          .nullable()
+          .openapi({
+            description:
+              'Inside the targeted iteration: which body steps rerun and which are kept; null when it reruns in full.',
+          }),
       })
       .nullable()
       .openapi({
