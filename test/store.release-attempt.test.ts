@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileWorkflow } from '../src/core/graph.js';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import { startTestEngine } from './support/engine.js';
 
 const dbError = { code: 'database_unavailable', charged: false, message: 'test' };
 
@@ -108,5 +109,47 @@ describe.each(BACKENDS)('releasing an attempt uncharged on %s', (backend) => {
     await db.stores.runs.cancelRun(environmentId, canceled.runId, 'test');
     expect(await db.stores.runs.releaseAttempt(canceled, 'w1', dbError)).toBe('fenced');
     expect((await db.stores.runs.getRun(environmentId, canceled.runId))?.status).toBe('canceled');
+  });
+
+  it('a commit whose reply was lost: the retry is fenced, and the next step that commit claimed is released at once, not after its lease', async () => {
+    let cut = false;
+    const wf = defineWorkflow('ack-lost')
+      .step('a', () => 'A')
+      .step('b', { after: 'a' }, (a) => `${a}B`);
+    const engine = await startTestEngine(db.stores, [wf], {
+      worker: {
+        leaseMs: 30_000,
+        faults: {
+          // The first commit of `a` went through (and claimed `b` for this worker); its
+          // acknowledgement is "lost": the worker sees a dropped connection.
+          afterCommitBeforeAck: (claim) => {
+            if (claim.stepKey !== 'a' || cut) return;
+            cut = true;
+            throw new Error('Connection terminated unexpectedly');
+          },
+        },
+      },
+    });
+    try {
+      const started = Date.now();
+      const done = await engine.waitForRun((await engine.trigger('ack-lost', null)).run.id, {
+        timeoutMs: 20_000,
+      });
+      expect(cut).toBe(true);
+      expect(done.status).toBe('succeeded');
+      // b's claim from the lost reply was released, not left to its 30 s lease
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const steps = (await db.stores.runs.listStepRuns(engine.environmentId, done.id))!;
+      const byKey = Object.fromEntries(
+        steps.map((s) => [s.stepKey, s.attempts.map((a) => [a.number, a.status, a.error?.code])]),
+      );
+      expect(byKey.a).toEqual([[1, 'succeeded', undefined]]);
+      expect(byKey.b).toEqual([
+        [1, 'lost', 'database_unavailable'],
+        [2, 'succeeded', undefined],
+      ]);
+    } finally {
+      await engine.stop();
+    }
   });
 });
