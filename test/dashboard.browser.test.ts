@@ -25,8 +25,18 @@ describe('dashboard (Chromium against weft dev)', () => {
   };
   const node = (id: string) => page.locator(`[data-testid="node-${id}"]`);
 
+  /** Uncaught exceptions and console errors of every page (refused-key 401s are expected). */
+  const problems: string[] = [];
+
   beforeAll(async () => {
     f = await openDashboardFixture();
+    f.context.on('page', (p) => {
+      p.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+      p.on('console', (m) => {
+        if (m.type() === 'error' && !/status of 401/.test(m.text()))
+          problems.push(`console: ${m.text()}`);
+      });
+    });
     page = await f.context.newPage();
   }, 180_000);
 
@@ -270,6 +280,10 @@ describe('dashboard (Chromium against weft dev)', () => {
     );
     expect(openedMs).toBeLessThan(15_000);
     expect(interactionMs).toBeLessThan(3_000);
+  });
+
+  it('no page threw or logged an error along the way', () => {
+    expect(problems).toEqual([]);
   });
 
   it('a schedule is created and its next time shown', async () => {
