@@ -2,7 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadMigrations, migrateSchema } from '../src/store/migrator.js';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import {
+  loadFunctionSet,
+  loadMigrations,
+  migrateSchema,
+  schemaBehind,
+  type MigrationSet,
+} from '../src/store/migrator.js';
 import { createPgExecutor } from '../src/store/pg-executor.js';
 import { createPgliteExecutor } from '../src/store/pglite-executor.js';
 import { createStores } from '../src/store/stores.js';
@@ -11,7 +19,7 @@ import { defineWorkflow } from '../src/index.js';
 import { compileWorkflow } from '../src/core/graph.js';
 
 describe('migrations', () => {
-  it('five migrators racing on a fresh PostgreSQL database apply each migration once', async () => {
+  it('five migrators racing on a fresh PostgreSQL database apply each migration and each function set once', async () => {
     const db = await createPgDatabase('mig');
     const executors = Array.from({ length: 5 }, () =>
       createPgExecutor({ connectionString: db.url, max: 2 }),
@@ -31,6 +39,8 @@ describe('migrations', () => {
         ...loadMigrations('ops').map(
           (m) => `weft_ops.${String(m.number).padStart(4, '0')}_${m.name}`,
         ),
+        `weft.functions@${loadFunctionSet('control').hash}`,
+        `weft_loc_a0.functions@${loadFunctionSet('location').hash}`,
       ].sort();
       expect(applied).toEqual(expected);
       const rows = await executors[0]!.query<{ n: number }>(
@@ -61,6 +71,105 @@ describe('migrations', () => {
         code: 'database_ahead',
         message: expect.stringContaining('breaking migration 901 (rename_everything)'),
       });
+    } finally {
+      await executor.close();
+    }
+  });
+});
+
+const SETS: MigrationSet[] = ['control', 'ops', 'location'];
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+describe('migration files and the SQL function set', () => {
+  it('no shipped migration was edited (checksums in test/fixtures/migration-checksums.json)', () => {
+    const shipped = JSON.parse(
+      readFileSync(new URL('./fixtures/migration-checksums.json', import.meta.url), 'utf8'),
+    ) as Record<string, string>;
+    for (const set of SETS) {
+      for (const m of loadMigrations(set)) {
+        const file = `${set}/${String(m.number).padStart(4, '0')}_${m.name}.sql`;
+        // A new migration is added to the manifest once, when it ships; an edit of a shipped one
+        // would leave every database that already ran it with the old text.
+        expect(
+          shipped[file],
+          `${file} is not in test/fixtures/migration-checksums.json: add it (sha256 of the file) when it ships`,
+        ).toBeDefined();
+        expect(
+          m.checksum,
+          `${file} was edited after it shipped: put the change in a new migration (tables) or in src/store/sql (functions)`,
+        ).toBe(shipped[file]);
+      }
+    }
+  });
+
+  it('migrations after the function set defines no function (functions live in src/store/sql)', () => {
+    const firstWithout: Record<MigrationSet, number> = { control: 4, ops: 3, location: 7 };
+    for (const set of SETS) {
+      for (const m of loadMigrations(set).filter((f) => f.number >= firstWithout[set])) {
+        expect(m.sql, `migration ${set}/${m.number} ${m.name}`).not.toMatch(
+          /create\s+(or\s+replace\s+)?function/i,
+        );
+      }
+    }
+  });
+
+  it('one file per function, named for it', () => {
+    for (const set of SETS) {
+      for (const file of loadFunctionSet(set).files) {
+        const names = [
+          ...file.sql.matchAll(/create or replace function \{\{schema\}\}\.(\w+)\(/g),
+        ].map((m) => m[1]);
+        expect(names.length, `sql/${set}/${file.name}`).toBeGreaterThan(0);
+        // wake.sql holds the three small wake-up helpers, which only make sense together
+        if (file.name !== 'wake.sql')
+          expect(names, `sql/${set}/${file.name}`).toEqual([file.name.slice(0, -4)]);
+      }
+    }
+    expect(readdirSync(new URL('../src/store/sql/location/', import.meta.url))).toContain(
+      'claim_by_ids.sql',
+    );
+  });
+
+  it('records each migration checksum, fills those of databases migrated before checksums, and re-applies functions whose hash differs', async () => {
+    const executor = await createPgliteExecutor();
+    try {
+      await migrateSchema(executor, 'location', 'weft_loc_a0', { tag: 'a0' });
+      const rows = await executor.query<{ number: number; checksum: string }>(
+        `select number, checksum from weft_loc_a0.weft_migrations order by number`,
+      );
+      expect(rows.rows.map((r) => r.checksum)).toEqual(
+        loadMigrations('location').map((m) => sha256(m.sql)),
+      );
+      // a database migrated by 0.1 has no checksums: the next migrate records them
+      await executor.query(`update weft_loc_a0.weft_migrations set checksum = null`);
+      await migrateSchema(executor, 'location', 'weft_loc_a0', { tag: 'a0' });
+      const filled = await executor.query<{ n: number }>(
+        `select count(*)::int as n from weft_loc_a0.weft_migrations where checksum is null`,
+      );
+      expect(filled.rows[0]!.n).toBe(0);
+
+      const expected = loadFunctionSet('location').hash;
+      expect(await schemaBehind(executor, 'location', 'weft_loc_a0')).toBeNull();
+      // older functions (another build migrated it): not current, both hashes named, migrate fixes it
+      await executor.query(`update weft_loc_a0.weft_functions set hash = 'feedfacecafebeef'`);
+      await executor.query(
+        `create or replace function weft_loc_a0.run_ended(p_status text) returns boolean language sql immutable as $$ select false $$`,
+      );
+      const behind = await schemaBehind(executor, 'location', 'weft_loc_a0');
+      expect(behind).toContain('feedfacecafebeef');
+      expect(behind).toContain(expected);
+      expect(behind).toContain('weft migrate');
+      await expect(
+        migrateSchema(executor, 'location', 'weft_loc_a0', { tag: 'a0' }),
+      ).resolves.toEqual({
+        schema: 'weft_loc_a0',
+        applied: [`functions@${expected}`],
+      });
+      const ended = await executor.query<{ e: boolean }>(
+        `select weft_loc_a0.run_ended('failed') as e`,
+      );
+      expect(ended.rows[0]!.e).toBe(true);
+      expect(await schemaBehind(executor, 'location', 'weft_loc_a0')).toBeNull();
     } finally {
       await executor.close();
     }

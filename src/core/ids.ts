@@ -8,7 +8,12 @@
  */
 import { randomBytes } from 'node:crypto';
 
-const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+/**
+ * Crockford base32, lowercase: the one copy of the id alphabet. SQL's mint_id
+ * (src/store/sql/location/mint_id.sql) gets it rendered in by the migrator (`{{id_alphabet}}`).
+ */
+export const ID_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+const ALPHABET = ID_ALPHABET;
 const TAG_PATTERN = /^[0-9a-z]{2}$/;
 const BODY_LENGTH = 26;
 

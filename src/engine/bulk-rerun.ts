@@ -13,6 +13,7 @@
  * goes on from the items still pending.
  */
 import { WeftError } from '../core/errors.js';
+import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 import {
   BulkRerunStore,
   bulkWorkerId,
@@ -57,7 +58,8 @@ export interface BulkRerunSummary {
   problems: Array<{ runId: string; code: string; message: string }>;
 }
 
-const RERUNNABLE = new Set<RunStatus>(['succeeded', 'failed', 'canceled']);
+/** Only a run that ended can be rerun (the set lives in src/core/statuses.ts). */
+const RERUNNABLE = new Set<RunStatus>(ENDED_RUN_STATUSES);
 
 export function bulkStoreOf(stores: Stores): BulkRerunStore {
   return new BulkRerunStore(stores.runOpsDb, stores.schemas.ops);

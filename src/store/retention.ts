@@ -27,7 +27,7 @@ export async function wipeExpiredDataclips(
          select d.id from ${loc.schema}.runs r
            join ${loc.schema}.dataclips d on d.run_id = r.id
           where r.environment_id = $1 and r.created_at < $2
-            and r.status in ('succeeded', 'failed', 'canceled')
+            and ${loc.schema}.run_ended(r.status)
             and d.created_at < $2 and d.wiped_at is null
           limit $3
        )

@@ -7,6 +7,7 @@
  * try of a step run, written before its code starts; a *dataclip* is a persisted JSON value.
  */
 import type { StepErrorInfo } from '../core/errors.js';
+import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 
 export type RunStatus =
   'queued' | 'running' | 'waiting' | 'paused' | 'succeeded' | 'failed' | 'canceled';
@@ -27,7 +28,8 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   'failed',
   'canceled',
 ];
-export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'canceled'];
+/** The ended statuses: defined once in src/core/statuses.ts (and rendered into SQL's run_ended). */
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ENDED_RUN_STATUSES;
 
 export interface RunRecord {
   id: string;

@@ -13,6 +13,7 @@ import type { Executor, Queryable } from './executor.js';
 import { quoteIdent } from './migrator.js';
 import { loadSourceIterations, type SourceIterationsRecord } from './rerun-iterations.js';
 import { Signals } from './signals.js';
+import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 import type {
   AttemptRecord,
   ClaimedStep,
@@ -325,7 +326,7 @@ function decodeCursor(cursor: string): Cursor {
   );
 }
 
-const ENDED_OR_PAUSED = new Set(['succeeded', 'failed', 'canceled', 'paused']);
+const ENDED_OR_PAUSED = new Set<string>([...ENDED_RUN_STATUSES, 'paused']);
 
 export class RunStore {
   readonly locations: ReadonlyMap<string, RunLocation>;
@@ -337,6 +338,16 @@ export class RunStore {
     if (runStatus === undefined || !ENDED_OR_PAUSED.has(runStatus)) return;
     const loc = this.locationOf(runId);
     if (loc) this.signals.send(loc.db, 'weft_run_finished', runId);
+  }
+
+  /**
+   * Wake workers of the environments a location function made work ready in: the `wake` list of
+   * its result (src/store/sql/location/wake.sql), sent after the commit, never inside it.
+   */
+  private signalWoken(loc: RunLocation, result: unknown): void {
+    const wake = (result as { wake?: unknown } | null)?.wake;
+    if (!Array.isArray(wake)) return;
+    for (const env of wake) if (typeof env === 'string') this.signals.send(loc.db, 'weft_ready', env);
   }
   readonly defaultTag: string;
 
@@ -678,7 +689,14 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       `select ${RUN_COLUMNS} from ${loc.schema}.${withBody ? 'create_rerun_iterations' : 'create_rerun'}($1::jsonb)`,
       [JSON.stringify(withBody ?? payload)],
     );
-    return toRun(rows.rows[0]!);
+    const run = toRun(rows.rows[0]!);
+    // Wake-ups after the commit: here, or in a caller's transaction by the caller after its commit
+    // (BulkRerunProcessor signals weft_ready once per batch).
+    if (!tx) {
+      this.signals.send(loc.db, 'weft_ready', p.environmentId);
+      this.signalRunEnd(run.id, run.status);
+    }
+    return run;
   }
 
   /** The body of a source run's loop or parallel step run, per iteration (rerun from `s[k]`). */
@@ -1103,6 +1121,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
     );
     const r = rows.rows[0]!.r;
     if (r.status === 'fenced') return { status: 'fenced' };
+    this.signalWoken(loc, r);
     this.signalRunEnd(claim.runId, r.runStatus);
     return {
       status: 'committed',
@@ -1162,6 +1181,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
         }>(`select ${loc.schema}.complete_steps($1::jsonb) as r`, [JSON.stringify(payload)]);
         rows.rows[0]!.r.forEach((r, k) => {
           const claim = items[indexes[k]!]!.claim;
+          this.signalWoken(loc, r);
           if (r.status !== 'fenced') this.signalRunEnd(claim.runId, r.runStatus);
           results[indexes[k]!] =
             r.status === 'fenced'
@@ -1208,6 +1228,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       ],
     );
     const r = rows.rows[0]!.r;
+    this.signalWoken(loc, r);
     if (r.status !== 'fenced') {
       await this.cancelChildren(claim.environmentId, r);
       this.signalRunEnd(r.runId, r.runStatus);
@@ -1260,6 +1281,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       `select ${loc.schema}.park_step($1, $2, $3, $4::jsonb) as r`,
       [claim.stepRunId, claim.attempt, workerId, JSON.stringify(payload)],
     );
+    this.signalWoken(loc, rows.rows[0]!.r);
     return rows.rows[0]!.r.status;
   }
   /**
@@ -1295,8 +1317,10 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
         `select ${loc.schema}.fail_step($1, $2, $3, 'lost', $4::jsonb, 0) as r`,
         [claim.stepRunId, claim.attempt, row.valid ? workerId : null, JSON.stringify(error)],
       );
+      this.signalWoken(loc, failed.rows[0]!.r);
       return failed.rows[0]!.r.status === 'retrying' ? ('released' as const) : ('fenced' as const);
     });
+    // (a woken environment of a rolled-back transaction gets a spare wake-up: harmless)
     if (outcome === 'released') this.signals.send(loc.db, 'weft_ready', claim.environmentId);
     return outcome;
   }
@@ -1393,7 +1417,9 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       `select ${loc.schema}.complete_waitpoint($1, $2, $3) as r`,
       [token, environmentId, payloadText],
     );
-    return rows.rows[0]!.r;
+    this.signalWoken(loc, rows.rows[0]!.r);
+    const { wake: _wake, ...r } = rows.rows[0]!.r as WaitpointCompletion & { wake?: unknown };
+    return r;
   }
 
   async getWaitpoint(environmentId: string, token: string): Promise<WaitpointRecord | undefined> {
@@ -1443,7 +1469,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
     const child = this.locationOf(childRunId);
     if (!child) return false;
     const ended = await child.db.query(
-      `select 1 from ${child.schema}.runs where id = $1 and status in ('succeeded', 'failed', 'canceled')`,
+      `select 1 from ${child.schema}.runs where id = $1 and ${child.schema}.run_ended(status)`,
       [childRunId],
     );
     if (ended.rows.length === 0) return false;
@@ -1455,9 +1481,10 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
          update ${loc.schema}.step_runs s set status = 'ready', available_at = now()
            from done where s.id = done.step_run_id and s.status = 'waiting' returning s.environment_id
        )
-       select pg_notify('weft_ready', environment_id) from woke`,
+       select environment_id from woke`,
       [parentStepRunId, childRunId],
     );
+    this.signalWoken(loc, { wake: rows.rows.map((r) => r.environment_id) });
     return rows.rows.length > 0;
   }
 
@@ -1465,11 +1492,12 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
   async fireDueWaitpoints(limit = 100): Promise<number> {
     let n = 0;
     for (const loc of this.locations.values()) {
-      const rows = await loc.db.query<{ n: number }>(
-        `select ${loc.schema}.fire_due_waitpoints($1) as n`,
+      const rows = await loc.db.query<{ r: { fired: number; wake: string[] } }>(
+        `select ${loc.schema}.fire_due_waitpoints($1) as r`,
         [limit],
       );
-      n += Number(rows.rows[0]?.n ?? 0);
+      this.signalWoken(loc, rows.rows[0]?.r);
+      n += Number(rows.rows[0]?.r.fired ?? 0);
     }
     return n;
   }
@@ -1506,7 +1534,12 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       };
     }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason]);
     const r = rows.rows[0]!.r;
-    if (r.status === 'canceled') this.signalRunEnd(runId, 'canceled');
+    this.signalWoken(loc, r);
+    if (r.status === 'canceled') {
+      // workers abort the attempts' ctx.signal at once (after the commit, like every signal)
+      this.signals.send(loc.db, 'weft_cancel', runId);
+      this.signalRunEnd(runId, 'canceled');
+    }
     for (const child of r.children ?? [])
       await this.cancelRun(environmentId, child, `parent run ${runId} was canceled`);
     return r.runStatus ? { status: r.status, runStatus: r.runStatus } : { status: r.status };
@@ -1535,7 +1568,9 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       options.versionId ?? null,
       JSON.stringify(options.budgets),
     ]);
-    return rows.rows[0]!.r;
+    this.signalWoken(loc, rows.rows[0]!.r);
+    const { wake: _wake, ...r } = rows.rows[0]!.r as typeof rows.rows[0]['r'] & { wake?: unknown };
+    return r;
   }
 
   /** Extend the leases of step runs a worker holds; returns the ids it still holds. */
@@ -1596,6 +1631,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
           [r.id, r.attempt_count, JSON.stringify(error)],
         );
         const outcome = result.rows[0]!.r;
+        this.signalWoken(loc, outcome);
         if (outcome.status !== 'fenced') {
           reaped++;
           await this.cancelChildren(r.environment_id, outcome);
@@ -1627,7 +1663,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
     const found = await Promise.all(
       [...byLoc].map(async ([loc, ids]) => {
         const rows = await loc.db.query<{ id: string }>(
-          `select id from ${loc.schema}.runs where id = any($1::text[]) and status in ('succeeded', 'failed', 'canceled', 'paused')`,
+          `select id from ${loc.schema}.runs where id = any($1::text[]) and (${loc.schema}.run_ended(status) or status = 'paused')`,
           [ids],
         );
         return rows.rows.map((r) => r.id);

@@ -11,7 +11,7 @@
  * and as hard to guess as a 128-bit token.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { mintControlId } from '../core/ids.js';
+import { ID_ALPHABET as ALPHABET, mintControlId } from '../core/ids.js';
 import type { Executor } from './executor.js';
 import { quoteIdent } from './migrator.js';
 
@@ -26,7 +26,6 @@ export interface WebhookRecord {
   createdAt: string;
 }
 
-const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 /** What `mintWebhookId` produces; anything else is answered 404 without a query. */
 export const WEBHOOK_ID_PATTERN = /^hook_[0-9a-hjkmnp-tv-z]{52}$/;
 const SECRET_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

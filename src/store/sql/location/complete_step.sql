@@ -1,0 +1,89 @@
+-- Commit a successful attempt: ONE round trip, ONE transaction (the statement's own).
+-- Fenced by (step run, attempt number, worker, unexpired lease): a worker whose lease expired, or
+-- whose step was reaped, canceled or re-claimed, changes nothing and gets status 'fenced'.
+-- In that transaction: output dataclip, attempt and step run succeeded, state patch, successors
+-- (joins, pruning), run completion and final state, events; and with p_claim_next the next ready
+-- step of the same run is claimed for the same worker (the chain fast path: no claim round trip).
+-- If the process dies before this commits, nothing of the attempt is kept: the lease expires and
+-- the reaper counts the attempt as lost.
+-- Statements on the chain path: fence update, dataclip insert, attempt update, successor probe and
+-- claim (propagate → claim_by_ids: successor update, attempt insert, event insert, run and input
+-- read), event insert; indexes used: the primary keys and step_runs (run_id, step_key), each probed
+-- by key, so a step costs the same at any chain length.
+-- Wake-ups: no NOTIFY here; `wake` in the result lists the environments with work made ready that
+-- this worker did not take, and the store signals them after the commit (wake.sql).
+create or replace function {{schema}}.complete_step(
+  p_step_run_id text, p_attempt integer, p_worker text,
+  p_output text, p_output_id text,
+  p_state_set jsonb, p_state_del text[],
+  p_live text[], p_dead text[],
+  p_claim_next boolean, p_lease_ms integer
+) returns jsonb
+language plpgsql as $$
+declare
+  s record;
+  v_body jsonb := p_output::jsonb;
+  v_hash text := md5(v_body::text);
+  v_prop record;
+  v_status text;
+  v_state jsonb;
+  v_next jsonb;
+begin
+  update {{schema}}.step_runs
+     set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
+         output_dataclip_id = p_output_id, error = null
+   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+     and lease_owner = p_worker and lease_expires_at >= now()
+  returning run_id, step_key, environment_id, scope_key, iteration into s;
+  if not found then
+    return jsonb_build_object('status', 'fenced', 'wake', '[]'::jsonb);
+  end if;
+
+  insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+  values (p_output_id, s.run_id, s.environment_id, 'output', v_body, v_hash, octet_length(p_output));
+  update {{schema}}.attempts set status = 'succeeded', finished_at = now()
+   where step_run_id = p_step_run_id and number = p_attempt;
+
+  if p_state_set is not null or p_state_del is not null then
+    update {{schema}}.runs
+       set state = (state - coalesce(p_state_del, '{}'::text[])) || coalesce(p_state_set, '{}'::jsonb), updated_at = now()
+     where id = s.run_id
+    returning status, state into v_status, v_state;
+  end if;
+
+  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
+                                 case when p_claim_next then p_worker end, p_lease_ms);
+
+  insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+  values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
+    'outputDataclipId', p_output_id,
+    'statePatch', case when p_state_set is null and p_state_del is null then null
+                       else jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del)) end));
+
+  if cardinality(v_prop.ready) = 0 then
+    v_status := {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
+    return jsonb_build_object('status', 'committed', 'runStatus', v_status, 'wake', {{schema}}.woken());
+  end if;
+
+  if p_claim_next then
+    -- claimed inside propagate (the chain fast path), else a join made ready above, unless it has
+    -- a concurrency limit (claim_steps checks those); both through the one claim rule
+    v_next := v_prop.claimed;
+    if v_next is null then
+      select to_jsonb(t) into v_next
+        from {{schema}}.claim_by_ids(array(
+               select x.id from unnest(v_prop.ready) as k(key)
+               cross join lateral (
+                 select sr.id from {{schema}}.step_runs sr
+                  where sr.run_id = s.run_id and sr.step_key = k.key and sr.status = 'ready' and sr.concurrency_key is null
+                  for update skip locked
+               ) x
+               order by x.id limit 1), p_worker, p_lease_ms) t;
+    end if;
+  end if;
+  if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
+    perform {{schema}}.wake(s.environment_id);
+  end if;
+  return jsonb_build_object('status', 'committed', 'runStatus', coalesce(v_status, 'running'),
+                            'next', v_next, 'wake', {{schema}}.woken());
+end $$;

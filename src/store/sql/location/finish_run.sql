@@ -1,0 +1,54 @@
+-- End a run. Final state: the succeeded step runs none of whose successors ran. One such leaf:
+-- point at its output dataclip (no copy, no write). Several: one new dataclip { [key]: output }.
+-- With save_dataclips off, every body of the run is dropped now (they were kept only while the run
+-- was live, so that any worker could pick up any step and a crash loses nothing).
+create or replace function {{schema}}.finish_run(p_run_id text, p_status text, p_error jsonb) returns void
+language plpgsql as $$
+declare
+  v_run record;
+  v_count integer;
+  v_single text;
+  v_final text;
+  v_body jsonb;
+begin
+  select id, environment_id, save_dataclips into v_run from {{schema}}.runs where id = p_run_id;
+  select count(*), min(s.output_dataclip_id) into v_count, v_single
+    from {{schema}}.step_runs s
+   where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+     and not exists (
+       select 1 from {{schema}}.step_runs c
+        where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+  if v_count = 1 then
+    v_final := v_single;
+  elsif v_count > 1 then
+    select jsonb_object_agg(s.step_key, d.body) into v_body
+      from {{schema}}.step_runs s join {{schema}}.dataclips d on d.id = s.output_dataclip_id
+     where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+       and not exists (
+         select 1 from {{schema}}.step_runs c
+          where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+    v_final := {{schema}}.mint_id('dc');
+    insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+    values (v_final, p_run_id, v_run.environment_id, 'final', v_body, md5(v_body::text), octet_length(v_body::text));
+  end if;
+  update {{schema}}.runs
+     set status = p_status, final_dataclip_id = v_final, error = p_error,
+         finished_at = now(), updated_at = now()
+   where id = p_run_id;
+  if not v_run.save_dataclips then
+    update {{schema}}.dataclips set body = null, wiped_at = now() where run_id = p_run_id and body is not null;
+  end if;
+  insert into {{schema}}.run_events (run_id, kind, data)
+  values (p_run_id, 'run.' || p_status, jsonb_build_object('finalDataclipId', v_final, 'error', p_error));
+  -- a child run ending wakes the parent step waiting on it (same location)
+  with done as (
+    update {{schema}}.waitpoints set status = 'completed', completed_at = now()
+     where child_run_id = p_run_id and status = 'waiting' returning step_run_id, environment_id
+  ), woke as (
+    update {{schema}}.step_runs s set status = 'ready', available_at = now()
+      from done where s.id = done.step_run_id and s.status = 'waiting'
+    returning s.environment_id
+  )
+  select count(*) into v_count from (select {{schema}}.wake(environment_id) from woke) w;
+  -- No NOTIFY weft_run_finished here: the store signals it after the commit (see signals.ts).
+end $$;
