@@ -326,6 +326,13 @@ function decodeCursor(cursor: string): Cursor {
   );
 }
 
+/**
+ * After a PostgreSQL (re)start, how long the reaper waits before reaping (see reapExpiredLeases):
+ * longer than a worker needs to notice the database is back (its LISTEN reconnect backoff is
+ * capped at 5 s, then it renews its leases at once) and release what it could not commit.
+ */
+export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
+
 const ENDED_OR_PAUSED = new Set<string>([...ENDED_RUN_STATUSES, 'paused']);
 
 export class RunStore {
@@ -352,13 +359,6 @@ export class RunStore {
   readonly defaultTag: string;
 
   constructor(locations: RunLocation[], defaultTag: string) {
-/**
- * After a PostgreSQL (re)start, how long the reaper waits before reaping (see reapExpiredLeases):
- * longer than a worker needs to notice the database is back (its LISTEN reconnect backoff is
- * capped at 5 s, then it renews its leases at once) and release what it could not commit.
- */
-export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
-
     if (locations.length === 0)
       throw new WeftError('invalid_config', 'at least one run location is required');
     for (const l of locations) {
@@ -1237,54 +1237,6 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
   }
 
   /**
-   * A control node parks: it waits on a waitpoint and/or on the body step runs materialized here,
-   * in one statement fenced like a commit. See park_step.
-   */
-  async parkStep(
-    claim: ClaimedStep,
-    workerId: string,
-    park: ParkRequest,
-  ): Promise<'parked' | 'fenced'> {
-    const loc = this.locationOf(claim.stepRunId)!;
-    const payload: Record<string, unknown> = {};
-    if (park.waitpoint) {
-      const w: Record<string, unknown> = {
-        id: park.waitpoint.id ?? mintRunScopedId('wp', loc.tag),
-        kind: park.waitpoint.kind,
-      };
-      if (park.waitpoint.resumeAt) w.resumeAt = park.waitpoint.resumeAt.toISOString();
-      if (park.waitpoint.childRunId) w.childRunId = park.waitpoint.childRunId;
-      if (park.waitpoint.schema) w.schema = park.waitpoint.schema;
-      payload.waitpoint = w;
-    }
-    if (park.body) {
-      payload.body = {
-        onScopeFailure: park.body.onScopeFailure,
-        nodes: park.body.nodes.map((n) => ({
-          step_id: n.stepId,
-          kind: n.kind,
-          parents: n.parents,
-          successors: n.successors,
-          failure_successors: n.failureSuccessors,
-          max_attempts: n.maxAttempts,
-          on_exhausted: n.onExhausted,
-          concurrency_key:
-            n.concurrency === undefined
-              ? null
-              : concurrencyKey(claim.environmentId, claim.workflowId, n.stepId),
-          concurrency_limit: n.concurrency ?? null,
-        })),
-        iterations: park.body.iterations,
-      };
-    }
-    const rows = await loc.db.query<{ r: { status: 'parked' | 'fenced' } }>(
-      `select ${loc.schema}.park_step($1, $2, $3, $4::jsonb) as r`,
-      [claim.stepRunId, claim.attempt, workerId, JSON.stringify(payload)],
-    );
-    this.signalWoken(loc, rows.rows[0]!.r);
-    return rows.rows[0]!.r.status;
-  }
-  /**
    * Give an attempt back without charging it: the database failed, not the step (its commit could
    * not be made before the lease ran out, or its lease could not be renewed through an outage).
    * In one transaction: the step run's attempt budget (`max_attempts`) grows by one — as
@@ -1344,6 +1296,54 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
     return rows.rows.map(toClaimed);
   }
 
+  /**
+   * A control node parks: it waits on a waitpoint and/or on the body step runs materialized here,
+   * in one statement fenced like a commit. See park_step.
+   */
+  async parkStep(
+    claim: ClaimedStep,
+    workerId: string,
+    park: ParkRequest,
+  ): Promise<'parked' | 'fenced'> {
+    const loc = this.locationOf(claim.stepRunId)!;
+    const payload: Record<string, unknown> = {};
+    if (park.waitpoint) {
+      const w: Record<string, unknown> = {
+        id: park.waitpoint.id ?? mintRunScopedId('wp', loc.tag),
+        kind: park.waitpoint.kind,
+      };
+      if (park.waitpoint.resumeAt) w.resumeAt = park.waitpoint.resumeAt.toISOString();
+      if (park.waitpoint.childRunId) w.childRunId = park.waitpoint.childRunId;
+      if (park.waitpoint.schema) w.schema = park.waitpoint.schema;
+      payload.waitpoint = w;
+    }
+    if (park.body) {
+      payload.body = {
+        onScopeFailure: park.body.onScopeFailure,
+        nodes: park.body.nodes.map((n) => ({
+          step_id: n.stepId,
+          kind: n.kind,
+          parents: n.parents,
+          successors: n.successors,
+          failure_successors: n.failureSuccessors,
+          max_attempts: n.maxAttempts,
+          on_exhausted: n.onExhausted,
+          concurrency_key:
+            n.concurrency === undefined
+              ? null
+              : concurrencyKey(claim.environmentId, claim.workflowId, n.stepId),
+          concurrency_limit: n.concurrency ?? null,
+        })),
+        iterations: park.body.iterations,
+      };
+    }
+    const rows = await loc.db.query<{ r: { status: 'parked' | 'fenced' } }>(
+      `select ${loc.schema}.park_step($1, $2, $3, $4::jsonb) as r`,
+      [claim.stepRunId, claim.attempt, workerId, JSON.stringify(payload)],
+    );
+    this.signalWoken(loc, rows.rows[0]!.r);
+    return rows.rows[0]!.r.status;
+  }
 
   /**
    * What a control node's next transition needs to know: its own step run (error set by a failed
@@ -1604,6 +1604,11 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
    * last attempt, fails (following failure edges, pausing or failing the run). Rows are taken with
    * `skip locked`, so several reapers never handle the same attempt; fail_step re-checks the
    * expiry under the row lock, so a lease extended in between is left alone.
+   *
+   * Nothing is reaped in the first REAP_GRACE_AFTER_RESTART_MS after the PostgreSQL server
+   * started: leases that ran out while it was down ran out because of the database, and their
+   * live workers get that long to reconnect and release those attempts uncharged
+   * (releaseAttempt). A worker that really died is reaped when the grace ends.
    */
   async reapExpiredLeases(limit = 100): Promise<number> {
     let reaped = 0;
@@ -1616,6 +1621,7 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
       }>(
         `select id, attempt_count, lease_owner, environment_id from ${loc.schema}.step_runs
           where status = 'running' and lease_expires_at < now()
+            and ($2::integer = 0 or pg_postmaster_start_time() < now() - $2 * interval '1 millisecond')
           order by lease_expires_at limit $1`,
         [limit, loc.db.kind === 'postgres' ? REAP_GRACE_AFTER_RESTART_MS : 0],
       );
@@ -1652,11 +1658,6 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
   async findEndedRuns(runIds: string[]): Promise<string[]> {
     const byLoc = new Map<RunLocation, string[]>();
     for (const id of runIds) {
-   *
-   * Nothing is reaped in the first REAP_GRACE_AFTER_RESTART_MS after the PostgreSQL server
-   * started: leases that ran out while it was down ran out because of the database, and their
-   * live workers get that long to reconnect and release those attempts uncharged
-   * (releaseAttempt). A worker that really died is reaped when the grace ends.
       const loc = this.locationOf(id);
       if (loc) byLoc.set(loc, [...(byLoc.get(loc) ?? []), id]);
     }
@@ -1669,7 +1670,6 @@ export const REAP_GRACE_AFTER_RESTART_MS = 15_000;
         return rows.rows.map((r) => r.id);
       }),
     );
-            and ($2::integer = 0 or pg_postmaster_start_time() < now() - $2 * interval '1 millisecond')
     return found.flat();
   }
 
