@@ -24,7 +24,7 @@
 import pg from 'pg';
 import type { Executor } from '../../src/store/executor.js';
 import type { StepContext } from '../../src/index.js';
-import { interpret, stripBy, type WorkflowSpec } from './spec.js';
+import { comparable, interpret, type WorkflowSpec } from './spec.js';
 
 export const LEDGER_ENV = 'CHAOS_LEDGER_URL';
 
@@ -271,8 +271,8 @@ export async function checkLedger(options: {
     }
     // 6. same result as the fault-free run
     if (want.status === 'succeeded' && run.status === 'succeeded') {
-      const final = JSON.stringify(stripBy(run.final));
-      if (final !== JSON.stringify(stripBy(want.final)))
+      const final = JSON.stringify(comparable(run.final));
+      if (final !== JSON.stringify(comparable(want.final)))
         flag(
           `${runId}: final state ${final}, the reference run's is ${JSON.stringify(want.final)}`,
         );

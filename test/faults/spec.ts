@@ -101,6 +101,25 @@ export function stripBy(value: unknown): unknown {
   return value;
 }
 
+/**
+ * What a result is compared on: no `by` fields, an `{ error }` input reduced to its presence (the
+ * message and stack are the engine's, not the result's), object keys in sorted order.
+ */
+export function comparable(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(comparable);
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    if ('error' in o && Object.keys(o).length === 1) return { error: '…' };
+    return Object.fromEntries(
+      Object.keys(o)
+        .filter((k) => k !== 'by')
+        .sort()
+        .map((k) => [k, comparable(o[k])]),
+    );
+  }
+  return value;
+}
+
 const compute = (x: number, mul: number, add: number) => (((x * mul + add) % MOD) + MOD) % MOD;
 const fails = (x: number, failMod: number) => failMod > 0 && x % failMod === 0;
 const fanItems = (x: number, count: number) => Array.from({ length: count }, (_, i) => x + i);
