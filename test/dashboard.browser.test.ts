@@ -2,6 +2,7 @@
  * The dashboard in a real Chromium (Debian's, driven by playwright-core) against `weft dev` on a
  * temporary data folder: everything asserted is what a person sees on the page.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { openDashboardFixture, type DashboardFixture } from './support/dashboard-fixture.js';
@@ -282,8 +283,25 @@ describe('dashboard (Chromium against weft dev)', () => {
     expect(interactionMs).toBeLessThan(3_000);
   });
 
-  it('no page threw or logged an error along the way', () => {
-    expect(problems).toEqual([]);
+  it('a new version of a workflow shows which steps changed (by step hash)', async () => {
+    // Edit the module `weft dev` watches: `load` changes, nothing else does.
+    const source = readFileSync(f.workflowsFile, 'utf8');
+    writeFileSync(f.workflowsFile, source.replace('sum: data.doubled', 'total: data.doubled'));
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const { body } = await f.api<{ versions: unknown[] }>('/api/v1/workflows/pipeline');
+      if (body.versions.length === 2) break;
+      if (Date.now() > until) throw new Error('weft dev did not register version 2 of pipeline');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await page.goto(`${f.url}/workflows/pipeline`);
+    await page.getByLabel('Compare from version').selectOption({ label: 'v1' });
+    await page.getByLabel('Compare to version').selectOption({ label: 'v2' });
+    await page.getByRole('button', { name: 'Show changed steps' }).click();
+    const diff = page.getByTestId('version-diff');
+    await expect(diff.textContent()).resolves.toBe('changed load');
+    await expect(node('load').getAttribute('class')).resolves.toContain('is-changed');
+    await expect(node('transform').getAttribute('class')).resolves.not.toContain('is-changed');
   });
 
   it('a schedule is created and its next time shown', async () => {
@@ -313,5 +331,9 @@ describe('dashboard (Chromium against weft dev)', () => {
         slot.toISOString(),
       ),
     );
+  });
+
+  it('no page threw or logged an error along the way', () => {
+    expect(problems).toEqual([]);
   });
 });

@@ -91,6 +91,8 @@ export const big1000 = big;
 
 export interface DashboardFixture {
   dir: string;
+  /** The workflow module `weft dev` watches (edit it to register a new version). */
+  workflowsFile: string;
   url: string;
   apiKey: string;
   signInLink: string;
@@ -150,7 +152,6 @@ export async function openDashboardFixture(
         join(dir, 'state'),
         '--workflows',
         join(dir, 'workflows.ts'),
-        '--no-watch',
       ],
       {
         cwd: dir,
@@ -187,6 +188,7 @@ export async function openDashboardFixture(
     };
     const fixture: DashboardFixture = {
       dir,
+      workflowsFile: join(dir, 'workflows.ts'),
       url,
       apiKey,
       signInLink,

@@ -245,7 +245,11 @@ function Versions({
         <div className="row">
           <label>
             From{' '}
-            <select value={a} onChange={(e) => setA(e.target.value)}>
+            <select
+              value={a}
+              onChange={(e) => setA(e.target.value)}
+              aria-label="Compare from version"
+            >
               {versions.map((v) => (
                 <option key={v.id} value={v.id}>
                   v{v.version}
@@ -255,7 +259,11 @@ function Versions({
           </label>
           <label>
             to{' '}
-            <select value={b} onChange={(e) => setB(e.target.value)}>
+            <select
+              value={b}
+              onChange={(e) => setB(e.target.value)}
+              aria-label="Compare to version"
+            >
               {versions.map((v) => (
                 <option key={v.id} value={v.id}>
                   v{v.version}
