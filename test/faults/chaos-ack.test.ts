@@ -18,7 +18,7 @@ import {
   type TestDatabase,
 } from '../support/databases.js';
 import { startTestEngine } from '../support/engine.js';
-import { report, scaled } from './harness.js';
+import { budget, report, scaled } from './harness.js';
 import { checkLedger, createLedgerTable, ledgerAppender, pidOfWorkerId } from './ledger.js';
 import { buildWorkflow, CHAOS_CHAIN, type WorkflowSpec } from './spec.js';
 
@@ -91,32 +91,36 @@ describe.each(BACKENDS)(
       await db?.close();
     });
 
-    it('commits whose reply is lost are retried and fenced: every output once, nothing run twice, results as fault-free', async () => {
-      console.log(`[chaos ack-lost ${backend}] seed ${seed} (replay: WEFT_CHAOS_SEED=${seed})`);
-      const count = scaled(30);
-      const runs: Array<{ runId: string; spec: WorkflowSpec; input: number }> = [];
-      for (let i = 0; i < count; i++)
-        for (const spec of [CHAOS_CHAIN, FAN])
-          runs.push({ runId: (await engine.trigger(spec.id, i)).run.id, spec, input: i });
-      for (const r of runs) {
-        const done = await engine.waitForRun(r.runId, { timeoutMs: 60_000 });
-        expect(done.status).toBe('succeeded');
-      }
-      const ledgerPool = new pg.Pool({ connectionString: ledgerDb.url, max: 2 });
-      try {
-        const result = await checkLedger({
-          weft: db.executor,
-          schema: db.stores.schemas.locations[0]!,
-          ledger: ledgerPool,
-          runs,
-          pidOf: pidOfWorkerId,
-        });
-        report(`ack-lost-${backend}`, seed, { faults }, result);
-        expect(result.violations, `seed ${seed}`).toEqual([]);
-        expect(faults, 'acknowledgements were lost').toBeGreaterThan(scaled(10));
-      } finally {
-        await ledgerPool.end();
-      }
-    }, 120_000);
+    it(
+      'commits whose reply is lost are retried and fenced: every output once, nothing run twice, results as fault-free',
+      async () => {
+        console.log(`[chaos ack-lost ${backend}] seed ${seed} (replay: WEFT_CHAOS_SEED=${seed})`);
+        const count = scaled(30);
+        const runs: Array<{ runId: string; spec: WorkflowSpec; input: number }> = [];
+        for (let i = 0; i < count; i++)
+          for (const spec of [CHAOS_CHAIN, FAN])
+            runs.push({ runId: (await engine.trigger(spec.id, i)).run.id, spec, input: i });
+        for (const r of runs) {
+          const done = await engine.waitForRun(r.runId, { timeoutMs: 60_000 });
+          expect(done.status).toBe('succeeded');
+        }
+        const ledgerPool = new pg.Pool({ connectionString: ledgerDb.url, max: 2 });
+        try {
+          const result = await checkLedger({
+            weft: db.executor,
+            schema: db.stores.schemas.locations[0]!,
+            ledger: ledgerPool,
+            runs,
+            pidOf: pidOfWorkerId,
+          });
+          report(`ack-lost-${backend}`, seed, { faults }, result);
+          expect(result.violations, `seed ${seed}`).toEqual([]);
+          expect(faults, 'acknowledgements were lost').toBeGreaterThan(scaled(10));
+        } finally {
+          await ledgerPool.end();
+        }
+      },
+      budget(120_000),
+    );
   },
 );

@@ -40,6 +40,8 @@ const ENVIRONMENT = 'chaos';
 /** WEFT_CHAOS_SCALE (default 1): run counts and fault durations are multiplied by it. */
 export const SCALE = Math.max(0.1, Number(process.env.WEFT_CHAOS_SCALE ?? 1));
 export const scaled = (n: number) => Math.max(1, Math.round(n * SCALE));
+/** A time budget (test timeout, wait for the runs' end) that grows with the load. */
+export const budget = (ms: number) => Math.round(ms * Math.max(1, SCALE));
 
 export function chaosSeed(scenario: string): { seed: number; random: () => number } {
   const seed = Number(process.env.WEFT_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
