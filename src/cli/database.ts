@@ -95,7 +95,8 @@ export async function openStores(
  * production migrations are a deliberate step (`weft migrate`), run once per deploy.
  */
 export async function assertMigrated(stores: Stores, target: DatabaseTarget): Promise<void> {
-  if (await stores.isReady()) return;
+  const readiness = await stores.readiness();
+  if (readiness.ready) return;
   // isReady() reads "unreachable" as "not ready"; a trivial round trip tells the two apart.
   try {
     await stores.controlDb.query('select 1');
@@ -104,8 +105,10 @@ export async function assertMigrated(stores: Stores, target: DatabaseTarget): Pr
       `cannot reach the database ${describeTarget(target)}: ${(error as Error).message}`,
     );
   }
+  // what is behind: migrations, or SQL functions this build does not know (both hashes named)
+  const why = readiness.reason === 'not_migrated' ? `: ${readiness.details.join('; ')}` : '';
   throw new CliError(
-    `the database ${describeTarget(target)} is not migrated to this version of Weft. Run \`weft migrate\` (same DATABASE_URL) first.`,
+    `the database ${describeTarget(target)} is not migrated to this version of Weft. Run \`weft migrate\` (same DATABASE_URL) first${why}.`,
   );
 }
 

@@ -265,7 +265,7 @@ export async function serveApi(
   const readiness = await stores.readiness();
   if (!readiness.ready && readiness.reason === 'not_migrated')
     throw new CliError(
-      `the database ${describe} is not migrated to this version of Weft (schemas ${readiness.schemas.join(', ')}). Run \`weft migrate\` (same DATABASE_URL) first.`,
+      `the database ${describe} is not migrated to this version of Weft (${readiness.details.join('; ')}). Run \`weft migrate\` (same DATABASE_URL) first.`,
     );
   if (!readiness.ready)
     logger.warn(
@@ -309,6 +309,8 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   const opened = await openStores(target, {
     applicationName: 'weft-server',
     poolSize: settings.poolSize,
+    // the LISTEN connection says once when it is lost and once when it is back
+    logger,
   });
   let server: RunningServer | undefined;
   const shutdown = handleShutdown(logger, () => [

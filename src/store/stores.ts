@@ -7,7 +7,7 @@ import { assertLocationTag } from '../core/ids.js';
 import { WeftError } from '../core/errors.js';
 import { ControlStore } from './control-store.js';
 import type { Executor, ExecutorLogger } from './executor.js';
-import { isSchemaCurrent, migrateSchema } from './migrator.js';
+import { migrateSchema, schemaBehind } from './migrator.js';
 import type { PgExecutorOptions } from './pg-executor.js';
 import { RunStore, type RunLocation } from './run-store.js';
 import { ScheduleStore } from './schedule-store.js';
@@ -35,7 +35,13 @@ export interface StoresOptions {
 export type Readiness =
   | { ready: true }
   | { ready: false; reason: 'unreachable'; database: 'control' | 'run_ops'; message: string }
-  | { ready: false; reason: 'not_migrated'; schemas: string[] };
+  | {
+      ready: false;
+      reason: 'not_migrated';
+      schemas: string[];
+      /** Per schema behind: what is missing (migrations, or SQL functions by hash) and the fix. */
+      details: string[];
+    };
 
 export interface Stores {
   control: ControlStore;
@@ -80,19 +86,26 @@ export function createStores(options: StoresOptions): Stores {
         return { ready: false, reason: 'unreachable', database, message: String(error) };
       }
     }
-    const checks: Array<[string, Promise<boolean>]> = [
-      [prefix, isSchemaCurrent(controlDb, 'control', prefix)],
-      [opsSchema, isSchemaCurrent(runOpsDb, 'ops', opsSchema)],
-      ...locations.map((l): [string, Promise<boolean>] => [
+    // Migrations applied and the SQL functions this build ships (by hash): a process that does not
+    // migrate refuses functions it does not know (migrator.ts).
+    const checks: Array<[string, Promise<string | null>]> = [
+      [prefix, schemaBehind(controlDb, 'control', prefix)],
+      [opsSchema, schemaBehind(runOpsDb, 'ops', opsSchema)],
+      ...locations.map((l): [string, Promise<string | null>] => [
         l.schema,
-        isSchemaCurrent(runOpsDb, 'location', l.schema),
+        schemaBehind(runOpsDb, 'location', l.schema),
       ]),
     ];
-    const current = await Promise.all(checks.map(([, check]) => check));
-    const behind = checks.filter((_, i) => !current[i]).map(([schema]) => schema);
+    const verdicts = await Promise.all(checks.map(([, check]) => check));
+    const behind = checks.filter((_, i) => verdicts[i] !== null).map(([schema]) => schema);
     return behind.length === 0
       ? { ready: true }
-      : { ready: false, reason: 'not_migrated', schemas: behind };
+      : {
+          ready: false,
+          reason: 'not_migrated',
+          schemas: behind,
+          details: verdicts.filter((v): v is string => v !== null),
+        };
   };
   return {
     control,
