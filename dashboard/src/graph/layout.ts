@@ -9,8 +9,8 @@ import ELK, { type ElkExtendedEdge, type ElkNode } from 'elkjs/lib/elk-api.js';
 import elkWorkerUrl from 'elkjs/lib/elk-worker.min.js?url';
 import type { Graph, GraphNode } from '../api';
 
-export const NODE_WIDTH = 188;
-export const NODE_HEIGHT = 58;
+export const NODE_WIDTH = 164;
+export const NODE_HEIGHT = 56;
 
 export interface PlacedNode {
   node: GraphNode;
@@ -131,7 +131,7 @@ async function computeLayout(graph: Graph): Promise<Layout> {
         ? {
             children: [],
             layoutOptions: {
-              'elk.padding': '[top=40,left=16,bottom=16,right=16]',
+              'elk.padding': '[top=36,left=12,bottom=12,right=12]',
               'elk.direction': 'RIGHT',
             },
           }
@@ -145,8 +145,8 @@ async function computeLayout(graph: Graph): Promise<Layout> {
       'elk.direction': 'RIGHT',
       // Only graphs with loop or parallel bodies need cross-hierarchy layout (it costs ~2x).
       ...(owners.size > 0 ? { 'elk.hierarchyHandling': 'INCLUDE_CHILDREN' } : {}),
-      'elk.layered.spacing.nodeNodeBetweenLayers': '56',
-      'elk.spacing.nodeNode': '28',
+      'elk.layered.spacing.nodeNodeBetweenLayers': '44',
+      'elk.spacing.nodeNode': '22',
       'elk.edgeLabels.inline': 'true',
       // Large graphs: the cheaper strategies keep layout well under a second.
       ...(big
