@@ -63,6 +63,12 @@ describe.each(BACKENDS)('error shapes over HTTP on %s', (backend) => {
     expect(steps.body.data[0].attempts[0].error.code).toBe('invalid_output');
     expect(JSON.stringify(steps.body)).not.toContain('"stack"');
     expect(JSON.stringify(steps.body)).not.toContain(process.cwd());
+    // nor in the event stream
+    const events = await (
+      await f.app.request(`/api/v1/runs/${run.id}/events`, { headers: f.auth })
+    ).text();
+    expect(events).toContain('invalid_output');
+    expect(events).not.toContain('"stack"');
   });
 
   it('an unexpected error answers a request id, not a stack or a path', async () => {

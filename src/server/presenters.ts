@@ -34,6 +34,32 @@ export function presentStepError(error: StepErrorInfo | null): StepErrorInfo | n
 }
 
 /**
+ * A run event's data as served (SSE): the errors it carries (`error`, a run's `error.error`, a
+ * scope failure's `scopeFailure.error`) lose the stack when Weft raised them, like in the steps
+ * listing (`presentStepError`). Everything else is served as stored.
+ */
+export function presentEventData(data: unknown): unknown {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return data;
+  const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const key of ['error', 'scopeFailure']) {
+    const value = out[key];
+    if (value !== null && typeof value === 'object' && !Array.isArray(value))
+      out[key] = stripInternalStack(value as Record<string, unknown>);
+  }
+  return out;
+}
+
+function stripInternalStack(error: Record<string, unknown>): Record<string, unknown> {
+  const nested = error.error;
+  const out: Record<string, unknown> =
+    nested !== null && typeof nested === 'object' && !Array.isArray(nested)
+      ? { ...error, error: stripInternalStack(nested as Record<string, unknown>) }
+      : { ...error };
+  if (out.name === 'WeftError' && 'stack' in out) delete out.stack;
+  return out;
+}
+
+/**
  * Why a run failed, flat: `{ stepKey, name, message, code?, terminal }` — read
  * `run.error.message`, not `run.error.error.message`. The stored shape nests the step's error
  * under `error`; that field stays (deprecated) so clients written against it keep working. No

@@ -28,6 +28,7 @@ import { TERMINAL_RUN_STATUSES } from '../../store/rows.js';
 import { ApiError, quoteId, toErrorResponse, isRunId, runNotFound } from '../errors.js';
 import { liveEventsFor, type RunSubscription } from '../live-events.js';
 import { errorResponses, requiresKey } from '../openapi.js';
+import { presentEventData } from '../presenters.js';
 import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
 import { dbText } from '../db-text.js';
 import type { ServerApp, ServerDeps } from '../types.js';
@@ -208,7 +209,7 @@ export function presentRunEvent(event: RunEventRecord): z.infer<typeof RunEventS
     kind: event.kind,
     stepKey: event.stepKey,
     attempt: event.attempt,
-    data: event.data,
+    data: presentEventData(event.data),
     createdAt: event.createdAt,
   };
 }
