@@ -493,4 +493,38 @@ describe.each(BACKENDS)('rerun from a step on %s', (backend) => {
       await engine.stop();
     }
   }, 120_000);
+  it('a rerun of a rerun starts with the state patches of steps reused along the whole lineage', async () => {
+    const wf = defineWorkflow<number>('rerun-lineage-state')
+      .step('a', (x: number, ctx) => {
+        ctx.state.a = x;
+        return x + 1;
+      })
+      .step('b', { after: 'a' }, (x: number, ctx) => {
+        ctx.state.b = x;
+        delete ctx.state.a;
+        return x + 1;
+      })
+      .step('c', { after: 'b' }, (x: number, ctx) => {
+        ctx.state.c = x;
+        return x + 1;
+      });
+    const engine = await startTestEngine(db.stores, [wf]);
+    try {
+      const { run: source } = await engine.trigger('rerun-lineage-state', 1);
+      expect(await finalOf(engine, source.id)).toBe(4);
+      expect(await stateOf(source.id)).toEqual({ b: 2, c: 3 });
+      let previous = source.id;
+      for (let i = 0; i < 3; i++) {
+        const { run } = await rerunRun(db.stores, engine.environmentId, previous, {
+          fromStep: 'c',
+        });
+        expect(await finalOf(engine, run!.id)).toBe(4);
+        // a and b ran only in the first run; their patches (b deleting a's key) still count
+        expect(await stateOf(run!.id)).toEqual({ b: 2, c: 3 });
+        previous = run!.id;
+      }
+    } finally {
+      await engine.stop();
+    }
+  });
 });

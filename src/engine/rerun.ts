@@ -19,7 +19,12 @@ import {
   type SourceStepRun,
 } from '../core/rerun-planner.js';
 import type { ControlStore } from '../store/control-store.js';
-import { loadSourceIterations, type SourceIterationsRecord } from '../store/rerun-iterations.js';
+import {
+  createRerunReplayingState,
+  loadSourceIterations,
+  type SourceIterationsRecord,
+  type StateReplay,
+} from '../store/rerun-iterations.js';
 import type { RunRecord } from '../store/rows.js';
 import type { CreateRerunParams, RerunStepRow, RunStore } from '../store/run-store.js';
 
@@ -68,7 +73,7 @@ export async function rerunRun(
   if (request.dryRun || !prepared.create) {
     return { run: null, plan: prepared.plan, versionId: prepared.versionId };
   }
-  const run = await stores.runs.createRerun(prepared.create);
+  const run = await createRerunReplayingState(stores.runs, prepared.create, prepared.replay);
   return { run, plan: prepared.plan, versionId: prepared.versionId };
 }
 
@@ -77,6 +82,8 @@ export interface PreparedRerun {
   versionId: string;
   /** What RunStore.createRerun writes; null for a dry run. */
   create: CreateRerunParams | null;
+  /** Where the reused steps' state patches are (store/rerun-iterations.ts createRerunReplayingState). */
+  replay: StateReplay[];
 }
 
 /**
@@ -167,7 +174,8 @@ export async function prepareRerun(
   assertOutputsAvailable(plan, target.graph, loaded.steps, runInput);
   const rows = materialize(plan, sourceVersion.graph, target.graph, loaded.steps);
   const iterationBody = iterationsRecord && bodyOf(plan, target.graph, iterationsRecord);
-  if (request.dryRun) return { plan, versionId: target.id, create: null };
+  const replay = replayOf(plan, target.graph, loaded.steps);
+  if (request.dryRun) return { plan, versionId: target.id, create: null, replay };
 
   const params: Parameters<RunStore['createRerun']>[0] = {
     environmentId,
@@ -184,7 +192,36 @@ export async function prepareRerun(
   };
   if (input) params.input = input;
   if (iterationBody) params.iterationBody = iterationBody;
-  return { plan, versionId: target.id, create: params };
+  return { plan, versionId: target.id, create: params, replay };
+}
+
+/** Each reused top-level step's lineage row, with its body's step ids (their patches count too). */
+function replayOf(
+  plan: RerunPlan,
+  graph: SerializedGraph,
+  sourceSteps: readonly SourceStepRun[],
+): StateReplay[] {
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const topOf = (id: string): string => {
+    let node = byId.get(id);
+    for (let hops = 0; node?.scope !== undefined && hops <= byId.size; hops++)
+      node = byId.get(node.scope);
+    return node?.id ?? id;
+  };
+  const ids = new Map<string, string[]>();
+  for (const n of graph.nodes) {
+    const top = topOf(n.id);
+    ids.set(top, [...(ids.get(top) ?? []), n.id]);
+  }
+  const records = new Map(sourceSteps.map((s) => [s.stepId, s]));
+  return plan.nodes
+    .filter((n) => n.fate === 'reuse' && n.scope === null)
+    .flatMap((n) => {
+      const rec = records.get(n.stepId);
+      return rec && rec.stepRunId !== '' && rec.status === 'succeeded'
+        ? [{ stepRunId: rec.stepRunId, stepIds: ids.get(n.stepId) ?? [n.stepId] }]
+        : [];
+    });
 }
 
 /**

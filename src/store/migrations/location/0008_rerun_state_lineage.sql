@@ -21,18 +21,16 @@ declare
 begin
   for v_patch in
     with recursive lineage as (
-      select r.step_ids, s.id, s.run_id, s.reused_from, 0 as depth
+      select r.step_ids, s.id as start_id, s.run_id, s.reused_from, 0 as depth
         from jsonb_to_recordset(p_replay) as r(step_run_id text, step_ids text[])
         join {{schema}}.step_runs s on s.id = r.step_run_id
       union all
-      select l.step_ids, s.id, s.run_id, s.reused_from, l.depth + 1
+      select l.step_ids, l.start_id, s.run_id, s.reused_from, l.depth + 1
         from lineage l join {{schema}}.step_runs s on s.id = l.reused_from
        where l.depth < 100
     ), ran as (
-      select distinct on (id0) run_id, step_ids
-        from (select first_value(id) over (partition by step_ids order by depth) as id0, run_id, step_ids, depth
-                from lineage) x
-       order by id0, depth desc
+      -- the run each reused step ran in: the end of its reused_from chain
+      select distinct on (start_id) run_id, step_ids from lineage order by start_id, depth desc
     ), copies as (
       select c.id as copy_id, c.reused_from as next_id, 0 as depth, null::text collate "C" as run_id, null::text collate "C" as step_key
         from {{schema}}.step_runs c
