@@ -65,8 +65,12 @@ export function RunPage({ id }: { id: string }) {
     refetchInterval: active ? 3000 : false,
   });
 
-  // Live: every event schedules one refresh of the run and its steps (coalesced per 150 ms).
+  // Live: every event schedules one refresh of the run and its steps, coalesced over a window
+  // that grows with the run (150 ms for a small run, up to 1 s for 1,000 step runs), so a busy
+  // big run does not re-read its whole step list on every event.
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const coalesceMs = useRef(150);
+  coalesceMs.current = Math.min(1000, 150 + (steps.data?.data.length ?? 0));
   const refresh = useCallback(() => {
     if (timer.current) return;
     timer.current = setTimeout(() => {
@@ -75,7 +79,7 @@ export function RunPage({ id }: { id: string }) {
       void qc.invalidateQueries({ queryKey: ['steps', id] });
       void qc.invalidateQueries({ queryKey: ['waitpoints', id] });
       void qc.invalidateQueries({ queryKey: ['run-state', id] });
-    }, 150);
+    }, coalesceMs.current);
   }, [qc, id]);
   useEffect(() => {
     if (!run.data) return;
