@@ -173,7 +173,7 @@ describe.each(BACKENDS)('fuzzing every route on %s', (backend) => {
       .step('after', () => 1);
     f = await openServerFixture(backend, [defineWorkflow('add').step('sum', () => 2), approve]);
     const doc = await (await f.app.request('/api/openapi.json')).json();
-    ops = operationsOf(doc);
+    ops = operationsOf(doc as Parameters<typeof operationsOf>[0]);
     const post = async (path: string, body: unknown) =>
       (await (
         await f.app.request(path, { method: 'POST', headers: f.auth, body: JSON.stringify(body) })
