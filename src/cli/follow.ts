@@ -298,6 +298,10 @@ function runLine(event: ApiRunEvent): string | undefined {
       return `paused after step ${event.stepKey ?? '?'} exhausted its retries`;
     case 'run.resumed':
       return 'resumed';
+    case 'run.waiting':
+      return `waiting (every open step waits; see weft waitpoints list --run ${event.runId})`;
+    case 'run.running':
+      return 'running again';
     case 'waitpoint.completed':
       return 'waitpoint completed';
     case 'waitpoint.timed_out':
