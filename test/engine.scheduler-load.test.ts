@@ -84,9 +84,11 @@ describe.each(BACKENDS)('scheduler under load on %s', (backend) => {
         clock,
       );
       clock = new Date(clock.getTime() + 5 * 60_000); // 300 slots behind
-      loop.enable();
       const durations: number[] = [];
       for (let tick = 0; tick < 5; tick++) {
+        // the first tick creates 21 runs (on PGlite the database runs on this thread too): the
+        // event-loop bound is for the ticks that re-examine the held slot, as the did
+        if (tick === 1) loop.enable();
         const started = performance.now();
         const report = await engine.scheduler!.tickOnce();
         durations.push(performance.now() - started);
