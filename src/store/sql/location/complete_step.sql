@@ -28,6 +28,8 @@ declare
   v_status text;
   v_state jsonb;
   v_next jsonb;
+  v_key text;
+  c record;
 begin
   update {{schema}}.step_runs
      set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
@@ -70,15 +72,19 @@ begin
     -- a concurrency limit (claim_steps checks those); both through the one claim rule
     v_next := v_prop.claimed;
     if v_next is null then
-      select to_jsonb(t) into v_next
-        from {{schema}}.claim_by_ids(array(
-               select x.id from unnest(v_prop.ready) as k(key)
-               cross join lateral (
-                 select sr.id from {{schema}}.step_runs sr
-                  where sr.run_id = s.run_id and sr.step_key = k.key and sr.status = 'ready' and sr.concurrency_key is null
-                  for update skip locked
-               ) x
-               order by x.id limit 1), p_worker, p_lease_ms) t;
+      -- by (run_id, step_key) alone, like propagate (see there why), and `skip locked`: a row
+      -- another worker's claim holds is left to it (waiting for it could deadlock: that claim may
+      -- wait on this run's row, which this transaction updated)
+      foreach v_key in array v_prop.ready loop
+        c := null;
+        select sr.id, sr.status, sr.concurrency_key into c from {{schema}}.step_runs sr
+         where sr.run_id = s.run_id and sr.step_key = v_key
+           for update skip locked;
+        if c.status = 'ready' and c.concurrency_key is null then
+          select to_jsonb(t) into v_next from {{schema}}.claim_by_ids(array[c.id::text], p_worker, p_lease_ms) t;
+          exit when v_next is not null;
+        end if;
+      end loop;
     end if;
   end if;
   if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
