@@ -1,7 +1,7 @@
 -- Rerun from a step: creating a run that reuses a source run's results by reference.
 --
 -- create_rerun writes, in one transaction (the statement's own), a run on the target version that
--- materializes only what the rerun needs (RERUN.md: work proportional to the restart scope):
+-- materializes only what the rerun needs (docs/rerun.md: work proportional to the restart scope):
 --   * the steps that rerun (the restart scope), pending/ready exactly like a fresh run;
 --   * the reused steps that feed them (their direct parents) and the reused steps that end the run
 --     (source leaves: their outputs make up the final state), created `succeeded` and pointing at
