@@ -1,41 +1,17 @@
 /**
- * Weft has two error classes. `WeftError` carries a stable snake_case `code` that the HTTP layer
- * maps to a status in one place (`src/server/errors.ts`); `TerminalError` is thrown by step code
- * for failures that must not be retried.
+ * Weft's error classes. `WeftError` carries a stable snake_case `code` from the one table of codes
+ * (`error-codes.ts`: HTTP status, retryable flag, fix); the HTTP layer reads the status from that
+ * table (`src/server/errors.ts`). `TerminalError` is the `WeftError` step code throws for a failure
+ * that must not be retried (code `terminal`).
  */
+import { ERROR_CODES, type ErrorCodeSpec, type WeftErrorCode } from './error-codes.js';
 
-/** Stable error codes. Add new ones; never rename one (clients match on them). */
-export type WeftErrorCode =
-  | 'invalid_workflow'
-  | 'invalid_input'
-  | 'invalid_output'
-  | 'payload_too_large'
-  | 'not_found'
-  | 'unauthorized'
-  | 'idempotency_conflict'
-  | 'unknown_workflow'
-  | 'unknown_step'
-  | 'dataclips_wiped'
-  | 'run_not_ended'
-  | 'edge_condition_failed'
-  | 'waitpoint_not_waiting'
-  | 'invalid_payload'
-  | 'run_not_active'
-  | 'run_not_paused'
-  | 'version_mismatch'
-  | 'step_timeout'
-  | 'lease_lost'
-  | 'run_canceled'
-  | 'workflow_version_unavailable'
-  | 'database_ahead'
-  | 'invalid_cursor'
-  | 'invalid_config'
-  | 'bad_request'
-  // a name that must be unique is taken (a project, an environment)
-  | 'already_exists'
-  // the environment (or its project) is paused: no trigger is accepted until it is resumed
-  | 'environment_paused'
-  | 'internal';
+export {
+  ALL_ERROR_CODES,
+  ERROR_CODES,
+  type ErrorCodeSpec,
+  type WeftErrorCode,
+} from './error-codes.js';
 
 export class WeftError extends Error {
   override readonly name: string = 'WeftError';
@@ -56,17 +32,26 @@ export class WeftError extends Error {
 /**
  * Throw from step code for a failure that retrying cannot fix (bad data, a 4xx from an API).
  * The attempt fails and no further attempt is made; the step follows its `failure` edges or
- * fails the run.
+ * fails the run. It is a `WeftError` with code `terminal`; an `errorCode` of your own (say
+ * `card_declined`) is what the attempt and the run record as their `code` instead.
  *
  * @example
  * if (!user.email) throw new TerminalError(`user ${user.id} has no email address`);
+ * throw new TerminalError(response.statusText, { code: 'card_declined', cause: error });
  */
-export class TerminalError extends Error {
+export class TerminalError extends WeftError {
   override readonly name: string = 'TerminalError';
-  readonly code: string;
-  constructor(message: string, options: { code?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = options.code ?? 'terminal';
+  /** The caller's own code (`options.code`), recorded in place of `terminal` when given. */
+  readonly errorCode: string | undefined;
+  constructor(
+    message: string,
+    options: { code?: string; cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    const rest: { cause?: unknown; details?: Record<string, unknown> } = {};
+    if (options.cause !== undefined) rest.cause = options.cause;
+    if (options.details !== undefined) rest.details = options.details;
+    super('terminal', message, rest);
+    this.errorCode = options.code;
   }
 }
 
@@ -79,16 +64,22 @@ export interface StepErrorInfo {
   stack?: string;
 }
 
+/**
+ * The record of a failed attempt. `terminal` (never retried) holds for a `TerminalError` and for a
+ * `WeftError` whose code the table marks not retryable (bad output, a loop past its bound, …).
+ */
 export function describeError(error: unknown): StepErrorInfo {
   if (error instanceof Error) {
     const code =
-      'code' in error && typeof (error as { code: unknown }).code === 'string'
-        ? (error as { code: string }).code
-        : undefined;
+      error instanceof TerminalError && error.errorCode !== undefined
+        ? error.errorCode
+        : 'code' in error && typeof (error as { code: unknown }).code === 'string'
+          ? (error as { code: string }).code
+          : undefined;
     const info: StepErrorInfo = {
       name: error.name,
       message: error.message,
-      terminal: error instanceof TerminalError || isNonRetryableWeftError(error),
+      terminal: error instanceof WeftError && !isRetryable(error.code),
     };
     if (code !== undefined) info.code = code;
     if (error.stack !== undefined) info.stack = error.stack.split('\n').slice(0, 12).join('\n');
@@ -97,13 +88,10 @@ export function describeError(error: unknown): StepErrorInfo {
   return { name: 'NonError', message: safeString(error), terminal: false };
 }
 
-function isNonRetryableWeftError(error: Error): boolean {
-  return (
-    error instanceof WeftError &&
-    (error.code === 'invalid_output' ||
-      error.code === 'payload_too_large' ||
-      error.code === 'edge_condition_failed')
-  );
+/** Whether a step attempt that failed with this code is tried again (ERROR_CODES). */
+export function isRetryable(code: WeftErrorCode): boolean {
+  // a code outside the table can only come from a cast; treat it like `internal`
+  return (ERROR_CODES as Record<string, ErrorCodeSpec | undefined>)[code]?.retryable ?? true;
 }
 
 function safeString(value: unknown): string {

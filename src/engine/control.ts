@@ -7,7 +7,10 @@
  *
  * Failure semantics: a throwing user function here (`items`, `condition`, `until`, `input`) or a
  * bad value from it is a definition or data bug — the node fails terminally with a named error
- * and follows its failure edges. A waiting node holds no worker.
+ * and follows its failure edges. A waiting node holds no worker. Codes (src/core/error-codes.ts):
+ * `invalid_output` (a user function threw or returned a bad value), `loop_limit_exceeded`,
+ * `waitpoint_timed_out`, `body_step_failed` (a step of the body failed the scope: details.stepKey,
+ * details.error), `child_run_failed`. See docs/semantics.md#failure-semantics-of-each-primitive.
  */
 import { WeftError } from '../core/errors.js';
 import {
@@ -107,7 +110,7 @@ export async function runControlTransition(
     return {
       kind: 'fail',
       error: new WeftError(
-        'internal',
+        'body_step_failed',
         `${name} failed: step \`${failed.stepKey}\` failed: ${err?.message ?? 'unknown error'}`,
         {
           details: { stepKey: failed.stepKey, error: failed.error },
@@ -214,11 +217,9 @@ export async function runControlTransition(
           return {
             kind: 'fail',
             error: new WeftError(
-              'invalid_output',
+              'loop_limit_exceeded',
               `${name} reached its bound of ${control.maxIterations} iterations with its condition still true; raise maxIterations or fix the condition.`,
-              {
-                details: { code: 'loop_limit_exceeded', maxIterations: control.maxIterations },
-              },
+              { details: { maxIterations: control.maxIterations } },
             ),
           };
         }
@@ -273,11 +274,9 @@ export async function runControlTransition(
           kind: 'fail',
           timedOut: true,
           error: new WeftError(
-            'internal',
-            `approval \`${claim.stepKey}\` (token ${state.waitpoint.id}) timed out after ${control.timeoutMs} ms without being completed.`,
-            {
-              details: { code: 'waitpoint_timed_out', waitpointId: state.waitpoint.id },
-            },
+            'waitpoint_timed_out',
+            `approval \`${claim.stepKey}\` (token ${state.waitpoint.id}) timed out after ${control.timeoutMs} ms without being completed; complete it in time, or give it a \`timeout\` edge.`,
+            { details: { waitpointId: state.waitpoint.id } },
           ),
         };
       }
@@ -299,7 +298,7 @@ export async function runControlTransition(
       return {
         kind: 'fail',
         error: new WeftError(
-          'internal',
+          'child_run_failed',
           `sub-workflow \`${claim.stepKey}\`: child run ${state.waitpoint.childRunId} of \`${control.workflow}\` ended ${result.status}${err?.error?.message ? `: ${err.error.message}` : ''}.`,
           {
             details: { childRunId: state.waitpoint.childRunId, childStatus: result.status },

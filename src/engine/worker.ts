@@ -375,7 +375,13 @@ export class Worker {
       }
       const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
       const exhausted = claim.attempt >= claim.maxAttempts;
-      const delay = info.terminal || exhausted ? null : backoffDelay(step.retry, claim.attempt + 1);
+      // A shutdown says nothing about the step: it is requeued at once for another worker.
+      const delay =
+        info.terminal || exhausted
+          ? null
+          : info.code === 'worker_shutdown'
+            ? 0
+            : backoffDelay(step.retry, claim.attempt + 1);
       await this.recordFailure(claim, info, delay, log);
       return null;
     }
@@ -700,7 +706,10 @@ export class Worker {
     if ((await Promise.race([drained.then(() => 'done' as const), grace])) === 'timeout') {
       for (const entry of this.inflight.values()) {
         entry.controller.abort(
-          new WeftError('internal', `worker ${this.workerId} is shutting down`),
+          new WeftError(
+            'worker_shutdown',
+            `worker ${this.workerId} is shutting down and step run ${entry.claim.stepRunId} (\`${entry.claim.stepKey}\`, attempt ${entry.claim.attempt}) ran past the ${this.shutdownGraceMs} ms grace; it runs again on a live worker.`,
+          ),
         );
       }
       await drained;

@@ -1,86 +1,37 @@
 /**
  * The HTTP error contract. Every error leaves the server as
- * `{ "error": { "code", "message", "details"? } }`, and `STATUS_BY_CODE` is the one place that
- * decides which status a code gets (STYLE.md §6). Codes are stable: clients match on them.
+ * `{ "error": { "code", "message", "details"? } }`, and the status of a code comes from the one
+ * table of codes, `ERROR_CODES` in src/core/error-codes.ts (STYLE.md §6). Codes are stable:
+ * clients match on them.
  */
 import type { ZodError } from 'zod';
+import { ALL_ERROR_CODES, ERROR_CODES, type ErrorStatus } from '../core/error-codes.js';
 import { WeftError, type WeftErrorCode } from '../core/errors.js';
 import { parseRunScopedId } from '../core/ids.js';
 
-/**
- * Codes only the HTTP layer produces (content negotiation, routing, readiness); everything else
- * is a `WeftErrorCode` thrown by core, store or engine.
- */
-export type ServerErrorCode =
-  | 'unsupported_media_type'
-  | 'method_not_allowed'
-  | 'not_ready'
-  // the API key lacks the scope the route needs (auth.ts ROUTE_SCOPES)
-  | 'forbidden'
-  // a handler did not answer within the server's request timeout (`weft server --request-timeout`)
-  | 'request_timeout'
-  // a webhook with a secret received a request without a valid `x-weft-signature`
-  | 'invalid_signature';
-export type ApiErrorCode = WeftErrorCode | ServerErrorCode;
-
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
+export type { ErrorStatus } from '../core/error-codes.js';
 
 /**
- * Statuses by code. 4xx: the caller can fix it; 5xx: we must (and it is logged with a request id).
- * `STATUS_BY_CODE` below is typed as a `Record` over every code, so adding a code to
- * `WeftErrorCode` fails to compile until it has a status here. (The table is a separate constant
- * so that a code listed here ahead of core's union is not an error.)
+ * Every code the API can answer with. The codes only the HTTP layer produces (content
+ * negotiation, routing, readiness, scopes, webhook signatures) live in the same table as the
+ * rest (`src/core/error-codes.ts`), so this is the same type as `WeftErrorCode`; the alias stays
+ * for clients that imported it.
  */
-const STATUSES = {
-  bad_request: 400,
-  unauthorized: 401,
-  invalid_signature: 401,
-  forbidden: 403,
-  not_found: 404,
-  // An unknown workflow on trigger is a missing resource, named in the message with the known ids.
-  unknown_workflow: 404,
-  method_not_allowed: 405,
-  idempotency_conflict: 409,
-  // The run or waitpoint is not in a state that allows the operation (cancel, resume, complete).
-  run_canceled: 409,
-  run_not_active: 409,
-  run_not_paused: 409,
-  version_mismatch: 409,
-  // A rerun needs a source output (or input) whose body the project did not keep.
-  dataclips_wiped: 409,
-  // Only an ended run can be rerun.
-  run_not_ended: 409,
-  waitpoint_not_waiting: 409,
-  already_exists: 409,
-  // Paused environment: the request is fine, the environment's state refuses it (resume it).
-  environment_paused: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  invalid_input: 422,
-  invalid_payload: 422,
-  invalid_cursor: 422,
-  invalid_workflow: 422,
-  unknown_step: 422,
-  invalid_output: 422,
-  // Engine-side failures: they never describe the request, so reaching the API means a bug.
-  edge_condition_failed: 500,
-  step_timeout: 500,
-  lease_lost: 500,
-  workflow_version_unavailable: 500,
-  invalid_config: 500,
-  internal: 500,
-  database_ahead: 503,
-  not_ready: 503,
-  request_timeout: 503,
-} as const;
-const STATUS_BY_CODE: Record<ApiErrorCode, ErrorStatus> = STATUSES;
+export type ApiErrorCode = WeftErrorCode;
 
 /** Every code the API can answer with (documented in the OpenAPI `Error` schema). */
-export const API_ERROR_CODES = Object.keys(STATUS_BY_CODE) as [ApiErrorCode, ...ApiErrorCode[]];
+export const API_ERROR_CODES: [ApiErrorCode, ...ApiErrorCode[]] = ALL_ERROR_CODES;
 
+/**
+ * The status of a code, from the one table (4xx: the caller can fix it; 5xx: we must, and it is
+ * logged with a request id). No second mapping lives here.
+ */
 export function statusForCode(code: ApiErrorCode): ErrorStatus {
-  return STATUS_BY_CODE[code];
+  return ERROR_CODES[code].status;
 }
+
+/** 5xx codes answered as themselves (the caller should retry later); other 5xx become `internal`. */
+const EXPOSED_5XX = new Set<ApiErrorCode>(['not_ready', 'request_timeout', 'database_ahead']);
 
 export interface ErrorBody {
   error: { code: ApiErrorCode; message: string; details?: Record<string, unknown> };
@@ -119,12 +70,7 @@ export function toErrorResponse(
 ): { status: ErrorStatus; body: ErrorBody; unexpected: boolean } {
   if (error instanceof WeftError || error instanceof ApiError) {
     const status = statusForCode(error.code);
-    if (
-      status < 500 ||
-      error.code === 'not_ready' ||
-      error.code === 'request_timeout' ||
-      error.code === 'database_ahead'
-    ) {
+    if (status < 500 || EXPOSED_5XX.has(error.code)) {
       return {
         status,
         body: errorBody(error.code, error.message, error.details),
