@@ -58,7 +58,7 @@ async function main(): Promise<void> {
       `insert into ${LOC}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, save_dataclips,
                                 created_at, started_at, finished_at)
        select 'run_a0' || lpad(i::text, 26, '0'), $1, 'wf' || (i % 8), 'wfv_bench',
-              case when i % 100 = 0 then 'failed' when i % 500 = 1 then 'running' else 'succeeded' end,
+              case when i <= 400 and i % 4 = 0 then 'canceled' when i % 100 = 0 then 'failed' when i % 500 = 1 then 'running' else 'succeeded' end,
               'api', true, t, t, t + interval '1 second'
          from generate_series(1, $2::int) i, lateral (select now() - ($2::int - i) * interval '1 second' as t) x`,
       [ENV, RUNS],
@@ -89,12 +89,14 @@ async function main(): Promise<void> {
       failed: await timeNamed('old_failed', oldList, [ENV, ['failed'], 51]),
       running: await timeNamed('old_running', oldList, [ENV, ['running'], 51]),
       failedOrRunning: await timeNamed('old_two', oldList, [ENV, ['failed', 'running'], 51]),
+      // 100 canceled runs, all among the oldest 400: the walk reads the whole environment
+      canceled: await timeNamed('old_canceled', oldList, [ENV, ['canceled'], 51]),
     };
     await client.query(
       `create index runs_env_status_created on ${LOC}.runs (environment_id, status, created_at desc, id desc)`,
     );
     await client.query(`analyze ${LOC}.runs`);
-    const viaStore = async (statuses: Array<'failed' | 'running'>) => {
+    const viaStore = async (statuses: Array<'failed' | 'running' | 'canceled'>) => {
       const ms: number[] = [];
       for (let i = 0; i < 12; i++) {
         const t0 = performance.now();
@@ -112,7 +114,33 @@ async function main(): Promise<void> {
       failed: await viaStore(['failed']),
       running: await viaStore(['running']),
       failedOrRunning: await viaStore(['failed', 'running']),
+      canceled: await viaStore(['canceled']),
     };
+
+    const explainGeneric = async (text: string, args: string) => {
+      await client.query('begin');
+      try {
+        await client.query(`set local plan_cache_mode = force_generic_plan`);
+        await client.query(`prepare plan_probe as ${text}`);
+        const plan = await client.query<{ 'QUERY PLAN': string }>(
+          `explain (analyze, buffers, costs off) execute plan_probe${args}`,
+        );
+        return plan.rows.map((r) => r['QUERY PLAN']);
+      } finally {
+        await client.query('rollback');
+        await client.query(`deallocate all`);
+      }
+    };
+    await client.query(`drop index ${LOC}.runs_env_status_created`);
+    out.listPlanBefore = await explainGeneric(oldList, `('${ENV}', '{canceled}', 51)`);
+    await client.query(
+      `create index runs_env_status_created on ${LOC}.runs (environment_id, status, created_at desc, id desc)`,
+    );
+    out.listPlanAfter = await explainGeneric(
+      `select ${cols} from ${LOC}.runs where environment_id = $1 and status = $2::text
+        order by created_at desc, id desc limit $3`,
+      `('${ENV}', 'canceled', 51)`,
+    );
 
     // ── 2. the chain's successor lookup ────────────────────────────────────────────────────
     const mid = Math.floor(CHAIN / 2);
