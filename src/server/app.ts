@@ -24,6 +24,7 @@ import { renderDocsPage, type DocsDocument } from './docs-page.js';
 import { errorBody, toErrorResponse, validationError } from './errors.js';
 import { BEARER_AUTH, DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerAuditRoutes } from './routes/audit.js';
 import { registerDataclipRoutes } from './routes/dataclips.js';
 import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -178,6 +179,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerScheduleRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerAdminRoutes(app, deps);
+  registerAuditRoutes(app, deps);
   if (options.metrics !== false)
     registerMetricsRoutes(app, deps, options.metrics ?? processMetrics);
 

@@ -55,6 +55,7 @@ export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
   'PATCH /api/v1/projects/{name}': 'admin',
   'GET /api/v1/organization': 'admin',
   'PATCH /api/v1/organization': 'admin',
+  'GET /api/v1/audit': 'admin',
 };
 
 const SCOPE_RANK: Record<KeyScope, number> = { read: 1, trigger: 2, admin: 3 };

@@ -5,6 +5,8 @@
  */
 import { assertLocationTag } from '../core/ids.js';
 import { WeftError } from '../core/errors.js';
+import type { SecretBox } from '../core/secret-box.js';
+import { AuditStore } from './audit-store.js';
 import { ControlStore } from './control-store.js';
 import type { Executor, ExecutorLogger } from './executor.js';
 import { migrateSchema, schemaBehind } from './migrator.js';
@@ -25,6 +27,8 @@ export interface StoresOptions {
   locationTags?: string[];
   /** Where new runs go. Default: the first tag. */
   defaultLocationTag?: string;
+  /** Keys that seal webhook secrets. Default: `WEFT_SECRET_KEY` / `WEFT_SECRET_KEY_PREVIOUS`. */
+  secrets?: SecretBox;
 }
 
 /**
@@ -48,6 +52,7 @@ export interface Stores {
   runs: RunStore;
   schedules: ScheduleStore;
   webhooks: WebhookStore;
+  audit: AuditStore;
   controlDb: Executor;
   runOpsDb: Executor;
   schemas: { control: string; ops: string; locations: string[] };
@@ -75,7 +80,8 @@ export function createStores(options: StoresOptions): Stores {
   const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
   const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
-  const webhooks = new WebhookStore(controlDb, prefix);
+  const webhooks = new WebhookStore(controlDb, prefix, options.secrets);
+  const audit = new AuditStore(controlDb, prefix);
   const readiness = async (): Promise<Readiness> => {
     const databases: Array<['control' | 'run_ops', Executor]> = [['control', controlDb]];
     if (runOpsDb !== controlDb) databases.push(['run_ops', runOpsDb]);
@@ -112,6 +118,7 @@ export function createStores(options: StoresOptions): Stores {
     runs,
     schedules,
     webhooks,
+    audit,
     controlDb,
     runOpsDb,
     schemas,

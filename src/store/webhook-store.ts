@@ -11,7 +11,9 @@
  * and as hard to guess as a 128-bit token.
  */
 import { randomBytes, randomInt } from 'node:crypto';
+import { WeftError } from '../core/errors.js';
 import { ID_ALPHABET as ALPHABET, mintControlId } from '../core/ids.js';
+import { SECRET_KEY_ENV, SecretBox } from '../core/secret-box.js';
 import type { Executor } from './executor.js';
 import { quoteIdent } from './migrator.js';
 
@@ -20,8 +22,15 @@ export interface WebhookRecord {
   environmentId: string;
   workflowId: string;
   label: string | null;
-  /** The shared secret for request signatures; null when requests are not signed. */
+  /**
+   * The shared secret for request signatures, decrypted; null when requests are not signed, or
+   * when the key that sealed it is not configured here (then `secretError` says which).
+   */
   secret: string | null;
+  /** Whether requests must be signed (true even when this process cannot open the secret). */
+  signed: boolean;
+  /** Why a signed webhook's secret cannot be opened by this process (a key is missing). */
+  secretError?: WeftError;
   enabled: boolean;
   createdAt: string;
 }
@@ -48,42 +57,154 @@ export function mintWebhookSecret(): string {
 type Row = Record<string, unknown>;
 const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
 
-function toWebhook(r: Row): WebhookRecord {
-  return {
-    id: r.id as string,
-    environmentId: r.environment_id as string,
-    workflowId: r.workflow_id as string,
-    label: (r.label as string | null) ?? null,
-    secret: (r.secret as string | null) ?? null,
-    enabled: r.enabled as boolean,
-    createdAt: iso(r.created_at),
-  };
+const COLUMNS =
+  'id, environment_id, workflow_id, label, secret, secret_key_id, enabled, created_at';
+
+/** What `weft secrets rotate` did. */
+export interface ResealReport {
+  /** Secrets now sealed with the current key (from clear text or an older key). */
+  resealed: number;
+  /** Secrets sealed with a key that is not configured here: left as they are. */
+  unreadable: Array<{ webhookId: string; keyId: string }>;
 }
 
-const COLUMNS = 'id, environment_id, workflow_id, label, secret, enabled, created_at';
-
+/**
+ * Secrets at rest: each secret is sealed with AES-256-GCM under the current key of `secrets`
+ * (`WEFT_SECRET_KEY`), bound to the webhook id, and its key id stored in `secret_key_id`. Reading
+ * opens it with whichever configured key sealed it. A secret read in clear (written before
+ * control migration 0005) or under a previous key is re-sealed with the current key as it is read
+ * (a conditional update: a concurrent re-seal or change wins and nothing is lost), and
+ * `resealSecrets` does them all at once — so a rotation needs no downtime: deploy with the new key
+ * and the old one in `WEFT_SECRET_KEY_PREVIOUS`, run `weft secrets rotate`, then drop the old key.
+ */
 export class WebhookStore {
   private readonly s: string;
 
+  /** @param secrets the keys; default from `WEFT_SECRET_KEY` / `WEFT_SECRET_KEY_PREVIOUS` */
   constructor(
     readonly db: Executor,
     schema: string,
+    readonly secrets: SecretBox = SecretBox.fromEnv(process.env),
   ) {
     this.s = quoteIdent(schema);
   }
 
+  /**
+   * Create a webhook; its secret, if any, is stored sealed. Throws `invalid_config` (naming
+   * WEFT_SECRET_KEY) when there is a secret and no key to seal it with: a secret is never stored
+   * in clear. Unsigned webhooks need no key.
+   */
   async createWebhook(p: {
     environmentId: string;
     workflowId: string;
     label?: string | null;
     secret?: string | null;
   }): Promise<WebhookRecord> {
+    const id = mintWebhookId();
+    let sealed: { keyId: string; sealed: string } | null = null;
+    if (p.secret != null) {
+      if (!this.secrets.canSeal) {
+        throw new WeftError(
+          'invalid_config',
+          `This server has no key to encrypt webhook secrets with, so it does not store one: set ${SECRET_KEY_ENV} (64 hex digits, \`openssl rand -hex 32\`) in the environment of weft server / weft worker and restart, or create the webhook unsigned.`,
+          { details: { variable: SECRET_KEY_ENV } },
+        );
+      }
+      sealed = this.secrets.seal(p.secret, id);
+    }
     const rows = await this.db.query<Row>(
-      `insert into ${this.s}.webhooks (id, environment_id, workflow_id, label, secret)
-       values ($1, $2, $3, $4, $5) returning ${COLUMNS}`,
-      [mintWebhookId(), p.environmentId, p.workflowId, p.label ?? null, p.secret ?? null],
+      `insert into ${this.s}.webhooks (id, environment_id, workflow_id, label, secret, secret_key_id)
+       values ($1, $2, $3, $4, $5, $6) returning ${COLUMNS}`,
+      [
+        id,
+        p.environmentId,
+        p.workflowId,
+        p.label ?? null,
+        sealed?.sealed ?? null,
+        sealed?.keyId ?? null,
+      ],
     );
-    return toWebhook(rows.rows[0]!);
+    return this.toWebhook(rows.rows[0]!);
+  }
+
+  private toWebhook(r: Row, reseal = false): WebhookRecord {
+    const stored = (r.secret as string | null) ?? null;
+    const keyId = (r.secret_key_id as string | null) ?? null;
+    const record: WebhookRecord = {
+      id: r.id as string,
+      environmentId: r.environment_id as string,
+      workflowId: r.workflow_id as string,
+      label: (r.label as string | null) ?? null,
+      secret: null,
+      signed: stored !== null,
+      enabled: r.enabled as boolean,
+      createdAt: iso(r.created_at),
+    };
+    if (stored === null) return record;
+    try {
+      record.secret = keyId === null ? stored : this.secrets.open(stored, keyId, record.id);
+    } catch (error) {
+      record.secretError = error as WeftError;
+      return record;
+    }
+    if (reseal && keyId !== this.secrets.current?.id && this.secrets.canSeal)
+      void this.reseal(record.id, stored, keyId, record.secret).catch(() => {
+        // best effort: the next read or `weft secrets rotate` tries again
+      });
+    return record;
+  }
+
+  /**
+   * Re-seal one secret with the current key, only if the row still holds what was read (a
+   * concurrent re-seal or delete makes it a no-op). True when this call changed the row.
+   */
+  private async reseal(
+    id: string,
+    stored: string,
+    keyId: string | null,
+    plaintext: string,
+  ): Promise<boolean> {
+    const next = this.secrets.seal(plaintext, id);
+    const rows = await this.db.query(
+      `update ${this.s}.webhooks set secret = $2, secret_key_id = $3
+        where id = $1 and secret = $4 and secret_key_id is not distinct from $5 returning id`,
+      [id, next.sealed, next.keyId, stored, keyId],
+    );
+    return rows.rows.length > 0;
+  }
+
+  /**
+   * Re-seal every secret that is in clear or sealed with a key other than the current one
+   * (`weft secrets rotate`). Idempotent and safe while servers run: each row is changed by a
+   * conditional update. Secrets whose key is not configured are reported and left alone.
+   * Throws `invalid_config` when there is no current key.
+   */
+  async resealSecrets(): Promise<ResealReport> {
+    const current = this.secrets.current;
+    if (!current) {
+      throw new WeftError(
+        'invalid_config',
+        `No key to re-encrypt with: set ${SECRET_KEY_ENV} to the new key and ${SECRET_KEY_ENV}_PREVIOUS to the old one(s).`,
+      );
+    }
+    const rows = await this.db.query<Row>(
+      `select id, secret, secret_key_id from ${this.s}.webhooks
+        where secret is not null and secret_key_id is distinct from $1 order by id`,
+      [current.id],
+    );
+    const report: ResealReport = { resealed: 0, unreadable: [] };
+    for (const r of rows.rows) {
+      const id = r.id as string;
+      const stored = r.secret as string;
+      const keyId = (r.secret_key_id as string | null) ?? null;
+      if (keyId !== null && !this.secrets.canOpen(keyId)) {
+        report.unreadable.push({ webhookId: id, keyId });
+        continue;
+      }
+      const plaintext = keyId === null ? stored : this.secrets.open(stored, keyId, id);
+      if (await this.reseal(id, stored, keyId, plaintext)) report.resealed++;
+    }
+    return report;
   }
 
   /**
@@ -97,7 +218,7 @@ export class WebhookStore {
       `select ${COLUMNS} from ${this.s}.webhooks where id = $1`,
       [id],
     );
-    return rows.rows[0] ? toWebhook(rows.rows[0]) : undefined;
+    return rows.rows[0] ? this.toWebhook(rows.rows[0], true) : undefined;
   }
 
   async getWebhook(environmentId: string, id: string): Promise<WebhookRecord | undefined> {
@@ -106,7 +227,7 @@ export class WebhookStore {
       `select ${COLUMNS} from ${this.s}.webhooks where id = $1 and environment_id = $2`,
       [id, environmentId],
     );
-    return rows.rows[0] ? toWebhook(rows.rows[0]) : undefined;
+    return rows.rows[0] ? this.toWebhook(rows.rows[0]) : undefined;
   }
 
   /** Webhooks of an environment, oldest first (index webhooks_environment). */
@@ -115,7 +236,7 @@ export class WebhookStore {
       `select ${COLUMNS} from ${this.s}.webhooks where environment_id = $1 order by created_at, id`,
       [environmentId],
     );
-    return rows.rows.map(toWebhook);
+    return rows.rows.map((r) => this.toWebhook(r));
   }
 
   /** Delete a webhook of an environment; false when there was none with that id there. */
@@ -152,7 +273,7 @@ export class WebhookStore {
         changes.label ?? null,
       ],
     );
-    return rows.rows[0] ? toWebhook(rows.rows[0]) : undefined;
+    return rows.rows[0] ? this.toWebhook(rows.rows[0]) : undefined;
   }
 
   /** Turn a webhook off (404 to callers) or on again, keeping its id. False when not found. */

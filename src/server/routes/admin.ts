@@ -21,6 +21,7 @@ import { jsonBody } from '../body.js';
 import { ApiError, quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { AppEnv, ServerApp, ServerDeps } from '../types.js';
+import { recordAudit } from './audit.js';
 import {
   ApiKeyListSchema,
   CreateApiKeyBodySchema,
@@ -293,6 +294,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const req = c.req.valid('json');
     const target = await environmentOf(env, req.environment);
     const key = await control.createApiKey(target.id, req.label, req.scopes ?? ['trigger']);
+    await recordAudit(
+      c,
+      deps,
+      'key.create',
+      { type: 'key', id: key.id },
+      { environment: target.name, scopes: key.scopes, label: key.label },
+    );
     const { revokedAt: _revokedAt, ...shown } = presentKey(key);
     return c.json({ ...shown, key: key.token }, 201);
   });
@@ -308,6 +316,7 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
         { details: { keyId } },
       );
     }
+    await recordAudit(c, deps, 'key.revoke', { type: 'key', id: keyId });
     return c.json({ id: keyId, revoked: true as const }, 200);
   });
 
@@ -322,6 +331,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const { name } = c.req.valid('json');
     await control.createEnvironment(env.projectId, name);
     const created = await environmentOf(env, name);
+    await recordAudit(
+      c,
+      deps,
+      'environment.create',
+      { type: 'environment', id: created.id },
+      { name },
+    );
     return c.json(presentEnvironment(created, env.id), 201);
   });
 
@@ -331,6 +347,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const { paused } = c.req.valid('json');
     const updated = await control.setEnvironmentPaused(env.projectId, name, paused);
     if (!updated) await environmentOf(env, name); // throws the 404 with the known names
+    await recordAudit(
+      c,
+      deps,
+      'environment.update',
+      { type: 'environment', id: updated!.id },
+      { name, paused },
+    );
     return c.json(presentEnvironment(updated!, env.id), 200);
   });
 
@@ -355,6 +378,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
       (p) => p.id === projectId,
     );
     const [environment] = await control.listEnvironments(projectId);
+    await recordAudit(
+      c,
+      deps,
+      'project.create',
+      { type: 'project', id: projectId },
+      { name: req.name, environment: environment?.name, keyId: key.id },
+    );
     const { revokedAt: _revokedAt, ...shown } = presentKey(key);
     return c.json(
       {
@@ -384,6 +414,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
       );
     }
     await control.updateOrganizationFlags(env.organizationId, flags);
+    await recordAudit(
+      c,
+      deps,
+      'organization.update',
+      { type: 'organization', id: env.organizationId },
+      { flags },
+    );
     return c.json((await control.getOrganization(env.organizationId))!, 200);
   });
 
@@ -411,6 +448,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     if (req.retentionDays !== undefined) settings.retentionDays = req.retentionDays;
     if (req.paused !== undefined) settings.paused = req.paused;
     const project = await control.updateProjectSettings(env.projectId, settings);
+    await recordAudit(
+      c,
+      deps,
+      'project.update',
+      { type: 'project', id: env.projectId },
+      { name, ...settings },
+    );
     return c.json(presentProject(project!, env.projectId), 200);
   });
 }

@@ -26,6 +26,7 @@ import { dbText } from '../db-text.js';
 import { quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
+import { recordAudit } from './audit.js';
 
 const Time = z.iso
   .datetime({ offset: true, error: 'expected an ISO 8601 date-time such as 2025-01-31T09:30:00Z' })
@@ -233,6 +234,13 @@ export function registerBulkRerunRoutes(app: ServerApp, deps: ServerDeps): void 
     const bulk = await createBulkRerun(deps.stores, environmentId, request, runs);
     drainSoon(deps.stores, deps.logger);
     const read = await bulkStoreOf(deps.stores).get(environmentId, bulk.id);
+    await recordAudit(
+      c,
+      deps,
+      'bulk_rerun.create',
+      { type: 'bulk_rerun', id: bulk.id },
+      { workflowId: body.filter.workflowId, runs: runs.length },
+    );
     return c.json(presentBulk(read!.bulk, read!.items), 202);
   });
 

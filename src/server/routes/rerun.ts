@@ -13,6 +13,7 @@ import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import { presentRun } from '../presenters.js';
 import { RunParamsSchema, RunSchema } from '../schemas.js';
 import type { ServerApp, ServerDeps } from '../types.js';
+import { recordAudit } from './audit.js';
 
 export const RerunBodySchema = z
   .strictObject({
@@ -173,6 +174,13 @@ export function registerRerunRoutes(app: ServerApp, deps: ServerDeps): void {
     }
     const plan = { ...result.plan, versionId: result.versionId };
     if (result.run === null) return c.json({ plan }, 200);
+    await recordAudit(
+      c,
+      deps,
+      'run.rerun',
+      { type: 'run', id: runId },
+      { newRunId: result.run.id, fromStep: body.fromStep },
+    );
     return c.json({ run: presentRun(result.run), plan }, 201);
   });
 }

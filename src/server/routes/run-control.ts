@@ -23,6 +23,7 @@ import {
   WaitpointSchema,
 } from '../schemas.js';
 import type { ServerApp, ServerDeps } from '../types.js';
+import { recordAudit } from './audit.js';
 
 const cancelRoute = createRoute({
   method: 'post',
@@ -113,6 +114,7 @@ export function registerRunControlRoutes(app: ServerApp, deps: ServerDeps): void
     const run = await notFoundAs(runNotFound(runId), () =>
       cancelRun(stores, environmentId, runId, 'canceled through the API'),
     );
+    await recordAudit(c, deps, 'run.cancel', { type: 'run', id: runId });
     return c.json(presentRun(run), 200);
   });
 
@@ -125,6 +127,13 @@ export function registerRunControlRoutes(app: ServerApp, deps: ServerDeps): void
     if (body.version !== undefined) options.version = body.version;
     const run = await notFoundAs(runNotFound(runId), () =>
       resumeRun(stores, environmentId, runId, options),
+    );
+    await recordAudit(
+      c,
+      deps,
+      'run.resume',
+      { type: 'run', id: runId },
+      body.version === undefined ? undefined : { version: body.version },
     );
     return c.json(presentRun(run), 200);
   });
@@ -149,6 +158,13 @@ export function registerRunControlRoutes(app: ServerApp, deps: ServerDeps): void
     if (parseRunScopedId(token)?.prefix !== 'wp') throw waitpointNotFound(token);
     const waitpoint = await notFoundAs(waitpointNotFound(token), () =>
       completeWaitpoint(stores, environmentId, token, body.payload ?? null),
+    );
+    await recordAudit(
+      c,
+      deps,
+      'waitpoint.complete',
+      { type: 'waitpoint', id: token },
+      { runId: waitpoint.runId, stepKey: waitpoint.stepKey },
     );
     return c.json(presentWaitpoint(waitpoint), 200);
   });

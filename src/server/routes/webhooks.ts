@@ -224,7 +224,7 @@ export function presentWebhook(hook: WebhookRecord): z.infer<typeof WebhookSchem
     id: hook.id,
     workflowId: hook.workflowId,
     label: hook.label,
-    signed: hook.secret !== null,
+    signed: hook.signed,
     enabled: hook.enabled,
     path: `/hooks/${hook.id}`,
     createdAt: hook.createdAt,
@@ -251,7 +251,10 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
             c.header('Connection', 'close');
             throw error;
           });
-    if (hook.secret !== null) verifySignature(hook, c.req.header(SIGNATURE_HEADER), bytes);
+    if (hook.signed) {
+      if (hook.secret === null) throw secretsUnavailable(hook.secretError);
+      verifySignature(hook, c.req.header(SIGNATURE_HEADER), bytes);
+    }
     const input = {
       method: c.req.method,
       headers: keptHeaders(c.req.raw.headers),
@@ -309,12 +312,16 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
       );
     }
     const secret = body.secret ?? (body.signed ? mintWebhookSecret() : null);
-    const hook = await stores.webhooks.createWebhook({
-      environmentId,
-      workflowId: body.workflowId,
-      label: body.label ?? null,
-      secret,
-    });
+    const hook = await stores.webhooks
+      .createWebhook({
+        environmentId,
+        workflowId: body.workflowId,
+        label: body.label ?? null,
+        secret,
+      })
+      .catch((error: unknown) => {
+        throw secretsUnavailable(error);
+      });
     return c.json({ ...presentWebhook(hook), secret }, 201);
   });
 
@@ -355,6 +362,16 @@ function webhookNotFound(webhookId: string): WeftError {
     'not_found',
     `No enabled webhook ${quoteId(webhookId.slice(0, 12) + (webhookId.length > 12 ? '…' : ''))} exists. Check the URL you were given; its owner lists webhooks with GET /api/v1/webhooks.`,
   );
+}
+
+/**
+ * A webhook secret this process cannot seal or open (no WEFT_SECRET_KEY, or the key that sealed it
+ * is not configured): the operator's to fix, so a 503 whose message names the variable.
+ */
+function secretsUnavailable(error: unknown): unknown {
+  if (error instanceof WeftError && error.code === 'invalid_config')
+    return new ApiError('not_ready', error.message, { reason: 'secret_key' });
+  return error;
 }
 
 function verifySignature(hook: WebhookRecord, header: string | undefined, body: Uint8Array): void {
