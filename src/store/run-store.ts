@@ -354,7 +354,8 @@ export class RunStore {
   private signalWoken(loc: RunLocation, result: unknown): void {
     const wake = (result as { wake?: unknown } | null)?.wake;
     if (!Array.isArray(wake)) return;
-    for (const env of wake) if (typeof env === 'string') this.signals.send(loc.db, 'weft_ready', env);
+    for (const env of wake)
+      if (typeof env === 'string') this.signals.send(loc.db, 'weft_ready', env);
   }
   readonly defaultTag: string;
 
@@ -1585,7 +1586,9 @@ export class RunStore {
       JSON.stringify(options.budgets),
     ]);
     this.signalWoken(loc, rows.rows[0]!.r);
-    const { wake: _wake, ...r } = rows.rows[0]!.r as typeof rows.rows[0]['r'] & { wake?: unknown };
+    const { wake: _wake, ...r } = rows.rows[0]!.r as (typeof rows.rows)[0]['r'] & {
+      wake?: unknown;
+    };
     return r;
   }
 
