@@ -8,7 +8,7 @@ import { ALL_ERROR_CODES, ERROR_CODES, isWeftErrorCode } from './error-codes.js'
 import { describeError, isRetryable, TerminalError, WeftError } from './errors.js';
 
 const SRC = fileURLToPath(new URL('..', import.meta.url));
-const STATUSES = [400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503];
+const STATUSES = [400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
