@@ -191,6 +191,18 @@ export class ChaosStage {
     return this.adminKey;
   }
 
+  /**
+   * Wait until the reaper's grace after a server start is over (15 s after
+   * pg_postmaster_start_time(), docs/semantics.md "Database outages"): before then no lease is
+   * reaped, so a fault that should be recovered by reaping (a pause, a partition) would only wait.
+   */
+  async reaperGraceOver(): Promise<void> {
+    const rows = await this.stores.controlDb.query<{ ms: number }>(
+      `select greatest(0, extract(epoch from (pg_postmaster_start_time() + interval '15.5 seconds' - now())) * 1000)::int as ms`,
+    );
+    await sleep(rows.rows[0]!.ms);
+  }
+
   /** Stop every worker (SIGTERM, drained; SIGKILL after 3 s), so the next scenario starts clean. */
   async stopWorkers(): Promise<void> {
     const all = this.workers.splice(0);
