@@ -85,6 +85,7 @@ describe('chaos: the database fails under weft worker processes (throwaway clust
       const { seed, random } = chaosSeed('partition');
       const proxy = await PartitionProxy.start(stage.cluster.port);
       try {
+        await stage.reaperGraceOver();
         const cutOff = await stage.startWorker(
           { stepMs: 150, lease: '2s' },
           proxy.url('weft_chaos'),

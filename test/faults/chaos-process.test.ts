@@ -29,6 +29,7 @@ describe('chaos: worker processes paused, and a deep queue (throwaway cluster)',
       const { seed, random } = chaosSeed('sigstop');
       // The reaper holds off for 15 s after the server started (docs/semantics.md); a pause before
       // then would only be reaped late.
+      await stage.reaperGraceOver();
       const timings = { stepMs: 300, lease: '1500ms', heartbeat: '300ms', reaperInterval: '300ms' };
       const workers = await Promise.all([1, 2, 3].map(() => stage.startWorker(timings)));
       const inputs = Array.from({ length: scaled(40) }, (_, i) => 1000 + i);
