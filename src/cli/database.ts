@@ -9,6 +9,7 @@ import type { Executor, ExecutorLogger } from '../store/executor.js';
 import { createStores, openExecutor, type Stores } from '../store/stores.js';
 import { acquireDataDirLock, databaseDir, displayPath } from './local-state.js';
 import { CliError } from './output.js';
+import { devSecretBox } from './secret-key.js';
 
 export type DatabaseTarget =
   { kind: 'url'; url: string; runOpsUrl: string | undefined } | { kind: 'dev'; dataDir: string };
@@ -72,7 +73,8 @@ export async function openStores(
         options.lockAs ?? `weft ${options.applicationName}`,
       );
       const control = await openExecutor(`pglite:${databaseDir(target.dataDir)}`);
-      const stores = createStores({ control });
+      // without WEFT_SECRET_KEY, the folder keeps a key of its own (secrets-command.ts)
+      const stores = createStores({ control, secrets: devSecretBox(target.dataDir) });
       return { stores, close: async () => void (await stores.close().finally(release)) };
     }
     const common: { applicationName: string; poolSize?: number; logger?: ExecutorLogger } = {

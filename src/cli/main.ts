@@ -210,6 +210,10 @@ export function buildProgram(): Command {
       .option(
         '--pool-size <n>',
         'database connections of this process (env WEFT_POOL_SIZE; default 10)',
+      )
+      .option(
+        '--rate-limit <rate>',
+        'requests per API key in this process, e.g. 20/s, 600/min, 20/s,burst=50; over it: 429 with Retry-After (env WEFT_RATE_LIMIT; default off)',
       );
 
   logOptions(
@@ -443,6 +447,20 @@ export function buildProgram(): Command {
   ).action(async (scheduleId: string, options: Parameters<typeof runSchedulesDelete>[1]) =>
     (await sched()).runSchedulesDelete(scheduleId, options),
   );
+
+  program
+    .command('secrets')
+    .description('Secrets at rest (webhook signing secrets, sealed with WEFT_SECRET_KEY)')
+    .command('rotate')
+    .description(
+      'Re-encrypt every webhook secret with WEFT_SECRET_KEY, opening old ones with WEFT_SECRET_KEY_PREVIOUS; then the previous key can go. Safe while servers run.',
+    )
+    .option('--database-url <url>', 'overrides DATABASE_URL (else the weft dev folder)')
+    .addOption(dataDirOption())
+    .option('--json', 'machine-readable output')
+    .action(async (options: { databaseUrl?: string; dataDir?: string; json?: boolean }) =>
+      (await import('./secrets-command.js')).runSecretsRotate(options),
+    );
 
   // Keys, environments, projects: the API of a reachable server, else the database.
   const ops = () => import('./admin-commands.js');

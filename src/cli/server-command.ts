@@ -17,6 +17,7 @@ import { DEFAULT_MAX_BODY_BYTES } from '../server/body.js';
 import { createApp, startServer, type RunningServer } from '../server/index.js';
 import { requestLogFields } from '../server/edge.js';
 import { liveEventsFor } from '../server/live-events.js';
+import { parseRateLimit, type RateLimit } from '../server/rate-limit.js';
 import type { Stores } from '../store/stores.js';
 import { describeTarget, openStores, serverDatabase } from './database.js';
 import { CliError, parseLogFormat, prettyDestination } from './output.js';
@@ -36,6 +37,7 @@ export interface ServerCommandOptions {
   drainTimeout?: string;
   keepAliveTimeout?: string;
   poolSize?: string;
+  rateLimit?: string;
   logFormat?: string;
   logLevel?: string;
 }
@@ -52,6 +54,8 @@ export interface ServerSettings {
   drainTimeoutMs: number;
   keepAliveTimeoutMs: number;
   poolSize: number;
+  /** Requests per API key in this process; undefined: no limit. */
+  rateLimit?: RateLimit;
 }
 
 /** The environment variable behind each flag (flag wins), as `--help` and docs/deploy.md list them. */
@@ -65,6 +69,7 @@ export const SERVER_ENV = {
   drainTimeout: 'WEFT_DRAIN_TIMEOUT',
   keepAliveTimeout: 'WEFT_KEEP_ALIVE_TIMEOUT',
   poolSize: 'WEFT_POOL_SIZE',
+  rateLimit: 'WEFT_RATE_LIMIT',
 } as const;
 
 export const SERVER_DEFAULTS = {
@@ -170,7 +175,16 @@ export function resolveServerSettings(
       'a whole number from 2 to 1000 (database connections of this process), e.g. 10',
     );
 
+  const rate = pick('--rate-limit', options.rateLimit, env, 'WEFT_RATE_LIMIT');
+  let rateLimit: RateLimit | undefined;
+  try {
+    rateLimit = rate === undefined ? undefined : parseRateLimit(rate.value, rate.from);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+
   return {
+    ...(rateLimit ? { rateLimit } : {}),
     host: host?.value ?? SERVER_DEFAULTS.host,
     port: portNumber,
     trustProxy,
@@ -279,6 +293,7 @@ export async function serveApi(
     corsOrigins: settings.corsOrigins,
     trustProxy: settings.trustProxy,
     ...(settings.requestTimeoutMs > 0 ? { requestTimeoutMs: settings.requestTimeoutMs } : {}),
+    ...(settings.rateLimit ? { rateLimit: settings.rateLimit } : {}),
   });
   try {
     return await startServer(app, {

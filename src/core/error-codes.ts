@@ -13,7 +13,7 @@
  */
 
 /** The statuses the API answers errors with (each has a description in the OpenAPI document). */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503;
 
 export interface ErrorCodeSpec {
   readonly status: ErrorStatus;
@@ -213,6 +213,12 @@ export const ERROR_CODES = {
     status: 500,
     retryable: false,
     fix: 'Fix the setting the message names (flag, environment variable or option).',
+  },
+  // the API key sent more requests than `weft server --rate-limit` allows (per key, per process)
+  rate_limited: {
+    status: 429,
+    retryable: true,
+    fix: 'Wait the seconds in `Retry-After`, then retry; spread requests out, or ask for a higher --rate-limit.',
   },
   internal: {
     status: 500,

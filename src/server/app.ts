@@ -10,6 +10,7 @@ import { processMetrics, type MetricsRegistry } from '../engine/metrics.js';
 import type { Stores } from '../store/stores.js';
 import { documentScopes, requireApiKey, requireScope, watchControlChanges } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
+import { rateLimitPerKey, type RateLimit } from './rate-limit.js';
 import {
   clientAddress,
   clientProtocol,
@@ -79,6 +80,11 @@ export interface CreateAppOptions {
    * shipped with the package (`dist/dashboard`); `false` serves none.
    */
   dashboard?: DashboardOptions | false;
+  /**
+   * Requests per API key (token bucket, in this process: N processes allow N × the limit).
+   * Over it: 429 `rate_limited` with `Retry-After`. Default: no limit.
+   */
+  rateLimit?: RateLimit;
 }
 
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -158,6 +164,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
     '/api/v1/*',
     watchControlChanges(deps.stores.control, logger),
     requireApiKey(deps.stores.control),
+    ...(options.rateLimit ? [rateLimitPerKey(options.rateLimit)] : []),
     // One place decides what each key scope may call: ROUTE_SCOPES in auth.ts.
     requireScope(),
   );

@@ -25,6 +25,7 @@ const ERROR_DESCRIPTIONS: Record<ErrorStatus, string> = {
   413: 'The body, or the run input, is over the size limit (`payload_too_large`); nothing was written.',
   415: 'The body is not sent as `application/json` (`unsupported_media_type`).',
   422: 'Valid JSON that cannot be accepted: an input that is not storable JSON (`invalid_input`), an invalid cursor (`invalid_cursor`).',
+  429: 'Too many requests for this API key (`rate_limited`); retry after `Retry-After` seconds.',
   500: 'Unexpected error (`internal`); logged with the request id given in `details`.',
   503: 'Not ready (`not_ready`).',
 };
