@@ -89,7 +89,7 @@ describe.each(BACKENDS)('workflows over HTTP on %s', (backend) => {
     const res = await call(f.app, 'GET', `/api/v1/workflows/${path}`, f.auth);
     expect({ status: res.status, code: res.body.error.code }).toEqual({
       status: 404,
-      code: 'not_found',
+      code: 'unknown_workflow',
     });
     expect(res.body.error.message).toContain(JSON.stringify(named).slice(1, -1));
   });

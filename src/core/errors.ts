@@ -55,6 +55,27 @@ export class TerminalError extends WeftError {
   }
 }
 
+/**
+ * The one error for a workflow id that names no registered workflow (or one without a current
+ * version), on every route and in the engine: 404 `unknown_workflow` with `details.workflowId`,
+ * and `details.known` (the registered ids) when the caller may see them. The message is the
+ * caller's: it names the id, where it came from, the registered ids and the fix.
+ */
+export function unknownWorkflow(
+  workflowId: string,
+  message: string,
+  known?: readonly string[],
+): WeftError {
+  const details: Record<string, unknown> = { workflowId };
+  if (known !== undefined) details.known = [...known];
+  return new WeftError('unknown_workflow', message, { details });
+}
+
+/** A list of registered workflow ids for a message: `a`, `b` (or none). */
+export function listWorkflowIds(ids: readonly string[]): string {
+  return ids.map((id) => `\`${id}\``).join(', ') || 'none';
+}
+
 /** What a failed attempt records: plain JSON, safe to show in the API and dashboard. */
 export interface StepErrorInfo {
   name: string;

@@ -12,7 +12,7 @@
  * that dies mid-batch loses at most its uncommitted item; its lease expires and another process
  * goes on from the items still pending.
  */
-import { WeftError } from '../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 import {
   BulkRerunStore,
@@ -78,11 +78,11 @@ export async function selectBulkRuns(
 ): Promise<RunRecord[]> {
   const workflow = await stores.control.getWorkflow(environmentId, filter.workflowId);
   if (!workflow) {
-    const known = (await stores.control.listWorkflows(environmentId)).map((w) => `\`${w.id}\``);
-    throw new WeftError(
-      'unknown_workflow',
-      `filter.workflowId \`${filter.workflowId}\` is not a workflow of this environment. Registered: ${known.join(', ') || 'none'}.`,
-      { details: { workflowId: filter.workflowId } },
+    const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
+    throw unknownWorkflow(
+      filter.workflowId,
+      `filter.workflowId \`${filter.workflowId}\` is not a workflow of this environment. Registered: ${listWorkflowIds(known)}. Fix the id.`,
+      known,
     );
   }
   const statuses = filter.status ?? ['failed'];

@@ -7,7 +7,7 @@
  * crash before it commits leaves no trace, and after it the rerun is an ordinary queued run.
  * Reruns are not idempotent: repeating the request creates another rerun.
  */
-import { WeftError } from '../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
 import {
@@ -120,9 +120,11 @@ export async function prepareRerun(
       ? await stores.control.currentVersion(environmentId, source.workflowId)
       : sourceVersion;
   if (!target) {
-    throw new WeftError(
-      'unknown_workflow',
-      `workflow \`${source.workflowId}\` has no current version in this environment`,
+    const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
+    throw unknownWorkflow(
+      source.workflowId,
+      `Workflow \`${source.workflowId}\` of run ${runId} has no current version in this environment, so the run cannot be rerun on it. Registered: ${listWorkflowIds(known)}. Rerun on the run's own version (version "original"), or start a worker that registers the workflow.`,
+      known,
     );
   }
   const input =

@@ -3,7 +3,7 @@
  * API, the CLI and embedding code; each is one short transaction in the run's location.
  */
 import { z } from 'zod';
-import { WeftError } from '../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunRecord } from '../store/rows.js';
@@ -62,11 +62,14 @@ export async function resumeRun(
   let versionId: string | undefined;
   if (options.version === 'current') {
     const current = await stores.control.currentVersion(environmentId, run.workflowId);
-    if (!current)
-      throw new WeftError(
-        'unknown_workflow',
-        `workflow \`${run.workflowId}\` has no current version`,
+    if (!current) {
+      const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
+      throw unknownWorkflow(
+        run.workflowId,
+        `Workflow \`${run.workflowId}\` of run ${runId} has no current version in this environment, so the run cannot be resumed on it. Registered: ${listWorkflowIds(known)}. Resume on the run's own version (version "original"), or start a worker that registers the workflow.`,
+        known,
       );
+    }
     const before = new Set(version?.graph.nodes.map((n) => n.id));
     const after = new Set(current.graph.nodes.map((n) => n.id));
     const missing = [...before].filter((id) => !after.has(id));

@@ -42,7 +42,7 @@
  * instant; a slot in a repeated hour fires once, on its first occurrence.
  */
 import { latestSlots, parseCron, slotKey, type CronSchedule } from '../core/cron.js';
-import { WeftError } from '../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
 import type {
   CatchUpPolicy,
@@ -481,10 +481,10 @@ export async function validateSchedule(
   const version = await stores.control.currentVersion(environmentId, settings.workflowId);
   if (!version) {
     const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
-    throw new WeftError(
-      'unknown_workflow',
-      `${where} names workflow \`${settings.workflowId}\`, which is not registered in this environment. Registered: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}. Register it first (start a worker that loads it), or fix the id.`,
-      { details: { workflowId: settings.workflowId, known } },
+    throw unknownWorkflow(
+      settings.workflowId,
+      `${where} names workflow \`${settings.workflowId}\`, which is not registered in this environment. Registered: ${listWorkflowIds(known)}. Register it first (start a worker that loads it), or fix the id.`,
+      known,
     );
   }
   const { mode } = settings.input;

@@ -4,7 +4,7 @@
  * and the environment's settings through the cache-first resolver, picks the run location from
  * the organization's flag, and creates the run in one statement.
  */
-import { WeftError } from '../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunStore } from '../store/run-store.js';
@@ -46,11 +46,11 @@ export async function triggerRun(
   }
   const version = await stores.control.currentVersion(req.environmentId, req.workflowId);
   if (!version) {
-    const known = (await stores.control.listWorkflows(req.environmentId)).map((w) => `\`${w.id}\``);
-    throw new WeftError(
-      'unknown_workflow',
-      `Workflow \`${req.workflowId}\` is not registered in environment "${env.name}". Registered: ${known.join(', ') || 'none'}. Check the id, or start a worker (weft dev / weft worker) that loads it.`,
-      { details: { workflowId: req.workflowId, known: known.map((k) => k.slice(1, -1)) } },
+    const known = (await stores.control.listWorkflows(req.environmentId)).map((w) => w.id);
+    throw unknownWorkflow(
+      req.workflowId,
+      `Workflow \`${req.workflowId}\` is not registered in environment "${env.name}". Registered: ${listWorkflowIds(known)}. Check the id, or start a worker (weft dev / weft worker) that loads it.`,
+      known,
     );
   }
   const encoded = encodeJson(req.input ?? null, {

@@ -19,7 +19,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
-import { WeftError } from '../../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, WeftError } from '../../core/errors.js';
 import { ID_PATTERN } from '../../core/graph.js';
 import { MAX_JSON_DEPTH } from '../../core/json.js';
 import { triggerRun } from '../../engine/trigger.js';
@@ -305,10 +305,10 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
       : null;
     if (!workflow) {
       const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
-      throw new WeftError(
-        'unknown_workflow',
-        `Workflow ${quoteId(body.workflowId)} is not registered in the environment of this API key, so a webhook cannot start it. Registered: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}. Start a worker that registers it first.`,
-        { details: { workflowId: body.workflowId, known } },
+      throw unknownWorkflow(
+        body.workflowId,
+        `Workflow ${quoteId(body.workflowId)} is not registered in the environment of this API key, so a webhook cannot start it. Registered: ${listWorkflowIds(known)}. Start a worker that registers it first.`,
+        known,
       );
     }
     const secret = body.secret ?? (body.signed ? mintWebhookSecret() : null);
@@ -480,9 +480,9 @@ function hideWorkflowList(deps: ServerDeps, hook: WebhookRecord, error: unknown)
     { webhookId: hook.id, environmentId: hook.environmentId, workflowId: hook.workflowId },
     'webhook request refused: its workflow is not registered',
   );
-  return new WeftError(
-    'unknown_workflow',
+  // no `known`: the sender of a webhook request may not see the environment's workflows
+  return unknownWorkflow(
+    hook.workflowId,
     `This webhook starts workflow ${quoteId(hook.workflowId)}, which is not registered in its environment now. Its owner must start a worker that registers it (or delete the webhook).`,
-    { details: { workflowId: hook.workflowId } },
   );
 }

@@ -2,7 +2,7 @@
  * Workflows of the key's environment, and triggering a run of one.
  */
 import { createRoute } from '@hono/zod-openapi';
-import { WeftError } from '../../core/errors.js';
+import { listWorkflowIds, unknownWorkflow, type WeftError } from '../../core/errors.js';
 import { ID_PATTERN } from '../../core/graph.js';
 import { triggerRun } from '../../engine/trigger.js';
 import { listVersionStepHashes } from '../../store/workflow-reads.js';
@@ -116,10 +116,9 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
     const { workflowId } = c.req.valid('param');
     const body = c.req.valid('json');
     if (!ID_PATTERN.test(workflowId)) {
-      throw new WeftError(
-        'unknown_workflow',
+      throw unknownWorkflow(
+        workflowId,
         `${quoteId(workflowId)} is not a workflow id: ids are 1–100 letters, digits, "_", "." or "-", starting with a letter or digit. List workflows with GET /api/v1/workflows.`,
-        { details: { workflowId } },
       );
     }
     const result = await triggerRun(stores, {
@@ -136,12 +135,12 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
   });
 }
 
+/** The same 404 `unknown_workflow` as a trigger of an unknown workflow (core/errors.ts). */
 function workflowNotFound(workflowId: string, known?: string[]): WeftError {
-  const list =
-    known === undefined ? '' : ` Registered: ${known.map((k) => `\`${k}\``).join(', ') || 'none'}.`;
-  return new WeftError(
-    'not_found',
+  const list = known === undefined ? '' : ` Registered: ${listWorkflowIds(known)}.`;
+  return unknownWorkflow(
+    workflowId,
     `Workflow ${quoteId(workflowId)} does not exist in the environment of this API key.${list} Check the id, or start a worker that registers it.`,
-    { details: { workflowId } },
+    known,
   );
 }
