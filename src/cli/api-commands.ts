@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseDuration } from '../core/retry.js';
+import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 import { ApiClient, resolveConnection } from './api-client.js';
 import { resolveDataDir } from './local-state.js';
 import { CliError, formatDuration, formatTable, formatTime, printJson } from './output.js';
@@ -55,7 +56,8 @@ interface ApiDataclip {
   wipedAt: string | null;
 }
 
-const FINISHED = new Set(['succeeded', 'failed', 'canceled', 'paused']);
+/** Where following a run stops: it ended (src/core/statuses.ts) or paused. */
+const FINISHED = new Set<string>([...ENDED_RUN_STATUSES, 'paused']);
 
 function client(options: ClientOptions): ApiClient {
   return new ApiClient(resolveConnection({ ...options, dataDir: resolveDataDir(options.dataDir) }));
