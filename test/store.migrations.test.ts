@@ -107,13 +107,8 @@ describe('migration files and the SQL function set', () => {
 
   it('migrations after the function set defines no function (functions live in src/store/sql)', () => {
     const firstWithout: Record<MigrationSet, number> = { control: 4, ops: 3, location: 7 };
-    // Written in parallel with the move to src/store/sql; its function should move there too
-    // (until then it is created by the migration and not covered by the function-set hash).
-    const pending = new Set(['location/8']);
     for (const set of SETS) {
-      for (const m of loadMigrations(set).filter(
-        (f) => f.number >= firstWithout[set] && !pending.has(`${set}/${f.number}`),
-      )) {
+      for (const m of loadMigrations(set).filter((f) => f.number >= firstWithout[set])) {
         expect(m.sql, `migration ${set}/${m.number} ${m.name}`).not.toMatch(
           /create\s+(or\s+replace\s+)?function/i,
         );
