@@ -129,7 +129,7 @@ export class AuditStore {
       );
     }
     const rows = await this.db.query<Row>(
-      `select seq::text as seq, at, environment_id, actor_key_id, actor_key_prefix, actor_label,
+      `select seq::text as entry_id, at, environment_id, actor_key_id, actor_key_prefix, actor_label,
               action, target_type, target_id, details, request_id
          from ${this.s}.audit_log
         where environment_id = $1
@@ -139,7 +139,8 @@ export class AuditStore {
           and ($5::timestamptz is null or at >= $5)
           and ($6::timestamptz is null or at < $6)
           and ($7::bigint is null or seq < $7)
-        order by seq desc
+        -- by the column, not the text alias (which would sort 10 before 9)
+        order by audit_log.seq desc
         limit $8`,
       [
         environmentId,
@@ -154,7 +155,7 @@ export class AuditStore {
     );
     const page = rows.rows.slice(0, q.limit);
     const entries = page.map((r): AuditEntry => ({
-      id: r.seq as string,
+      id: r.entry_id as string,
       at: iso(r.at),
       environmentId: r.environment_id as string,
       actor: {
