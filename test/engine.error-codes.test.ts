@@ -36,12 +36,22 @@ const failingChild = defineWorkflow('failing-child').step('boom', () => {
 const parent = defineWorkflow('parent-of-failure').subWorkflow('kid', {
   workflow: 'failing-child',
 });
+const orphanParent = defineWorkflow('parent-of-nothing').subWorkflow('kid', {
+  workflow: 'never-registered',
+});
 
 describe.each(BACKENDS)('error codes of failed runs, over the API, on %s', (backend) => {
   let f: ServerFixture;
 
   beforeAll(async () => {
-    f = await openServerFixture(backend, [endless, unanswered, badItem, failingChild, parent]);
+    f = await openServerFixture(backend, [
+      endless,
+      unanswered,
+      badItem,
+      failingChild,
+      parent,
+      orphanParent,
+    ]);
   });
   afterAll(async () => {
     await f?.close();
@@ -114,6 +124,29 @@ describe.each(BACKENDS)('error codes of failed runs, over the API, on %s', (back
     const children = (await call(f.app, 'GET', `/api/v1/runs?workflowId=failing-child`, f.auth))
       .body.data as Array<{ error: { code?: string } }>;
     expect(children[0]!.error).toMatchObject({ code: 'child_said_no' });
+  });
+
+  it('a sub-workflow of an unregistered workflow retries its start (unknown_workflow) until the run is canceled', async () => {
+    const started = await call(
+      f.app,
+      'POST',
+      '/api/v1/workflows/parent-of-nothing/runs',
+      f.auth,
+      {},
+    );
+    const id = started.body.id as string;
+    let attempts: Array<{ error: { code?: string; terminal: boolean } | null }> = [];
+    for (let i = 0; i < 200 && attempts.length < 2; i++) {
+      await sleep(25);
+      attempts = (await call(f.app, 'GET', `/api/v1/runs/${id}/steps`, f.auth)).body.data[0]
+        .attempts;
+    }
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(attempts[0]!.error).toMatchObject({ code: 'unknown_workflow', terminal: false });
+    const run = (await call(f.app, 'GET', `/api/v1/runs/${id}`, f.auth)).body;
+    expect(run.status).not.toBe('failed');
+    const canceled = await call(f.app, 'POST', `/api/v1/runs/${id}/cancel`, f.auth, {});
+    expect(canceled.status).toBe(200);
   });
 
   it('a step aborted by a worker shutdown records worker_shutdown and is requeued at once; past its budget the run fails with it', async () => {
