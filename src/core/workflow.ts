@@ -200,6 +200,13 @@ export class Workflow<
   /**
    * Add a step. With no `after`, the step is a root and receives the run's input.
    *
+   * Failure semantics: the attempt is recorded before the code runs, so if the worker dies here
+   * the lease expires and the reaper records the attempt `lost` (`lease_lost`, charged) and
+   * requeues it; the output commits exactly once. A throw is retried up to `retry.maxAttempts`
+   * with backoff, except `TerminalError` (`terminal`) and bad output (`invalid_output`,
+   * `payload_too_large`); `step_timeout` retries; `worker_shutdown` is requeued at once. Exhausted:
+   * `failure` edges, else the run fails (or pauses). See {@link docs/semantics.md#primitive-step}.
+   *
    * @example
    * defineWorkflow<{ userId: string }>('onboarding')
    *   .step('fetchUser', async ({ userId }) => db.users.get(userId))
@@ -236,6 +243,8 @@ export class Workflow<
    * A router: its function names the branch (or branches) to take; its successors use
    * `after: { step: 'route', branch: 'name' }`, and edges to other branches are pruned. The data
    * passes through: the router's output, and so its successors' input, is the router's own input.
+   * Failure semantics: those of `step`; a return that names no branch of its own is
+   * `edge_condition_failed`, never retried. See {@link docs/semantics.md#primitive-router}.
    *
    * @example
    * .router('route', { after: 'load' }, (user) => (user.vip ? 'vip' : 'standard'))
@@ -253,6 +262,10 @@ export class Workflow<
    * Run `body` once per item of an array, one iteration after another. Iteration `i` of body step
    * `s` is the step run `s[i]`; the loop's output is the array of iteration results (an
    * iteration's result is its body's final state: one leaf's output, or a map of several).
+   * Failure semantics: body steps are ordinary steps (their own retries; if the worker dies, as
+   * `step`); one that fails for good fails the loop with `body_step_failed`; `items` throwing or
+   * not returning an array is `invalid_output`. The loop itself is never retried. See
+   * {@link docs/semantics.md#primitive-loops}.
    */
   forEach<K extends string, Item, const A extends After<TSteps> | undefined = undefined>(
     id: K,
@@ -270,7 +283,11 @@ export class Workflow<
     });
   }
 
-  /** Run `body` `count` times in sequence; body roots receive the iteration index. */
+  /**
+   * Run `body` `count` times in sequence; body roots receive the iteration index. Failure
+   * semantics: as `forEach` (`body_step_failed`; a bad `count` is `invalid_output`). See
+   * {@link docs/semantics.md#primitive-loops}.
+   */
   times<K extends string, const A extends After<TSteps> | undefined = undefined>(
     id: K,
     options: ControlOptions<A> & {
@@ -290,7 +307,9 @@ export class Workflow<
   /**
    * Run `body` while `condition(lastResult, iteration, input)` holds, at most `maxIterations`
    * times (hitting the bound fails the loop with `loop_limit_exceeded`). The first iteration gets
-   * the loop's input; each next one gets the previous iteration's result.
+   * the loop's input; each next one gets the previous iteration's result. Failure semantics: as
+   * `forEach`; `loop_limit_exceeded` and a throwing `condition` (`invalid_output`) are never
+   * retried. See {@link docs/semantics.md#primitive-loops}.
    */
   while<K extends string, const A extends After<TSteps> | undefined = undefined>(
     id: K,
@@ -315,6 +334,9 @@ export class Workflow<
    * once. The output is the array of branch results in item order. A failing branch fails the
    * parallel at once and cancels the others (`onBranchFailure: 'fail_fast'`, the default), or is
    * recorded as `{ error }` in its slot while the others go on (`'collect'`).
+   * Failure semantics: branches are ordinary step runs (their own retries; if the worker dies, as
+   * `step`); fail-fast fails the parallel with `body_step_failed` (the branch's error in
+   * `details.error`); a bad `items` is `invalid_output`. Never retried. See {@link docs/semantics.md#primitive-parallel}.
    */
   parallel<K extends string, Item, const A extends After<TSteps> | undefined = undefined>(
     id: K,
@@ -340,6 +362,9 @@ export class Workflow<
   /**
    * Wait for a duration or until a time, holding no worker. Survives restarts of every process.
    * The data passes through: the output is the sleep's own input.
+   * Failure semantics: if the worker dies here nothing is lost — the wait is a stored waitpoint
+   * fired by the timer of any engine process. Only a bad `until` fails it (`invalid_output`, not
+   * retried). See {@link docs/semantics.md#primitive-sleep}.
    */
   sleep<K extends string, const A extends After<TSteps> | undefined = undefined>(
     id: K,
@@ -360,7 +385,10 @@ export class Workflow<
    * `POST /api/v1/waitpoints/{token}/complete` with `{ payload }`. The payload is validated
    * against `schema` (a zod schema or a JSON Schema) and becomes the step's output. With
    * `timeout`, the step fails with `waitpoint_timed_out` when it expires and follows its
-   * `timeout` edges (or `failure` edges when it has none).
+   * `timeout` edges (or `failure` edges when it has none); with neither, the run fails with it.
+   * Failure semantics: it holds no worker and its token outlives every restart; it completes once.
+   * A payload that fails `schema` is refused to the caller (`invalid_payload`) and the step keeps
+   * waiting. Never retried. See {@link docs/semantics.md#primitive-approval}.
    */
   approval<K extends string, const A extends After<TSteps> | undefined = undefined, P = unknown>(
     id: K,
@@ -378,6 +406,11 @@ export class Workflow<
   /**
    * Start a run of another workflow (a child run, in the same environment) and park until it ends;
    * the child's final state is this step's output. A failed child fails this step.
+   * Failure semantics: the child is started with an idempotency key of this step run, so if the
+   * worker dies here the transition runs again and finds the same child. A failed or canceled
+   * child fails this step with `child_run_failed` (`details.childRunId`), never retried; a child
+   * workflow that is not registered is tried again every second (`unknown_workflow` on the
+   * attempts) until a worker registers it or the run is canceled. See {@link docs/semantics.md#primitive-subworkflow}.
    */
   subWorkflow<K extends string, const A extends After<TSteps> | undefined = undefined, O = unknown>(
     id: K,
