@@ -116,6 +116,15 @@ describe('migration files and the SQL function set', () => {
     }
   });
 
+  it('no location function sends weft_ready or weft_cancel inside its transaction (the store signals after commit)', () => {
+    for (const file of loadFunctionSet('location').files) {
+      // notify_run_events (weft_events) only fires for runs a server streams (0002's comment)
+      expect(file.sql, `sql/location/${file.name}`).not.toMatch(
+        /pg_notify\(\s*'weft_(ready|cancel|run_finished)'/,
+      );
+    }
+  });
+
   it('one file per function, named for it', () => {
     for (const set of SETS) {
       for (const file of loadFunctionSet(set).files) {
