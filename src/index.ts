@@ -18,8 +18,8 @@ export type {
   StepLogger,
   WorkflowOptions,
 } from './core/workflow.js';
-export { TerminalError, WeftError } from './core/errors.js';
-export type { StepErrorInfo, WeftErrorCode } from './core/errors.js';
+export { ERROR_CODES, TerminalError, WeftError } from './core/errors.js';
+export type { ErrorCodeSpec, StepErrorInfo, WeftErrorCode } from './core/errors.js';
 export type { RetryPolicy, Duration } from './core/retry.js';
 export { Engine } from './engine/engine.js';
 export { ensureEnvironment } from './engine/tenant.js';

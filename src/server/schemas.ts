@@ -8,6 +8,7 @@
  * types are checked against them at compile time, not at run time.
  */
 import { z } from '@hono/zod-openapi';
+import { ERROR_CODES } from '../core/error-codes.js';
 import { ID_PATTERN } from '../core/graph.js';
 import { MAX_IDEMPOTENCY_TTL_MS } from '../engine/trigger.js';
 import type {
@@ -90,7 +91,12 @@ const NullableTimestamp = Timestamp.nullable();
 export const ErrorSchema = z
   .object({
     error: z.object({
-      code: z.enum(API_ERROR_CODES).openapi({ description: 'Stable, snake_case; match on it.' }),
+      code: z.enum(API_ERROR_CODES).openapi({
+        // the one table of codes (src/core/error-codes.ts), so the document cannot drift from it
+        description: `Stable, snake_case; match on it. Each code, its status and the fix:\n\n${API_ERROR_CODES.map(
+          (code) => `- \`${code}\` (${ERROR_CODES[code].status}): ${ERROR_CODES[code].fix}`,
+        ).join('\n')}`,
+      }),
       message: z.string().openapi({
         description: 'What happened, naming the ids involved, and how to fix it.',
       }),
