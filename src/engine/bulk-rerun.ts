@@ -21,7 +21,6 @@ import {
   type BulkRerunRecord,
 } from '../store/bulk-rerun-store.js';
 import type { RunRecord, RunStatus } from '../store/rows.js';
-import { createRerunReplayingState } from '../store/rerun-iterations.js';
 import { firstFailedBodyKey } from '../store/run-reads.js';
 import type { Stores } from '../store/stores.js';
 import type { Logger } from './logger.js';
@@ -266,7 +265,7 @@ export async function processBulkRerunBatch(
           throw new WeftError('internal', `run ${runId} is not in the run-ops database`);
         }
         await bulkStore.processItem(bulk.id, runId, req.fromStep, async (tx) => {
-          const run = await createRerunReplayingState(stores.runs, create, prepared.replay, tx);
+          const run = await stores.runs.createRerunReplayingState(create, prepared.replay, tx);
           return run.id;
         });
       } catch (error) {

@@ -20,7 +20,6 @@ import {
 } from '../core/rerun-planner.js';
 import type { ControlStore } from '../store/control-store.js';
 import {
-  createRerunReplayingState,
   loadSourceIterations,
   type SourceIterationsRecord,
   type StateReplay,
@@ -73,7 +72,7 @@ export async function rerunRun(
   if (request.dryRun || !prepared.create) {
     return { run: null, plan: prepared.plan, versionId: prepared.versionId };
   }
-  const run = await createRerunReplayingState(stores.runs, prepared.create, prepared.replay);
+  const run = await stores.runs.createRerunReplayingState(prepared.create, prepared.replay);
   return { run, plan: prepared.plan, versionId: prepared.versionId };
 }
 
@@ -82,7 +81,7 @@ export interface PreparedRerun {
   versionId: string;
   /** What RunStore.createRerun writes; null for a dry run. */
   create: CreateRerunParams | null;
-  /** Where the reused steps' state patches are (store/rerun-iterations.ts createRerunReplayingState). */
+  /** Where the reused steps' state patches are (store/runs/lineage.ts createRerunReplayingState). */
   replay: StateReplay[];
 }
 

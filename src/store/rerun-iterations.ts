@@ -1,10 +1,10 @@
 /**
  * What a rerun from one loop iteration or parallel branch (`s[3]`) needs from the source run: the
- * owner's body step runs, per iteration. Kept apart from run-store.ts, which routes to it.
+ * owner's body step runs, per iteration. Kept apart from runs/lineage.ts, which routes to it,
+ * so the engine's rerun planner can read it inside its own transaction.
  */
 import type { Queryable } from './executor.js';
-import type { RunRecord, StepRunStatus } from './rows.js';
-import type { CreateRerunParams, RunStore } from './run-store.js';
+import type { StepRunStatus } from './rows.js';
 
 export interface SourceIterationsRecord {
   /** The run and owner key whose rows hold the body (the owner row that ran, reused_from followed). */
@@ -93,29 +93,4 @@ export interface StateReplay {
   stepRunId: string;
   /** The step and, for a loop or parallel, its body's step ids. */
   stepIds: string[];
-}
-
-/**
- * Create a rerun (RunStore.createRerun) and, in the same transaction, set its starting state with
- * replay_rerun_state (migration 0008): the patches of every reused step from the run of the lineage
- * where it ran, not only from the source run. With `tx`, inside the caller's transaction (on the
- * source run's location); otherwise in one of its own. If the process dies before the commit,
- * neither exists.
- */
-export async function createRerunReplayingState(
-  runs: RunStore,
-  params: CreateRerunParams,
-  replay: readonly StateReplay[],
-  tx?: Queryable,
-): Promise<RunRecord> {
-  const loc = runs.locationOf(params.source.id)!;
-  const write = async (q: Queryable): Promise<RunRecord> => {
-    const run = await runs.createRerun(params, q);
-    await q.query(`select ${loc.schema}.replay_rerun_state($1, $2::jsonb)`, [
-      run.id,
-      JSON.stringify(replay.map((r) => ({ step_run_id: r.stepRunId, step_ids: r.stepIds }))),
-    ]);
-    return run;
-  };
-  return tx ? write(tx) : loc.db.transaction(write);
 }

@@ -1,0 +1,68 @@
+/**
+ * Typed row decoders and the small encodings every run system shares: the run row's columns, the
+ * run and claimed-step records decoded from rows, timestamps as ISO text, concurrency keys, and
+ * successor keys inside a body. Pure functions, no queries.
+ */
+import type { ClaimedStep, RunRecord, RunStatus, TriggerKind } from '../rows.js';
+
+export type Row = Record<string, unknown>;
+
+export const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
+export const isoOrNull = (v: unknown): string | null =>
+  v === null || v === undefined ? null : iso(v);
+
+/** The concurrency-limit key of a step: limits hold per environment, workflow and step. */
+export function concurrencyKey(environmentId: string, workflowId: string, stepId: string): string {
+  return `${environmentId}:${workflowId}:${stepId}`;
+}
+
+/** Successor ids of a step run's graph level, as step run keys (the owner's index path appended). */
+export function keyed(stepKey: string, ids: string[]): string[] {
+  const at = stepKey.indexOf('[');
+  const path = at === -1 ? '' : stepKey.slice(at);
+  return ids.map((id) => id + path);
+}
+
+export function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string,
+    environmentId: r.environment_id as string,
+    workflowId: r.workflow_id as string,
+    versionId: r.version_id as string,
+    status: r.status as RunStatus,
+    trigger: { kind: r.trigger_kind as TriggerKind, ref: (r.trigger_ref as string | null) ?? null },
+    inputDataclipId: (r.input_dataclip_id as string | null) ?? null,
+    finalDataclipId: (r.final_dataclip_id as string | null) ?? null,
+    saveDataclips: r.save_dataclips as boolean,
+    idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    rerunOf: (r.rerun_of as string | null) ?? null,
+    rerunFromStep: (r.rerun_from_step as string | null) ?? null,
+    parentRunId: (r.parent_run_id as string | null) ?? null,
+    error: (r.error as RunRecord['error']) ?? null,
+    createdAt: iso(r.created_at),
+    startedAt: isoOrNull(r.started_at),
+    finishedAt: isoOrNull(r.finished_at),
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+export function toClaimed(r: Row): ClaimedStep {
+  return {
+    stepRunId: r.step_run_id as string,
+    runId: r.run_id as string,
+    stepId: r.step_id as string,
+    stepKey: r.step_key as string,
+    workflowId: r.workflow_id as string,
+    versionId: r.version_id as string,
+    environmentId: r.environment_id as string,
+    attempt: Number(r.attempt),
+    maxAttempts: Number(r.max_attempts),
+    input: r.input ?? null,
+    state: (r.state as Record<string, unknown>) ?? {},
+    saveDataclips: r.save_dataclips as boolean,
+  };
+}
+
+export const RUN_COLUMNS = `id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref, input_dataclip_id,
+  final_dataclip_id, save_dataclips, idempotency_key, rerun_of, rerun_from_step, parent_run_id, error,
+  created_at, started_at, finished_at, updated_at`;

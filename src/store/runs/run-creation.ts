@@ -1,0 +1,186 @@
+/**
+ * Run creation: a new run in one statement (idempotency claim, input dataclip, run row, the
+ * graph's top-level step runs, the `run.created` event), and the idempotent replay of a trigger
+ * whose key is already claimed. Reruns are created by lineage.ts.
+ */
+import { WeftError } from '../../core/errors.js';
+import type { SerializedGraph } from '../../core/graph.js';
+import { mintRunScopedId } from '../../core/ids.js';
+import type { RunRecord, TriggerKind } from '../rows.js';
+import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
+import type { RunQueries } from './queries.js';
+import type { RunLocation, RunResources } from './resources.js';
+
+export interface CreateRunParams {
+  environmentId: string;
+  workflowId: string;
+  versionId: string;
+  graph: SerializedGraph;
+  /** Input as validated JSON text (see core/json.ts encodeJson). */
+  inputText: string;
+  inputBytes: number;
+  saveDataclips: boolean;
+  trigger: { kind: TriggerKind; ref?: string | null };
+  idempotency?: { key: string; ttlMs: number };
+  /** Location tag for the new run; the default location when omitted. */
+  locationTag?: string;
+  /** A child run: the parent run and the step run waiting on it. */
+  parent?: { runId: string; stepRunId: string };
+  /** Kind of the input dataclip: `webhook_request` for a run a webhook started. Default `input`. */
+  inputKind?: 'input' | 'webhook_request';
+}
+
+export interface CreateRunResult {
+  run: RunRecord;
+  deduplicated: boolean;
+}
+
+export class RunCreation {
+  constructor(
+    private readonly r: RunResources,
+    private readonly queries: RunQueries,
+  ) {}
+
+  /**
+   * Create a run in one statement (one round trip, one transaction): idempotency claim, input
+   * dataclip, run row, every step run of the graph (roots ready), the `run.created` event, and a
+   * NOTIFY that wakes idle workers. With an idempotency key that is already claimed and unexpired
+   * nothing is written and the existing run is returned (`deduplicated`), or `idempotency_conflict`
+   * when the input differs. Concurrent identical triggers serialize on the key's unique index.
+   */
+  async createRun(p: CreateRunParams): Promise<CreateRunResult> {
+    const loc = this.r.location(p.locationTag);
+    const s = loc.schema;
+    const runId = mintRunScopedId('run', loc.tag);
+    const inputId = mintRunScopedId('dc', loc.tag);
+    const parents = new Map<string, string[]>();
+    const successors = new Map<string, string[]>();
+    const failureSuccessors = new Map<string, string[]>();
+    for (const node of p.graph.nodes) {
+      parents.set(node.id, []);
+      successors.set(node.id, []);
+      failureSuccessors.set(node.id, []);
+    }
+    for (const e of p.graph.edges) {
+      parents.get(e.to)!.push(e.from);
+      successors.get(e.from)!.push(e.to);
+      if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
+    }
+    // Only the top level is materialized now; loop and parallel bodies are materialized by their
+    // owner when it runs (park_step).
+    const steps = p.graph.nodes
+      .filter((n) => n.scope === undefined)
+      .map((n) => ({
+        id: mintRunScopedId('sr', loc.tag),
+        step_id: n.id,
+        kind: n.kind,
+        pending: parents.get(n.id)!.length,
+        parents: parents.get(n.id)!,
+        successors: successors.get(n.id)!,
+        failure_successors: failureSuccessors.get(n.id)!,
+        max_attempts: n.maxAttempts,
+        on_exhausted: n.onExhausted,
+        concurrency_key:
+          n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
+        concurrency_limit: n.concurrency ?? null,
+      }));
+    const key = p.idempotency?.key ?? null;
+    // One round trip: the run row comes back from the statement that wrote it.
+    const rows = await loc.db.query<Row>(
+      `with key_claim as (
+         insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
+         select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::bigint * interval '1 millisecond'
+          where $9::text is not null
+         on conflict (environment_id, workflow_id, key) do update
+            set run_id = excluded.run_id, input_hash = excluded.input_hash, expires_at = excluded.expires_at,
+                state = 'claimed', created_at = now()
+          where ${loc.opsSchema}.idempotency_keys.expires_at < now()
+         returning 1
+       ), go as (
+         select 1 as ok where $9::text is null or exists (select 1 from key_claim)
+       ), input as (
+         insert into ${s}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
+         select $5, $4, $1, $17, $6::jsonb, md5($6::jsonb::text), $7 from go
+         returning body_hash
+       ), run as (
+         insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
+                                input_dataclip_id, save_dataclips, idempotency_key, parent_run_id, parent_step_run_id,
+                                max_concurrency)
+         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9, $14, $15, $16 from go
+         returning ${RUN_COLUMNS}
+       ), steps as (
+         insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, kind, status, pending_parents,
+                                     parents, successors, failure_successors, max_attempts, on_exhausted,
+                                     concurrency_key, concurrency_limit, input_dataclip_id, input_hash)
+         select u.id, $4, $1, $2, u.step_id, u.step_id, u.kind, case when u.pending = 0 then 'ready' else 'pending' end,
+                u.pending, u.parents, u.successors, u.failure_successors, u.max_attempts, u.on_exhausted,
+                u.concurrency_key, u.concurrency_limit,
+                case when u.pending = 0 then $5 end, case when u.pending = 0 then input.body_hash end
+           from jsonb_to_recordset($13::jsonb) as u(id text, step_id text, kind text, pending integer, parents text[],
+                successors text[], failure_successors text[], max_attempts integer, on_exhausted text,
+                concurrency_key text, concurrency_limit integer)
+          cross join input
+       ), logged as (
+         insert into ${s}.run_events (run_id, kind, data)
+         select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
+       )
+       select run.* from run`,
+      [
+        p.environmentId,
+        p.workflowId,
+        p.versionId,
+        runId,
+        inputId,
+        p.inputText,
+        p.inputBytes,
+        p.saveDataclips,
+        key,
+        p.idempotency?.ttlMs ?? 0,
+        p.trigger.kind,
+        p.trigger.ref ?? null,
+        JSON.stringify(steps),
+        p.parent?.runId ?? null,
+        p.parent?.stepRunId ?? null,
+        p.graph.maxConcurrency ?? null,
+        p.inputKind ?? 'input',
+      ],
+    );
+    const created = rows.rows[0];
+    if (created) {
+      this.r.signals.send(loc.db, 'weft_ready', p.environmentId);
+      return { run: toRun(created), deduplicated: false };
+    }
+    return this.resolveIdempotentRun(loc, p);
+  }
+
+  private async resolveIdempotentRun(
+    loc: RunLocation,
+    p: CreateRunParams,
+  ): Promise<CreateRunResult> {
+    const key = p.idempotency!.key;
+    const existing = await loc.db.query<{ run_id: string; same_input: boolean }>(
+      `select run_id, input_hash = md5($4::jsonb::text) as same_input
+         from ${loc.opsSchema}.idempotency_keys where environment_id = $1 and workflow_id = $2 and key = $3`,
+      [p.environmentId, p.workflowId, key, p.inputText],
+    );
+    const row = existing.rows[0];
+    if (!row) {
+      // The key expired and was removed between our statement and this read: try again.
+      return this.createRun(p);
+    }
+    if (!row.same_input) {
+      throw new WeftError(
+        'idempotency_conflict',
+        `Idempotency key "${key}" of workflow \`${p.workflowId}\` was already used for run ${row.run_id} with a different input. Use a new key for a different input, or send the same input to get that run back.`,
+        { details: { runId: row.run_id, idempotencyKey: key } },
+      );
+    }
+    const run = await this.queries.getRun(p.environmentId, row.run_id);
+    if (!run)
+      throw new WeftError(
+        'internal',
+        `idempotency key "${key}" points at run ${row.run_id}, which does not exist`,
+      );
+    return { run, deduplicated: true };
+  }
+}
