@@ -1,7 +1,7 @@
 /**
  * What a rerun from one loop iteration or parallel branch (`s[3]`) needs from the source run: the
- * owner's body step runs, per iteration. Kept apart from runs/lineage.ts, which routes to it,
- * so the engine's rerun planner can read it inside its own transaction.
+ * owner's body step runs, per iteration. A function over one location's executor, apart from
+ * runs/lineage.ts (which routes to it): the rerun planner (engine/rerun.ts) calls it directly.
  */
 import type { Queryable } from './executor.js';
 import type { StepRunStatus } from './rows.js';

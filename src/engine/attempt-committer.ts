@@ -1,0 +1,195 @@
+/**
+ * The attempt committer: validates a step's output and state patch, resolves its edges and commits
+ * the attempt through the group committer (group-commit.ts), retrying while the database is away
+ * and the lease holds; records failed attempts; and gives back claims a lost commit reply made.
+ * See worker.ts for the failure semantics.
+ */
+import { describeError, type StepErrorInfo } from '../core/errors.js';
+import { resolveOutgoingEdges, type CompiledStep, type CompiledWorkflow } from '../core/graph.js';
+import { encodeJson } from '../core/json.js';
+import { isTransientDatabaseError } from '../store/db-errors.js';
+import type { ClaimedStep } from '../store/rows.js';
+import type { CommitPayload, CompleteResult } from '../store/run-store.js';
+import { COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS, jitteredBackoff, sleep } from './db-retry.js';
+import type { Logger } from './logger.js';
+import { computeStatePatch } from './state.js';
+import type { InFlight, WorkerResources } from './worker-resources.js';
+
+export class AttemptCommitter {
+  constructor(private readonly w: WorkerResources) {}
+
+  /** Validate an output and the state draft, resolve the edges, and commit (group commit). */
+  async commitOutput(
+    entry: InFlight,
+    workflow: CompiledWorkflow,
+    step: CompiledStep,
+    output: unknown,
+    stateDraft: unknown,
+    what: string,
+    log: Logger,
+    decision?: { value: unknown },
+  ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim } = entry;
+    let commit;
+    try {
+      const encoded = encodeJson(output, {
+        what: `${what} returned a value that`,
+        root: 'output',
+        maxBytes: workflow.maxPayloadBytes,
+        code: 'invalid_output',
+      });
+      const patch = computeStatePatch(claim.state, stateDraft, what, workflow.maxPayloadBytes);
+      const edges = resolveOutgoingEdges(workflow.id, step, {
+        ok: true,
+        output: decision ? decision.value : output,
+      });
+      commit = {
+        outputText: encoded.text,
+        stateSet: patch.setText,
+        stateDelete: patch.delete,
+        live: edges.live,
+        dead: edges.dead,
+      };
+    } catch (error) {
+      await this.recordFailure(claim, describeError(error), null, log);
+      return null;
+    }
+    await this.w.faults?.beforeCommit?.(claim);
+    const leaseFrom = performance.now();
+    const outcome = await this.commitDurably(entry, log, {
+      ...commit,
+      // with a per-run limit every claim must go through the limit check in claim_steps
+      // (and a paused environment claims nothing, not even the next step of a run in flight)
+      claimNext:
+        this.w.isAccepting() &&
+        workflow.graph.maxConcurrency === undefined &&
+        !(await this.w.registry.isPaused()),
+      leaseMs: this.w.leaseMs,
+    });
+    if (outcome === 'failed') return null;
+    const { result, retried } = outcome;
+    if (result.status === 'fenced') {
+      this.w.metrics.fencedCommits.inc({});
+      log.warn(
+        { stepRunId: claim.stepRunId, retried },
+        retried
+          ? 'commit retry rejected: either the try whose reply was lost did commit, or the lease ran out meanwhile'
+          : 'late commit rejected: this attempt no longer holds its lease (expired, reaped or canceled); its output was discarded',
+      );
+      if (retried) this.releaseOrphanedClaims(claim);
+      return null;
+    }
+    this.w.metrics.stepsSucceeded.inc({ workflow: claim.workflowId });
+    await this.w.faults?.afterCommit?.(claim);
+    return result.next ? { claim: result.next, leaseFrom } : null;
+  }
+
+  /**
+   * Commit, retrying while the database is away and the attempt still holds its lease (renewals
+   * go on meanwhile and extend it as soon as the database answers). The commit is fenced by
+   * (attempt, worker, unexpired lease), so a retry can never commit twice: if a try committed and
+   * only its reply was lost, the retry is fenced. When the lease runs out first (or is lost), the
+   * output is dropped and the attempt is released uncharged once the database answers
+   * (AttemptReleaser): a database failure is never charged as a step attempt. A failure that is
+   * not the database being away is not retried (it would fail the same way): the lease expires
+   * and the reaper charges the attempt, as before.
+   */
+  private async commitDurably(
+    entry: InFlight,
+    log: Logger,
+    payload: CommitPayload,
+  ): Promise<{ result: CompleteResult; retried: boolean } | 'failed'> {
+    const { claim, controller } = entry;
+    for (let failures = 0; ;) {
+      try {
+        const result = await this.w.committer.commit(claim, payload);
+        await this.w.faults?.afterCommitBeforeAck?.(claim);
+        if (failures > 0)
+          log.info({ retries: failures }, 'commit made after the database came back');
+        return { result, retried: failures > 0 };
+      } catch (error) {
+        if (!isTransientDatabaseError(error)) {
+          log.error(
+            { err: error },
+            'commit failed; the lease will expire and the reaper will requeue the step',
+          );
+          return 'failed';
+        }
+        failures++;
+        entry.dbTrouble = true;
+        this.w.metrics.commitRetries.inc({});
+        const delay = jitteredBackoff(failures, COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS);
+        // aborted: lease lost, run canceled, or a shutdown past its grace
+        if (controller.signal.aborted || performance.now() + delay >= entry.leaseUntil) {
+          log.warn(
+            { err: String(error), retries: failures - 1 },
+            'commit could not be made while the lease held (database unavailable); the output is dropped and the attempt will be released uncharged',
+          );
+          // A try may have committed before its connection dropped: if the release finds the
+          // attempt no longer running, look for a next step that commit claimed for us.
+          this.w.releaser.release(claim, 'its commit failed', true);
+          return 'failed';
+        }
+        if (failures === 1)
+          log.warn(
+            { err: String(error) },
+            'commit failed: the database is unavailable; retrying while the lease holds',
+          );
+        await sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * After an ambiguous commit (a try failed, a retry was fenced): that try may have committed and
+   * claimed the run's next step for this worker in the same transaction. Nothing here runs it, so
+   * give it back at once (uncharged) instead of letting it wait out its lease and be charged.
+   */
+  releaseOrphanedClaims(claim: ClaimedStep): void {
+    void this.w.runs
+      .heldStepRuns(claim.runId, this.w.workerId)
+      .then((held) => {
+        // A commit of this run still in flight may be handing this worker a claim right now (its
+        // reply not yet read): leave the run alone then; the lease and the reaper cover the rare
+        // orphan that remains.
+        if (this.w.committer.isCommitting(claim.runId)) return;
+        for (const h of held)
+          if (!this.w.inflight.has(h.stepRunId))
+            this.w.releaser.release(h, 'the reply to the commit that claimed it was lost');
+      })
+      .catch((error: unknown) =>
+        this.w.logger.warn({ err: error }, 'could not look for claims a lost commit reply made'),
+      );
+  }
+
+  /** Record a failed attempt (fenced by the lease); a retry wakes the claim loop when due. */
+  async recordFailure(
+    claim: ClaimedStep,
+    info: StepErrorInfo,
+    retryDelayMs: number | null,
+    log: Logger,
+    edges?: { live: string[]; dead: string[] },
+  ): Promise<void> {
+    try {
+      const result = await this.w.runs.failStep(claim, this.w.workerId, info, retryDelayMs, edges);
+      const workflow = { workflow: claim.workflowId };
+      if (result.status !== 'fenced') this.w.metrics.attemptFailures.inc(workflow);
+      if (result.status === 'fenced') {
+        this.w.metrics.fencedCommits.inc({});
+        log.warn('failure not recorded: the attempt no longer holds its lease');
+      } else if (result.status === 'retrying') {
+        this.w.metrics.retries.inc(workflow);
+        log.info({ err: info.message, retryInMs: retryDelayMs }, 'attempt failed; retrying');
+        if (retryDelayMs !== null) this.w.wakeAfter(retryDelayMs);
+      } else {
+        this.w.metrics.stepsFailed.inc(workflow);
+        log.warn({ err: info.message, runStatus: result.runStatus }, 'step failed');
+      }
+    } catch (error) {
+      log.error(
+        { err: error },
+        'recording the failure failed; the lease will expire and the reaper will handle it',
+      );
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The lease keeper: renews the leases of every attempt in flight (the heartbeat) and aborts an
+ * attempt whose lease was lost (reaped, canceled, or its run ended). A renewal that fails because
+ * the database is away marks the attempts `dbTrouble`, so a lease then lost is released uncharged.
+ */
+import { WeftError } from '../core/errors.js';
+import { isTransientDatabaseError } from '../store/db-errors.js';
+import type { WorkerResources } from './worker-resources.js';
+
+export class LeaseKeeper {
+  private renewalFailures = 0;
+
+  constructor(private readonly w: WorkerResources) {}
+
+  /** Renew the leases of everything in flight; abort attempts whose lease was lost. */
+  async heartbeat(): Promise<void> {
+    const ids = [...this.w.inflight.keys()];
+    if (ids.length === 0) return;
+    const sent = performance.now();
+    try {
+      const held = await this.w.runs.extendLeases(this.w.workerId, ids, this.w.leaseMs);
+      for (const id of ids) {
+        const entry = this.w.inflight.get(id);
+        if (entry && held.has(id))
+          entry.leaseUntil = Math.max(entry.leaseUntil, sent + this.w.leaseMs);
+        if (entry && !held.has(id) && !entry.controller.signal.aborted) {
+          entry.controller.abort(
+            new WeftError(
+              'lease_lost',
+              `attempt ${entry.claim.attempt} of step run ${id} lost its lease (reaped, canceled or the run ended)`,
+            ),
+          );
+        }
+      }
+    } catch (error) {
+      const transient = isTransientDatabaseError(error);
+      if (transient)
+        for (const id of ids) {
+          const entry = this.w.inflight.get(id);
+          if (entry) entry.dbTrouble = true;
+        }
+      this.renewalFailures++;
+      if (this.renewalFailures === 1 || !transient)
+        this.w.logger.warn(
+          { err: error },
+          'lease renewal failed; will try again (logged again when it works)',
+        );
+      return;
+    }
+    if (this.renewalFailures > 0) {
+      this.w.logger.info({ failures: this.renewalFailures }, 'lease renewal works again');
+      this.renewalFailures = 0;
+    }
+  }
+}

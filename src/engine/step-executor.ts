@@ -1,0 +1,225 @@
+/**
+ * The step executor: runs one claimed attempt — user code with its ctx (state draft, abort signal,
+ * timeout, log), or one transition of a control node (park, finish, fail) — and hands the outcome
+ * to the attempt committer. No transaction is open while user code runs.
+ */
+import { describeError, WeftError } from '../core/errors.js';
+import { resolveOutgoingEdges, type CompiledStep, type CompiledWorkflow } from '../core/graph.js';
+import { backoffDelay } from '../core/retry.js';
+import type { StepContext } from '../core/workflow.js';
+import type { ClaimedStep } from '../store/rows.js';
+import type { AttemptCommitter } from './attempt-committer.js';
+import { runControlTransition, type ControlDeps, type ControlOutcome } from './control.js';
+import type { Logger } from './logger.js';
+import { draftState } from './state.js';
+import type { InFlight, WorkerResources } from './worker-resources.js';
+
+export class StepExecutor {
+  constructor(
+    private readonly w: WorkerResources,
+    private readonly commits: AttemptCommitter,
+    private readonly controlDeps?: ControlDeps,
+  ) {}
+
+  /** Execute one attempt; returns the next claim of the same run a commit handed back, if any. */
+  async execute(entry: InFlight): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim, controller } = entry;
+    const log = this.w.logger.child({
+      runId: claim.runId,
+      step: claim.stepKey,
+      attempt: claim.attempt,
+    });
+    let resolved;
+    try {
+      resolved = await this.w.registry.resolveStep(claim.workflowId, claim.versionId, claim.stepId);
+    } catch (error) {
+      await this.commits.recordFailure(claim, describeError(error), null, log);
+      return null;
+    }
+    const { workflow, step } = resolved;
+    if (step.control) return this.executeControl(entry, workflow, step, log);
+    const what = `Step \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId}, attempt ${claim.attempt})`;
+    const draft = draftState(claim.state);
+    const ctx: StepContext = {
+      runId: claim.runId,
+      workflowId: claim.workflowId,
+      stepId: claim.stepId,
+      stepKey: claim.stepKey,
+      attempt: claim.attempt,
+      maxAttempts: claim.maxAttempts,
+      idempotencyKey: claim.stepRunId,
+      signal: controller.signal,
+      log: {
+        debug: (m, d) => log.debug(d ?? {}, m),
+        info: (m, d) => log.info(d ?? {}, m),
+        warn: (m, d) => log.warn(d ?? {}, m),
+        error: (m, d) => log.error(d ?? {}, m),
+      },
+      state: draft,
+    };
+    // Outside the try below: a fault here is a crash before the code starts (the attempt keeps its
+    // claim until the lease expires and is reaped as lost), not a failure of the step's code.
+    await this.w.faults?.beforeExecute?.(claim);
+    let timeout: NodeJS.Timeout | undefined;
+    if (step.timeoutMs !== undefined) {
+      const ms = step.timeoutMs;
+      timeout = setTimeout(
+        () =>
+          controller.abort(
+            new WeftError('step_timeout', `${what} timed out after ${ms} ms (its \`timeout\`).`),
+          ),
+        ms,
+      );
+    }
+    let output: unknown;
+    const started = performance.now();
+    const observe = (outcome: 'succeeded' | 'failed') =>
+      this.w.metrics.stepDuration.observe(
+        { workflow: claim.workflowId, outcome },
+        (performance.now() - started) / 1000,
+      );
+    try {
+      output = await raceAbort(
+        Promise.resolve().then(() => step.run(claim.input, ctx)),
+        controller.signal,
+      );
+    } catch (error) {
+      clearTimeout(timeout);
+      observe('failed');
+      if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
+        log.warn(
+          { reason: String(controller.signal.reason) },
+          'attempt abandoned: lease lost or run canceled',
+        );
+        // Lost through a database outage (renewals failed): the database failed, not the step.
+        if (entry.dbTrouble) this.w.releaser.release(claim, 'its lease could not be renewed');
+        return null;
+      }
+      const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
+      const exhausted = claim.attempt >= claim.maxAttempts;
+      // A shutdown says nothing about the step: it is requeued at once for another worker.
+      const delay =
+        info.terminal || exhausted
+          ? null
+          : info.code === 'worker_shutdown'
+            ? 0
+            : backoffDelay(step.retry, claim.attempt + 1);
+      await this.commits.recordFailure(claim, info, delay, log);
+      return null;
+    }
+    clearTimeout(timeout);
+    observe('succeeded');
+    if (step.kind === 'router') {
+      // A router decides; the data passes through: its successors receive the router's input.
+      return this.commits.commitOutput(entry, workflow, step, claim.input, ctx.state, what, log, {
+        value: output,
+      });
+    }
+    return this.commits.commitOutput(entry, workflow, step, output, ctx.state, what, log);
+  }
+
+  /** One transition of a control node (see control.ts): park, finish with an output, or fail. */
+  private async executeControl(
+    entry: InFlight,
+    workflow: CompiledWorkflow,
+    step: CompiledStep,
+    log: Logger,
+  ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
+    const { claim } = entry;
+    const what = `${step.kind} \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId})`;
+    let outcome: ControlOutcome;
+    try {
+      if (!this.controlDeps)
+        throw new WeftError(
+          'internal',
+          `${what} needs the engine's control dependencies; start workers through Engine`,
+        );
+      outcome = await runControlTransition(workflow, step, claim, this.controlDeps);
+    } catch (error) {
+      // Infrastructure trouble (the database, a child trigger): try the transition again shortly.
+      await this.commits.recordFailure(
+        claim,
+        { ...describeError(error), terminal: false },
+        1000,
+        log,
+      );
+      return null;
+    }
+    if (outcome.kind === 'complete')
+      return this.commits.commitOutput(
+        entry,
+        workflow,
+        step,
+        outcome.output,
+        claim.state,
+        what,
+        log,
+      );
+    if (outcome.kind === 'fail') {
+      const edges = resolveOutgoingEdges(
+        workflow.id,
+        step,
+        outcome.timedOut ? { ok: false, timedOut: true } : { ok: false },
+      );
+      await this.commits.recordFailure(
+        claim,
+        { ...describeError(outcome.error), terminal: true },
+        null,
+        log,
+        edges,
+      );
+      return null;
+    }
+    try {
+      const parked = await this.w.runs.parkStep(claim, this.w.workerId, outcome.park);
+      if (parked === 'fenced') {
+        log.warn('park rejected: this transition no longer holds its lease');
+        // The child started just now has no parent waiting on it any more (the run failed or was
+        // canceled meanwhile): cancel it rather than leave it orphaned.
+        if (outcome.childRunId) {
+          await this.w.runs
+            .cancelRun(
+              claim.environmentId,
+              outcome.childRunId,
+              `parent step ${claim.stepKey} of run ${claim.runId} no longer waits for it`,
+            )
+            .catch(() => undefined);
+        }
+        return null;
+      }
+      if (outcome.childRunId)
+        await this.w.runs.wakeParentIfChildEnded(claim.stepRunId, outcome.childRunId);
+    } catch (error) {
+      log.error(
+        { err: error },
+        'parking failed; the lease will expire and the transition will run again',
+      );
+    }
+    return null;
+  }
+}
+
+function isLeaseLost(reason: unknown): boolean {
+  return (
+    reason instanceof WeftError && (reason.code === 'lease_lost' || reason.code === 'run_canceled')
+  );
+}
+
+/** Resolve with the promise, or reject as soon as the signal aborts (the promise is abandoned). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
