@@ -5,7 +5,8 @@
  *   …) has 500: reaching the API would mean a bug, and the server answers `internal` instead.
  * - `retryable`: whether a step attempt that failed with this code is tried again (subject to the
  *   step's `retry.maxAttempts`). A retry must be able to succeed without a change of code or data.
- * - `fix`: one line telling the reader what to do about it (shown in docs and by `weft`).
+ * - `fix`: one line telling the reader what to do about it (listed per code in the OpenAPI
+ *   document's `Error` schema; a message names the specifics).
  *
  * Codes are stable and snake_case: clients match on them. Add codes; never rename one.
  * `WeftErrorCode` is derived from this table, so a code thrown anywhere must be listed here
