@@ -67,6 +67,8 @@ describe.each(BACKENDS)('a missing workflow on every route, on %s', (backend) =>
   it('POST /api/v1/workflows/{id}/runs (trigger)', async () => {
     const res = await call(f.app, 'POST', '/api/v1/workflows/nope/runs', f.auth, { input: 1 });
     expectUnknownWorkflow(res, 'nope');
+    const malformed = await call(f.app, 'POST', '/api/v1/workflows/a%20b/runs', f.auth, {});
+    expectUnknownWorkflow(malformed, 'a b', { listsKnown: false });
   });
 
   it('GET /api/v1/workflows/{id} (workflow detail)', async () => {
@@ -83,6 +85,11 @@ describe.each(BACKENDS)('a missing workflow on every route, on %s', (backend) =>
       cron: YEARLY,
     });
     expectUnknownWorkflow(created, 'nope');
+    const malformed = await call(f.app, 'POST', '/api/v1/schedules', f.auth, {
+      workflowId: 'a b',
+      cron: YEARLY,
+    });
+    expectUnknownWorkflow(malformed, 'a b');
     const ok = await call(f.app, 'POST', '/api/v1/schedules', f.auth, {
       workflowId: 'report',
       cron: YEARLY,
@@ -97,6 +104,8 @@ describe.each(BACKENDS)('a missing workflow on every route, on %s', (backend) =>
   it('POST /api/v1/webhooks, and POST /hooks/{id} once its workflow is gone', async () => {
     const created = await call(f.app, 'POST', '/api/v1/webhooks', f.auth, { workflowId: 'nope' });
     expectUnknownWorkflow(created, 'nope');
+    const malformed = await call(f.app, 'POST', '/api/v1/webhooks', f.auth, { workflowId: 'a b' });
+    expectUnknownWorkflow(malformed, 'a b');
     const hook = await call(f.app, 'POST', '/api/v1/webhooks', f.auth, { workflowId: 'gone' });
     expect(hook.status).toBe(201);
     // The workflow leaves the environment (deleted directly: there is no API for it).
@@ -124,6 +133,12 @@ describe.each(BACKENDS)('a missing workflow on every route, on %s', (backend) =>
       dryRun: true,
     });
     expectUnknownWorkflow(res, 'nope');
+    // an id no workflow can have: the same answer
+    const malformed = await call(f.app, 'POST', '/api/v1/bulk-reruns', f.auth, {
+      filter: { workflowId: 'a b' },
+      dryRun: true,
+    });
+    expectUnknownWorkflow(malformed, 'a b');
   });
 
   it('rerun, resume and bulk rerun on version "current" of a workflow with no current version', async () => {
