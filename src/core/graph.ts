@@ -7,6 +7,12 @@
  * A graph has levels (scopes): the workflow's top level, and the body of each loop or parallel
  * node. Edges stay inside one level; step ids are unique across all levels, so a step run key
  * (`send[2]`, `send[2][0]` when nested) names one step unambiguously.
+ *
+ * Kept whole (about 750 lines): compiling is one recursive pass — compileScope and compileControl
+ * call each other for nested loop and parallel bodies — over the compiled types declared here, with
+ * one invalid() helper naming the workflow; the cycle check and edge resolution read the same
+ * CompiledStep. Splitting it means moving those types to a file of their own first, which the
+ * execution plan of issue 8 (one plan per version) will do when it reshapes them.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';

@@ -19,6 +19,10 @@
  * and reuses the others. That needs the owner's own input to be unchanged: when the owner is
  * dirty for another reason (changed definition, an upstream step reruns), it restarts from
  * iteration 0 and the plan says why in `notes`.
+ *
+ * Kept whole (about 650 lines): one pure decision over one set of maps (dirty nodes, restart scope,
+ * per-iteration plans for a targeted body); each phase reads what the previous one built, and the
+ * glossary above covers all of it. Its unit tests sit beside it.
  */
 import { WeftError } from './errors.js';
 import type { SerializedGraph } from './graph.js';

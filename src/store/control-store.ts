@@ -4,6 +4,10 @@
  * process's caches at once; other processes drop theirs on the `weft_control_changed`
  * notification the tables' triggers send (see `watchChanges`), and the TTL bounds what a missed
  * notification can cost. Records and row mapping: control-rows.ts.
+ *
+ * Kept whole (about 570 lines): every method shares the caches and their invalidation (dropCaches,
+ * watchChanges, the epoch bump on each write), so a split would pass those around; the records and
+ * row mapping already live in control-rows.ts.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../core/errors.js';
