@@ -53,14 +53,16 @@ begin
     returning status, state into v_status, v_state;
   end if;
 
-  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
-                                 case when p_claim_next then p_worker end, p_lease_ms);
-
+  -- the step's own event first: propagate may claim the next step (its `step.started`), and a
+  -- reader of the event log sees cause before effect
   insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
   values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
     'outputDataclipId', p_output_id,
     'statePatch', case when p_state_set is null and p_state_del is null then null
                        else jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del)) end));
+
+  v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
+                                 case when p_claim_next then p_worker end, p_lease_ms);
 
   if cardinality(v_prop.ready) = 0 then
     v_status := {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
