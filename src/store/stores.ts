@@ -176,7 +176,10 @@ export async function openExecutor(
       '@electric-sql/pglite',
       'An embedded database (pglite:…, what `weft dev` uses)',
     );
-    return createPgliteExecutor(dir === 'memory' || dir === '' ? {} : { dataDir: dir });
+    // WEFT_PGLITE_DURABILITY=os trades the flush per commit for losing recent commits to an OS
+    // crash (pglite-executor.ts, docs/semantics.md); anything else keeps the default, `fsync`.
+    const durability = process.env.WEFT_PGLITE_DURABILITY === 'os' ? 'os' : 'fsync';
+    return createPgliteExecutor(dir === 'memory' || dir === '' ? {} : { dataDir: dir, durability });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { createPgExecutor } = await loadDriver(
