@@ -514,8 +514,25 @@ describe.each(BACKENDS)(
       );
       if (result.violations.length > 0) {
         const bad = new Set(result.violations.map((v) => v.split('/')[0]!.split(':')[0]!));
-        for (const r of runs.filter((x) => bad.has(x.runId)).slice(0, 3))
-          console.error(`${r.runId} input ${String(r.input)}: ${JSON.stringify(r.spec)}`);
+        for (const r of runs.filter((x) => bad.has(x.runId)).slice(0, 3)) {
+          // What the engine did, attempt by attempt, beside the spec: enough to tell an engine
+          // bug from an interpreter one.
+          const tries = await db.executor.query<{
+            step_key: string;
+            number: number;
+            status: string;
+            code: string | null;
+          }>(
+            `select s.step_key, a.number, a.status, a.error->>'code' as code
+               from ${db.stores.schemas.locations[0]!}.attempts a
+               join ${db.stores.schemas.locations[0]!}.step_runs s on s.id = a.step_run_id
+              where a.run_id = $1 order by a.started_at`,
+            [r.runId],
+          );
+          console.error(
+            `${r.runId} input ${String(r.input)}: ${JSON.stringify(r.spec)}\n  attempts: ${tries.rows.map((t) => `${t.step_key}#${t.number} ${t.status}${t.code ? `:${t.code}` : ''}`).join(', ')}`,
+          );
+        }
       }
       expect(result.violations, `seed ${seed}`).toEqual([]);
     }, 300_000);
