@@ -1,6 +1,6 @@
 /**
  * Unit tests of rerun-planner.ts, beside it (pure: no database). Kept whole (about 660 lines): the
- * cases share the graph builders and the seeded random graphs below, one describe per rule.
+ * cases share the graph builders and the seeded random graphs below.
  */
 import { describe, expect, it } from 'vitest';
 import { WeftError } from './errors.js';
