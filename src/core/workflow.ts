@@ -7,6 +7,10 @@
  *
  * Definitions are plain data plus functions; `compileWorkflow` (graph.ts) validates them and
  * computes the per-step hashes that identify a workflow version.
+ *
+ * Kept whole (about 500 lines): the Workflow class's overloads and the types they infer step inputs
+ * from (After, StepInput) belong together, and much of the file is each primitive's JSDoc with its
+ * failure semantics.
  */
 import type { StepErrorInfo } from './errors.js';
 import type { Duration, RetryPolicy } from './retry.js';
