@@ -171,7 +171,9 @@ export const nap = defineWorkflow<{ who: string }>('nap')
       ).toBe('waiting');
       first.child.kill('SIGKILL'); // no drain, no goodbye: the process is gone
       await new Promise((r) => setTimeout(r, 2500)); // the sleep comes due while no process runs
-      expect((await stores.runs.getRun(environmentId, run.id))?.status).toBe('running');
+      // every open step waits on a waitpoint (the sleep): the run is `waiting`, and stays so
+      // while no process fires the due sleep
+      expect((await stores.runs.getRun(environmentId, run.id))?.status).toBe('waiting');
       second = startCli(args, { cwd: dir, env: env() });
       await second.waitFor('stdout', /"msg":"worker started"/, 60_000);
       await waitForStatus(stores, environmentId, run.id, 'succeeded');
