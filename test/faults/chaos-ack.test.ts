@@ -105,6 +105,7 @@ describe.each(BACKENDS)(
           expect(done.status).toBe('succeeded');
         }
         const ledgerPool = new pg.Pool({ connectionString: ledgerDb.url, max: 2 });
+        ledgerPool.on('error', () => {});
         try {
           const result = await checkLedger({
             weft: db.executor,
