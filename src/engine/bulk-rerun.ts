@@ -21,7 +21,7 @@ import {
   type BulkRerunRecord,
 } from '../store/bulk-rerun-store.js';
 import type { RunRecord, RunStatus } from '../store/rows.js';
-import { firstFailedBodyKey } from '../store/run-reads.js';
+import { firstFailedBodyKey } from '../store/runs/run-reads.js';
 import type { Stores } from '../store/stores.js';
 import type { Logger } from './logger.js';
 import { prepareRerun, type RerunRequest } from './rerun.js';

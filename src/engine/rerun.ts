@@ -23,7 +23,7 @@ import {
   loadSourceIterations,
   type SourceIterationsRecord,
   type StateReplay,
-} from '../store/rerun-iterations.js';
+} from '../store/runs/rerun-iterations.js';
 import type { RunRecord } from '../store/rows.js';
 import type { CreateRerunParams, RerunStepRow, RunStore } from '../store/run-store.js';
 

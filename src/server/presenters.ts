@@ -8,7 +8,7 @@ import type { StepErrorInfo } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import type { WorkflowRecord, WorkflowVersionRecord } from '../store/control-store.js';
 import type { DataclipRecord, RunRecord, StepRunStatus } from '../store/rows.js';
-import type { ListedStepRun } from '../store/run-reads.js';
+import type { ListedStepRun } from '../store/runs/run-reads.js';
 import type {
   DataclipSchema,
   RunDetailSchema,
@@ -118,7 +118,7 @@ export function presentRunDetail(
 const durationMs = (from: string | null, to: string | null): number | null =>
   from === null || to === null ? null : Math.max(0, Date.parse(to) - Date.parse(from));
 
-/** A step run as listed for its run (store/run-reads.ts: reused steps of a rerun included). */
+/** A step run as listed for its run (store/runs/run-reads.ts: reused steps of a rerun included). */
 export function presentStepRun(step: ListedStepRun): z.infer<typeof StepRunSchema> {
   return {
     id: step.id,

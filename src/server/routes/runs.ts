@@ -4,7 +4,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { ID_PATTERN } from '../../core/graph.js';
 import { RUN_STATUSES, type RunStatus } from '../../store/rows.js';
-import { countRunsByStatus, listStepRunsWithLineage, readRunState } from '../../store/run-reads.js';
+import {
+  countRunsByStatus,
+  listStepRunsWithLineage,
+  readRunState,
+} from '../../store/runs/run-reads.js';
 import { dbText } from '../db-text.js';
 import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';

@@ -9,7 +9,7 @@ import {
   loadSourceIterations,
   type SourceIterationsRecord,
   type StateReplay,
-} from '../rerun-iterations.js';
+} from './rerun-iterations.js';
 import type { RunRecord, StepRunRecord } from '../rows.js';
 import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
 import type { ParkRequest } from './queue.js';

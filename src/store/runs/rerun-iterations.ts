@@ -1,10 +1,10 @@
 /**
  * What a rerun from one loop iteration or parallel branch (`s[3]`) needs from the source run: the
  * owner's body step runs, per iteration. A function over one location's executor, apart from
- * runs/lineage.ts (which routes to it): the rerun planner (engine/rerun.ts) calls it directly.
+ * lineage.ts (which routes to it): the rerun planner (engine/rerun.ts) calls it directly.
  */
-import type { Queryable } from './executor.js';
-import type { StepRunStatus } from './rows.js';
+import type { Queryable } from '../executor.js';
+import type { StepRunStatus } from '../rows.js';
 
 export interface SourceIterationsRecord {
   /** The run and owner key whose rows hold the body (the owner row that ran, reused_from followed). */

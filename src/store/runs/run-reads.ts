@@ -1,16 +1,12 @@
 /**
- * Reads the run view needs beyond run-store.ts: a run's step runs with the steps a rerun reused
+ * Reads the run view needs beyond queries.ts: a run's step runs with the steps a rerun reused
  * from earlier runs (so a rerun reads as a whole run), each with its state patch; the run state
  * and final state in one read; and run counts per status. Pure reads, one location each (a rerun
  * lives in its source's location, so a lineage never leaves it).
  */
-import type { Queryable } from './executor.js';
-import type { AttemptRecord, RunStatus, StepRunRecord } from './rows.js';
-
-type Row = Record<string, unknown>;
-
-const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
-const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
+import type { Queryable } from '../executor.js';
+import type { AttemptRecord, RunStatus, StepRunRecord } from '../rows.js';
+import { iso, isoOrNull, type Row } from './decoders.js';
 
 /** What a committed step changed in the run state (the `step.succeeded` event's `statePatch`). */
 export interface StatePatch {
