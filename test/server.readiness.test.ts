@@ -31,6 +31,17 @@ describe.each(BACKENDS)('readiness on %s', (backend) => {
         ready: false,
         reason: 'not_migrated',
         schemas: ['weft', 'weft_ops', 'weft_loc_a0'],
+        details: [
+          expect.stringMatching(
+            /^schema weft has 0 of this build's \d+ control migrations; run `weft migrate`$/,
+          ),
+          expect.stringMatching(
+            /^schema weft_ops has 0 of this build's \d+ ops migrations; run `weft migrate`$/,
+          ),
+          expect.stringMatching(
+            /^schema weft_loc_a0 has 0 of this build's \d+ location migrations; run `weft migrate`$/,
+          ),
+        ],
       });
       const before = await call(app, 'GET', '/readyz', {});
       expect(before.status).toBe(503);
@@ -56,6 +67,11 @@ describe.each(BACKENDS)('readiness on %s', (backend) => {
         ready: false,
         reason: 'not_migrated',
         schemas: ['weft_loc_a0'],
+        details: [
+          expect.stringMatching(
+            /^schema weft_loc_a0 has \d+ of this build's \d+ location migrations/,
+          ),
+        ],
       });
       const behind = await call(app, 'GET', '/readyz', {});
       expect(behind.status).toBe(503);
