@@ -17,8 +17,33 @@ export class LeaseKeeper {
     const ids = [...this.w.inflight.keys()];
     if (ids.length === 0) return;
     const sent = performance.now();
+    // Leases that ran out before this renewal was sent: the event loop was blocked (a step running
+    // synchronous code, a long GC pause) or the process was stopped longer than the lease. Another
+    // worker may have claimed the step meanwhile; the renewal below says whether it did.
+    const lapsed = new Map<string, number>();
+    for (const id of ids) {
+      const entry = this.w.inflight.get(id);
+      if (entry && entry.leaseUntil < sent) lapsed.set(id, Math.round(sent - entry.leaseUntil));
+    }
     try {
       const held = await this.w.runs.extendLeases(this.w.workerId, ids, this.w.leaseMs);
+      for (const [id, lateMs] of lapsed) {
+        const entry = this.w.inflight.get(id);
+        if (!entry) continue;
+        this.w.logger.warn(
+          {
+            stepRunId: id,
+            runId: entry.claim.runId,
+            attempt: entry.claim.attempt,
+            lateMs,
+            leaseMs: this.w.leaseMs,
+            kept: held.has(id),
+          },
+          held.has(id)
+            ? 'the lease ran out before it was renewed (event loop blocked or process paused longer than the lease); no other worker had claimed the step, so it is kept'
+            : 'the lease ran out before it was renewed (event loop blocked or process paused longer than the lease) and the step was reaped or claimed elsewhere: this attempt is aborted and its commit will be refused (fenced)',
+        );
+      }
       for (const id of ids) {
         const entry = this.w.inflight.get(id);
         if (entry && held.has(id))

@@ -11,9 +11,28 @@ export interface StatePatch {
   delete: string[] | null;
 }
 
+/**
+ * The draft is a null-prototype object: `ctx.state['__proto__'] = v` (or `constructor`, or
+ * `toString`) creates an own key like any other, stored and returned as a plain key, instead of
+ * swapping the draft's prototype and vanishing. Nested objects keep the ordinary prototype: an
+ * assignment to `obj.__proto__` there changes that object's prototype and is refused when the
+ * attempt commits (core/json.ts: not plain data), never silently dropped.
+ */
 export function draftState(state: Record<string, unknown>): Record<string, unknown> {
-  return structuredClone(state);
+  // spread and defineProperty semantics (not [[Set]]): an own `__proto__` key of the stored state
+  // stays an own key of the draft
+  const draft = Object.create(null) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(structuredClone(state)))
+    Object.defineProperty(draft, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  return draft;
 }
+
+const own = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
 
 export function computeStatePatch(
   base: Record<string, unknown>,
@@ -31,17 +50,19 @@ export function computeStatePatch(
     return { setText: null, delete: Object.keys(base) };
   }
   const next = draft as Record<string, unknown>;
-  const set: Record<string, unknown> = {};
+  // null prototype: a `__proto__` key is data here, not the prototype setter
+  const set = Object.create(null) as Record<string, unknown>;
   let changed = false;
   for (const key of Object.keys(next)) {
     const value = next[key];
     if (value === undefined) continue;
-    if (!(key in base) || JSON.stringify(value) !== JSON.stringify(base[key])) {
+    // own keys only: `constructor` or `toString` are inherited by every object, not state
+    if (!own(base, key) || JSON.stringify(value) !== JSON.stringify(base[key])) {
       set[key] = value;
       changed = true;
     }
   }
-  const deleted = Object.keys(base).filter((key) => !(key in next) || next[key] === undefined);
+  const deleted = Object.keys(base).filter((key) => !own(next, key) || next[key] === undefined);
   const setText = changed
     ? encodeJson(set, {
         what: `${what} ctx.state`,
