@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WeftError } from './errors.js';
-import { compileWorkflow, resolveOutgoingEdges } from './graph.js';
+import { resolveOutgoingEdges } from './edge-resolution.js';
+import { compileWorkflow } from './graph.js';
 import { defineWorkflow, type Workflow } from './workflow.js';
 
 const compileError = (

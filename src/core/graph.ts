@@ -1,18 +1,18 @@
 /**
  * Compiling a workflow definition: validation (with errors that name the step or edge), the
- * parent/successor maps the engine materializes per run, per-step content hashes (code + config)
- * that identify a workflow version and drive rerun change detection, and edge resolution — which
- * successors an outcome makes live and which it prunes.
+ * parent/successor maps the engine materializes per run, and per-step content hashes (code +
+ * config) that identify a workflow version and drive rerun change detection. Which successors an
+ * outcome makes live at run time is edge-resolution.ts.
  *
  * A graph has levels (scopes): the workflow's top level, and the body of each loop or parallel
  * node. Edges stay inside one level; step ids are unique across all levels, so a step run key
  * (`send[2]`, `send[2][0]` when nested) names one step unambiguously.
  *
- * Kept whole (about 750 lines): compiling is one recursive pass — compileScope and compileControl
- * call each other for nested loop and parallel bodies — over the compiled types declared here, with
- * one invalid() helper naming the workflow; the cycle check and edge resolution read the same
- * CompiledStep. Splitting it means moving those types to a file of their own first, which the
- * execution plan of issue 8 (one plan per version) will do when it reshapes them.
+ * Kept whole (about 700 lines): compiling is one recursive pass (compileScope and compileControl
+ * call each other for nested loop and parallel bodies) over the compiled types declared here, with
+ * one invalid() helper naming the workflow; the cycle check reads the same CompiledStep. Splitting
+ * it further means first moving those types to a file of their own: left to the execution-plan
+ * work of issue 8, which reshapes them.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -696,60 +696,6 @@ function describeCycle(steps: Map<string, CompiledStep>): string {
   return cyclePath(steps)
     .map((s) => `\`${s}\``)
     .join(' → ');
-}
-
-export type StepOutcome = { ok: true; output: unknown } | { ok: false; timedOut?: boolean };
-
-/**
- * Which successors an outcome reaches. A predicate that throws, or a router that names no
- * branch, is a definition bug, not a transient fault: it surfaces as a non-retryable
- * `edge_condition_failed` error.
- */
-export function resolveOutgoingEdges(
-  workflowId: string,
-  step: CompiledStep,
-  outcome: StepOutcome,
-): { live: string[]; dead: string[] } {
-  const live: string[] = [];
-  const dead: string[] = [];
-  const hasTimeoutEdge = step.outgoing.some((e) => e.on === 'timeout');
-  if (step.kind === 'router' && outcome.ok) {
-    const out = outcome.output;
-    if (!(
-      typeof out === 'string' ||
-      (Array.isArray(out) && out.every((b) => typeof b === 'string'))
-    )) {
-      throw new WeftError(
-        'edge_condition_failed',
-        `Workflow \`${workflowId}\`: router \`${step.id}\` returned ${JSON.stringify(out)?.slice(0, 80)}; a router returns a branch name or an array of branch names (${step.outgoing.map((e) => JSON.stringify(e.branch)).join(', ')}).`,
-        { details: { stepId: step.id } },
-      );
-    }
-  }
-  for (const edge of step.outgoing) {
-    let taken: boolean;
-    if (edge.on === 'always') taken = true;
-    else if (edge.on === 'timeout') taken = !outcome.ok && outcome.timedOut === true;
-    else if (edge.on === 'failure')
-      taken = !outcome.ok && !(outcome.timedOut === true && hasTimeoutEdge);
-    else if (!outcome.ok) taken = false;
-    else if (edge.branch !== undefined) {
-      const out = outcome.output;
-      taken = out === edge.branch || (Array.isArray(out) && out.includes(edge.branch));
-    } else if (edge.when) {
-      try {
-        taken = edge.when(outcome.output) === true;
-      } catch (error) {
-        throw new WeftError(
-          'edge_condition_failed',
-          `Workflow \`${workflowId}\`: the \`when\` condition of edge \`${edge.from} -> ${edge.to}\` threw: ${error instanceof Error ? error.message : String(error)}. Make the predicate total over the step's output.`,
-          { cause: error, details: { edge: `${edge.from}->${edge.to}` } },
-        );
-      }
-    } else taken = true;
-    (taken ? live : dead).push(edge.to);
-  }
-  return { live, dead };
 }
 
 /** The steps of a level that no other step of that level runs after. */

@@ -5,7 +5,8 @@
  * See worker.ts for the failure semantics.
  */
 import { describeError, type StepErrorInfo } from '../core/errors.js';
-import { resolveOutgoingEdges, type CompiledStep, type CompiledWorkflow } from '../core/graph.js';
+import { resolveOutgoingEdges } from '../core/edge-resolution.js';
+import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
 import { isTransientDatabaseError } from '../store/db-errors.js';
 import type { ClaimedStep } from '../store/rows.js';

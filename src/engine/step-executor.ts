@@ -4,7 +4,8 @@
  * to the attempt committer. No transaction is open while user code runs.
  */
 import { describeError, WeftError } from '../core/errors.js';
-import { resolveOutgoingEdges, type CompiledStep, type CompiledWorkflow } from '../core/graph.js';
+import { resolveOutgoingEdges } from '../core/edge-resolution.js';
+import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { backoffDelay } from '../core/retry.js';
 import type { StepContext } from '../core/workflow.js';
 import type { ClaimedStep } from '../store/rows.js';
