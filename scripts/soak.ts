@@ -50,6 +50,8 @@ interface Round {
   seconds: number;
   ok: boolean;
   figures: Figures[];
+  /** every "seed N (replay: …)" line: a failing scenario's seed is there even if it printed no figures */
+  seeds: string[];
   tail?: string;
 }
 
@@ -85,6 +87,9 @@ function runRound(round: number): Promise<Round> {
         seconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         ok: code === 0,
         figures,
+        seeds: [...output.matchAll(/\[(?:chaos|fuzz)[^\]]*\] seed \d+ \(replay: [^)]*\)/g)].map(
+          (m) => m[0],
+        ),
       };
       if (code !== 0) result.tail = output.slice(-6_000);
       resolve(result);
