@@ -25,6 +25,7 @@ import { firstFailedBodyKey } from '../store/runs/run-reads.js';
 import type { Stores } from '../store/stores.js';
 import type { Logger } from './logger.js';
 import { prepareRerun, type RerunRequest } from './rerun.js';
+import { CHANNELS } from '../store/channels.js';
 
 /** Most runs one action may select: a bigger recovery is several actions over time ranges. */
 export const MAX_BULK_RUNS = 10_000;
@@ -277,7 +278,7 @@ export async function processBulkRerunBatch(
     options.logger?.warn({ err: error, bulkId: bulk.id }, 'bulk rerun batch stopped; will retry');
   }
   // Ready work: the reruns were created inside a transaction this store did not signal for.
-  stores.runs.signals.send(stores.runOpsDb, 'weft_ready', bulk.environmentId);
+  stores.runs.signals.send(stores.runOpsDb, CHANNELS.ready, bulk.environmentId);
   return bulkStore.settle(bulk.id, workerId);
 }
 

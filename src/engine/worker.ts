@@ -42,6 +42,7 @@ import { engineMetrics, processMetrics, trackListeners, type EngineMetrics } fro
 import type { WorkflowRegistry } from './registry.js';
 import { StepExecutor } from './step-executor.js';
 import type { InFlight, WorkerOptions, WorkerResources } from './worker-resources.js';
+import { CHANNELS } from '../store/channels.js';
 
 export type { WorkerOptions } from './worker-resources.js';
 
@@ -140,7 +141,7 @@ export class Worker {
       };
       unlisten.push(
         await db.listen(
-          'weft_ready',
+          CHANNELS.ready,
           (payload) => {
             if (payload === envId || payload === '') this.wake();
           },
@@ -149,7 +150,7 @@ export class Worker {
       );
       // A canceled run: abort its attempts here at once (their commits are fenced anyway).
       unlisten.push(
-        await db.listen('weft_cancel', (runId) => {
+        await db.listen(CHANNELS.cancel, (runId) => {
           for (const entry of this.inflight.values()) {
             if (entry.claim.runId === runId && !entry.controller.signal.aborted) {
               entry.controller.abort(new WeftError('run_canceled', `run ${runId} was canceled`));

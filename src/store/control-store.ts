@@ -14,6 +14,7 @@ import { WeftError } from '../core/errors.js';
 import type { CompiledWorkflow } from '../core/graph.js';
 import { mintControlId } from '../core/ids.js';
 import { TtlCache } from './cache.js';
+import { CHANNELS } from './channels.js';
 import {
   ENVIRONMENT_COLUMNS,
   iso,
@@ -80,7 +81,7 @@ export class ControlStore {
   watchChanges(): Promise<void> {
     this.watching ??= this.db
       .listen(
-        'weft_control_changed',
+        CHANNELS.controlChanged,
         (payload) => {
           if (payload === this.schema) this.dropCaches();
         },

@@ -12,13 +12,15 @@
  * run waiters every second), and a listener whose LISTEN connection was down catches up when it
  * comes back (pg-listener.ts: the worker claims and renews its leases at once).
  */
+import type { Channel } from './channels.js';
 import type { Executor } from './executor.js';
 
 export class Signals {
-  private readonly pending = new Map<Executor, Map<string, Set<string>>>();
+  private readonly pending = new Map<Executor, Map<Channel, Set<string>>>();
   private scheduled = false;
 
-  send(db: Executor, channel: string, payload: string): void {
+  /** Queue a notification, sent on the next tick after the caller's transaction committed. */
+  send(db: Executor, channel: Channel, payload: string): void {
     let channels = this.pending.get(db);
     if (!channels) {
       channels = new Map();

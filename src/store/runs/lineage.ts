@@ -14,6 +14,7 @@ import type { RunRecord, StepRunRecord } from '../rows.js';
 import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
 import type { ParkRequest } from './queue.js';
 import type { RunResources } from './resources.js';
+import { CHANNELS } from '../channels.js';
 
 /** One step run of a rerun to materialize (see create_rerun in migration 0003). */
 export interface RerunStepRow {
@@ -250,7 +251,7 @@ export class RunLineage {
     // Wake-ups after the commit: here, or in a caller's transaction by the caller after its commit
     // (BulkRerunProcessor signals weft_ready once per batch).
     if (!tx) {
-      this.r.signals.send(loc.db, 'weft_ready', p.environmentId);
+      this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
       this.r.signalRunEnd(run.id, run.status);
     }
     return run;

@@ -8,6 +8,7 @@ import type { ClaimedStep, RunStatus } from '../rows.js';
 import { concurrencyKey, keyed, toClaimed, type Row } from './decoders.js';
 import type { RunLifecycle } from './run-lifecycle.js';
 import type { RunLocation, RunResources } from './resources.js';
+import { CHANNELS } from '../channels.js';
 
 /**
  * After a PostgreSQL (re)start, how long the reaper waits before reaping (see reapExpiredLeases):
@@ -275,7 +276,7 @@ export class RunQueue {
       return failed.rows[0]!.r.status === 'retrying' ? ('released' as const) : ('fenced' as const);
     });
     // (a woken environment of a rolled-back transaction gets a spare wake-up: harmless)
-    if (outcome === 'released') this.r.signals.send(loc.db, 'weft_ready', claim.environmentId);
+    if (outcome === 'released') this.r.signals.send(loc.db, CHANNELS.ready, claim.environmentId);
     return outcome;
   }
 

@@ -14,6 +14,7 @@ import { ENDED_RUN_STATUSES } from '../../core/statuses.js';
 import type { Executor } from '../executor.js';
 import { quoteIdent } from '../migrator.js';
 import { Signals } from '../signals.js';
+import { CHANNELS } from '../channels.js';
 
 export interface RunLocation {
   tag: string;
@@ -77,7 +78,7 @@ export class RunResources {
   signalRunEnd(runId: string, runStatus: string | undefined): void {
     if (runStatus === undefined || !ENDED_OR_PAUSED.has(runStatus)) return;
     const loc = this.locationOf(runId);
-    if (loc) this.signals.send(loc.db, 'weft_run_finished', runId);
+    if (loc) this.signals.send(loc.db, CHANNELS.runEnded, runId);
   }
 
   /**
@@ -88,6 +89,6 @@ export class RunResources {
     const wake = (result as { wake?: unknown } | null)?.wake;
     if (!Array.isArray(wake)) return;
     for (const env of wake)
-      if (typeof env === 'string') this.signals.send(loc.db, 'weft_ready', env);
+      if (typeof env === 'string') this.signals.send(loc.db, CHANNELS.ready, env);
   }
 }

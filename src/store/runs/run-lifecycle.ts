@@ -4,6 +4,7 @@
  */
 import type { RunStatus } from '../rows.js';
 import type { RunResources } from './resources.js';
+import { CHANNELS } from '../channels.js';
 
 /** A run that failed cancels the child runs it was waiting on, like a canceled run does. */
 export type FailedWithChildren = { status: string; runId?: string; children?: string[] };
@@ -33,7 +34,7 @@ export class RunLifecycle {
     this.r.signalWoken(loc, r);
     if (r.status === 'canceled') {
       // workers abort the attempts' ctx.signal at once (after the commit, like every signal)
-      this.r.signals.send(loc.db, 'weft_cancel', runId);
+      this.r.signals.send(loc.db, CHANNELS.cancel, runId);
       this.r.signalRunEnd(runId, 'canceled');
     }
     for (const child of r.children ?? [])
