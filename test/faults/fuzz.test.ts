@@ -502,7 +502,33 @@ describe.each(BACKENDS)(
         for (const input of [specs.indexOf(spec) * 7 + 1, specs.indexOf(spec) * 11 + 4])
           runs.push({ runId: (await engine.trigger(spec.id, input)).run.id, spec, input });
       }
-      for (const r of runs) await engine.waitForRun(r.runId, { timeoutMs: 60_000 });
+      for (const r of runs) {
+        try {
+          await engine.waitForRun(r.runId, { timeoutMs: 60_000 });
+        } catch (error) {
+          // A run that does not end: show where it stands (step runs, waitpoints) and its spec.
+          const loc = db.stores.schemas.locations[0]!;
+          const steps = await db.executor.query<{
+            step_key: string;
+            status: string;
+            attempt_count: number;
+          }>(
+            `select step_key, status, attempt_count from ${loc}.step_runs where run_id = $1 order by step_key`,
+            [r.runId],
+          );
+          const waits = await db.executor.query<{
+            kind: string;
+            status: string;
+            resume_at: string | null;
+          }>(`select kind, status, resume_at::text from ${loc}.waitpoints where run_id = $1`, [
+            r.runId,
+          ]);
+          console.error(
+            `${r.runId} input ${String(r.input)} did not end: ${JSON.stringify(r.spec)}\n  steps: ${steps.rows.map((x) => `${x.step_key} ${x.status}#${x.attempt_count}`).join(', ')}\n  waitpoints: ${JSON.stringify(waits.rows)}`,
+          );
+          throw error;
+        }
+      }
       const result = await checkLedger({
         weft: db.executor,
         schema: db.stores.schemas.locations[0]!,
