@@ -26,6 +26,7 @@
  */
 import { WeftError } from './errors.js';
 import type { SerializedGraph } from './graph.js';
+import { planOf } from './plan.js';
 
 export type RerunFate = 'rerun' | 'reuse' | 'skip';
 export type RerunReason =
@@ -246,16 +247,8 @@ function topLevelOwner(
 /** Kahn's order over the top level (the graph was validated acyclic when registered). */
 function topLevelOrder(graph: SerializedGraph): TopNode[] {
   const nodes = new Map<string, TopNode>();
-  for (const n of graph.nodes) {
-    if (n.scope === undefined) nodes.set(n.id, { id: n.id, parents: [], successors: [] });
-  }
-  for (const e of graph.edges) {
-    const from = nodes.get(e.from);
-    const to = nodes.get(e.to);
-    if (from && to) {
-      from.successors.push(e.to);
-      to.parents.push(e.from);
-    }
+  for (const n of planOf(graph).level(null)) {
+    nodes.set(n.id, { id: n.id, parents: n.parents, successors: n.successors });
   }
   const indegree = new Map<string, number>();
   const queue: string[] = [];

@@ -10,6 +10,7 @@
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
+import { planOf } from '../core/plan.js';
 import {
   assertOutputsAvailable,
   planRerun,
@@ -256,21 +257,18 @@ function bodyOf(
       );
     }
   }
-  const members = graph.nodes.filter((n) => n.scope === it.owner);
-  const ids = new Set(members.map((n) => n.id));
-  const edges = graph.edges.filter((e) => ids.has(e.to) && ids.has(e.from));
-  const nodes = members.map((n) => ({
-    stepId: n.id,
-    kind: n.kind,
-    parents: edges.filter((e) => e.to === n.id).map((e) => e.from),
-    successors: edges.filter((e) => e.from === n.id).map((e) => e.to),
-    failureSuccessors: edges
-      .filter((e) => e.from === n.id && (e.on === 'failure' || e.on === 'always'))
-      .map((e) => e.to),
-    maxAttempts: n.maxAttempts,
-    onExhausted: n.onExhausted,
-    concurrency: n.concurrency,
-  }));
+  const nodes = planOf(graph)
+    .level(it.owner)
+    .map((n) => ({
+      stepId: n.id,
+      kind: n.kind,
+      parents: n.parents,
+      successors: n.successors,
+      failureSuccessors: n.failureSuccessors,
+      maxAttempts: n.maxAttempts,
+      onExhausted: n.onExhausted,
+      concurrency: n.concurrency,
+    }));
   const result: NonNullable<CreateRerunParams['iterationBody']> = {
     ...body,
     reuse: it.reuse,
@@ -349,20 +347,11 @@ export function materialize(
   targetGraph: SerializedGraph,
   sourceSteps: readonly SourceStepRun[],
 ): { steps: RerunStepRow[]; resolve: string[] } {
-  const top = targetGraph.nodes.filter((n) => n.scope === undefined);
+  const top = planOf(targetGraph).level(null);
   const fate = new Map(plan.nodes.map((n) => [n.stepId, n.fate]));
   const records = new Map(sourceSteps.map((s) => [s.stepId, s]));
-  const parents = new Map<string, string[]>(top.map((n) => [n.id, []]));
-  const successors = new Map<string, string[]>(top.map((n) => [n.id, []]));
-  const failureSuccessors = new Map<string, string[]>(top.map((n) => [n.id, []]));
   const targetEdges = new Map<string, Edge>();
-  for (const e of targetGraph.edges) {
-    if (!parents.has(e.to)) continue; // body edges: materialized by the owner when it runs
-    parents.get(e.to)!.push(e.from);
-    successors.get(e.from)!.push(e.to);
-    if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
-    targetEdges.set(`${e.from}\u0000${e.to}`, e);
-  }
+  for (const e of targetGraph.edges) targetEdges.set(`${e.from}\u0000${e.to}`, e);
   const sourceEdges = new Map(sourceGraph.edges.map((e) => [`${e.from}\u0000${e.to}`, e]));
   const succeeded = (id: string) => records.get(id)?.status === 'succeeded';
   const ran = (id: string) => {
@@ -373,11 +362,10 @@ export function materialize(
   const rerun = top.filter((n) => fate.get(n.id) === 'rerun');
   const keep = new Set<string>();
   for (const n of rerun) {
-    for (const p of parents.get(n.id)!) if (fate.get(p) === 'reuse' && succeeded(p)) keep.add(p);
+    for (const p of n.parents) if (fate.get(p) === 'reuse' && succeeded(p)) keep.add(p);
   }
   for (const n of top) {
-    if (fate.get(n.id) === 'reuse' && succeeded(n.id) && !successors.get(n.id)!.some(ran))
-      keep.add(n.id);
+    if (fate.get(n.id) === 'reuse' && succeeded(n.id) && !n.successors.some(ran)) keep.add(n.id);
   }
   const materialized = (id: string) => keep.has(id) || fate.get(id) === 'rerun';
 
@@ -387,7 +375,7 @@ export function materialize(
     const base = {
       stepId: n.id,
       kind: n.kind,
-      parents: parents.get(n.id)!,
+      parents: n.parents,
       maxAttempts: n.maxAttempts,
       onExhausted: n.onExhausted,
       concurrency: n.concurrency,
@@ -396,10 +384,10 @@ export function materialize(
       // finish_run counts a succeeded step as a leaf when none of its successors ran. A reused
       // successor that ran but is not materialized here would be invisible to that rule, so the
       // row lists itself as a successor that ran: it can never be mistaken for a leaf.
-      const succ = successors.get(n.id)!.filter(materialized);
-      const covered = successors
-        .get(n.id)!
-        .some((s) => !materialized(s) && fate.get(s) === 'reuse' && ran(s));
+      const succ = n.successors.filter(materialized);
+      const covered = n.successors.some(
+        (s) => !materialized(s) && fate.get(s) === 'reuse' && ran(s),
+      );
       steps.push({
         ...base,
         reusedFrom: records.get(n.id)!.stepRunId,
@@ -409,7 +397,7 @@ export function materialize(
         liveFrom: [],
       });
     } else if (fate.get(n.id) === 'rerun') {
-      const ps = parents.get(n.id)!;
+      const ps = n.parents;
       const inScope = ps.filter((p) => fate.get(p) === 'rerun').length;
       const liveFrom = ps.filter(
         (p) => fate.get(p) === 'reuse' && edgeLive(p, n.id, records, sourceEdges, targetEdges),
@@ -418,8 +406,8 @@ export function materialize(
       steps.push({
         ...base,
         pending: ps.length > 0 && inScope === 0 ? 1 : inScope,
-        successors: successors.get(n.id)!,
-        failureSuccessors: failureSuccessors.get(n.id)!,
+        successors: n.successors,
+        failureSuccessors: n.failureSuccessors,
         liveFrom,
       });
     }

@@ -6,6 +6,7 @@
 import { WeftError } from '../../core/errors.js';
 import type { SerializedGraph } from '../../core/graph.js';
 import { mintRunScopedId } from '../../core/ids.js';
+import { planOf } from '../../core/plan.js';
 import type { RunRecord, TriggerKind } from '../rows.js';
 import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
 import type { RunQueries } from './queries.js';
@@ -54,31 +55,18 @@ export class RunCreation {
     const s = loc.schema;
     const runId = mintRunScopedId('run', loc.tag);
     const inputId = mintRunScopedId('dc', loc.tag);
-    const parents = new Map<string, string[]>();
-    const successors = new Map<string, string[]>();
-    const failureSuccessors = new Map<string, string[]>();
-    for (const node of p.graph.nodes) {
-      parents.set(node.id, []);
-      successors.set(node.id, []);
-      failureSuccessors.set(node.id, []);
-    }
-    for (const e of p.graph.edges) {
-      parents.get(e.to)!.push(e.from);
-      successors.get(e.from)!.push(e.to);
-      if (e.on === 'failure' || e.on === 'always') failureSuccessors.get(e.from)!.push(e.to);
-    }
     // Only the top level is materialized now; loop and parallel bodies are materialized by their
-    // owner when it runs (park_step).
-    const steps = p.graph.nodes
-      .filter((n) => n.scope === undefined)
+    // owner when it runs (park_step). Edges come from the version's plan (core/plan.ts).
+    const steps = planOf(p.graph)
+      .level(null)
       .map((n) => ({
         id: mintRunScopedId('sr', loc.tag),
         step_id: n.id,
         kind: n.kind,
-        pending: parents.get(n.id)!.length,
-        parents: parents.get(n.id)!,
-        successors: successors.get(n.id)!,
-        failure_successors: failureSuccessors.get(n.id)!,
+        pending: n.parents.length,
+        parents: n.parents,
+        successors: n.successors,
+        failure_successors: n.failureSuccessors,
         max_attempts: n.maxAttempts,
         on_exhausted: n.onExhausted,
         concurrency_key:
