@@ -169,6 +169,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'PATCH /api/v1/projects/{name} updateProject',
         'GET /api/v1/organization getOrganization',
         'PATCH /api/v1/organization updateOrganization',
+        'GET /api/v1/audit listAudit',
       ].sort(),
     );
     for (const op of operations) {
