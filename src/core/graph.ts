@@ -1,8 +1,9 @@
 /**
  * Compiling a workflow definition: validation (with errors that name the step or edge), the
- * parent/successor maps the engine materializes per run, and per-step content hashes (code +
- * config) that identify a workflow version and drive rerun change detection. Which successors an
- * outcome makes live at run time is edge-resolution.ts.
+ * compiled steps (their parent/successor lists come from plan.ts linkEdges, the one derivation the
+ * stored version's execution plan uses too), and per-step content hashes (code + config) that
+ * identify a workflow version and drive rerun change detection. Which successors an outcome makes
+ * live at run time is edge-resolution.ts.
  *
  * A graph has levels (scopes): the workflow's top level, and the body of each loop or parallel
  * node. Edges stay inside one level; step ids are unique across all levels, so a step run key
@@ -11,13 +12,14 @@
  * Kept whole (about 700 lines): compiling is one recursive pass (compileScope and compileControl
  * call each other for nested loop and parallel bodies) over the compiled types declared here, with
  * one invalid() helper naming the workflow; the cycle check reads the same CompiledStep. Splitting
- * it further means first moving those types to a file of their own: left to the execution-plan
- * work of issue 8, which reshapes them.
+ * it further means first moving those types to a file of their own (the execution plan,
+ * plan.ts, took only the edge derivation).
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { WeftError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from './json.js';
+import { linkEdges } from './plan.js';
 import { parseDuration, resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
 import type {
   ControlSpec,
@@ -384,13 +386,17 @@ function compileScope(
     steps.set(def.id, step);
     all.set(def.id, step);
   }
+  // Parent, successor and failure-successor lists: the one derivation the stored plan uses too.
+  const links = linkEdges(
+    steps.keys(),
+    [...steps.values()].flatMap((s) => s.incoming),
+  );
   for (const step of steps.values()) {
-    for (const edge of step.incoming) {
-      const parent = steps.get(edge.from)!;
-      parent.successors.push(step.id);
-      parent.outgoing.push(edge);
-      if (edge.on === 'failure' || edge.on === 'always') parent.failureSuccessors.push(step.id);
-    }
+    const link = links.get(step.id)!;
+    step.parents = link.parents;
+    step.successors = link.successors;
+    step.failureSuccessors = link.failureSuccessors;
+    for (const edge of step.incoming) steps.get(edge.from)!.outgoing.push(edge);
   }
   const order = topologicalOrder(wid, steps);
   return { owner, steps, order };
