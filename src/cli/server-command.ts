@@ -16,7 +16,7 @@ import { parseDuration } from '../core/retry.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../server/body.js';
 import { createApp, startServer, type RunningServer } from '../server/index.js';
 import { requestLogFields } from '../server/edge.js';
-import { liveEventsFor } from '../server/live-events.js';
+import { runObserverFor } from '../engine/run-observer.js';
 import { parseRateLimit, type RateLimit } from '../server/rate-limit.js';
 import type { Stores } from '../store/stores.js';
 import { describeTarget, openStores, serverDatabase } from './database.js';
@@ -337,7 +337,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         await server.close();
       },
     },
-    { name: 'stop listening for events', run: () => liveEventsFor(opened.stores.runs).close() },
+    { name: 'stop listening for events', run: () => runObserverFor(opened.stores.runs).close() },
     { name: 'close the database', run: () => opened.close() },
   ]);
   try {

@@ -10,7 +10,7 @@ import { BulkRerunProcessor } from './bulk-rerun.js';
 import { createLogger, type Logger } from './logger.js';
 import { engineMetrics, type EngineMetrics, type MetricsRegistry } from './metrics.js';
 import { WorkflowRegistry, type AnyWorkflow } from './registry.js';
-import { RunWatcher } from './run-watcher.js';
+import { RunObserver } from './run-observer.js';
 import { Scheduler, type CodeSchedule, type SchedulerOptions } from './scheduler.js';
 import type { ControlDeps } from './control.js';
 import { cancelRun, completeWaitpoint, resumeRun } from './run-control.js';
@@ -49,7 +49,7 @@ export class Engine {
   readonly registry: WorkflowRegistry;
   readonly worker: Worker | undefined;
   readonly logger: Logger;
-  private readonly watcher: RunWatcher;
+  private readonly watcher: RunObserver;
   private reaperTimer: NodeJS.Timeout | undefined;
   private waitpointTimer: NodeJS.Timeout | undefined;
   private reaping = false;
@@ -100,7 +100,7 @@ export class Engine {
             { metrics: options.metrics, ...options.worker },
             controlDeps,
           );
-    this.watcher = new RunWatcher(this.stores.runs);
+    this.watcher = new RunObserver(this.stores.runs);
     this.scheduler =
       options.scheduler === false
         ? undefined

@@ -3,7 +3,7 @@
  *
  * The stream is a cursor over the run's rows in `run_events`: each SSE message carries the row id
  * as its `id:`, and the stream always re-reads the table after the last id it sent. Wake-ups come
- * from LISTEN `weft_events` (live-events.ts), so any server process streams any run, whichever
+ * from the run observer (src/engine/run-observer.ts: LISTEN `weft_events` and the run-ended channel), so any server process streams any run, whichever
  * engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
  * run's terminal event (`run.succeeded`, `run.failed`, `run.canceled`) is sent, the stream ends.
  *
@@ -26,7 +26,7 @@ import type { Logger } from '../../engine/logger.js';
 import type { RunEventRecord } from '../../store/rows.js';
 import { TERMINAL_RUN_STATUSES } from '../../store/rows.js';
 import { ApiError, quoteId, toErrorResponse, isRunId, runNotFound } from '../errors.js';
-import { liveEventsFor, type RunSubscription } from '../live-events.js';
+import { runObserverFor, type RunSubscription } from '../../engine/run-observer.js';
 import { errorResponses, requiresKey } from '../openapi.js';
 import { presentEventData } from '../presenters.js';
 import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
@@ -93,7 +93,7 @@ export function registerEventRoutes(
   const { runs } = deps.stores;
   const pollIntervalMs = options.pollIntervalMs ?? 3000;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
-  const hub = liveEventsFor(runs);
+  const hub = runObserverFor(runs);
 
   app.openapi(streamRunEvents, async (c) => {
     const { environmentId } = c.get('identity');

@@ -74,7 +74,7 @@ export class RunResources {
     return byLoc;
   }
 
-  /** Tell waiters (RunWatcher, SSE) that a run ended or paused; after its transaction committed. */
+  /** Tell the run observer (run waits, event streams) that a run ended or paused; after its commit. */
   signalRunEnd(runId: string, runStatus: string | undefined): void {
     if (runStatus === undefined || !ENDED_OR_PAUSED.has(runStatus)) return;
     const loc = this.locationOf(runId);
