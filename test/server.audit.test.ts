@@ -75,6 +75,17 @@ describe.each(BACKENDS)('audit trail on %s', (backend) => {
     });
   });
 
+  it('records one of five concurrent cancels of the same run: one 200, four 409, one entry', async () => {
+    const runId = await trigger('audited-hold', null);
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        call(f.app, 'POST', `/api/v1/runs/${runId}/cancel`, admin.auth),
+      ),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409, 409, 409]);
+    expect((await entriesFor(runId)).map((e) => e.action)).toEqual(['run.cancel']);
+  });
+
   it('records a waitpoint completion once; the second completion (409) and a refused payload (422) write nothing', async () => {
     const runId = await trigger('audited-approval', 'doc');
     let token: string | undefined;
