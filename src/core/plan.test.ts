@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileWorkflow } from './graph.js';
-import { compilePlan, followsFailure, linkEdges, planOf } from './plan.js';
+import { compilePlan, concurrencyKey, followsFailure, keyed, linkEdges, planOf } from './plan.js';
 import { defineWorkflow, type Workflow } from './workflow.js';
 
 const wf = compileWorkflow(
@@ -67,5 +67,12 @@ describe('execution plan', () => {
     expect(links.get('a')).toEqual({ parents: [], successors: ['b'], failureSuccessors: ['b'] });
     expect(links.get('b')!.parents).toEqual(['a']);
     expect(links.has('c')).toBe(false);
+  });
+
+  it('keys a body step run by its owner index path, and a concurrency limit by environment, workflow and step', () => {
+    expect(keyed('s', ['ok', 'big'])).toEqual(['ok', 'big']);
+    expect(keyed('x[2]', ['y', 'z'])).toEqual(['y[2]', 'z[2]']);
+    expect(keyed('x[2][0]', ['y'])).toEqual(['y[2][0]']);
+    expect(concurrencyKey('env_1', 'plan', 'ok')).toBe('env_1:plan:ok');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The execution plan of a workflow version: per node, its level (scope), parents, successors,
  * failure successors, attempts, exhaustion policy and concurrency limit — everything a run
- * materializes as step-run rows. It is the one place edges become parent/successor lists and the
+ * materializes as step-run rows — with the key template (`keyed`) and the concurrency key
+ * (`concurrencyKey`) those rows are written with. It is the one place edges become parent/successor lists and the
  * one place that decides which edges a failure follows (`followsFailure`): run creation (the
  * store), loop and parallel bodies re-run by a rerun, and the rerun planner read the plan and never
  * walk the edge list themselves.
@@ -67,6 +68,22 @@ export function linkEdges(
     if (followsFailure(e.on)) from.failureSuccessors.push(e.to);
   }
   return links;
+}
+
+/** The concurrency-limit key of a step: limits hold per environment, workflow and step. */
+export function concurrencyKey(environmentId: string, workflowId: string, stepId: string): string {
+  return `${environmentId}:${workflowId}:${stepId}`;
+}
+
+/**
+ * The step-run key template: a step of a loop or parallel body runs once per iteration, keyed by
+ * its id with the owner's index path appended (`send[2]`, `send[2][0]` when nested). Maps ids of
+ * the same level as `stepKey` (its successors, say) to their keys in the same iteration.
+ */
+export function keyed(stepKey: string, ids: readonly string[]): string[] {
+  const at = stepKey.indexOf('[');
+  const path = at === -1 ? '' : stepKey.slice(at);
+  return ids.map((id) => id + path);
 }
 
 const plans = new WeakMap<SerializedGraph, ExecutionPlan>();

@@ -1,7 +1,7 @@
 /**
  * Typed row decoders and the small encodings every run system shares: the run row's columns, the
- * run and claimed-step records decoded from rows, timestamps as ISO text, concurrency keys, and
- * successor keys inside a body. Pure functions, no queries.
+ * run and claimed-step records decoded from rows, timestamps as ISO text (concurrency keys and
+ * successor keys inside a body are re-exported from core/plan.ts). Pure functions, no queries.
  */
 import type { ClaimedStep, RunRecord, RunStatus, TriggerKind } from '../rows.js';
 
@@ -11,17 +11,8 @@ export const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() 
 export const isoOrNull = (v: unknown): string | null =>
   v === null || v === undefined ? null : iso(v);
 
-/** The concurrency-limit key of a step: limits hold per environment, workflow and step. */
-export function concurrencyKey(environmentId: string, workflowId: string, stepId: string): string {
-  return `${environmentId}:${workflowId}:${stepId}`;
-}
-
-/** Successor ids of a step run's graph level, as step run keys (the owner's index path appended). */
-export function keyed(stepKey: string, ids: string[]): string[] {
-  const at = stepKey.indexOf('[');
-  const path = at === -1 ? '' : stepKey.slice(at);
-  return ids.map((id) => id + path);
-}
+// The concurrency key and the step-run key template are part of the execution plan (core/plan.ts).
+export { concurrencyKey, keyed } from '../../core/plan.js';
 
 export function toRun(r: Row): RunRecord {
   return {
