@@ -3,6 +3,11 @@
 -- is only the run id: NOTIFY is a wake-up, and the listener re-reads `run_events` after the
 -- last id it delivered, so a lost or coalesced notification loses nothing. Notifications are
 -- sent at commit; a rolled-back insert sends none.
+-- This is the one NOTIFY left inside a transaction (every other wake-up is sent by the store after
+-- the commit, src/store/signals.ts). It stays because it costs only the transactions of runs an
+-- open event stream watches (none in the usual case: the early return below), while sending it
+-- after the commit would need the store to know, for every statement that inserts events, which
+-- runs are watched (one more read per commit on the hot path). Channel name: src/store/channels.ts.
 create or replace function {{schema}}.notify_run_events() returns trigger
 language plpgsql as $$
 begin
