@@ -8,7 +8,9 @@
  * loop comes back; the step is then reaped and its late commit refused, or kept if nobody
  * claimed it).
  */
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.js';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS } from './support/databases.js';
 import { call, openServerFixture, type ServerFixture } from './support/server-fixture.js';
@@ -94,6 +96,22 @@ const blocking = defineWorkflow<number>('blocking').step(
       while (Date.now() < until) {
         // a synchronous loop: no timer, heartbeat or reaper of this process runs meanwhile
       }
+    }
+    return { attempt: ctx.attempt };
+  },
+);
+
+/** Blocks the loop, then goes on waiting: still in flight when the heartbeat comes back. */
+const blockingThenWaiting = defineWorkflow<number>('blocking-then-waiting').step(
+  'spin',
+  { retry: { maxAttempts: 3, minDelay: '10ms' } },
+  async (ms, ctx) => {
+    if (ctx.attempt === 1) {
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        // blocked
+      }
+      await sleep(300);
     }
     return { attempt: ctx.attempt };
   },
@@ -301,4 +319,49 @@ describe.each(BACKENDS)('poison and limits on %s', (backend) => {
     const clip = await call(f.app, 'GET', `/api/v1/dataclips/${output.outputDataclipId}`, f.auth);
     expect(clip.body.body).toEqual({ attempt: output.attempts.length });
   });
+
+  it.each([
+    [
+      'then returns: its commit is refused by the fence (lease expired)',
+      'blocking',
+      /^late commit rejected/,
+    ],
+    [
+      'then keeps waiting: the heartbeat logs the lapse',
+      'blocking-then-waiting',
+      /^the lease ran out/,
+    ],
+  ])(
+    'a step that blocks the loop past its lease and %s; the next attempt commits',
+    async (_, workflowId, message) => {
+      const lines: Array<Record<string, unknown>> = [];
+      const logger = pino(
+        { level: 'warn' },
+        { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+      );
+      const tenant = await f.db.stores.control.createTenant({
+        organization: `org-${workflowId}-${backend}`,
+        project: 'p',
+        environment: 'e',
+      });
+      const engine = await Engine.start({
+        stores: f.db.stores,
+        environmentId: tenant.environmentId,
+        workflows: [blocking, blockingThenWaiting],
+        logger,
+        reaperIntervalMs: false,
+        worker: { leaseMs: 600, heartbeatMs: 200, pollIntervalMs: 50 },
+      });
+      try {
+        const { run } = await engine.trigger(workflowId, 1500);
+        expect((await engine.waitForRun(run.id, { timeoutMs: 20_000 })).status).toBe('succeeded');
+        const logged = lines.find((l) => message.test(String(l.msg)));
+        expect(logged, JSON.stringify(lines)).toMatchObject({ runId: run.id, attempt: 1 });
+        const steps = await f.db.stores.runs.listStepRuns(tenant.environmentId, run.id);
+        expect(steps).toHaveLength(1);
+      } finally {
+        await engine.stop();
+      }
+    },
+  );
 });
