@@ -5,6 +5,7 @@
  */
 import { WeftError } from './errors.js';
 import type { CompiledStep } from './graph.js';
+import { followsFailure } from './plan.js';
 
 export type StepOutcome = { ok: true; output: unknown } | { ok: false; timedOut?: boolean };
 
@@ -36,11 +37,16 @@ export function resolveOutgoingEdges(
   }
   for (const edge of step.outgoing) {
     let taken: boolean;
-    if (edge.on === 'always') taken = true;
-    else if (edge.on === 'timeout') taken = !outcome.ok && outcome.timedOut === true;
-    else if (edge.on === 'failure')
-      taken = !outcome.ok && !(outcome.timedOut === true && hasTimeoutEdge);
-    else if (!outcome.ok) taken = false;
+    if (edge.on === 'timeout') taken = !outcome.ok && outcome.timedOut === true;
+    else if (!outcome.ok) {
+      // The edges a failure follows are the plan's (followsFailure), the same ones fail_step
+      // follows from a step run's failure_successors; only an approval that timed out and has a
+      // timeout edge takes that edge in place of its failure edges.
+      taken =
+        followsFailure(edge.on) &&
+        !(edge.on === 'failure' && outcome.timedOut === true && hasTimeoutEdge);
+    } else if (edge.on === 'always') taken = true;
+    else if (edge.on === 'failure') taken = false;
     else if (edge.branch !== undefined) {
       const out = outcome.output;
       taken = out === edge.branch || (Array.isArray(out) && out.includes(edge.branch));
