@@ -251,6 +251,19 @@ describe('the npm package', () => {
       };
       const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
 
+      // The dashboard is in the package, built: `/` (and any page path) is its index, and the
+      // script it names is served from the installed dist/dashboard.
+      const page = await fetch(`${url}/runs`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+      const html = await page.text();
+      const script = /<script[^>]+src="([^"]+\.js)"/.exec(html)?.[1];
+      expect(script, 'the dashboard index names its script').toBeDefined();
+      const asset = await fetch(new URL(script!, url));
+      expect(asset.status).toBe(200);
+      expect(asset.headers.get('content-type')).toMatch(/javascript/);
+      expect((await asset.text()).length).toBeGreaterThan(10_000);
+
       const created = await fetch(`${url}/api/v1/workflows/invoice/runs`, {
         method: 'POST',
         headers,
