@@ -2,9 +2,10 @@
  * `GET /api/v1/runs/{runId}/events`: every transition of a run as Server-Sent Events, live.
  *
  * The stream is a cursor over the run's rows in `run_events`: each SSE message carries the row id
- * as its `id:`, and the stream always re-reads the table after the last id it sent. Wake-ups come
- * from the run observer (src/engine/run-observer.ts: LISTEN `weft_events` and the run-ended channel), so any server process streams any run, whichever
- * engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
+ * as its `id:`, and the stream always re-reads the table after the last id it sent. It reads
+ * through the engine's feed (src/engine/run-event-feed.ts); wake-ups come from the run observer
+ * (src/engine/run-observer.ts: the `events` and `runEnded` channels), so any server process
+ * streams any run, whichever engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
  * run's terminal event (`run.succeeded`, `run.failed`, `run.canceled`) is sent, the stream ends.
  *
  * Draining: when the process shuts down (`drain` aborts), each stream finishes the message it is
@@ -16,7 +17,7 @@
  * answers 204, which tells EventSource to stop reconnecting.
  *
  * Ids are allocated when a row is inserted, not when it commits: two transactions writing events
- * of one run at once (parallel branches) can commit out of id order. Reads go through
+ * of one run at once (parallel branches) can commit out of id order. The feed reads through
  * RunStore.listSettledRunEvents, which holds an event back until every transaction that was in
  * flight at the read has ended, so the cursor never passes an id that could still appear.
  */
@@ -26,7 +27,8 @@ import type { Logger } from '../../engine/logger.js';
 import type { RunEventRecord } from '../../store/rows.js';
 import { TERMINAL_RUN_STATUSES } from '../../store/rows.js';
 import { ApiError, quoteId, toErrorResponse, isRunId, runNotFound } from '../errors.js';
-import { runObserverFor, type RunSubscription } from '../../engine/run-observer.js';
+import { openRunEventFeed } from '../../engine/run-event-feed.js';
+import type { RunSubscription } from '../../engine/run-observer.js';
 import { errorResponses, requiresKey } from '../openapi.js';
 import { presentEventData } from '../presenters.js';
 import { RunEventsQuerySchema, RunParamsSchema, type RunEventSchema } from '../schemas.js';
@@ -93,7 +95,6 @@ export function registerEventRoutes(
   const { runs } = deps.stores;
   const pollIntervalMs = options.pollIntervalMs ?? 3000;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
-  const hub = runObserverFor(runs);
 
   app.openapi(streamRunEvents, async (c) => {
     const { environmentId } = c.get('identity');
@@ -101,13 +102,12 @@ export function registerEventRoutes(
     const query = c.req.valid('query');
     if (!isRunId(runId)) throw runNotFound(runId);
     const after = parseLastEventId(runId, c.req.header('last-event-id') ?? query.lastEventId);
-    // Subscribe before the first read: an event committed after it wakes the stream.
-    const subscription = await hub.subscribe(runId);
+    // The feed subscribes before its first read: an event committed after it wakes the stream.
+    const feed = await openRunEventFeed(runs, environmentId, runId, after, PAGE_SIZE);
+    if (!feed) throw runNotFound(runId);
+    const { first, read, subscription } = feed;
     try {
-      const run = await runs.getRun(environmentId, runId);
-      if (!run) throw runNotFound(runId);
-      const first = (await runs.listSettledRunEvents(environmentId, runId, after, PAGE_SIZE)) ?? [];
-      if (first.length === 0 && TERMINAL_RUN_STATUSES.includes(run.status)) {
+      if (feed.finished) {
         subscription.close();
         return c.body(null, 204);
       }
@@ -117,8 +117,7 @@ export function registerEventRoutes(
         pump(stream, {
           first,
           after,
-          read: async (afterId) =>
-            (await runs.listSettledRunEvents(environmentId, runId, afterId, PAGE_SIZE)) ?? [],
+          read,
           subscription,
           pollIntervalMs,
           keepAliveMs,
