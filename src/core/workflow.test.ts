@@ -1,5 +1,5 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import type { StepErrorInfo } from './errors.js';
+import { WeftError, type StepErrorInfo } from './errors.js';
 import { defineWorkflow, type FailureInput } from './workflow.js';
 
 describe('defineWorkflow', () => {
@@ -61,5 +61,42 @@ describe('defineWorkflow', () => {
       .step('a', () => 1)
       // @ts-expect-error `later` is not a step yet
       .step('b', { after: 'later' }, () => 1);
+  });
+});
+
+describe('subWorkflow with a bad `workflow` option', () => {
+  it.each([
+    ['undefined', undefined, 'found undefined'],
+    ['a number', 42, 'found number 42'],
+    ['an object without an id', {}, 'found an object without a string `id`'],
+    ['null', null, 'found object null'],
+  ])(
+    'refuses %s naming the step, what was expected, what was found, and the fix',
+    (_, value, found) => {
+      let caught: unknown;
+      try {
+        defineWorkflow('parent').subWorkflow('child', { workflow: value as unknown as string });
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(WeftError);
+      expect(caught).not.toBeInstanceOf(TypeError);
+      const e = caught as WeftError;
+      expect(e.code).toBe('invalid_workflow');
+      expect(e.message).toContain('Workflow `parent`');
+      expect(e.message).toContain('sub-workflow `child`');
+      expect(e.message).toContain('a workflow id string');
+      expect(e.message).toContain(found);
+      expect(e.message).toContain("Fix: pass the child's id");
+      expect(e.details).toMatchObject({ workflowId: 'parent', stepId: 'child' });
+    },
+  );
+
+  it('still accepts an id string or a definition', () => {
+    const child = defineWorkflow('kid').step('a', () => 1);
+    const byId = defineWorkflow('p1').subWorkflow('c', { workflow: 'kid' });
+    const byDef = defineWorkflow('p2').subWorkflow('c', { workflow: child });
+    expect(byId.steps[0]?.control).toMatchObject({ kind: 'subWorkflow', workflow: 'kid' });
+    expect(byDef.steps[0]?.control).toMatchObject({ kind: 'subWorkflow', workflow: 'kid' });
   });
 });

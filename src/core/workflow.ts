@@ -12,7 +12,7 @@
  * from (After, StepInput) belong together, and much of the file is each primitive's JSDoc with its
  * failure semantics.
  */
-import type { StepErrorInfo } from './errors.js';
+import { WeftError, type StepErrorInfo } from './errors.js';
 import type { Duration, RetryPolicy } from './retry.js';
 
 /** Logger handed to step code; lines are attached to the attempt in the worker's log. */
@@ -425,7 +425,7 @@ export class Workflow<
   ): Workflow<TInput, TSteps & { [P in K]: O }, TState> {
     const spec: ControlSpec = {
       kind: 'subWorkflow',
-      workflow: typeof options.workflow === 'string' ? options.workflow : options.workflow.id,
+      workflow: childWorkflowId(this.id, id, (options as { workflow?: unknown }).workflow),
     };
     if (options.input !== undefined) spec.input = options.input as (input: unknown) => unknown;
     return this.addControl(id, options, spec);
@@ -457,6 +457,31 @@ export class Workflow<
     if (options.description !== undefined) stepOptions.description = options.description;
     return this.add(id, control.kind, stepOptions, controlPlaceholder, control);
   }
+}
+
+/**
+ * The child workflow a `subWorkflow` names: an id string, or a definition's id. Anything else
+ * (undefined, a number, an object without an id — easy from plain JS or a bad import) is refused
+ * here, naming the step, instead of surfacing later as a TypeError from reading `.id`.
+ */
+function childWorkflowId(workflowId: string, stepId: string, workflow: unknown): string {
+  if (typeof workflow === 'string') return workflow;
+  if (workflow !== null && typeof workflow === 'object') {
+    const childId = (workflow as { id?: unknown }).id;
+    if (typeof childId === 'string') return childId;
+  }
+  const found =
+    workflow === undefined
+      ? 'undefined'
+      : typeof workflow === 'object' && workflow !== null
+        ? 'an object without a string `id`'
+        : `${typeof workflow} ${JSON.stringify(workflow) ?? String(workflow)}`;
+  throw new WeftError(
+    'invalid_workflow',
+    `Workflow \`${workflowId}\`: sub-workflow \`${stepId}\` expects \`workflow\` to be a workflow id string (or a workflow definition), found ${found}. ` +
+      `Fix: pass the child's id, e.g. subWorkflow('${stepId}', { workflow: 'child-id' }), or the child's defineWorkflow(...) value.`,
+    { details: { workflowId, stepId, expected: 'workflow id string', found } },
+  );
 }
 
 /** Control nodes have no user function; the engine runs them. */
