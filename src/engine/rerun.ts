@@ -299,21 +299,20 @@ function assertWithinAvailable(
   const k = within.iteration;
   const wiped = new Set(src.targetRows.filter((r) => r.outputWiped).map((r) => r.stepId));
   const rerun = new Set(within.rerun);
-  for (const e of graph.edges) {
-    if (rerun.has(e.to) && !rerun.has(e.from) && wiped.has(e.from)) {
-      throw new WeftError(
-        'dataclips_wiped',
-        `Cannot rerun \`${e.to}[${k}]\` alone: the output of \`${e.from}[${k}]\` in the source run was not kept (the project does not save dataclips). Rerun iteration ${k} in full with \`${owner}[${k}]\`.`,
-        { details: { stepId: `${e.from}[${k}]`, neededBy: `${e.to}[${k}]`, missing: 'output' } },
-      );
+  const plan = planOf(graph);
+  for (const to of within.rerun) {
+    for (const from of plan.nodes.get(to)?.parents ?? []) {
+      if (!rerun.has(from) && wiped.has(from)) {
+        throw new WeftError(
+          'dataclips_wiped',
+          `Cannot rerun \`${to}[${k}]\` alone: the output of \`${from}[${k}]\` in the source run was not kept (the project does not save dataclips). Rerun iteration ${k} in full with \`${owner}[${k}]\`.`,
+          { details: { stepId: `${from}[${k}]`, neededBy: `${to}[${k}]`, missing: 'output' } },
+        );
+      }
     }
   }
-  const roots = within.rerun.filter(
-    (id) =>
-      !graph.edges.some(
-        (e) => e.to === id && graph.nodes.some((n) => n.id === e.from && n.scope === owner),
-      ),
-  );
+  // Edges never leave a level, so a body step without parents is a root of the owner's body.
+  const roots = within.rerun.filter((id) => plan.nodes.get(id)?.parents.length === 0);
   const input = src.rootInputs.get(k);
   if (roots.length > 0 && (!input || input.wiped)) {
     throw new WeftError(
