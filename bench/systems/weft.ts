@@ -2,12 +2,14 @@
  * Weft under test, on PostgreSQL or PGlite: one engine in this process (worker + triggers), the
  * public SDK only (`defineWorkflow`, `Engine`, `createStores`, `openExecutor`).
  *
- * Run end is learned from the `weft_run_finished` NOTIFY that finish_run sends in the run's
- * final transaction, so the timer stops when the end is committed and visible, with no query of
+ * Run end is learned from the run-ended NOTIFY (`CHANNELS.runEnded`, src/store/channels.ts) that
+ * the store sends right after the run's final transaction committed, so the timer stops when
+ * the end is committed and visible, with no query of
  * its own. `engine.waitForRun` would do the same plus one `getRun` per run before and after the
  * notification: harmless for one chain, but 2,000 extra queries on the worker's pool in a
  * 1,000-run fan-out. Every run is checked with `getRun` after the timer stops.
  */
+import { CHANNELS } from '../../src/store/channels.js';
 import type { Executor, Queryable } from '../../src/store/executor.js';
 import {
   createStores,
@@ -282,7 +284,7 @@ async function verifySucceeded(
 }
 
 /**
- * Collects `weft_run_finished` notifications (payload: the run id). `waitFor` resolves once every
+ * Collects run-ended notifications (payload: the run id). `waitFor` resolves once every
  * id has been announced; if announcements stall for 2 s (a LISTEN connection dropped) it asks
  * for the missing runs directly, so a lost NOTIFY costs time, never a hang.
  */
@@ -298,7 +300,7 @@ class FinishTracker {
 
   static async start(stores: Stores, environmentId: string): Promise<FinishTracker> {
     const early: { tracker?: FinishTracker; pending: string[] } = { pending: [] };
-    const unlisten = await stores.runOpsDb.listen('weft_run_finished', (runId) => {
+    const unlisten = await stores.runOpsDb.listen(CHANNELS.runEnded, (runId) => {
       if (early.tracker) early.tracker.announce(runId);
       else early.pending.push(runId);
     });
