@@ -567,15 +567,12 @@ function planWithin(
   notes: string[],
 ): IterationPlan['within'] {
   if (target.stepId === owner || target.inner.length > 0) return null;
-  const body = graph.nodes.filter((n) => n.scope === owner).map((n) => n.id);
+  const level = planOf(graph).level(owner);
+  const body = level.map((n) => n.id);
   if (!body.includes(target.stepId)) return null;
-  const members = new Set(body);
   const after = new Set([target.stepId]);
-  for (const id of body) {
-    // body nodes are serialized in topological order: parents first
-    if (graph.edges.some((e) => e.to === id && members.has(e.from) && after.has(e.from)))
-      after.add(id);
-  }
+  // the plan keeps a level in topological order (parents first)
+  for (const n of level) if (n.parents.some((p) => after.has(p))) after.add(n.id);
   const reuse = body.filter((id) => !after.has(id));
   if (reuse.length === 0) return null;
   const rows = new Map((src.targetRows ?? []).map((r) => [r.stepId, r.status]));
