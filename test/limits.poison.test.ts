@@ -75,7 +75,9 @@ const nonJson = defineWorkflow<string>('non-json').step(
       deep: nest(201),
     })[kind],
 );
-const approval = defineWorkflow<unknown>('approve').approval('ok', {});
+const approval = defineWorkflow<unknown>('approve', { maxPayloadBytes: LIMIT }).approval('ok', {});
+/** The default 10 MiB limit: only the request body limit applies. */
+const approvalBig = defineWorkflow<unknown>('approve-big').approval('ok', {});
 const forever = defineWorkflow<unknown>('forever').step(
   'hang',
   { retry: { maxAttempts: 1 } },
@@ -128,7 +130,7 @@ describe.each(BACKENDS)('poison and limits on %s', (backend) => {
   beforeAll(async () => {
     f = await openServerFixture(
       backend,
-      [echo, sized, stateful, keys, nonJson, approval, forever, timed, blocking],
+      [echo, sized, stateful, keys, nonJson, approval, approvalBig, forever, timed, blocking],
       { maxBodyBytes: MAX_BODY, worker: { leaseMs: 900, heartbeatMs: 300 } },
     );
   });
@@ -220,7 +222,7 @@ describe.each(BACKENDS)('poison and limits on %s', (backend) => {
     ['limit', MAX_BODY, 200],
     ['limit + 1', MAX_BODY + 1, 413],
   ])('approval payload (request body) at %s', async (_, bytes, status) => {
-    const res = await trigger('approve', null);
+    const res = await trigger('approve-big', null);
     let token: string | undefined;
     for (let i = 0; i < 400 && !token; i++) {
       const [w] = await f.db.stores.runs.listWaitpoints(f.environmentId, res.body.id as string);
@@ -231,6 +233,33 @@ describe.each(BACKENDS)('poison and limits on %s', (backend) => {
     expect(Buffer.byteLength(body)).toBe(bytes);
     const done = await call(f.app, 'POST', `/api/v1/waitpoints/${token}/complete`, f.auth, body);
     expect(done.status, JSON.stringify(done.body).slice(0, 300)).toBe(status);
+  });
+
+  const approvalToken = async () => {
+    const res = await trigger('approve', null);
+    for (let i = 0; i < 400; i++) {
+      const [w] = await f.db.stores.runs.listWaitpoints(f.environmentId, res.body.id as string);
+      if (w?.status === 'waiting') return { runId: res.body.id as string, token: w.id };
+      await sleep(25);
+    }
+    throw new Error('the approval never waited');
+  };
+
+  it.each([
+    ['limit − 1', LIMIT - 1, 200],
+    ['limit', LIMIT, 200],
+    ['limit + 1', LIMIT + 1, 413],
+  ])('approval payload at the workflow limit: %s', async (_, bytes, status) => {
+    const { runId, token } = await approvalToken();
+    const done = await call(f.app, 'POST', `/api/v1/waitpoints/${token}/complete`, f.auth, {
+      payload: jsonString(bytes),
+    });
+    expect(done.status, JSON.stringify(done.body).slice(0, 300)).toBe(status);
+    if (status === 413) {
+      expect(done.body.error.details).toMatchObject({ sizeBytes: bytes, limitBytes: LIMIT });
+      const [w] = await f.db.stores.runs.listWaitpoints(f.environmentId, runId);
+      expect(w?.status).toBe('waiting');
+    } else expect((await finished(runId)).status).toBe('succeeded');
   });
 
   it.each([

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
-import { encodeJson } from '../core/json.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, encodeJson } from '../core/json.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunRecord } from '../store/rows.js';
 import type { RunStore, WaitpointRecord } from '../store/run-store.js';
@@ -140,10 +140,13 @@ export async function completeWaitpoint(
       );
     }
   }
+  // The payload becomes the approval step's output: the workflow's limit on outputs applies.
+  const run = await stores.runs.getRun(environmentId, waitpoint.runId);
+  const version = run ? await stores.control.getVersion(run.versionId) : null;
   const encoded = encodeJson(payload ?? null, {
     what: `The payload for waitpoint ${token}`,
     root: 'payload',
-    maxBytes: 10 * 1024 * 1024,
+    maxBytes: version?.graph.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     code: 'invalid_input',
   });
   const result = await stores.runs.completeWaitpoint(environmentId, token, encoded.text);
