@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rerunRun } from '../src/engine/rerun.js';
 import { defineWorkflow } from '../src/index.js';
 import type { Executor } from '../src/store/executor.js';
 import { loadFunctionSet, loadMigrations } from '../src/store/migrator.js';
@@ -148,6 +149,19 @@ describe.each(BACKENDS)('a database migrated by Weft 0.1.0 upgrades in place on 
       expect(await stores.runs.getRun(ENVIRONMENT, FINISHED_RUN)).toMatchObject({
         status: 'succeeded',
       });
+
+      // a rerun of it plans over the graph 0.1.0 stored (the execution plan compiled on read)
+      const rerun = await rerunRun(stores, ENVIRONMENT, FINISHED_RUN, { fromStep: 'b' });
+      expect(rerun.plan.nodes.map((n) => [n.stepId, n.fate])).toEqual([
+        ['a', 'reuse'],
+        ['b', 'rerun'],
+        ['c', 'rerun'],
+      ]);
+      const rerunDone = await engine.waitForRun(rerun.run!.id, { timeoutMs: 20_000 });
+      expect(rerunDone).toMatchObject({ status: 'succeeded', versionId: VERSION });
+      expect(
+        (await stores.runs.getDataclip(ENVIRONMENT, rerunDone.finalDataclipId!))?.body,
+      ).toEqual({ n: 3 });
     } finally {
       await engine.stop();
     }
