@@ -8,6 +8,7 @@ import type { MiddlewareHandler } from 'hono';
 import { WeftError } from '../../core/errors.js';
 import { parseRunScopedId } from '../../core/ids.js';
 import { cancelRun, completeWaitpoint, resumeRun } from '../../engine/run-control.js';
+import { listRunWaitpoints } from '../../engine/run-views.js';
 import type { WaitpointRecord } from '../../store/run-store.js';
 import { jsonBody } from '../body.js';
 import { quoteId, isRunId, runNotFound } from '../errors.js';
@@ -142,12 +143,9 @@ export function registerRunControlRoutes(app: ServerApp, deps: ServerDeps): void
     const { environmentId } = c.get('identity');
     const { runId } = c.req.valid('param');
     if (!isRunId(runId)) throw runNotFound(runId);
-    // The run check first: listWaitpoints alone cannot tell "no waitpoints" from "no such run".
-    const [run, waitpoints] = await Promise.all([
-      stores.runs.getRun(environmentId, runId),
-      stores.runs.listWaitpoints(environmentId, runId),
-    ]);
-    if (!run) throw runNotFound(runId);
+    // The view checks the run too: waitpoints alone cannot tell "none" from "no such run".
+    const waitpoints = await listRunWaitpoints(stores.runs, environmentId, runId);
+    if (!waitpoints) throw runNotFound(runId);
     return c.json({ data: waitpoints.map(presentWaitpoint) }, 200);
   });
 

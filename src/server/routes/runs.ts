@@ -5,10 +5,12 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { ID_PATTERN } from '../../core/graph.js';
 import { RUN_STATUSES, type RunStatus } from '../../store/rows.js';
 import {
-  countRunsByStatus,
-  listStepRunsWithLineage,
-  readRunState,
-} from '../../store/runs/run-reads.js';
+  countRuns as countRunsIn,
+  getRunDetail,
+  getRunState as readRunState,
+  listRuns as listRunsIn,
+  listStepRuns as listStepRunsOf,
+} from '../../engine/run-views.js';
 import { dbText } from '../db-text.js';
 import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
@@ -161,19 +163,13 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
       createdFrom: q.createdFrom,
       createdTo: q.createdTo,
     };
-    const parts = await Promise.all(
-      [...runs.locations.values()].map((loc) => countRunsByStatus(loc.db, loc.schema, query)),
-    );
-    const counts = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])) as Record<RunStatus, number>;
-    for (const r of parts.flat()) counts[r.status] = (counts[r.status] ?? 0) + r.n;
-    return c.json({ counts }, 200);
+    return c.json({ counts: await countRunsIn(runs, query) }, 200);
   });
 
   app.openapi(getRunState, async (c) => {
     const { runId } = c.req.valid('param');
-    const loc = isRunId(runId) ? runs.locationOf(runId) : undefined;
-    if (!loc) throw runNotFound(runId);
-    const read = await readRunState(loc.db, loc.schema, c.get('identity').environmentId, runId);
+    if (!isRunId(runId)) throw runNotFound(runId);
+    const read = await readRunState(runs, c.get('identity').environmentId, runId);
     if (!read) throw runNotFound(runId);
     return c.json(
       {
@@ -194,7 +190,7 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
    */
   app.openapi(listRuns, async (c) => {
     const q = c.req.valid('query');
-    const page = await runs.listRuns({
+    const page = await listRunsIn(runs, {
       environmentId: c.get('identity').environmentId,
       workflowId: q.workflowId,
       statuses: q.status,
@@ -211,22 +207,16 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
     const { runId } = c.req.valid('param');
     if (!isRunId(runId)) throw runNotFound(runId);
     // Two reads in parallel on the run's location (the id names it): the run row, and one
-    // grouped count of its step runs (countStepRuns checks the run's environment itself).
-    const [run, counts] = await Promise.all([
-      runs.getRun(environmentId, runId),
-      runs.countStepRuns(environmentId, runId),
-    ]);
-    if (!run || !counts) throw runNotFound(runId);
-    return c.json(presentRunDetail(run, counts), 200);
+    // grouped count of its step runs.
+    const detail = await getRunDetail(runs, environmentId, runId);
+    if (!detail) throw runNotFound(runId);
+    return c.json(presentRunDetail(detail.run, detail.counts), 200);
   });
 
   app.openapi(listStepRuns, async (c) => {
     const { runId } = c.req.valid('param');
     if (!isRunId(runId)) throw runNotFound(runId);
-    const loc = runs.locationOf(runId);
-    const steps =
-      loc &&
-      (await listStepRunsWithLineage(loc.db, loc.schema, c.get('identity').environmentId, runId));
+    const steps = await listStepRunsOf(runs, c.get('identity').environmentId, runId);
     if (!steps) throw runNotFound(runId);
     return c.json({ data: steps.map(presentStepRun) }, 200);
   });
