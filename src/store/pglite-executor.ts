@@ -81,11 +81,12 @@ export async function createPgliteExecutor(
   // After start-up (the module exists from then on); the streams already open share the patched
   // operations object. Flushes asked for during start-up itself are dropped: the next checkpoint
   // (at the latest, the one at close) flushes those files.
-  if (durable && startParams.length > 0 && !installFsync(db)) {
-    // Not the PGlite build this was written against: its fsync() would still be dropped.
-    await db.close().catch(() => {});
-    throw new Error(
-      'this PGlite build does not expose NODEFS stream operations, so durable commits cannot be set up; pass durability: "os" (or pin @electric-sql/pglite to the version in package.json)',
+  if (durable && !(startParams.length > 0 && installFsync(db))) {
+    // Not the PGlite build this was written against: its flushes are still dropped. Said once on
+    // stderr rather than refusing to start, so that a PGlite update cannot stop `weft dev`.
+    process.emitWarning(
+      `this PGlite build does not expose what Weft needs to flush its data folder (${options.dataDir}) to disk: commits survive a crash of this process but not an OS crash (docs/semantics.md). Pin @electric-sql/pglite to the version in Weft's package.json, or set WEFT_PGLITE_DURABILITY=os to silence this.`,
+      { code: 'WEFT_PGLITE_NO_FSYNC' },
     );
   }
   let closed = false;
