@@ -72,3 +72,18 @@ export async function listRunWaitpoints(
   ]);
   return run ? waitpoints : undefined;
 }
+
+/** One run; `undefined` when it does not exist in the environment. */
+export function getRun(runs: RunStore, environmentId: string, runId: string) {
+  return runs.getRun(environmentId, runId);
+}
+
+/** One dataclip by id (one indexed read on the location its id names). */
+export function getDataclip(runs: RunStore, environmentId: string, dataclipId: string) {
+  return runs.getDataclip(environmentId, dataclipId);
+}
+
+/** The queue and run gauges `GET /metrics` exports, read across every location. */
+export function metricsSnapshot(runs: RunStore) {
+  return runs.metricsSnapshot();
+}

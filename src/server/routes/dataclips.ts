@@ -1,6 +1,7 @@
 /**
  * Dataclips: persisted JSON values (inputs, outputs, final states), read by id.
  */
+import { getDataclip as readDataclip } from '../../engine/run-views.js';
 import { createRoute } from '@hono/zod-openapi';
 import { WeftError } from '../../core/errors.js';
 import { parseRunScopedId } from '../../core/ids.js';
@@ -32,7 +33,7 @@ export function registerDataclipRoutes(app: ServerApp, deps: ServerDeps): void {
     // One indexed read on the location the id names; malformed ids never reach the database.
     const dataclip =
       parseRunScopedId(dataclipId)?.prefix === 'dc'
-        ? await deps.stores.runs.getDataclip(c.get('identity').environmentId, dataclipId)
+        ? await readDataclip(deps.stores.runs, c.get('identity').environmentId, dataclipId)
         : undefined;
     if (!dataclip) {
       throw new WeftError(

@@ -10,6 +10,7 @@
  * operators should keep `/metrics` off the public internet (bind it to an internal network, or
  * block the path at the proxy), or turn it off with `createApp({ metrics: false })`.
  */
+import { metricsSnapshot } from '../../engine/run-views.js';
 import { createRoute, z } from '@hono/zod-openapi';
 import { Hono } from 'hono';
 import {
@@ -113,7 +114,7 @@ async function databaseMetrics(deps: ServerDeps): Promise<string> {
       METRICS_DB_TIMEOUT_MS,
     );
   });
-  const snapshot = await Promise.race([deps.stores.runs.metricsSnapshot(), timeout]).finally(() =>
+  const snapshot = await Promise.race([metricsSnapshot(deps.stores.runs), timeout]).finally(() =>
     clearTimeout(timer),
   );
   const steps = (state: 'ready' | 'delayed' | 'running'): Sample[] =>

@@ -17,6 +17,7 @@
  *
  * Management (`/api/v1/webhooks`) is behind API keys and scoped to the key's environment.
  */
+import { getRun } from '../../engine/run-views.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../../core/errors.js';
@@ -467,7 +468,7 @@ async function earlierDelivery(
   if (!(error instanceof WeftError) || error.code !== 'idempotency_conflict') return undefined;
   const runId = error.details?.runId;
   if (typeof runId !== 'string') return undefined;
-  return deps.stores.runs.getRun(hook.environmentId, runId);
+  return getRun(deps.stores.runs, hook.environmentId, runId);
 }
 
 /**
