@@ -22,7 +22,11 @@ export const CHANNELS = {
    * (src/store/sql/location/notify_run_events.sql), inside the event transaction. Payload: the run id.
    */
   events: 'weft_events',
-  /** Control-plane rows changed (keys, pauses). Sent by a control trigger. Payload: the schema. */
+  /**
+   * Control-plane rows changed (keys, pauses). Sent by a control trigger inside the writing
+   * transaction (src/store/sql/control/notify_control_changed.sql: such writes are rare). Payload:
+   * the schema.
+   */
   controlChanged: 'weft_control_changed',
 } as const;
 
