@@ -196,10 +196,7 @@ export class StepExecutor {
       // stall the run and charge the step a lost attempt; release it now instead: the step run
       // goes back to ready uncharged and the transition runs again (a child run is found again
       // by its idempotency key).
-      log.error(
-        { err: error },
-        'parking failed; releasing the attempt to run the transition again',
-      );
+      log.error({ err: error }, 'parking failed; releasing the attempt to run the transition again');
       this.w.releaser.release(claim, 'parking it failed');
     }
     return null;
