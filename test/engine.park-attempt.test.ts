@@ -84,41 +84,34 @@ describe.each(BACKENDS)('parked steps and open attempts on %s', (backend) => {
     }
   }, 30_000);
 
-  // On PostgreSQL still flaky (helper P, 14:04 UTC): a forEach's park_step can commit its body
-  // step runs after cancel_open's snapshot, so a body step (`x[0]`) is claimed and left running in
-  // the failed run. Needs park_step and cancel_open serialized on the run row. Unskip when fixed.
-  it.skipIf(backend === 'postgres')(
-    'a run that fails beside a sleep ends with no attempt running and no step holding a lease',
-    async () => {
-      const wf = defineWorkflow('sleep-beside-failure')
-        .sleep('nap', { duration: 20 })
-        .forEach('each', { items: () => [1, 2], body: (b) => b.step('x', (n: number) => n) })
-        .step('boom', () => {
-          throw new TerminalError('boom');
-        });
-      const engine = await startTestEngine(db.stores, [wf], {
-        worker: { pollIntervalMs: 20, concurrency: 16, leaseMs: 30_000 },
+  it('a run that fails beside a sleep ends with no attempt running and no step holding a lease', async () => {
+    const wf = defineWorkflow('sleep-beside-failure')
+      .sleep('nap', { duration: 20 })
+      .forEach('each', { items: () => [1, 2], body: (b) => b.step('x', (n: number) => n) })
+      .step('boom', () => {
+        throw new TerminalError('boom');
       });
-      try {
-        const ids = await Promise.all(
-          Array.from({ length: 10 }, async () => (await engine.trigger(wf.id, {})).run.id),
+    const engine = await startTestEngine(db.stores, [wf], {
+      worker: { pollIntervalMs: 20, concurrency: 16, leaseMs: 30_000 },
+    });
+    try {
+      const ids = await Promise.all(
+        Array.from({ length: 10 }, async () => (await engine.trigger(wf.id, {})).run.id),
+      );
+      for (const id of ids) {
+        const run = await engine.waitForRun(id, { timeoutMs: 10_000 });
+        expect(run.status).toBe('failed');
+        expect(await runningAttempts(id)).toEqual([]);
+        const held = await db.executor.query(
+          `select step_key from ${schema}.step_runs where run_id = $1 and lease_owner is not null`,
+          [id],
         );
-        for (const id of ids) {
-          const run = await engine.waitForRun(id, { timeoutMs: 10_000 });
-          expect(run.status).toBe('failed');
-          expect(await runningAttempts(id)).toEqual([]);
-          const held = await db.executor.query(
-            `select step_key from ${schema}.step_runs where run_id = $1 and lease_owner is not null`,
-            [id],
-          );
-          expect(held.rows).toEqual([]);
-        }
-      } finally {
-        await engine.stop();
+        expect(held.rows).toEqual([]);
       }
-    },
-    30_000,
-  );
+    } finally {
+      await engine.stop();
+    }
+  }, 30_000);
 
   // Needs two connections at once: PGlite has one, so it cannot interleave these transactions.
   it.runIf(backend === 'postgres')(
