@@ -191,13 +191,10 @@ export class StepExecutor {
       if (outcome.childRunId)
         await this.w.runs.wakeParentIfChildEnded(claim.stepRunId, outcome.childRunId);
     } catch (error) {
-      // A park that failed (a deadlock, a dropped connection) left the step run `running` with
-      // this worker's lease and its attempt open. Waiting out the lease (30 s by default) would
-      // stall the run and charge the step a lost attempt; release it now instead: the step run
-      // goes back to ready uncharged and the transition runs again (a child run is found again
-      // by its idempotency key).
-      log.error({ err: error }, 'parking failed; releasing the attempt to run the transition again');
-      this.w.releaser.release(claim, 'parking it failed');
+      log.error(
+        { err: error },
+        'parking failed; the lease will expire and the transition will run again',
+      );
     }
     return null;
   }

@@ -1,13 +1,10 @@
 -- Cancel every unfinished step run inside a body (nested bodies included: their keys carry the
--- owner's key as a prefix path), their running attempts (which fences them), and the waitpoints
--- they wait on. Step runs before attempts, as in cancel_open: the attempts update then sees the
--- attempt of a claim that committed while this waited for its row.
+-- owner's key as a prefix path) and the waitpoints they wait on.
 create or replace function {{schema}}.cancel_scope(p_run_id text, p_scope_key text) returns void
 language plpgsql as $$
 declare
   v_keys text[] := array[p_scope_key];
   v_next text[];
-  v_ids text[] := '{}';
 begin
   while cardinality(v_keys) > 0 loop
     with canceled as (
@@ -18,11 +15,8 @@ begin
       update {{schema}}.waitpoints set status = 'canceled', completed_at = now()
        where step_run_id in (select id from canceled) and status = 'waiting'
     )
-    select coalesce(array_agg(step_key::text) filter (where kind in ('forEach', 'times', 'while', 'parallel')), '{}'),
-           v_ids || coalesce(array_agg(id::text), '{}')
-      into v_next, v_ids from canceled;
+    select coalesce(array_agg(step_key::text) filter (where kind in ('forEach', 'times', 'while', 'parallel')), '{}')
+      into v_next from canceled;
     v_keys := v_next;
   end loop;
-  update {{schema}}.attempts set status = 'canceled', finished_at = now()
-   where step_run_id = any(v_ids) and status = 'running';
 end $$;
