@@ -67,6 +67,14 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
     },
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
+      // The pool listens for errors only on idle clients: a checked-out client whose session is
+      // terminated between two statements (pg_terminate_backend, a restart) would emit an
+      // unhandled 'error' and end the process. Keep it, and throw it from the next statement.
+      let lost: Error | undefined;
+      const onError = (error: Error) => {
+        lost = error;
+      };
+      client.on('error', onError);
       try {
         await client.query('begin');
         const tx: Queryable = {
@@ -89,7 +97,9 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
         await client.query('rollback').catch(() => {});
         throw error;
       } finally {
-        client.release();
+        client.off('error', onError);
+        // a client whose session was lost is destroyed, not handed to the next caller
+        client.release(lost);
       }
     },
     listen(channel, onNotify, listenOptions) {

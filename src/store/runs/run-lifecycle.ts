@@ -5,6 +5,10 @@
 import type { RunStatus } from '../rows.js';
 import type { RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
+import { sqlErrorCode } from '../executor.js';
+
+/** PostgreSQL's deadlock_detected. */
+const DEADLOCK_DETECTED = '40P01';
 
 /** A run that failed cancels the child runs it was waiting on, like a canceled run does. */
 export type FailedWithChildren = { status: string; runId?: string; children?: string[] };
@@ -23,13 +27,30 @@ export class RunLifecycle {
   ): Promise<{ status: 'not_found' | 'not_active' | 'canceled'; runStatus?: RunStatus }> {
     const loc = this.r.locationOf(runId);
     if (!loc) return { status: 'not_found' };
-    const rows = await loc.db.query<{
-      r: {
-        status: 'not_found' | 'not_active' | 'canceled';
-        runStatus?: RunStatus;
-        children?: string[];
-      };
-    }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason]);
+    const rows = await loc.db
+      .query<{
+        r: {
+          status: 'not_found' | 'not_active' | 'canceled';
+          runStatus?: RunStatus;
+          children?: string[];
+        };
+      }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason])
+      .catch(
+        // cancel_run locks attempts before step runs, the reverse of a claim: a cancel racing a
+        // claim of the same run can be chosen as a deadlock victim. It is one statement, rolled
+        // back whole, so trying it again is safe.
+        async (error: unknown) => {
+          if (sqlErrorCode(error) !== DEADLOCK_DETECTED) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          return loc.db.query<{
+            r: {
+              status: 'not_found' | 'not_active' | 'canceled';
+              runStatus?: RunStatus;
+              children?: string[];
+            };
+          }>(`select ${loc.schema}.cancel_run($1, $2, $3) as r`, [runId, environmentId, reason]);
+        },
+      );
     const r = rows.rows[0]!.r;
     this.r.signalWoken(loc, r);
     if (r.status === 'canceled') {
