@@ -6,7 +6,8 @@
 import { parseDuration } from '../core/retry.js';
 import { isTransientDatabaseError } from '../store/db-errors.js';
 import type { Executor, ExecutorLogger } from '../store/executor.js';
-import { createStores, openExecutor, type Stores } from '../store/stores.js';
+import { parseLocationsEnv } from '../store/locations.js';
+import { createStores, openExecutor, type Stores, type StoresOptions } from '../store/stores.js';
 import { acquireDataDirLock, databaseDir, displayPath } from './local-state.js';
 import { CliError } from './output.js';
 import { devSecretBox } from './secret-key.js';
@@ -72,9 +73,21 @@ export async function openStores(
         target.dataDir,
         options.lockAs ?? `weft ${options.applicationName}`,
       );
+      const specs = parseLocationsEnv();
+      const remote = specs.find((l) => l.url !== undefined);
+      if (remote) {
+        throw new CliError(
+          `WEFT_LOCATIONS gives location "${remote.tag}" a URL, but this command uses the PGlite folder of \`weft dev\`, which keeps every location in its one database. Drop the "=url" part (e.g. WEFT_LOCATIONS="a0,b1"), or set DATABASE_URL to run on PostgreSQL.`,
+        );
+      }
       const control = await openExecutor(`pglite:${databaseDir(target.dataDir)}`);
       // without WEFT_SECRET_KEY, the folder keeps a key of its own (secrets-command.ts)
-      const stores = createStores({ control, secrets: devSecretBox(target.dataDir) });
+      const stores = createStores({
+        control,
+        secrets: devSecretBox(target.dataDir),
+        locationTags: specs.map((l) => l.tag),
+        defaultLocationTag: specs.find((l) => l.isDefault)!.tag,
+      });
       return { stores, close: async () => void (await stores.close().finally(release)) };
     }
     const common: { applicationName: string; poolSize?: number; logger?: ExecutorLogger } = {
@@ -82,10 +95,42 @@ export async function openStores(
     };
     if (options.poolSize !== undefined) common.poolSize = options.poolSize;
     if (options.logger !== undefined) common.logger = options.logger;
-    const control = await openExecutor(target.url, common);
-    const runOps = target.runOpsUrl ? await openExecutor(target.runOpsUrl, common) : undefined;
-    const stores = createStores(runOps ? { control, runOps } : { control });
-    return { stores, close: () => stores.close() };
+    // Locations (WEFT_LOCATIONS, src/store/locations.ts): one executor per distinct URL; a
+    // location without a URL lives in the home run-ops database.
+    const specs = parseLocationsEnv();
+    const opened: Executor[] = [];
+    try {
+      const control = await openExecutor(target.url, common);
+      opened.push(control);
+      const runOps = target.runOpsUrl ? await openExecutor(target.runOpsUrl, common) : undefined;
+      if (runOps) opened.push(runOps);
+      const byUrl = new Map<string, Executor>();
+      const locations: NonNullable<StoresOptions['locations']> = [];
+      for (const spec of specs) {
+        if (spec.url === undefined) {
+          locations.push({ tag: spec.tag });
+          continue;
+        }
+        let executor = byUrl.get(spec.url);
+        if (!executor) {
+          executor = await openExecutor(spec.url, common);
+          opened.push(executor);
+          byUrl.set(spec.url, executor);
+        }
+        locations.push({ tag: spec.tag, executor, url: spec.url });
+      }
+      const options: StoresOptions = {
+        control,
+        locations,
+        defaultLocationTag: specs.find((l) => l.isDefault)!.tag,
+      };
+      if (runOps) options.runOps = runOps;
+      const stores = createStores(options);
+      return { stores, close: () => stores.close() };
+    } catch (error) {
+      await Promise.all(opened.map((db) => db.close().catch(() => {})));
+      throw error;
+    }
   } catch (error) {
     release();
     throw error;
@@ -155,6 +200,14 @@ export async function waitForDatabase(
   const databases: Array<[string, Executor]> = [['DATABASE_URL', stores.controlDb]];
   if (stores.runOpsDb !== stores.controlDb)
     databases.push(['RUN_OPS_DATABASE_URL', stores.runOpsDb]);
+  for (const db of stores.runOpsDbs) {
+    if (db === stores.runOpsDb || db === stores.controlDb) continue;
+    const tags = stores
+      .listLocations()
+      .filter((l) => l.executor === db)
+      .map((l) => l.tag);
+    databases.push([`WEFT_LOCATIONS (location ${tags.join(', ')})`, db]);
+  }
   const started = performance.now();
   let lastLog = 0;
   for (let failures = 0; ;) {

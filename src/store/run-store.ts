@@ -47,8 +47,12 @@ export class RunStore {
   readonly queue: RunQueue;
   readonly waitpoints: RunWaitpoints;
 
-  constructor(locations: RunLocation[], defaultTag: string) {
-    this.resources = new RunResources(locations, defaultTag);
+  constructor(
+    locations: RunLocation[],
+    defaultTag: string,
+    home?: ConstructorParameters<typeof RunResources>[2],
+  ) {
+    this.resources = new RunResources(locations, defaultTag, home);
     this.queries = new RunQueries(this.resources);
     this.creation = new RunCreation(this.resources, this.queries);
     this.lineage = new RunLineage(this.resources);

@@ -5,6 +5,7 @@
  */
 import { assertLocationTag } from '../core/ids.js';
 import { WeftError } from '../core/errors.js';
+import { DEFAULT_LOCATION_TAG, type LocationInfo } from './locations.js';
 import type { SecretBox } from '../core/secret-box.js';
 import { AuditStore } from './audit-store.js';
 import { ControlStore } from './control-store.js';
@@ -15,7 +16,8 @@ import { RunStore, type RunLocation } from './run-store.js';
 import { ScheduleStore } from './schedule-store.js';
 import { WebhookStore } from './webhook-store.js';
 
-export const DEFAULT_LOCATION_TAG = 'a0';
+export { DEFAULT_LOCATION_TAG } from './locations.js';
+export type { LocationInfo } from './locations.js';
 
 export interface StoresOptions {
   control: Executor;
@@ -25,6 +27,11 @@ export interface StoresOptions {
   schemaPrefix?: string;
   /** Location tags in the run-ops database. Default `["a0"]`. */
   locationTags?: string[];
+  /**
+   * Locations in several run-ops databases (src/store/locations.ts): `executor` omitted = the
+   * run-ops database. Wins over `locationTags`. `url` is only reported back (listLocations).
+   */
+  locations?: Array<{ tag: string; executor?: Executor; url?: string }>;
   /** Where new runs go. Default: the first tag. */
   defaultLocationTag?: string;
   /** Keys that seal webhook secrets. Default: `WEFT_SECRET_KEY` / `WEFT_SECRET_KEY_PREVIOUS`. */
@@ -56,6 +63,10 @@ export interface Stores {
   controlDb: Executor;
   runOpsDb: Executor;
   schemas: { control: string; ops: string; locations: string[] };
+  /** Every configured location: tag, URL, schema, executor (docs/scale.md). */
+  listLocations(): LocationInfo[];
+  /** Every distinct run-ops database (the home one first). */
+  runOpsDbs: Executor[];
   migrate(): Promise<string[]>;
   isReady(): Promise<boolean>;
   /** Like isReady, with the reason: unreachable (which database) or not migrated (which schemas). */
@@ -67,24 +78,30 @@ export function createStores(options: StoresOptions): Stores {
   const prefix = options.schemaPrefix ?? 'weft';
   const controlDb = options.control;
   const runOpsDb = options.runOps ?? options.control;
-  const tags = options.locationTags ?? [DEFAULT_LOCATION_TAG];
+  const configured: Array<{ tag: string; executor?: Executor; url?: string }> =
+    options.locations ?? (options.locationTags ?? [DEFAULT_LOCATION_TAG]).map((tag) => ({ tag }));
+  const tags = configured.map((l) => l.tag);
   tags.forEach(assertLocationTag);
   const opsSchema = `${prefix}_ops`;
-  const locations: RunLocation[] = tags.map((tag) => ({
-    tag,
-    db: runOpsDb,
-    schema: `${prefix}_loc_${tag}`,
+  const locations: RunLocation[] = configured.map((l) => ({
+    tag: l.tag,
+    db: l.executor ?? runOpsDb,
+    schema: `${prefix}_loc_${l.tag}`,
     opsSchema,
   }));
+  // One executor per distinct database; the home run-ops database first (it holds the ops
+  // tables every location shares: cross-database idempotency claims, bulk reruns).
+  const runOpsDbs = [...new Set<Executor>([runOpsDb, ...locations.map((l) => l.db)])];
+  const defaultTag = options.defaultLocationTag ?? tags[0]!;
   const control = new ControlStore(controlDb, prefix);
-  const runs = new RunStore(locations, options.defaultLocationTag ?? tags[0]!);
+  const runs = new RunStore(locations, defaultTag, { db: runOpsDb, opsSchema });
   const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
   const webhooks = new WebhookStore(controlDb, prefix, options.secrets);
   const audit = new AuditStore(controlDb, prefix);
   const readiness = async (): Promise<Readiness> => {
     const databases: Array<['control' | 'run_ops', Executor]> = [['control', controlDb]];
-    if (runOpsDb !== controlDb) databases.push(['run_ops', runOpsDb]);
+    for (const db of runOpsDbs) if (db !== controlDb) databases.push(['run_ops', db]);
     for (const [database, db] of databases) {
       try {
         await db.query('select 1');
@@ -96,10 +113,13 @@ export function createStores(options: StoresOptions): Stores {
     // migrate refuses functions it does not know (migrator.ts).
     const checks: Array<[string, Promise<string | null>]> = [
       [prefix, schemaBehind(controlDb, 'control', prefix)],
-      [opsSchema, schemaBehind(runOpsDb, 'ops', opsSchema)],
+      ...runOpsDbs.map((db, i): [string, Promise<string | null>] => [
+        i === 0 ? opsSchema : `${opsSchema} (database of ${locationsIn(db)})`,
+        schemaBehind(db, 'ops', opsSchema),
+      ]),
       ...locations.map((l): [string, Promise<string | null>] => [
         l.schema,
-        schemaBehind(runOpsDb, 'location', l.schema),
+        schemaBehind(l.db, 'location', l.schema),
       ]),
     ];
     const verdicts = await Promise.all(checks.map(([, check]) => check));
@@ -113,6 +133,12 @@ export function createStores(options: StoresOptions): Stores {
           details: verdicts.filter((v): v is string => v !== null),
         };
   };
+  const locationsIn = (db: Executor): string =>
+    locations
+      .filter((l) => l.db === db)
+      .map((l) => l.tag)
+      .join(', ');
+  const urls = new Map(configured.map((l) => [l.tag, l.url]));
   return {
     control,
     runs,
@@ -121,7 +147,18 @@ export function createStores(options: StoresOptions): Stores {
     audit,
     controlDb,
     runOpsDb,
+    runOpsDbs,
     schemas,
+    listLocations: () =>
+      locations.map((l) => ({
+        tag: l.tag,
+        url: urls.get(l.tag),
+        schema: l.schema,
+        opsSchema: l.opsSchema,
+        executor: l.db,
+        isDefault: l.tag === defaultTag,
+        home: l.db === runOpsDb,
+      })),
     async migrate() {
       if (options.runOps && options.runOps !== options.control)
         await assertDistinctDatabases(controlDb, runOpsDb);
@@ -129,9 +166,11 @@ export function createStores(options: StoresOptions): Stores {
       const note = (r: { schema: string; applied: string[] }) =>
         applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
       note(await migrateSchema(controlDb, 'control', prefix));
-      note(await migrateSchema(runOpsDb, 'ops', opsSchema));
+      // every run-ops database gets the ops schema (claims are kept in the home one only) and
+      // the run tables of each location it holds
+      for (const db of runOpsDbs) note(await migrateSchema(db, 'ops', opsSchema));
       for (const loc of locations)
-        note(await migrateSchema(runOpsDb, 'location', loc.schema, { tag: loc.tag }));
+        note(await migrateSchema(loc.db, 'location', loc.schema, { tag: loc.tag }));
       return applied;
     },
     async isReady() {
@@ -140,7 +179,7 @@ export function createStores(options: StoresOptions): Stores {
     readiness,
     async close() {
       await controlDb.close();
-      if (runOpsDb !== controlDb) await runOpsDb.close();
+      for (const db of runOpsDbs) if (db !== controlDb) await db.close();
     },
   };
 }

@@ -30,10 +30,20 @@ const ENDED_OR_PAUSED = new Set<string>([...ENDED_RUN_STATUSES, 'paused']);
 export class RunResources {
   readonly locations: ReadonlyMap<string, RunLocation>;
   readonly defaultTag: string;
+  /**
+   * The home run-ops database and its ops schema: where a trigger claims its idempotency key
+   * (`pending`, with a TTL) before creating a run in a location of another database (SCALE.md).
+   * Default: the default location's database.
+   */
+  readonly home: { db: Executor; opsSchema: string };
   /** Post-commit wake-ups (ready work, ended runs), coalesced per tick. */
   readonly signals = new Signals();
 
-  constructor(locations: RunLocation[], defaultTag: string) {
+  constructor(
+    locations: RunLocation[],
+    defaultTag: string,
+    home?: { db: Executor; opsSchema: string },
+  ) {
     if (locations.length === 0)
       throw new WeftError('invalid_config', 'at least one run location is required');
     for (const l of locations) {
@@ -48,6 +58,14 @@ export class RunResources {
       );
     }
     this.defaultTag = defaultTag;
+    const fallback = this.locations.get(defaultTag)!;
+    this.home = home ?? { db: fallback.db, opsSchema: fallback.opsSchema };
+  }
+
+  /** Several run-ops databases hold locations (idempotency then claims in the home one first). */
+  get spansDatabases(): boolean {
+    for (const l of this.locations.values()) if (l.db !== this.home.db) return true;
+    return false;
   }
 
   /** The location an id routes to, or undefined for a malformed id. O(1), no query. */

@@ -10,7 +10,7 @@ import { planOf } from '../../core/plan.js';
 import type { RunRecord, TriggerKind } from '../rows.js';
 import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
 import type { RunQueries } from './queries.js';
-import type { RunLocation, RunResources } from './resources.js';
+import type { RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
 
 export interface CreateRunParams {
@@ -36,6 +36,11 @@ export interface CreateRunResult {
   run: RunRecord;
   deduplicated: boolean;
 }
+
+/** How long a cross-database `pending` claim holds its key before a crashed claim is taken over. */
+export const PENDING_CLAIM_TTL_MS = 30_000;
+/** How often a trigger that met a `pending` key looks again (the claimer marks it in ~1 ms). */
+const PENDING_POLL_MS = 10;
 
 export class RunCreation {
   constructor(
@@ -73,10 +78,15 @@ export class RunCreation {
           n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
         concurrency_limit: n.concurrency ?? null,
       }));
-    const key = p.idempotency?.key ?? null;
+    // A location in another database than the home run-ops database cannot share a transaction
+    // with the key: claim it there first (`pending`), create the run, then mark the claim.
+    const crossDb = p.idempotency !== undefined && loc.db !== this.r.home.db;
+    if (crossDb && !(await this.claimPending(p, runId))) return this.resolveIdempotentRun(p);
+    const key = crossDb ? null : (p.idempotency?.key ?? null);
     // One round trip: the run row comes back from the statement that wrote it.
-    const rows = await loc.db.query<Row>(
-      `with key_claim as (
+    const rows = await loc.db
+      .query<Row>(
+        `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
          select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::bigint * interval '1 millisecond'
           where $9::text is not null
@@ -95,7 +105,7 @@ export class RunCreation {
          insert into ${s}.runs (id, environment_id, workflow_id, version_id, status, trigger_kind, trigger_ref,
                                 input_dataclip_id, save_dataclips, idempotency_key, parent_run_id, parent_step_run_id,
                                 max_concurrency)
-         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, $9, $14, $15, $16 from go
+         select $4, $1, $2, $3, 'queued', $11, $12, $5, $8, coalesce($9, $18), $14, $15, $16 from go
          returning ${RUN_COLUMNS}
        ), steps as (
          insert into ${s}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, kind, status, pending_parents,
@@ -114,48 +124,105 @@ export class RunCreation {
          select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
        )
        select run.* from run`,
-      [
-        p.environmentId,
-        p.workflowId,
-        p.versionId,
-        runId,
-        inputId,
-        p.inputText,
-        p.inputBytes,
-        p.saveDataclips,
-        key,
-        p.idempotency?.ttlMs ?? 0,
-        p.trigger.kind,
-        p.trigger.ref ?? null,
-        JSON.stringify(steps),
-        p.parent?.runId ?? null,
-        p.parent?.stepRunId ?? null,
-        p.graph.maxConcurrency ?? null,
-        p.inputKind ?? 'input',
-      ],
-    );
+        [
+          p.environmentId,
+          p.workflowId,
+          p.versionId,
+          runId,
+          inputId,
+          p.inputText,
+          p.inputBytes,
+          p.saveDataclips,
+          key,
+          p.idempotency?.ttlMs ?? 0,
+          p.trigger.kind,
+          p.trigger.ref ?? null,
+          JSON.stringify(steps),
+          p.parent?.runId ?? null,
+          p.parent?.stepRunId ?? null,
+          p.graph.maxConcurrency ?? null,
+          p.inputKind ?? 'input',
+          p.idempotency?.key ?? null,
+        ],
+      )
+      .catch(async (error: unknown) => {
+        // the run was not created: give the key back at once rather than at the claim's expiry
+        if (crossDb) await this.releasePending(p, runId).catch(() => {});
+        throw error;
+      });
     const created = rows.rows[0];
     if (created) {
+      if (crossDb) await this.markClaimed(p, runId);
       this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
       return { run: toRun(created), deduplicated: false };
     }
-    return this.resolveIdempotentRun(loc, p);
+    return this.resolveIdempotentRun(p);
   }
 
-  private async resolveIdempotentRun(
-    loc: RunLocation,
-    p: CreateRunParams,
-  ): Promise<CreateRunResult> {
+  /**
+   * Cross-database claim, step 1 (SCALE.md): take the key in the home run-ops database in state
+   * `pending`, naming the run about to be created, for PENDING_CLAIM_TTL_MS — a process that
+   * crashes before step 3 leaves a claim that expires and is then taken over. An expired key
+   * (pending or claimed) is taken over; a live one is not (false: resolve it instead).
+   */
+  private async claimPending(p: CreateRunParams, runId: string): Promise<boolean> {
+    const h = this.r.home;
+    const rows = await h.db.query(
+      `insert into ${h.opsSchema}.idempotency_keys as k (environment_id, workflow_id, key, run_id, input_hash, state, expires_at)
+       values ($1, $2, $3, $4, md5($5::jsonb::text), 'pending', now() + $6::bigint * interval '1 millisecond')
+       on conflict (environment_id, workflow_id, key) do update
+          set run_id = excluded.run_id, input_hash = excluded.input_hash, state = 'pending',
+              expires_at = excluded.expires_at, created_at = now()
+        where k.expires_at < now()
+       returning 1`,
+      [p.environmentId, p.workflowId, p.idempotency!.key, runId, p.inputText, PENDING_CLAIM_TTL_MS],
+    );
+    return rows.rows.length > 0;
+  }
+
+  /** Step 3: the run exists; the claim now lives for the key's TTL. */
+  private async markClaimed(p: CreateRunParams, runId: string): Promise<void> {
+    const h = this.r.home;
+    await h.db.query(
+      `update ${h.opsSchema}.idempotency_keys
+          set state = 'claimed', expires_at = now() + $5::bigint * interval '1 millisecond'
+        where environment_id = $1 and workflow_id = $2 and key = $3 and run_id = $4`,
+      [p.environmentId, p.workflowId, p.idempotency!.key, runId, p.idempotency!.ttlMs],
+    );
+  }
+
+  private async releasePending(p: CreateRunParams, runId: string): Promise<void> {
+    const h = this.r.home;
+    await h.db.query(
+      `delete from ${h.opsSchema}.idempotency_keys
+        where environment_id = $1 and workflow_id = $2 and key = $3 and run_id = $4 and state = 'pending'`,
+      [p.environmentId, p.workflowId, p.idempotency!.key, runId],
+    );
+  }
+
+  /**
+   * The key is taken: the run it names (same input), or `idempotency_conflict`. A `pending` key is
+   * a concurrent trigger creating its run in another database: wait for its mark (or its expiry,
+   * then take the key over).
+   */
+  private async resolveIdempotentRun(p: CreateRunParams): Promise<CreateRunResult> {
     const key = p.idempotency!.key;
-    const existing = await loc.db.query<{ run_id: string; same_input: boolean }>(
-      `select run_id, input_hash = md5($4::jsonb::text) as same_input
-         from ${loc.opsSchema}.idempotency_keys where environment_id = $1 and workflow_id = $2 and key = $3`,
+    const h = this.r.home;
+    const existing = await h.db.query<{ run_id: string; same_input: boolean; state: string }>(
+      `select run_id, input_hash = md5($4::jsonb::text) as same_input,
+              case when state = 'pending' and expires_at < now() then 'expired' else state end as state
+         from ${h.opsSchema}.idempotency_keys where environment_id = $1 and workflow_id = $2 and key = $3`,
       [p.environmentId, p.workflowId, key, p.inputText],
     );
     const row = existing.rows[0];
-    if (!row) {
-      // The key expired and was removed between our statement and this read: try again.
+    if (!row || row.state === 'expired') {
+      // The key expired and was removed (or a crashed claim expired) between our statement and
+      // this read: try again.
       return this.createRun(p);
+    }
+    if (row.state === 'pending') {
+      await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
+      return this.resolveIdempotentRun(p);
     }
     if (!row.same_input) {
       throw new WeftError(
