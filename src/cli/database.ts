@@ -3,7 +3,10 @@
  * `RUN_OPS_DATABASE_URL` for the run-ops split, see docs/scale.md), or the PGlite folder of `weft dev`.
  * Opening goes through src/store/stores.ts; the CLI never touches a driver.
  */
+import { resolve } from 'node:path';
+import { WeftError } from '../core/errors.js';
 import { parseDuration } from '../core/retry.js';
+import { assertLiveEventsReachable, assertSplitSafe, isSplit } from '../store/split.js';
 import { isTransientDatabaseError } from '../store/db-errors.js';
 import type { Executor, ExecutorLogger } from '../store/executor.js';
 import { parseLocationsEnv } from '../store/locations.js';
@@ -23,19 +26,58 @@ export function redactUrl(url: string): string {
 /** `DATABASE_URL` (or `--database-url`), required: what `weft worker` and `weft migrate` run against. */
 export function serverDatabase(option: string | undefined, command: string): DatabaseTarget {
   const url = option ?? process.env.DATABASE_URL;
+  const runOpsUrl = process.env.RUN_OPS_DATABASE_URL || undefined;
   if (!url) {
     throw new CliError(
-      `weft ${command} needs a database: set DATABASE_URL (e.g. DATABASE_URL=postgres://user:password@host:5432/weft) or pass --database-url. For local development use \`weft dev\`, which needs no database.`,
+      runOpsUrl
+        ? `weft ${command}: RUN_OPS_DATABASE_URL is set (run data on its own database) but DATABASE_URL is not: the control plane needs its own database too. Set DATABASE_URL (e.g. DATABASE_URL=postgres://user:password@host:5432/weft) or pass --database-url; or unset RUN_OPS_DATABASE_URL to keep everything in one database.`
+        : `weft ${command} needs a database: set DATABASE_URL (e.g. DATABASE_URL=postgres://user:password@host:5432/weft) or pass --database-url. For local development use \`weft dev\`, which needs no database.`,
     );
   }
-  return { kind: 'url', url, runOpsUrl: process.env.RUN_OPS_DATABASE_URL || undefined };
+  return checkedTarget(url, runOpsUrl);
+}
+
+/**
+ * Two PGlite URLs for one folder would open one database twice (PGlite is single-process): the
+ * one same-database case the PostgreSQL sentinel (split.ts) cannot see, refused here.
+ */
+function checkedTarget(url: string, runOpsUrl: string | undefined): DatabaseTarget {
+  const folder = (u: string) =>
+    u.startsWith('pglite:') && !['pglite:', 'pglite:memory'].includes(u)
+      ? resolve(u.slice('pglite:'.length))
+      : undefined;
+  if (runOpsUrl && folder(url) !== undefined && folder(url) === folder(runOpsUrl))
+    throw new CliError(
+      `split mode: DATABASE_URL and RUN_OPS_DATABASE_URL name the same PGlite folder (${folder(url)}). Point RUN_OPS_DATABASE_URL at another folder, or unset it to keep everything in one database.`,
+    );
+  return { kind: 'url', url, runOpsUrl };
+}
+
+/**
+ * The split's boot checks (split.ts), in every process that opens the stores: the
+ * distinct-database sentinel (fails closed when it cannot probe) and, for processes that listen
+ * for run notifications (`liveEvents`), that each run-ops database's LISTEN connection hears its
+ * own NOTIFYs. Nothing at all with the split off.
+ */
+export async function assertSplitAtBoot(
+  stores: Stores,
+  options: { liveEvents: boolean },
+): Promise<void> {
+  if (!isSplit(stores)) return;
+  try {
+    await assertSplitSafe(stores);
+    if (options.liveEvents) await assertLiveEventsReachable(stores);
+  } catch (error) {
+    if (error instanceof WeftError) throw new CliError(error.message);
+    throw error;
+  }
 }
 
 /** `DATABASE_URL` when set, else the PGlite folder of `weft dev` (the `weft keys` commands). */
 export function serverOrDevDatabase(option: string | undefined, dataDir: string): DatabaseTarget {
   const url = option ?? process.env.DATABASE_URL;
   return url
-    ? { kind: 'url', url, runOpsUrl: process.env.RUN_OPS_DATABASE_URL || undefined }
+    ? checkedTarget(url, process.env.RUN_OPS_DATABASE_URL || undefined)
     : { kind: 'dev', dataDir };
 }
 
@@ -102,7 +144,13 @@ export async function openStores(
     try {
       const control = await openExecutor(target.url, common);
       opened.push(control);
-      const runOps = target.runOpsUrl ? await openExecutor(target.runOpsUrl, common) : undefined;
+      const runOps = target.runOpsUrl
+        ? await openExecutor(target.runOpsUrl, common).catch((error: unknown) => {
+            throw new CliError(
+              `RUN_OPS_DATABASE_URL: ${(error as Error).message}. Fix RUN_OPS_DATABASE_URL, or unset it to keep run data in DATABASE_URL's database.`,
+            );
+          })
+        : undefined;
       if (runOps) opened.push(runOps);
       const byUrl = new Map<string, Executor>();
       const locations: NonNullable<StoresOptions['locations']> = [];
@@ -125,6 +173,8 @@ export async function openStores(
         defaultLocationTag: specs.find((l) => l.isDefault)!.tag,
       };
       if (runOps) options.runOps = runOps;
+      const consistency = controlConsistencyEnv();
+      if (consistency) options.controlConsistency = consistency;
       const stores = createStores(options);
       return { stores, close: () => stores.close() };
     } catch (error) {
@@ -135,6 +185,19 @@ export async function openStores(
     release();
     throw error;
   }
+}
+
+/**
+ * `WEFT_CONTROL_CONSISTENCY` (control-store.ts): `strict` or `notify`; unset = the default
+ * (strict in split mode, notify with one database).
+ */
+function controlConsistencyEnv(): 'strict' | 'notify' | undefined {
+  const value = process.env.WEFT_CONTROL_CONSISTENCY;
+  if (value === undefined || value === '') return undefined;
+  if (value === 'strict' || value === 'notify') return value;
+  throw new CliError(
+    `WEFT_CONTROL_CONSISTENCY must be "strict" (a control-plane change committed before a request is applied before it is served: one round trip on the LISTEN connection per request) or "notify" (applied when the notification arrives, milliseconds later; no added round trip); found ${JSON.stringify(value)}. Unset it for the default: strict in split mode, notify with one database.`,
+  );
 }
 
 /**

@@ -12,12 +12,14 @@ import type {
   ProjectRecord,
 } from '../store/control-store.js';
 import {
+  assertSplitAtBoot,
   describeTarget,
   openStores,
   serverDatabase,
   serverOrDevDatabase,
   type DatabaseTarget,
 } from './database.js';
+import type { Stores } from '../store/stores.js';
 import { resolveDataDir } from './local-state.js';
 import { CliError, printJson } from './output.js';
 
@@ -34,6 +36,8 @@ export async function runMigrate(options: MigrateOptions): Promise<void> {
   });
   try {
     let applied: string[];
+    // split mode: refuse before anything is written (migrate() checks again, for embedders)
+    await assertSplitAtBoot(stores, { liveEvents: false });
     try {
       applied = await stores.migrate();
     } catch (error) {
@@ -70,17 +74,18 @@ export function operationsTarget(options: DatabaseOptions): DatabaseTarget {
  */
 export async function withDatabase<T>(
   options: DatabaseOptions,
-  fn: (ops: DatabaseOperations) => Promise<T>,
+  fn: (ops: DatabaseOperations, stores: Stores) => Promise<T>,
 ): Promise<T> {
   const target = operationsTarget(options);
   const opened = await openStores(target, { applicationName: 'weft-operations', poolSize: 2 });
   try {
+    await assertSplitAtBoot(opened.stores, { liveEvents: false });
     if (target.kind === 'dev') await opened.stores.migrate();
     else if (!(await opened.stores.isReady()))
       throw new CliError(
         `the database ${describeTarget(target)} is not migrated: run \`weft migrate\` first.`,
       );
-    return await fn(new DatabaseOperations(opened.stores.control, target));
+    return await fn(new DatabaseOperations(opened.stores.control, target), opened.stores);
   } finally {
     await opened.close();
   }

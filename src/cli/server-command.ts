@@ -19,7 +19,15 @@ import { requestLogFields } from '../server/edge.js';
 import { runObserverFor } from '../engine/run-observer.js';
 import { parseRateLimit, type RateLimit } from '../server/rate-limit.js';
 import type { Stores } from '../store/stores.js';
-import { describeTarget, openStores, serverDatabase } from './database.js';
+import { isSplit } from '../store/split.js';
+import {
+  assertSplitAtBoot,
+  describeTarget,
+  openStores,
+  parseConnectTimeout,
+  serverDatabase,
+  waitForDatabase,
+} from './database.js';
 import { CliError, parseLogFormat, prettyDestination } from './output.js';
 import { handleShutdown } from './shutdown.js';
 import type { WorkerCommandOptions } from './worker-command.js';
@@ -341,6 +349,15 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
     { name: 'close the database', run: () => opened.close() },
   ]);
   try {
+    if (isSplit(opened.stores)) {
+      // Split mode fails closed: the databases must answer (WEFT_CONNECT_TIMEOUT) and prove
+      // distinct, and live events must be heard on the run-ops databases, before serving.
+      await waitForDatabase(opened.stores, target, {
+        timeoutMs: parseConnectTimeout(undefined),
+        logger,
+      });
+      await assertSplitAtBoot(opened.stores, { liveEvents: true });
+    }
     server = await serveApi(opened.stores, settings, logger, describeTarget(target));
     logger.info(
       {

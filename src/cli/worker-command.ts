@@ -15,6 +15,7 @@ import { startServer, type RunningServer } from '../server/serve.js';
 import { ensureEnvironment } from '../engine/tenant.js';
 import { parseDuration } from '../core/retry.js';
 import {
+  assertSplitAtBoot,
   describeTarget,
   openStores,
   parseConnectTimeout,
@@ -172,6 +173,8 @@ export async function runWorker(
   ]);
   try {
     await waitForDatabase(opened.stores, target, { timeoutMs: connectTimeoutMs, logger });
+    // split mode: the distinct-database sentinel and live events on the run-ops databases
+    await assertSplitAtBoot(opened.stores, { liveEvents: true });
     const environmentId = await ensureEnvironment(opened.stores.control, {
       project: options.project,
       environment: options.environment,

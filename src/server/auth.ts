@@ -55,6 +55,7 @@ export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
   'PATCH /api/v1/projects/{name}': 'admin',
   'GET /api/v1/organization': 'admin',
   'PATCH /api/v1/organization': 'admin',
+  'POST /api/v1/organization/cutover': 'admin',
   'GET /api/v1/audit': 'admin',
 };
 
@@ -111,7 +112,10 @@ export function requireScope(): MiddlewareHandler<{ Variables: AuthVariables }> 
 
 /**
  * Start (once) the listener that drops cached keys when any process revokes one. A failure is
- * logged and retried on the next request; meanwhile the cache's short TTL bounds staleness.
+ * logged and retried on the next request; meanwhile the cache's short TTL bounds staleness. In
+ * `strict` mode (the default in split mode) each request then waits for one round trip on the
+ * LISTEN connection, so a key revoked on another server is refused on the next request here
+ * (ControlStore.syncBeforeServe).
  */
 export function watchControlChanges(
   control: ControlStore,
@@ -129,6 +133,8 @@ export function watchControlChanges(
         );
       warned = true;
     }
+    // strict mode (split): every control change committed before this request is applied first
+    await control.syncBeforeServe();
     await next();
   };
 }

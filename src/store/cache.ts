@@ -1,36 +1,116 @@
 /**
- * Cache-first resolver for control-plane rows read on the run path (API key → environment,
- * environment settings, workflow → current version). Entries live for `ttlMs`; every write that
- * changes a row calls `invalidate` (or bumps the epoch to drop everything at once), so a process
- * sees its own writes immediately and other processes' writes within the TTL.
+ * The cache-first resolver's storage: control-plane rows read on the run path (API key →
+ * environment, environment / project settings and organization flags, workflow → current
+ * version), kept in memory so the run path reads the control plane only on a miss.
+ *
+ * - **Missing vs not cached**: `peek` answers `{ cached: true, value }` — where `value` may be
+ *   `null`, "the row does not exist" (an unknown key is remembered as unknown) — or
+ *   `{ cached: false }`, "ask the database". `get` loads on a miss.
+ * - **Bounded**: at most `maxEntries`, least recently used dropped first.
+ * - **TTL**: an entry older than `ttlMs` is not served (the fallback when invalidation is lost).
+ * - **Invalidation**: `invalidate(key)`, `dropOrganization(org)` (the per-organization epoch:
+ *   every entry of that organization goes at once) and `dropAll()`. A load that was in flight
+ *   while anything was dropped is returned to its caller but not kept, so a row read before a
+ *   change can never be cached after it.
+ *
+ * Who calls the drops, and how a change on another process arrives before the next request:
+ * control-store.ts (`watchChanges`, `syncBeforeServe`).
  */
+export type Lookup<V> = { cached: true; value: V } | { cached: false };
+
+interface Entry<V> {
+  value: V;
+  expires: number;
+  /** The organization the row belongs to (undefined: not known, e.g. an unknown key). */
+  org: string | undefined;
+  orgEpoch: number;
+}
+
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; expires: number; epoch: number }>();
-  private epoch = 0;
+  private readonly entries = new Map<string, Entry<V>>();
+  /** Per-organization epoch: an entry of an organization is valid while its epoch is current. */
+  private readonly orgEpochs = new Map<string, number>();
+  /** Bumped by every drop: a load that straddles one is not stored. */
+  private generation = 0;
+
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 10_000,
   ) {}
 
-  async get(key: string, load: () => Promise<V>): Promise<V> {
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** What is cached for `key` (a `null` value is a cached "missing"), or `{ cached: false }`. */
+  peek(key: string): Lookup<V> {
     const hit = this.entries.get(key);
-    if (hit && hit.expires > Date.now() && hit.epoch === this.epoch) return hit.value;
-    const epoch = this.epoch;
-    const value = await load();
-    if (epoch === this.epoch) {
-      if (this.entries.size >= this.maxEntries) this.entries.clear();
-      this.entries.set(key, { value, expires: Date.now() + this.ttlMs, epoch });
+    if (!hit) return { cached: false };
+    if (hit.expires <= Date.now() || !this.current(hit)) {
+      this.entries.delete(key);
+      return { cached: false };
     }
+    // least recently used goes first: a hit moves to the end of the Map's order
+    this.entries.delete(key);
+    this.entries.set(key, hit);
+    return { cached: true, value: hit.value };
+  }
+
+  /**
+   * The cached value, or `load()`'s. `orgOf` names the organization of a loaded value (for
+   * `dropOrganization`); without it the entry is dropped only by `invalidate` / `dropAll`.
+   */
+  async get(
+    key: string,
+    load: () => Promise<V>,
+    orgOf?: (value: V) => string | undefined,
+  ): Promise<V> {
+    const seen = this.peek(key);
+    if (seen.cached) return seen.value;
+    const generation = this.generation;
+    const value = await load();
+    if (generation === this.generation) this.store(key, value, orgOf?.(value));
     return value;
   }
 
   invalidate(key: string): void {
+    this.generation++;
     this.entries.delete(key);
   }
 
+  /**
+   * The per-organization epoch: every entry of `organizationId` is dropped, and every entry of no
+   * known organization (a cached "does not exist": a key just created there may be one of them),
+   * and loads in flight are not kept. A scan of at most `maxEntries`; such changes are rare.
+   */
+  dropOrganization(organizationId: string): void {
+    this.generation++;
+    this.orgEpochs.set(organizationId, (this.orgEpochs.get(organizationId) ?? 0) + 1);
+    for (const [key, entry] of this.entries)
+      if (entry.org === organizationId || entry.org === undefined) this.entries.delete(key);
+  }
+
   /** Drop every entry (also loads in flight). */
-  bumpEpoch(): void {
-    this.epoch++;
+  dropAll(): void {
+    this.generation++;
     this.entries.clear();
+  }
+
+  private current(entry: Entry<V>): boolean {
+    return entry.org === undefined || (this.orgEpochs.get(entry.org) ?? 0) === entry.orgEpoch;
+  }
+
+  private store(key: string, value: V, org: string | undefined): void {
+    this.entries.delete(key);
+    while (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+    }
+    this.entries.set(key, {
+      value,
+      expires: Date.now() + this.ttlMs,
+      org,
+      orgEpoch: org === undefined ? 0 : (this.orgEpochs.get(org) ?? 0),
+    });
   }
 }

@@ -1,9 +1,13 @@
 /**
  * The control-plane store: organizations, projects, environments, API keys, workflows and their
- * immutable versions. Small data; run-path reads go through TtlCache. Every write drops this
- * process's caches at once; other processes drop theirs on the `weft_control_changed`
- * notification the tables' triggers send (see `watchChanges`), and the TTL bounds what a missed
- * notification can cost. Records and row mapping: control-rows.ts.
+ * immutable versions. Small data; run-path reads (API key → environment, environment / project
+ * settings and organization flags, workflow → current version) go through the cache-first
+ * resolver (cache.ts: missing vs not cached, bounded, TTL, per-organization epoch). Every write
+ * drops this process's entries at once; other processes drop theirs on the `weft_control_changed`
+ * notification the tables' triggers send, naming the organization (see `watchChanges`); with
+ * `consistency: 'strict'` a server applies every notification committed before a request
+ * ahead of serving it (`syncBeforeServe`), and the TTL bounds what a lost notification can cost
+ * only while the channel is down. Records and row mapping: control-rows.ts.
  *
  * Kept whole (about 570 lines): every method shares the caches and their invalidation (dropCaches,
  * watchChanges, the epoch bump on each write), so a split would pass those around; the records and
@@ -52,20 +56,67 @@ export {
   type WorkflowVersionRecord,
 } from './control-rows.js';
 
+/**
+ * How a cached control-plane row learns of a change made by another process.
+ * - `notify` (default with one database): the `weft_control_changed` notification drops it when
+ *   it arrives (milliseconds; the TTL bounds it while the channel is down). No added round trip.
+ * - `strict` (default in split mode): before each request a server makes one round trip on its
+ *   LISTEN connection (shared by concurrent requests, never on the pool), so every change
+ *   committed before the request is applied before it is served; while the channel is down the
+ *   cache is bypassed. A key revoked on one server is refused on the next request to any other.
+ */
+export type ControlConsistency = 'notify' | 'strict';
+
+/** Cached key and environment rows live this long when no notification drops them. */
+export const CONTROL_CACHE_TTL_MS = 5_000;
+
 export class ControlStore {
   private readonly s: string;
-  private readonly keyCache = new TtlCache<ApiKeyIdentity | null>(5_000);
-  private readonly envCache = new TtlCache<EnvironmentRecord | null>(5_000);
-  private readonly currentVersionCache = new TtlCache<WorkflowVersionRecord | null>(2_000);
+  private readonly keyCache = new TtlCache<(ApiKeyIdentity & { organizationId: string }) | null>(
+    CONTROL_CACHE_TTL_MS,
+  );
+  private readonly envCache = new TtlCache<EnvironmentRecord | null>(CONTROL_CACHE_TTL_MS);
+  private readonly currentVersionCache = new TtlCache<
+    (WorkflowVersionRecord & { organizationId: string }) | null
+  >(2_000);
   /** Versions are immutable: cached without expiry. */
   private readonly versions = new Map<string, WorkflowVersionRecord>();
   private watching: Promise<void> | undefined;
+  private readonly changeListeners = new Set<(organizationId: string | undefined) => void>();
+  /** Counters for tests and metrics: notifications applied, strict syncs, syncs that failed. */
+  readonly cacheStats = { notifications: 0, syncs: 0, syncsDown: 0 };
 
   constructor(
     readonly db: Executor,
     private readonly schema: string,
+    readonly consistency: ControlConsistency = 'notify',
   ) {
     this.s = quoteIdent(schema);
+  }
+
+  /**
+   * Call `listener` whenever cached control rows are dropped (with the organization, or undefined
+   * for "everything"): for caches kept outside this store (a mint-site flag cache) that must follow
+   * the same invalidation. Returns a function that removes it.
+   */
+  onChange(listener: (organizationId: string | undefined) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /**
+   * In `strict` mode, make sure every control-plane change committed before this call has been
+   * applied to the caches (one round trip on the LISTEN connection, shared with concurrent
+   * callers); when that connection is down, drop the caches so this request reads the database.
+   * Costs nothing in `notify` mode. Called by the API server before it authenticates a request.
+   */
+  async syncBeforeServe(): Promise<void> {
+    if (this.consistency !== 'strict' || !this.db.listenBarrier) return;
+    this.cacheStats.syncs++;
+    if (!(await this.db.listenBarrier())) {
+      this.cacheStats.syncsDown++;
+      this.dropCaches();
+    }
   }
 
   /**
@@ -83,7 +134,14 @@ export class ControlStore {
       .listen(
         CHANNELS.controlChanged,
         (payload) => {
-          if (payload === this.schema) this.dropCaches();
+          // `<schema>`: drop everything; `<schema> <organization id>`: that organization's rows
+          if (payload === this.schema) {
+            this.cacheStats.notifications++;
+            this.dropCaches();
+          } else if (payload.startsWith(`${this.schema} `)) {
+            this.cacheStats.notifications++;
+            this.dropOrganization(payload.slice(this.schema.length + 1));
+          }
         },
         // Notifications sent while the connection was down are lost: assume something changed.
         { onReconnect: () => this.dropCaches() },
@@ -98,10 +156,23 @@ export class ControlStore {
     return this.watching;
   }
 
-  /** Forget every cached key and environment (their next read goes to the database). */
+  /** Forget every cached row (their next read goes to the database). */
   dropCaches(): void {
-    this.keyCache.bumpEpoch();
-    this.envCache.bumpEpoch();
+    this.keyCache.dropAll();
+    this.envCache.dropAll();
+    this.currentVersionCache.dropAll();
+    for (const listener of this.changeListeners) listener(undefined);
+  }
+
+  /**
+   * The per-organization epoch: forget the cached keys, environments (settings, pause, flags) and
+   * current versions of one organization, and every cached "does not exist".
+   */
+  dropOrganization(organizationId: string): void {
+    this.keyCache.dropOrganization(organizationId);
+    this.envCache.dropOrganization(organizationId);
+    this.currentVersionCache.dropOrganization(organizationId);
+    for (const listener of this.changeListeners) listener(organizationId);
   }
 
   async createOrganization(name: string): Promise<string> {
@@ -142,7 +213,7 @@ export class ControlStore {
         where id = $1 returning flags`,
       [organizationId, JSON.stringify(set), remove],
     );
-    this.envCache.bumpEpoch();
+    this.dropOrganization(organizationId);
     return rows.rows[0]?.flags ?? {};
   }
 
@@ -193,7 +264,7 @@ export class ControlStore {
         settings.paused ?? null,
       ],
     );
-    this.envCache.bumpEpoch();
+    this.dropCaches();
     return rows.rows[0] ? toProject(rows.rows[0]) : null;
   }
 
@@ -289,7 +360,7 @@ export class ControlStore {
         returning ${ENVIRONMENT_COLUMNS}`,
       [projectId, name, paused],
     );
-    this.envCache.bumpEpoch();
+    this.dropCaches();
     return rows.rows[0] ? toEnvironmentListing(rows.rows[0]) : null;
   }
 
@@ -323,30 +394,34 @@ export class ControlStore {
   }
 
   getEnvironment(environmentId: string): Promise<EnvironmentRecord | null> {
-    return this.envCache.get(environmentId, async () => {
-      const rows = await this.db.query<Row>(
-        `select e.id, e.name, e.project_id, p.name as project_name, p.organization_id, p.save_dataclips, p.retention_days,
+    return this.envCache.get(
+      environmentId,
+      async () => {
+        const rows = await this.db.query<Row>(
+          `select e.id, e.name, e.project_id, p.name as project_name, p.organization_id, p.save_dataclips, p.retention_days,
                 (e.paused_at is not null or p.paused_at is not null) as paused, o.flags
            from ${this.s}.environments e
            join ${this.s}.projects p on p.id = e.project_id
            join ${this.s}.organizations o on o.id = p.organization_id
           where e.id = $1`,
-        [environmentId],
-      );
-      const r = rows.rows[0];
-      if (!r) return null;
-      return {
-        id: r.id as string,
-        name: r.name as string,
-        projectId: r.project_id as string,
-        projectName: r.project_name as string,
-        organizationId: r.organization_id as string,
-        saveDataclips: r.save_dataclips as boolean,
-        retentionDays: r.retention_days === null ? null : Number(r.retention_days),
-        paused: r.paused as boolean,
-        flags: (r.flags as Record<string, unknown>) ?? {},
-      };
-    });
+          [environmentId],
+        );
+        const r = rows.rows[0];
+        if (!r) return null;
+        return {
+          id: r.id as string,
+          name: r.name as string,
+          projectId: r.project_id as string,
+          projectName: r.project_name as string,
+          organizationId: r.organization_id as string,
+          saveDataclips: r.save_dataclips as boolean,
+          retentionDays: r.retention_days === null ? null : Number(r.retention_days),
+          paused: r.paused as boolean,
+          flags: (r.flags as Record<string, unknown>) ?? {},
+        };
+      },
+      (env) => env?.organizationId,
+    );
   }
 
   /**
@@ -371,7 +446,7 @@ export class ControlStore {
       [id, environmentId, sha256(token), prefix, label ?? null, unique],
     );
     // An unknown token is cached as null: this one may have been tried before it existed.
-    this.keyCache.bumpEpoch();
+    this.dropOrganization(env.organizationId);
     return {
       id,
       token,
@@ -399,7 +474,7 @@ export class ControlStore {
         returning k.id`,
       [keyId, scope.projectId ?? null],
     );
-    this.keyCache.bumpEpoch();
+    this.dropCaches();
     return rows.rows.length > 0;
   }
 
@@ -431,21 +506,48 @@ export class ControlStore {
   resolveApiKey(token: string): Promise<ApiKeyIdentity | null> {
     if (!/^weft_[a-z0-9-]{1,31}_[0-9A-Za-z]{32}$/.test(token)) return Promise.resolve(null);
     const hash = sha256(token);
-    return this.keyCache.get(hash, async () => {
-      const rows = await this.db.query<{
-        id: string;
-        environment_id: string;
-        token_hash: string;
-        scopes: KeyScope[];
-      }>(
-        `select id, environment_id, token_hash, scopes from ${this.s}.api_keys where token_hash = $1 and revoked_at is null`,
-        [hash],
+    return this.keyCache
+      .get(
+        hash,
+        async () => {
+          // api_keys.token_hash (unique index), then two primary-key joins for the organization
+          const rows = await this.db.query<{
+            id: string;
+            environment_id: string;
+            token_hash: string;
+            scopes: KeyScope[];
+            organization_id: string;
+          }>(
+            `select k.id, k.environment_id, k.token_hash, k.scopes, p.organization_id
+               from ${this.s}.api_keys k
+               join ${this.s}.environments e on e.id = k.environment_id
+               join ${this.s}.projects p on p.id = e.project_id
+              where k.token_hash = $1 and k.revoked_at is null`,
+            [hash],
+          );
+          const r = rows.rows[0];
+          if (!r) return null;
+          const ok = timingSafeEqual(Buffer.from(r.token_hash, 'hex'), Buffer.from(hash, 'hex'));
+          return ok
+            ? {
+                keyId: r.id,
+                environmentId: r.environment_id,
+                scopes: r.scopes,
+                organizationId: r.organization_id,
+              }
+            : null;
+        },
+        (identity) => identity?.organizationId,
+      )
+      .then((identity) =>
+        identity
+          ? {
+              keyId: identity.keyId,
+              environmentId: identity.environmentId,
+              scopes: identity.scopes,
+            }
+          : null,
       );
-      const r = rows.rows[0];
-      if (!r) return null;
-      const ok = timingSafeEqual(Buffer.from(r.token_hash, 'hex'), Buffer.from(hash, 'hex'));
-      return ok ? { keyId: r.id, environmentId: r.environment_id, scopes: r.scopes } : null;
-    });
   }
 
   /**
@@ -507,19 +609,33 @@ export class ControlStore {
   }
 
   /** The current version of a workflow (cached briefly), or null when the workflow is unknown. */
-  currentVersion(environmentId: string, workflowId: string): Promise<WorkflowVersionRecord | null> {
-    return this.currentVersionCache.get(`${environmentId}/${workflowId}`, async () => {
-      const rows = await this.db.query<Row>(
-        `select v.* from ${this.s}.workflows w join ${this.s}.workflow_versions v on v.id = w.current_version_id
-          where w.environment_id = $1 and w.id = $2`,
-        [environmentId, workflowId],
-      );
-      const r = rows.rows[0];
-      if (!r) return null;
-      const v = toVersion(r);
-      this.versions.set(v.id, v);
-      return v;
-    });
+  async currentVersion(
+    environmentId: string,
+    workflowId: string,
+  ): Promise<WorkflowVersionRecord | null> {
+    const cached = await this.currentVersionCache.get(
+      `${environmentId}/${workflowId}`,
+      async () => {
+        // workflows pk, workflow_versions pk, environments pk, projects pk (for the organization)
+        const rows = await this.db.query<Row>(
+          `select v.*, p.organization_id as version_organization_id
+             from ${this.s}.workflows w join ${this.s}.workflow_versions v on v.id = w.current_version_id
+             join ${this.s}.environments e on e.id = w.environment_id
+             join ${this.s}.projects p on p.id = e.project_id
+            where w.environment_id = $1 and w.id = $2`,
+          [environmentId, workflowId],
+        );
+        const r = rows.rows[0];
+        if (!r) return null;
+        const v = toVersion(r);
+        this.versions.set(v.id, v);
+        return { ...v, organizationId: r.version_organization_id as string };
+      },
+      (v) => v?.organizationId,
+    );
+    if (!cached) return null;
+    const { organizationId: _org, ...version } = cached;
+    return version;
   }
 
   async getVersion(versionId: string): Promise<WorkflowVersionRecord | null> {

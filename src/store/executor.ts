@@ -34,6 +34,14 @@ export interface Executor extends Queryable {
   ): Promise<() => Promise<void>>;
   /** The LISTEN connection's state (PostgreSQL); undefined where there is none to lose (PGlite). */
   listenerHealth?(): ListenerHealth;
+  /**
+   * A round trip on the LISTEN connection that starts after this call (PostgreSQL): when it
+   * resolves `true`, every notification committed before the call has been delivered to its
+   * subscribers (the server sends pending notifications before it answers a query). `false`:
+   * the connection is not up, so nothing can be promised. Concurrent calls share round trips.
+   * Absent where notifications stay in one process (PGlite).
+   */
+  listenBarrier?(): Promise<boolean>;
   close(): Promise<void>;
 }
 

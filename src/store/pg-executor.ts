@@ -108,6 +108,9 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
     listenerHealth() {
       return listener.health();
     },
+    listenBarrier() {
+      return listener.barrier();
+    },
     async close() {
       await listener.close();
       await pool.end();

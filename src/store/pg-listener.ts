@@ -44,6 +44,9 @@ export class PgListener {
   private pingTimer: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
   private closed = false;
+  /** The barrier round trip in flight, and the one queued behind it (barrier()). */
+  private barrierInFlight: Promise<boolean> | undefined;
+  private barrierNext: Promise<boolean> | undefined;
   /** LISTEN/UNLISTEN statements in order, one at a time, on the current connection. */
   private sync: Promise<void> = Promise.resolve();
 
@@ -102,6 +105,50 @@ export class PgListener {
       if (this.channels.size === 0) await this.shutdown('idle');
       else await this.syncChannels();
     };
+  }
+
+  /**
+   * Resolve true once a `select 1` sent on the LISTEN connection after this call has answered:
+   * PostgreSQL delivers every notification queued before that query (a writer's NOTIFY is queued
+   * and the listeners signalled before the writer's COMMIT returns) ahead of the query's answer,
+   * and the driver runs the notification handlers first. So a change committed anywhere before
+   * this call has reached the subscribers when it resolves (ControlStore.syncBeforeServe). False
+   * when the connection is not up (or does not answer within 2 s): the caller must not rely on
+   * notifications then. Calls made while a round trip is in flight share the next one (one query
+   * in flight at a time, whatever the request rate).
+   */
+  barrier(): Promise<boolean> {
+    if (!this.barrierInFlight) {
+      this.barrierInFlight = this.barrierRoundTrip().finally(() => {
+        this.barrierInFlight = undefined;
+      });
+      return this.barrierInFlight;
+    }
+    // the round trip in flight may have started before this call: wait for the one after it
+    this.barrierNext ??= this.barrierInFlight.then(() => {
+      this.barrierNext = undefined;
+      return this.barrier();
+    });
+    return this.barrierNext;
+  }
+
+  private async barrierRoundTrip(): Promise<boolean> {
+    const c = this.client;
+    if (!c || this.state !== 'connected') return false;
+    let timeout: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        c.query('select 1'),
+        new Promise((_, reject) => {
+          timeout = setTimeout(() => reject(new Error('no answer within 2000 ms')), 2_000);
+        }),
+      ]);
+      return c === this.client;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timeout);
+    }
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,8 @@ import { WeftError } from '../core/errors.js';
 import { DEFAULT_LOCATION_TAG, type LocationInfo } from './locations.js';
 import type { SecretBox } from '../core/secret-box.js';
 import { AuditStore } from './audit-store.js';
-import { ControlStore } from './control-store.js';
+import { ControlStore, type ControlConsistency } from './control-store.js';
+import { assertSplitDatabases, splitTargets } from './split.js';
 import type { Executor, ExecutorLogger } from './executor.js';
 import { migrateSchema, schemaBehind } from './migrator.js';
 import type { PgExecutorOptions } from './pg-executor.js';
@@ -34,6 +35,12 @@ export interface StoresOptions {
   locations?: Array<{ tag: string; executor?: Executor; url?: string }>;
   /** Where new runs go. Default: the first tag. */
   defaultLocationTag?: string;
+  /**
+   * How cached control-plane rows follow other processes' changes (control-store.ts): `strict`
+   * (default in split mode: a change committed before a request is applied before it is served)
+   * or `notify` (default with one database: no round trip added). `WEFT_CONTROL_CONSISTENCY`.
+   */
+  controlConsistency?: ControlConsistency;
   /** Keys that seal webhook secrets. Default: `WEFT_SECRET_KEY` / `WEFT_SECRET_KEY_PREVIOUS`. */
   secrets?: SecretBox;
 }
@@ -93,7 +100,13 @@ export function createStores(options: StoresOptions): Stores {
   // tables every location shares: cross-database idempotency claims, bulk reruns).
   const runOpsDbs = [...new Set<Executor>([runOpsDb, ...locations.map((l) => l.db)])];
   const defaultTag = options.defaultLocationTag ?? tags[0]!;
-  const control = new ControlStore(controlDb, prefix);
+  // split mode: run data in a database other than the control plane's (split.ts)
+  const split = runOpsDbs.some((db) => db !== controlDb);
+  const control = new ControlStore(
+    controlDb,
+    prefix,
+    options.controlConsistency ?? (split ? 'strict' : 'notify'),
+  );
   const runs = new RunStore(locations, defaultTag, { db: runOpsDb, opsSchema });
   const schedules = new ScheduleStore(controlDb, prefix, () => runs.locations.values());
   const schemas = { control: prefix, ops: opsSchema, locations: locations.map((l) => l.schema) };
@@ -160,8 +173,16 @@ export function createStores(options: StoresOptions): Stores {
         home: l.db === runOpsDb,
       })),
     async migrate() {
-      if (options.runOps && options.runOps !== options.control)
-        await assertDistinctDatabases(controlDb, runOpsDb);
+      // the distinct-database sentinel (split.ts): fails closed, before anything is written
+      if (split)
+        await assertSplitDatabases(
+          controlDb,
+          splitTargets({
+            controlDb,
+            runOpsDb,
+            listLocations: () => locations.map((l) => ({ tag: l.tag, executor: l.db })),
+          }),
+        );
       const applied: string[] = [];
       const note = (r: { schema: string; applied: string[] }) =>
         applied.push(...r.applied.map((a) => `${r.schema}.${a}`));
@@ -185,22 +206,11 @@ export function createStores(options: StoresOptions): Stores {
 }
 
 /**
- * Split mode must really be split: refuse to start when both URLs reach the same physical
- * database, since the foreign keys and cascades that protected the data do not cross the split.
+ * Split mode must really be split: refuse when `b` reaches the same physical database as the
+ * control plane `a` (split.ts; fails closed when the probe fails). Kept for embedders.
  */
 export async function assertDistinctDatabases(a: Executor, b: Executor): Promise<void> {
-  if (a.kind === 'pglite' || b.kind === 'pglite') return;
-  const q = `select (select system_identifier::text from pg_control_system()) as sys, current_database() as db`;
-  const [ra, rb] = await Promise.all([
-    a.query<{ sys: string; db: string }>(q),
-    b.query<{ sys: string; db: string }>(q),
-  ]);
-  if (ra.rows[0]?.sys === rb.rows[0]?.sys && ra.rows[0]?.db === rb.rows[0]?.db) {
-    throw new WeftError(
-      'invalid_config',
-      `DATABASE_URL and RUN_OPS_DATABASE_URL reach the same database ("${ra.rows[0]?.db}" on server ${ra.rows[0]?.sys}). Point RUN_OPS_DATABASE_URL at a different database, or unset it to keep everything in one.`,
-    );
-  }
+  await assertSplitDatabases(a, [{ setting: 'RUN_OPS_DATABASE_URL', db: b }]);
 }
 
 /** Open an executor from a URL: `postgres://…`, `pglite:<dir>` or `pglite:memory`. */
