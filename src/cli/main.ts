@@ -28,6 +28,7 @@ import type {
   runProjectsSettings,
 } from './admin-commands.js';
 import type { runMigrate } from './db-commands.js';
+import type { runOrgsCutover, runOrgsLocations } from './orgs-command.js';
 import type { runDev } from './dev-command.js';
 import type { runRunsFollow, runTriggerFollow } from './follow.js';
 import { DEFAULT_DATA_DIR } from './local-state.js';
@@ -574,6 +575,34 @@ export function buildProgram(): Command {
   ).action(async (name: string | undefined, options: Parameters<typeof runProjectsSettings>[1]) =>
     (await ops()).runProjectsSettings(name, options),
   );
+  // Run locations (docs/operations.md): on the database, like weft migrate.
+  const orgs = () => import('./orgs-command.js');
+  const orgsCommand = program
+    .command('orgs')
+    .description('Organizations: where their new runs are minted (run locations, WEFT_LOCATIONS)');
+  orgsCommand
+    .command('cutover')
+    .description(
+      'Mint the organization’s new runs into another location (existing runs stay); --default: back',
+    )
+    .argument('<org>', 'organization name or id')
+    .option('--location <tag>', 'a location tag of WEFT_LOCATIONS ("default": the default)')
+    .option('--default', 'send new runs back to the default location (WEFT_DEFAULT_LOCATION)')
+    .option('--database-url <url>', 'overrides DATABASE_URL (else the weft dev folder)')
+    .addOption(dataDirOption())
+    .option('--json', 'machine-readable output')
+    .action(async (org: string, options: Parameters<typeof runOrgsCutover>[1]) =>
+      (await orgs()).runOrgsCutover(org, options),
+    );
+  orgsCommand
+    .command('locations')
+    .description('Each organization, where its new runs go, and the locations it has runs in')
+    .option('--database-url <url>', 'overrides DATABASE_URL (else the weft dev folder)')
+    .addOption(dataDirOption())
+    .option('--json', 'machine-readable output')
+    .action(async (options: Parameters<typeof runOrgsLocations>[0]) =>
+      (await orgs()).runOrgsLocations(options),
+    );
   program.addHelpText(
     'after',
     `

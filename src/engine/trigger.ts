@@ -9,6 +9,7 @@ import { encodeJson } from '../core/json.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunStore } from '../store/run-store.js';
 import type { RunRecord, TriggerKind } from '../store/rows.js';
+import { mintLocation } from './cutover.js';
 
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 export const MAX_IDEMPOTENCY_TTL_MS = 30 * 24 * 3_600_000;
@@ -76,9 +77,9 @@ export async function triggerRun(
     }
     idempotency = { key: req.idempotencyKey, ttlMs };
   }
-  const flagged = env.flags['runs.location'];
-  const locationTag =
-    typeof flagged === 'string' && stores.runs.locations.has(flagged) ? flagged : undefined;
+  // The mint site: the organization's `runs.location` flag, read from memory (the cached
+  // environment row carries the flags; a cutover's NOTIFY drops it in every process): no query.
+  const locationTag = mintLocation(env.flags, stores.runs);
   const params: Parameters<RunStore['createRun']>[0] = {
     environmentId: req.environmentId,
     workflowId: req.workflowId,

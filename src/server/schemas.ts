@@ -375,8 +375,33 @@ export const ListRunsQuerySchema = z
       .optional()
       .openapi({
         param: { name: 'cursor', in: 'query' },
-        description: 'The `nextCursor` of the previous page.',
+        description:
+          'The `nextCursor` of the previous page, with the same filters (a cursor of another listing is a 422 `invalid_cursor`).',
       }),
+    runId: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? [v] : v),
+        z.array(dbText().max(64)).min(1).max(100),
+      )
+      .optional()
+      .openapi({
+        param: { name: 'runId', in: 'query', style: 'form', explode: true },
+        description:
+          'Only these runs (repeatable, at most 100). Only the run locations these ids name are read.',
+      }),
+    offset: z
+      .unknown()
+      .optional()
+      .openapi({
+        param: { name: 'offset', in: 'query' },
+        description:
+          'Refused (400): runs live in several locations, so pages are keyset pages; follow `nextCursor`.',
+      }),
+  })
+  .refine((q) => q.offset === undefined, {
+    message:
+      'offset pagination is not supported: runs can live in several run locations, and an offset across them would scan every earlier row of each. Page with the nextCursor of the previous page (keyset order createdAt, id descending).',
+    path: ['offset'],
   })
   .refine(
     (q) => !q.createdFrom || !q.createdTo || Date.parse(q.createdFrom) <= Date.parse(q.createdTo),

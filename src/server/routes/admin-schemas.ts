@@ -218,3 +218,24 @@ export const UpdateOrganizationBodySchema = z
     }),
   })
   .openapi('UpdateOrganizationBody');
+
+export const CutoverBodySchema = z
+  .strictObject({
+    location: dbText().max(16).nullable().openapi({
+      description:
+        'The run location (a configured tag, see WEFT_LOCATIONS) new runs of the organization are minted into from now on; null: back to the default location. Existing runs stay where they are.',
+      example: 'b1',
+    }),
+  })
+  .openapi('CutoverBody');
+
+export const CutoverSchema = z
+  .object({
+    organizationId: z.string(),
+    location: z.string().openapi({ description: 'Where new runs go from now on.' }),
+    previous: z.string().openapi({ description: 'Where new runs went before.' }),
+    locations: z.array(z.string()).openapi({
+      description: 'Every location the organization has minted into (what run listings read).',
+    }),
+  })
+  .openapi('Cutover');

@@ -21,6 +21,7 @@ import { jsonBody } from '../body.js';
 import { ApiError, quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { AppEnv, ServerApp, ServerDeps } from '../types.js';
+import { cutoverOrganization } from '../../engine/cutover.js';
 import { recordAudit } from './audit.js';
 import {
   ApiKeyListSchema,
@@ -41,6 +42,8 @@ import {
   RevokedApiKeySchema,
   UpdateEnvironmentBodySchema,
   UpdateOrganizationBodySchema,
+  CutoverBodySchema,
+  CutoverSchema,
   UpdateProjectBodySchema,
 } from './admin-schemas.js';
 
@@ -226,6 +229,23 @@ const updateOrganization = createRoute({
   },
 });
 
+const cutover = createRoute({
+  method: 'post',
+  path: '/api/v1/organization/cutover',
+  operationId: 'cutoverOrganization',
+  tags: TAG,
+  summary: "Mint the caller's organization's new runs into another run location",
+  description:
+    'Cutover without backfill (docs/operations.md): from the next trigger on, in every server and worker process (a NOTIFY on the control plane reaches them), new runs of every project of the organization are minted into `location`; `null` sends them back to the default location. Existing runs stay where they are, and every relation between runs (child and parent, cancel, rerun lineage) keeps resolving by id. 422 `invalid_input` for a tag this installation does not configure.',
+  security: requiresKey,
+  middleware: [jsonBody(ADMIN_BODY_BYTES)] as const,
+  request: { body: body(CutoverBodySchema) },
+  responses: {
+    200: jsonContent(CutoverSchema, 'Where new runs go now, and before.'),
+    ...errorResponses(400, 401, 403, 413, 415, 422),
+  },
+});
+
 const presentKey = (k: ApiKeyRecord) => ({
   id: k.id,
   prefix: k.prefix,
@@ -401,6 +421,20 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     return c.json((await control.getOrganization(env.organizationId))!, 200);
   });
 
+  app.openapi(cutover, async (c) => {
+    const env = await caller(c);
+    const { location } = c.req.valid('json');
+    const result = await cutoverOrganization(deps.stores, env.organizationId, location);
+    await recordAudit(
+      c,
+      deps,
+      'organization.update',
+      { type: 'organization', id: env.organizationId },
+      { cutover: result },
+    );
+    return c.json(result, 200);
+  });
+
   app.openapi(updateOrganization, async (c) => {
     const env = await caller(c);
     const { flags } = c.req.valid('json');
@@ -413,7 +447,9 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
         { details: { field: 'flags.runs.location', known } },
       );
     }
-    await control.updateOrganizationFlags(env.organizationId, flags);
+    // the location flag goes through the cutover, which also records the location history
+    if (location !== undefined)
+      await cutoverOrganization(deps.stores, env.organizationId, location);
     await recordAudit(
       c,
       deps,

@@ -11,6 +11,7 @@ import {
   listRuns as listRunsIn,
   listStepRuns as listStepRunsOf,
 } from '../../engine/run-views.js';
+import { readLocations } from '../../engine/cutover.js';
 import { dbText } from '../db-text.js';
 import { isRunId, runNotFound } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
@@ -190,14 +191,20 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
    */
   app.openapi(listRuns, async (c) => {
     const q = c.req.valid('query');
+    const environmentId = c.get('identity').environmentId;
+    // Only the locations the organization ever minted into (engine/cutover.ts): an organization
+    // never cut over reads its one location. The environment row is cached: no added query.
+    const env = await deps.stores.control.getEnvironment(environmentId);
     const page = await listRunsIn(runs, {
-      environmentId: c.get('identity').environmentId,
+      environmentId,
       workflowId: q.workflowId,
       statuses: q.status,
       createdFrom: q.createdFrom,
       createdTo: q.createdTo,
       limit: q.limit,
       cursor: q.cursor,
+      runIds: q.runId,
+      locations: env ? readLocations(env.flags, runs) : undefined,
     });
     return c.json({ data: page.data.map(presentRun), nextCursor: page.nextCursor }, 200);
   });

@@ -3,6 +3,7 @@
  * (every location, merged), keyset cursors for the runs list, and the metrics snapshot. No writes.
  */
 import { WeftError } from '../../core/errors.js';
+import { createHash } from 'node:crypto';
 import { parseRunScopedId } from '../../core/ids.js';
 import type {
   AttemptRecord,
@@ -23,16 +24,44 @@ export interface ListRunsQuery {
   createdTo?: string;
   limit: number;
   cursor?: string;
+  /**
+   * Only these runs (at most 100): only the locations their ids name are queried (no query at all
+   * when every id is malformed).
+   */
+  runIds?: string[];
+  /**
+   * The location tags that can hold the environment's runs (its organization's history,
+   * engine/cutover.ts readLocations); every location when omitted.
+   */
+  locations?: string[];
 }
 
-/** Keyset cursor: the (created_at, id) of the last row, created_at exact to the microsecond. */
+/**
+ * Keyset cursor: the (created_at, id) of the last row, created_at exact to the microsecond, and a
+ * fingerprint of the query it pages (environment and filters), so that a cursor of another query
+ * (a foreign cursor) is refused instead of silently skipping or repeating rows.
+ */
 interface Cursor {
   t: string;
   id: string;
+  q?: string;
 }
 
 function encodeCursor(c: Cursor): string {
-  return Buffer.from(JSON.stringify([c.t, c.id])).toString('base64url');
+  return Buffer.from(JSON.stringify([c.t, c.id, c.q])).toString('base64url');
+}
+
+/** What a cursor is bound to: the environment and every filter (not the limit). */
+function queryFingerprint(q: ListRunsQuery): string {
+  const key = JSON.stringify([
+    q.environmentId,
+    q.workflowId ?? null,
+    [...new Set(q.statuses ?? [])].sort(),
+    q.createdFrom ?? null,
+    q.createdTo ?? null,
+    q.runIds ? [...new Set(q.runIds)].sort() : null,
+  ]);
+  return createHash('sha256').update(key).digest('base64url').slice(0, 12);
 }
 
 /**
@@ -51,13 +80,16 @@ function decodeCursor(cursor: string): Cursor {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (
       Array.isArray(parsed) &&
-      parsed.length === 2 &&
+      (parsed.length === 2 || (parsed.length === 3 && typeof parsed[2] === 'string')) &&
       typeof parsed[0] === 'string' &&
       typeof parsed[1] === 'string' &&
       isCursorTime(parsed[0]) &&
       parseRunScopedId(parsed[1])?.prefix === 'run'
     ) {
-      return { t: parsed[0], id: parsed[1] };
+      // a cursor of an earlier build carries no fingerprint: accepted as before
+      return parsed.length === 3
+        ? { t: parsed[0], id: parsed[1], q: parsed[2] as string }
+        : { t: parsed[0], id: parsed[1] };
     }
   } catch {
     // fall through
@@ -197,9 +229,22 @@ export class RunQueries {
    * COLLATE "C", i.e. byte order, like JavaScript's `<` on ASCII). One round trip per location.
    */
   async listRuns(q: ListRunsQuery): Promise<{ data: RunRecord[]; nextCursor: string | null }> {
+    const fingerprint = queryFingerprint(q);
     const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
+    if (cursor?.q !== undefined && cursor.q !== fingerprint) {
+      throw new WeftError(
+        'invalid_cursor',
+        `cursor "${q.cursor!.slice(0, 40)}" was issued for another listing (another environment, workflowId, status, createdFrom/createdTo or runId filter); a cursor only continues the listing that returned it. Repeat that listing's filters with it, or omit the cursor for the first page of this one.`,
+      );
+    }
+    // Which locations can hold a match: those the ids name, else those the organization has
+    // minted into (every location when not told). A location not asked costs nothing.
+    let targets = [...this.r.locations.values()];
+    const idsByLoc = q.runIds ? this.r.groupByLocation(q.runIds) : undefined;
+    if (idsByLoc) targets = targets.filter((l) => idsByLoc.has(l));
+    if (q.locations) targets = targets.filter((l) => q.locations!.includes(l.tag));
     const pages = await Promise.all(
-      [...this.r.locations.values()].map(async (loc) => {
+      targets.map(async (loc) => {
         const where = ['environment_id = $1'];
         const params: unknown[] = [q.environmentId];
         const add = (sql: string, value: unknown): void => {
@@ -207,6 +252,7 @@ export class RunQueries {
           where.push(sql.replaceAll('$?', `$${params.length}`));
         };
         if (q.workflowId) add('workflow_id = $?', q.workflowId);
+        if (idsByLoc) add('id = any($?::text[])', idsByLoc.get(loc));
         if (q.createdFrom) add('created_at >= $?::timestamptz', q.createdFrom);
         if (q.createdTo) add('created_at < $?::timestamptz', q.createdTo);
         if (cursor) {
@@ -254,7 +300,7 @@ export class RunQueries {
     const last = page[page.length - 1];
     const nextCursor =
       merged.length > q.limit && last
-        ? encodeCursor({ t: last.created_key as string, id: last.id as string })
+        ? encodeCursor({ t: last.created_key as string, id: last.id as string, q: fingerprint })
         : null;
     return { data: page.map(toRun), nextCursor };
   }
