@@ -69,6 +69,8 @@ export default tseslint.config(
   layer('core', ['store', 'engine', 'server', 'cli'], [...drivers, ...nodeIo]),
   layer('store', ['engine', 'server', 'cli']),
   layer('engine', ['server', 'cli'], drivers),
+  // the optional analytics mirror (ClickHouse, logical replication): beside the engine, below the server
+  layer('analytics', ['server', 'cli']),
   layer('server', ['cli'], drivers),
   layer('cli', [], drivers),
 );

@@ -215,6 +215,12 @@ export const ERROR_CODES = {
     retryable: false,
     fix: 'Fix the setting the message names (flag, environment variable or option).',
   },
+  // `weft replicate` (docs/analytics.md): its slot is gone, or it was sent a table it does not know
+  replication_broken: {
+    status: 500,
+    retryable: false,
+    fix: 'Follow the message: restart `weft replicate` with every location configured, or rebuild the mirror (`weft replicate --rebuild`).',
+  },
   // the API key sent more requests than `weft server --rate-limit` allows (per key, per process)
   rate_limited: {
     status: 429,

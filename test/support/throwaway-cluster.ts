@@ -61,8 +61,11 @@ export class ThrowawayCluster {
     private readonly bin: string,
   ) {}
 
-  /** initdb and start a cluster (about two seconds). */
-  static async create(): Promise<ThrowawayCluster> {
+  /**
+   * initdb and start a cluster (about two seconds). `settings`: extra postgresql.conf lines, e.g.
+   * `wal_level = logical` for logical replication tests.
+   */
+  static async create(options: { settings?: string[] } = {}): Promise<ThrowawayCluster> {
     const bin = binDir();
     const dir = mkdtempSync(join(tmpdir(), 'weft-pg-'));
     if (asRoot) {
@@ -90,6 +93,7 @@ export class ThrowawayCluster {
         'fsync = off',
         'full_page_writes = off',
         'max_connections = 100',
+        ...(options.settings ?? []),
         '',
       ].join('\n'),
     );
