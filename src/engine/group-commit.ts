@@ -1,7 +1,12 @@
 /**
- * Group commit for one worker. A finished attempt is queued; if no commit is in flight it is sent
- * at once (no added latency when idle), otherwise it waits for the one in flight and goes out with
- * everything else that finished meanwhile, in one statement and one WAL flush (complete_steps).
+ * Group commit for one worker, across runs. A finished attempt is queued; if fewer than
+ * MAX_IN_FLIGHT commits are in flight it is sent at once (no added latency when idle), otherwise
+ * it waits for one of them and goes out with everything else that finished meanwhile, in one
+ * statement and one WAL flush (complete_steps). Several batches in flight use several pool
+ * connections, so the server works on them in parallel (a batch is one PL/pgSQL loop on one
+ * backend) and their WAL flushes merge; one in flight left the other cores idle during each
+ * batch's round trip. Two batches in flight at once are like two workers' batches: each sorts its
+ * items by run id, and a conflict between them falls back to one statement per item.
  *
  * Failure semantics: each item is fenced on its own inside the batch statement, so a batch never
  * commits an attempt that lost its lease. A batch that fails as a whole because of a conflict with
@@ -25,12 +30,18 @@ interface PendingCommit {
 /** Largest group commit: bounds one statement's size and how long its locks are held. */
 const MAX_COMMIT_BATCH = 64;
 
+/**
+ * Most batches of one worker in flight at once. 2 cores of server: beyond that, more connections
+ * add context switches and smaller batches. Measured on the fan-out (bench/RESULTS.md, issue 8).
+ */
+const MAX_IN_FLIGHT = 3;
+
 /** Conflicts between concurrent batches: one statement per item avoids them. */
 const CONFLICTS = new Set(['40P01', '40001']);
 
 export class GroupCommitter {
   private readonly queue: PendingCommit[] = [];
-  private flushing = false;
+  private inFlight = 0;
   private readonly committingRuns = new Map<string, number>();
 
   constructor(
@@ -54,43 +65,47 @@ export class GroupCommitter {
     };
     return new Promise<CompleteResult>((resolve, reject) => {
       this.queue.push({ claim, commit, resolve, reject });
-      if (!this.flushing) void this.flush();
+      this.pump();
     }).finally(done);
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
+  /** Send what is queued while a slot is free; each batch's end frees its slot and pumps again. */
+  private pump(): void {
+    while (this.queue.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
+      const batch = this.queue.splice(0, MAX_COMMIT_BATCH);
+      this.inFlight++;
+      void this.send(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async send(batch: PendingCommit[]): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, MAX_COMMIT_BATCH);
+      const results = await this.runs.completeSteps(
+        batch.map((p) => ({ claim: p.claim, workerId: this.workerId, commit: p.commit })),
+      );
+      batch.forEach((p, i) => p.resolve(results[i]!));
+    } catch (error) {
+      const conflict = CONFLICTS.has(sqlErrorCode(error) ?? '');
+      if (batch.length === 1 || (isTransientDatabaseError(error) && !conflict)) {
+        for (const p of batch) p.reject(error);
+        return;
+      }
+      // A batch fails as a whole (a deadlock with another worker's batch): fall back to one
+      // statement per attempt, each fenced on its own.
+      this.logger.warn(
+        { err: error, size: batch.length },
+        'group commit failed; committing one by one',
+      );
+      for (const p of batch) {
         try {
-          const results = await this.runs.completeSteps(
-            batch.map((p) => ({ claim: p.claim, workerId: this.workerId, commit: p.commit })),
-          );
-          batch.forEach((p, i) => p.resolve(results[i]!));
-        } catch (error) {
-          const conflict = CONFLICTS.has(sqlErrorCode(error) ?? '');
-          if (batch.length === 1 || (isTransientDatabaseError(error) && !conflict)) {
-            for (const p of batch) p.reject(error);
-            continue;
-          }
-          // A batch fails as a whole (a deadlock with another worker's batch): fall back to one
-          // statement per attempt, each fenced on its own.
-          this.logger.warn(
-            { err: error, size: batch.length },
-            'group commit failed; committing one by one',
-          );
-          for (const p of batch) {
-            try {
-              p.resolve(await this.runs.completeStep(p.claim, this.workerId, p.commit));
-            } catch (single) {
-              p.reject(single);
-            }
-          }
+          p.resolve(await this.runs.completeStep(p.claim, this.workerId, p.commit));
+        } catch (single) {
+          p.reject(single);
         }
       }
-    } finally {
-      this.flushing = false;
     }
   }
 }

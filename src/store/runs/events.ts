@@ -6,6 +6,23 @@ import type { RunEventRecord } from '../rows.js';
 import { iso, type Row } from './decoders.js';
 import type { RunResources } from './resources.js';
 
+/**
+ * A run's event log after a cursor: the `run_events` rows, and the `step.started` event of each
+ * attempt, which is the attempt row itself (location 0010: the claim writes one row, not two;
+ * the attempt's `event_id` comes from the run_events id sequence, so both share one order).
+ * Parameters: $1 run id, $3 the cursor. Rows of earlier releases have no event_id: their
+ * `step.started` is a run_events row. Cost: a merge of two ordered index scans, run_events_run
+ * (run_id, id) and attempts_run_event (run_id, event_id), cut by the caller's limit.
+ */
+function eventLog(schema: string): string {
+  return `select x.id, x.run_id, x.kind, x.step_key, x.attempt, x.data, x.created_at
+            from ${schema}.run_events x where x.run_id = $1 and x.id > $3
+          union all
+          select a.event_id, a.run_id, 'step.started', a.step_key, a.number,
+                 jsonb_build_object('worker', a.worker_id), a.started_at
+            from ${schema}.attempt_rows a where a.run_id = $1 and a.event_id > $3`;
+}
+
 export class RunEvents {
   constructor(private readonly r: RunResources) {}
 
@@ -19,8 +36,9 @@ export class RunEvents {
     if (!loc) return undefined;
     const rows = await loc.db.query<Row>(
       `select e.id::text as id, e.run_id, e.kind, e.step_key, e.attempt, e.data, e.created_at
-         from ${loc.schema}.run_events e join ${loc.schema}.runs r on r.id = e.run_id
-        where e.run_id = $1 and r.environment_id = $2 and e.id > $3 order by e.id limit $4`,
+         from (${eventLog(loc.schema)}) e
+        where exists (select 1 from ${loc.schema}.runs r where r.id = $1 and r.environment_id = $2)
+        order by e.id limit $4`,
       [runId, environmentId, afterId, limit],
     );
     return rows.rows.map((r) => ({
@@ -79,8 +97,9 @@ export class RunEvents {
     if (loc.db.kind === 'pglite') return this.listRunEvents(environmentId, runId, afterId, limit);
     const first = await loc.db.query<{ last: string | null; busy: boolean }>(
       `with page as (
-         select e.id from ${loc.schema}.run_events e join ${loc.schema}.runs r on r.id = e.run_id
-          where e.run_id = $1 and r.environment_id = $2 and e.id > $3 order by e.id limit $4
+         select e.id from (${eventLog(loc.schema)}) e
+          where exists (select 1 from ${loc.schema}.runs r where r.id = $1 and r.environment_id = $2)
+          order by e.id limit $4
        )
        select (select max(id) from page)::text as last,
               exists (select 1 from pg_snapshot_xip(pg_current_snapshot()) x

@@ -5,7 +5,7 @@ language plpgsql as $$
 declare
   v_children text[];
 begin
-  update {{schema}}.attempts a set status = 'canceled', finished_at = now()
+  update {{schema}}.attempt_rows a set status = 'canceled', finished_at = now()
     from {{schema}}.step_runs sr
    where sr.run_id = p_run_id and sr.status = 'running' and a.step_run_id = sr.id and a.number = sr.attempt_count
      and a.status = 'running';

@@ -1,7 +1,8 @@
 -- THE claim rule, the one copy (the worker's claim_steps, the chain's take in propagate and the
 -- join claim in complete_step all call it): a claimed step run becomes `running` with a fresh
 -- attempt number and a lease for the worker, its attempt row is written (before any user code
--- runs), a `queued` or `waiting` run becomes `running`, and a `step.started` event is logged.
+-- runs; that row is the `step.started` event too, see location 0010), and a `queued` or
+-- `waiting` run becomes `running`.
 -- Returns what the worker needs to execute each step, input body and run state included, so
 -- executing needs no further read.
 --
@@ -11,7 +12,9 @@
 -- the successor of a chained step is written once, and never enters the step_runs_ready index.
 -- Rejected: propagate making it `ready` and this claiming it in a second update (one more row
 -- version and one more step_runs_ready entry per chained step, which the claim scans).
--- Indexes: step_runs pk; runs pk; dataclips pk.
+-- Writes per claimed step: the step run update (not HOT: status is in partial index predicates),
+-- one attempt insert (pk + attempts_run_event), the run row only when it starts. No FK checks
+-- (location 0010). Indexes read: step_runs pk; runs pk; dataclips pk.
 drop function if exists {{schema}}.claim_by_ids(text[], text, integer);
 create or replace function {{schema}}.claim_by_ids(
   p_ids text[], p_worker text, p_lease_ms integer,
@@ -42,14 +45,13 @@ begin
     returning s.id, s.run_id, s.step_id, s.step_key, s.workflow_id, s.environment_id, s.attempt_count,
               s.max_attempts, s.input_dataclip_id
   ), new_attempts as (
-    insert into {{schema}}.attempts (step_run_id, number, run_id, worker_id, status)
-    select c.id, c.attempt_count, c.run_id, p_worker, 'running' from claimed c
+    -- the attempt row is also the `step.started` event (its event_id comes from the run_events
+    -- id sequence; location 0010): one row, not an attempt row and an event row
+    insert into {{schema}}.attempt_rows (step_run_id, number, run_id, worker_id, status, step_key)
+    select c.id, c.attempt_count, c.run_id, p_worker, 'running', c.step_key from claimed c
   ), started as (
     update {{schema}}.runs r set status = 'running', started_at = coalesce(r.started_at, now()), updated_at = now()
      where r.id in (select c.run_id from claimed c) and r.status in ('queued', 'waiting')
-  ), logged as (
-    insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
-    select c.run_id, 'step.started', c.step_key, c.attempt_count, jsonb_build_object('worker', p_worker) from claimed c
   )
   select c.id::text, c.run_id::text, c.step_id::text, c.step_key::text, c.workflow_id::text, r.version_id::text,
          c.environment_id::text, c.attempt_count, c.max_attempts, d.body, r.state, r.save_dataclips

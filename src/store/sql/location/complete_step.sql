@@ -1,15 +1,18 @@
 -- Commit a successful attempt: ONE round trip, ONE transaction (the statement's own).
 -- Fenced by (step run, attempt number, worker, unexpired lease): a worker whose lease expired, or
 -- whose step was reaped, canceled or re-claimed, changes nothing and gets status 'fenced'.
--- In that transaction: output dataclip, attempt and step run succeeded, state patch, successors
+-- In that transaction: output dataclip, step run succeeded (the attempt's success with it), state patch, successors
 -- (joins, pruning), run completion and final state, events; and with p_claim_next the next ready
 -- step of the same run is claimed for the same worker (the chain fast path: no claim round trip).
 -- If the process dies before this commits, nothing of the attempt is kept: the lease expires and
 -- the reaper counts the attempt as lost.
--- Statements on the chain path: fence update, dataclip insert, attempt update, successor probe and
--- claim (propagate → claim_by_ids: successor update, attempt insert, event insert, run and input
--- read), event insert; indexes used: the primary keys and step_runs (run_id, step_key), each probed
--- by key, so a step costs the same at any chain length.
+-- Statements on the chain path: fence update, dataclip insert, event insert, successor probe and
+-- claim (propagate → claim_by_ids: successor update, attempt insert — which is also its
+-- `step.started` event —, run and input read); indexes used: the primary keys and step_runs
+-- (run_id, step_key), each probed by key, so a step costs the same at any chain length.
+-- Rows written per chained step (bench --diagnose): step run insert (at run creation) and two
+-- updates (claim, this commit), one attempt row, one output dataclip, one event: 6 (was 8: an
+-- attempt update on success and a `step.started` event row; location 0010). No FK checks.
 -- Wake-ups: no NOTIFY here; `wake` in the result lists the environments with work made ready that
 -- this worker did not take, and the store signals them after the commit (wake.sql).
 create or replace function {{schema}}.complete_step(
@@ -43,8 +46,8 @@ begin
 
   insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
   values (p_output_id, s.run_id, s.environment_id, 'output', v_body, v_hash, octet_length(p_output));
-  update {{schema}}.attempts set status = 'succeeded', finished_at = now()
-   where step_run_id = p_step_run_id and number = p_attempt;
+  -- No attempt row update: the success is the step run's (status succeeded, attempt_count =
+  -- this attempt); the `attempts` view reads it from there (location 0010).
 
   if p_state_set is not null or p_state_del is not null then
     update {{schema}}.runs

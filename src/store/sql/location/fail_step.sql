@@ -32,7 +32,7 @@ begin
     return {{schema}}.with_woken(jsonb_build_object('status', 'fenced'));
   end if;
 
-  update {{schema}}.attempts set status = p_attempt_status, error = p_error, finished_at = now()
+  update {{schema}}.attempt_rows set status = p_attempt_status, error = p_error, finished_at = now()
    where step_run_id = p_step_run_id and number = p_attempt;
 
   if p_retry_delay_ms is not null and s.attempt_count < s.max_attempts then
@@ -83,7 +83,7 @@ begin
       return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id));
     end if;
     -- fail fast: cancel the rest of the body, hand the owner the failure
-    update {{schema}}.attempts a set status = 'canceled', finished_at = now()
+    update {{schema}}.attempt_rows a set status = 'canceled', finished_at = now()
       from {{schema}}.step_runs sr
      where sr.run_id = s.run_id and sr.scope_key = s.scope_key and sr.status = 'running'
        and a.step_run_id = sr.id and a.number = sr.attempt_count and a.status = 'running';

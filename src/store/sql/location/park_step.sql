@@ -26,7 +26,7 @@ begin
   if not found then
     return {{schema}}.with_woken(jsonb_build_object('status', 'fenced'));
   end if;
-  update {{schema}}.attempts set status = 'succeeded', finished_at = now()
+  update {{schema}}.attempt_rows set status = 'succeeded', finished_at = now()
    where step_run_id = p_step_run_id and number = p_attempt;
   if w is not null then
     insert into {{schema}}.waitpoints (id, run_id, step_run_id, environment_id, kind, resume_at, child_run_id, payload_schema)
