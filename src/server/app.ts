@@ -26,6 +26,8 @@ import { errorBody, toErrorResponse, validationError } from './errors.js';
 import { BEARER_AUTH, DOCUMENT_INFO, registerSecurityScheme } from './openapi.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAuditRoutes } from './routes/audit.js';
+import { registerAnalyticsRoutes } from './routes/analytics.js';
+import { PostgresRunAnalytics, type RunAnalytics } from '../analytics/run-analytics.js';
 import { registerDataclipRoutes } from './routes/dataclips.js';
 import { registerEventRoutes, type LiveEventsOptions } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -85,6 +87,11 @@ export interface CreateAppOptions {
    * Over it: 429 `rate_limited` with `Retry-After`. Default: no limit.
    */
   rateLimit?: RateLimit;
+  /**
+   * The analytics mirror (docs/analytics.md): `new ClickhouseRunAnalytics(clickhouse)` answers the
+   * filtered runs list and `/api/v1/metrics/*` from ClickHouse. Default: PostgreSQL answers them.
+   */
+  analytics?: RunAnalytics;
 }
 
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -103,6 +110,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
     stores: options.stores,
     logger: options.logger ?? createLogger({ name: 'weft-server' }),
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    analytics: options.analytics ?? new PostgresRunAnalytics(options.stores.runs),
   };
   const { logger } = deps;
 
@@ -187,6 +195,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
   registerWebhookRoutes(app, deps);
   registerAdminRoutes(app, deps);
   registerAuditRoutes(app, deps);
+  registerAnalyticsRoutes(app, deps);
   if (options.metrics !== false)
     registerMetricsRoutes(app, deps, options.metrics ?? processMetrics);
 

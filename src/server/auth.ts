@@ -57,6 +57,11 @@ export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
   'PATCH /api/v1/organization': 'admin',
   'POST /api/v1/organization/cutover': 'admin',
   'GET /api/v1/audit': 'admin',
+  'GET /api/v1/metrics/runs': 'read',
+  'GET /api/v1/metrics/failure-rate': 'read',
+  'GET /api/v1/metrics/durations': 'read',
+  'GET /api/v1/metrics/step-durations': 'read',
+  'GET /api/v1/metrics/queue-wait': 'read',
 };
 
 const SCOPE_RANK: Record<KeyScope, number> = { read: 1, trigger: 2, admin: 3 };

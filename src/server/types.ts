@@ -2,6 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { RequestIdVariables } from 'hono/request-id';
 import type { Logger } from '../engine/logger.js';
 import type { Stores } from '../store/stores.js';
+import type { RunAnalytics } from '../analytics/run-analytics.js';
 import type { AuthVariables } from './auth.js';
 
 /** Context variables every handler can read: the request id, and after auth the key's identity. */
@@ -14,4 +15,6 @@ export interface ServerDeps {
   stores: Stores;
   logger: Logger;
   maxBodyBytes: number;
+  /** Filtered run lists and /api/v1/metrics: ClickHouse when configured, else PostgreSQL. */
+  analytics: RunAnalytics;
 }
