@@ -20,6 +20,7 @@ import { runObserverFor } from '../engine/run-observer.js';
 import { parseRateLimit, type RateLimit } from '../server/rate-limit.js';
 import type { Stores } from '../store/stores.js';
 import { isSplit } from '../store/split.js';
+import { startCleanupLoop } from '../store/cleanup-store.js';
 import {
   assertSplitAtBoot,
   describeTarget,
@@ -336,7 +337,9 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
     logger,
   });
   let server: RunningServer | undefined;
+  let stopCleanup: (() => Promise<void>) | undefined;
   const shutdown = handleShutdown(logger, () => [
+    { name: 'stop the cleanup of deleted environments', run: async () => stopCleanup?.() },
     {
       name: 'drain the HTTP server',
       run: async () => {
@@ -359,6 +362,8 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
       await assertSplitAtBoot(opened.stores, { liveEvents: true });
     }
     server = await serveApi(opened.stores, settings, logger, describeTarget(target));
+    // run data of deleted environments, projects, organizations (cleanup-store.ts)
+    stopCleanup = startCleanupLoop(opened.stores, logger);
     logger.info(
       {
         url: server.url,

@@ -14,6 +14,7 @@ import { createMetricsApp } from '../server/routes/metrics.js';
 import { startServer, type RunningServer } from '../server/serve.js';
 import { ensureEnvironment } from '../engine/tenant.js';
 import { parseDuration } from '../core/retry.js';
+import { startCleanupLoop } from '../store/cleanup-store.js';
 import {
   assertSplitAtBoot,
   describeTarget,
@@ -155,7 +156,9 @@ export async function runWorker(
   let engine: Engine | undefined;
   let metricsServer: RunningServer | undefined;
   let served: { close(): Promise<void> } | undefined;
+  let stopCleanup: (() => Promise<void>) | undefined;
   const shutdown = handleShutdown(logger, () => [
+    { name: 'stop the cleanup of deleted environments', run: async () => stopCleanup?.() },
     { name: 'drain the HTTP server', run: async () => served?.close() },
     { name: 'close the metrics endpoint', run: async () => metricsServer?.close() },
     {
@@ -175,6 +178,8 @@ export async function runWorker(
     await waitForDatabase(opened.stores, target, { timeoutMs: connectTimeoutMs, logger });
     // split mode: the distinct-database sentinel and live events on the run-ops databases
     await assertSplitAtBoot(opened.stores, { liveEvents: true });
+    // run data of deleted environments, projects, organizations (cleanup-store.ts)
+    stopCleanup = startCleanupLoop(opened.stores, logger);
     const environmentId = await ensureEnvironment(opened.stores.control, {
       project: options.project,
       environment: options.environment,

@@ -364,6 +364,40 @@ export class ControlStore {
     return rows.rows[0] ? toEnvironmentListing(rows.rows[0]) : null;
   }
 
+  /**
+   * Delete an environment, a project or an organization, with what hangs off it in the control
+   * plane (keys, workflows and versions, schedules, webhooks: foreign-key cascades). Its run data
+   * lives in the run-ops databases, where no cascade reaches: the same transaction records one
+   * cleanup job per environment (cleanup_jobs), which `weft server` / `weft worker` work off
+   * (cleanup-store.ts). Returns the environments deleted (empty when nothing matched).
+   */
+  async deleteTenant(
+    what: 'environment' | 'project' | 'organization',
+    id: string,
+  ): Promise<{ environments: string[] }> {
+    const where = { environment: 'e.id', project: 'p.id', organization: 'p.organization_id' }[what];
+    const table = {
+      environment: 'environments',
+      project: 'projects',
+      organization: 'organizations',
+    }[what];
+    const environments = await this.db.transaction(async (tx) => {
+      const jobs = await tx.query<{ environment_id: string }>(
+        `insert into ${this.s}.cleanup_jobs (environment_id, organization_id, project_id, reason)
+         select e.id, p.organization_id, p.id, $2
+           from ${this.s}.environments e join ${this.s}.projects p on p.id = e.project_id
+          where ${where} = $1
+         on conflict (environment_id) do nothing
+         returning environment_id`,
+        [id, what],
+      );
+      await tx.query(`delete from ${this.s}.${table} where id = $1`, [id]);
+      return jobs.rows.map((r) => r.environment_id);
+    });
+    this.dropCaches();
+    return { environments };
+  }
+
   /** Create an organization, a project and one environment: what a test or a fresh install needs. */
   async createTenant(
     names: { organization: string; project: string; environment: string },
