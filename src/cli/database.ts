@@ -258,7 +258,12 @@ const CONNECT_LOG_EVERY_MS = 15_000;
 export async function waitForDatabase(
   stores: Stores,
   target: DatabaseTarget,
-  options: { timeoutMs: number; logger?: ExecutorLogger },
+  options: {
+    timeoutMs: number;
+    logger?: ExecutorLogger;
+    /** Also check, in split mode, that live events are heard on the run-ops databases. */
+    liveEvents?: boolean;
+  },
 ): Promise<void> {
   const databases: Array<[string, Executor]> = [['DATABASE_URL', stores.controlDb]];
   if (stores.runOpsDb !== stores.controlDb)
@@ -321,5 +326,7 @@ export async function waitForDatabase(
     );
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
+  // split mode: the sentinel before anything else is read (split.ts); nothing with the split off
+  await assertSplitAtBoot(stores, { liveEvents: options.liveEvents ?? false });
   await assertMigrated(stores, target);
 }

@@ -22,7 +22,6 @@ import type { Stores } from '../store/stores.js';
 import { isSplit } from '../store/split.js';
 import { startCleanupLoop } from '../store/cleanup-store.js';
 import {
-  assertSplitAtBoot,
   describeTarget,
   openStores,
   parseConnectTimeout,
@@ -37,6 +36,8 @@ export const DEFAULT_SERVER_PORT = 3700;
 
 export interface ServerCommandOptions {
   databaseUrl?: string;
+  /** Also run the analytics replicator in this process (`weft replicate`). */
+  replicate?: boolean;
   host?: string;
   port?: string;
   trustProxy?: boolean;
@@ -295,9 +296,22 @@ export async function serveApi(
       { database: readiness.database, err: readiness.message },
       'the database does not answer yet; serving anyway (/readyz answers 503 until it does)',
     );
+  // The analytics mirror answers filtered run lists and /api/v1/metrics when configured.
+  const clickhouse = process.env.WEFT_CLICKHOUSE_URL
+    ? await (
+        await import('../analytics/clickhouse.js')
+      ).Clickhouse.connect((await import('./replicate-command.js')).clickhouseSettings(undefined))
+    : undefined;
   const app = createApp({
     stores,
     logger,
+    ...(clickhouse
+      ? {
+          analytics: new (await import('../analytics/run-analytics.js')).ClickhouseRunAnalytics(
+            clickhouse,
+          ),
+        }
+      : {}),
     maxBodyBytes: settings.maxBodyBytes,
     corsOrigins: settings.corsOrigins,
     trustProxy: settings.trustProxy,
@@ -338,7 +352,9 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   });
   let server: RunningServer | undefined;
   let stopCleanup: (() => Promise<void>) | undefined;
+  let stopReplicators: (() => Promise<void>) | undefined;
   const shutdown = handleShutdown(logger, () => [
+    { name: 'stop the analytics replicator', run: async () => stopReplicators?.() },
     { name: 'stop the cleanup of deleted environments', run: async () => stopCleanup?.() },
     {
       name: 'drain the HTTP server',
@@ -358,12 +374,30 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
       await waitForDatabase(opened.stores, target, {
         timeoutMs: parseConnectTimeout(undefined),
         logger,
+        liveEvents: true,
       });
-      await assertSplitAtBoot(opened.stores, { liveEvents: true });
     }
     server = await serveApi(opened.stores, settings, logger, describeTarget(target));
     // run data of deleted environments, projects, organizations (cleanup-store.ts)
     stopCleanup = startCleanupLoop(opened.stores, logger);
+    if (options.replicate) {
+      const r = await import('./replicate-command.js');
+      const { Clickhouse } = await import('../analytics/clickhouse.js');
+      const clickhouse = await Clickhouse.connect(r.clickhouseSettings(undefined));
+      const running = await r.startReplicators(
+        r.replicationSources(options.databaseUrl),
+        clickhouse,
+        logger,
+      );
+      stopReplicators = async () => {
+        await running.stop();
+        await clickhouse.close();
+      };
+      // a replicator that stops for good (lost slot, unknown location) is logged; the API serves on
+      running.done.catch((error: unknown) =>
+        logger.error({ err: error }, 'analytics: the replicator stopped; see docs/analytics.md'),
+      );
+    }
     logger.info(
       {
         url: server.url,

@@ -16,7 +16,6 @@ import { ensureEnvironment } from '../engine/tenant.js';
 import { parseDuration } from '../core/retry.js';
 import { startCleanupLoop } from '../store/cleanup-store.js';
 import {
-  assertSplitAtBoot,
   describeTarget,
   openStores,
   parseConnectTimeout,
@@ -175,9 +174,12 @@ export async function runWorker(
     { name: 'close the database', run: () => opened.close() },
   ]);
   try {
-    await waitForDatabase(opened.stores, target, { timeoutMs: connectTimeoutMs, logger });
-    // split mode: the distinct-database sentinel and live events on the run-ops databases
-    await assertSplitAtBoot(opened.stores, { liveEvents: true });
+    // split mode: also the distinct-database sentinel and live events on the run-ops databases
+    await waitForDatabase(opened.stores, target, {
+      timeoutMs: connectTimeoutMs,
+      logger,
+      liveEvents: true,
+    });
     // run data of deleted environments, projects, organizations (cleanup-store.ts)
     stopCleanup = startCleanupLoop(opened.stores, logger);
     const environmentId = await ensureEnvironment(opened.stores.control, {
