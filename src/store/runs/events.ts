@@ -7,12 +7,14 @@ import { iso, type Row } from './decoders.js';
 import type { RunResources } from './resources.js';
 
 /**
- * A run's event log after a cursor: the `run_events` rows, and the `step.started` event of each
- * attempt, which is the attempt row itself (location 0010: the claim writes one row, not two;
- * the attempt's `event_id` comes from the run_events id sequence, so both share one order).
- * Parameters: $1 run id, $3 the cursor. Rows of earlier releases have no event_id: their
- * `step.started` is a run_events row. Cost: a merge of two ordered index scans, run_events_run
- * (run_id, id) and attempts_run_event (run_id, event_id), cut by the caller's limit.
+ * A run's event log after a cursor: the `run_events` rows; the `step.started` event of each
+ * attempt, which is the attempt row itself; and the `step.succeeded` event of each step that
+ * patched no state, which is its step run row (location 0010: a chained step writes no event
+ * row; each `event_id` comes from the run_events id sequence, so all three share one order).
+ * Parameters: $1 run id, $3 the cursor. Rows of earlier releases have no event_id: their events
+ * are run_events rows. Cost: a merge of three ordered index scans, run_events_run (run_id, id),
+ * attempts_run_event (run_id, event_id) and step_runs_events (run_id, event_id), cut by the
+ * caller's limit.
  */
 function eventLog(schema: string): string {
   return `select x.id, x.run_id, x.kind, x.step_key, x.attempt, x.data, x.created_at
@@ -20,7 +22,12 @@ function eventLog(schema: string): string {
           union all
           select a.event_id, a.run_id, 'step.started', a.step_key, a.number,
                  jsonb_build_object('worker', a.worker_id), a.started_at
-            from ${schema}.attempt_rows a where a.run_id = $1 and a.event_id > $3`;
+            from ${schema}.attempt_rows a where a.run_id = $1 and a.event_id > $3
+          union all
+          select s.event_id, s.run_id, 'step.succeeded', s.step_key, s.attempt_count,
+                 jsonb_build_object('outputDataclipId', s.output_dataclip_id, 'statePatch', null),
+                 s.finished_at
+            from ${schema}.step_runs s where s.run_id = $1 and s.event_id > $3`;
 }
 
 export class RunEvents {

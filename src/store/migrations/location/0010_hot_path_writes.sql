@@ -63,3 +63,14 @@ select a.step_run_id, a.number, a.run_id, a.worker_id,
        a.step_key, a.event_id
   from {{schema}}.attempt_rows a
   left join {{schema}}.step_runs s on s.id = a.step_run_id;
+
+-- 5. A `step.succeeded` without a state patch (most steps) is derived from the step run, not
+--    logged in run_events: the commit's fence update takes the event's id from the run_events id
+--    sequence into step_runs.event_id (same row version, no extra write), and the event log reads
+--    it with the run's other events (src/store/runs/events.ts). A step that patched the run state
+--    still logs its `step.succeeded` row, whose `statePatch` reruns replay (create_rerun,
+--    replay_rerun_state) and the run view shows; its event_id stays null. Partial index: only
+--    succeeded rows carry an entry (one per step, added by the commit's update, which is not HOT
+--    anyway), so the claim's update of a row adds none.
+alter table {{schema}}.step_runs add column event_id bigint;
+create index step_runs_events on {{schema}}.step_runs (run_id, event_id) where event_id is not null;

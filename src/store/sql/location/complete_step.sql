@@ -10,9 +10,10 @@
 -- claim (propagate → claim_by_ids: successor update, attempt insert — which is also its
 -- `step.started` event —, run and input read); indexes used: the primary keys and step_runs
 -- (run_id, step_key), each probed by key, so a step costs the same at any chain length.
--- Rows written per chained step (bench --diagnose): step run insert (at run creation) and two
--- updates (claim, this commit), one attempt row, one output dataclip, one event: 6 (was 8: an
--- attempt update on success and a `step.started` event row; location 0010). No FK checks.
+-- Rows written per chained step without a state patch (bench --diagnose): step run insert (at run
+-- creation) and two updates (claim, this commit), one attempt row, one output dataclip: 5 (was 8:
+-- an attempt update on success, and the `step.started` and `step.succeeded` event rows, now read
+-- from the attempt row and the step run; location 0010). No FK checks.
 -- Wake-ups: no NOTIFY here; `wake` in the result lists the environments with work made ready that
 -- this worker did not take, and the store signals them after the commit (wake.sql).
 create or replace function {{schema}}.complete_step(
@@ -34,9 +35,13 @@ declare
   v_key text;
   c record;
 begin
+  -- event_id: this step's `step.succeeded` event, when it patches no state (location 0010: derived
+  -- from this row, no run_events row); taken first, so it precedes the successor's `step.started`
   update {{schema}}.step_runs
      set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
-         output_dataclip_id = p_output_id, error = null
+         output_dataclip_id = p_output_id, error = null,
+         event_id = case when p_state_set is null and p_state_del is null
+                         then nextval('{{schema}}.run_events_id_seq') end
    where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
      and lease_owner = p_worker and lease_expires_at >= now()
   returning run_id, step_key, environment_id, scope_key, iteration into s;
@@ -57,12 +62,17 @@ begin
   end if;
 
   -- the step's own event first: propagate may claim the next step (its `step.started`), and a
-  -- reader of the event log sees cause before effect
-  insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
-  values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
-    'outputDataclipId', p_output_id,
-    'statePatch', case when p_state_set is null and p_state_del is null then null
-                       else jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del)) end));
+  -- reader of the event log sees cause before effect. Without a state patch the event is the
+  -- step run row itself (event_id above); a stream watching the run is woken here, as the
+  -- run_events trigger would (no-op when nobody streams: notify_run_events.sql)
+  if p_state_set is not null or p_state_del is not null then
+    insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
+    values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
+      'outputDataclipId', p_output_id,
+      'statePatch', jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del))));
+  else
+    perform {{schema}}.notify_run_watchers(s.run_id);
+  end if;
 
   v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
                                  case when p_claim_next then p_worker end, p_lease_ms);

@@ -1,0 +1,123 @@
+/**
+ * The hot path's writes (issue 8, location migration 0010), on PGlite and PostgreSQL: a chained
+ * step that patches no state writes no event row (its `step.started` is its attempt row, its
+ * `step.succeeded` its step run) and does not update its attempt (the `attempts` view reads the
+ * success from the step run); the event log still lists every event once, in order, with the
+ * same payloads; a step that patches state still logs its `step.succeeded` row with the patch
+ * (reruns replay it); and no foreign key is left inside a location.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineWorkflow } from '../src/index.js';
+import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import { startTestEngine } from './support/engine.js';
+
+describe.each(BACKENDS)('hot path writes on %s', (backend) => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await openTestDatabase(backend);
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  const loc = () => [...db.stores.runs.locations.values()][0]!;
+
+  it('a chained step writes no event row and no attempt update; the event log and attempts read the same', async () => {
+    const wf = defineWorkflow<number>('hot-chain')
+      .step('a', (x: number) => x + 1)
+      .step('b', { after: 'a' }, (x: number) => x + 1)
+      .step('c', { after: 'b' }, (x: number, ctx) => {
+        ctx.state.done = x;
+        return x + 1;
+      });
+    const engine = await startTestEngine(db.stores, [wf]);
+    try {
+      const { run } = await engine.trigger('hot-chain', 1);
+      const done = await engine.waitForRun(run.id, { timeoutMs: 30_000 });
+      expect(done.status).toBe('succeeded');
+      const { db: x, schema } = loc();
+
+      // event rows: run.created, c's step.succeeded (it patched state), run.succeeded — not a
+      // step.started per attempt nor a step.succeeded for a and b
+      const rows = await x.query<{ kind: string; step_key: string | null }>(
+        `select kind, step_key from ${schema}.run_events where run_id = $1 order by id`,
+        [run.id],
+      );
+      expect(rows.rows.map((r) => `${r.kind}${r.step_key ? ` ${r.step_key}` : ''}`)).toEqual([
+        'run.created',
+        'step.succeeded c',
+        'run.succeeded',
+      ]);
+
+      // the attempt rows were never updated (still `running`), the view reads the success
+      const raw = await x.query<{ status: string; finished_at: Date | null }>(
+        `select a.status, a.finished_at from ${schema}.attempt_rows a where a.run_id = $1`,
+        [run.id],
+      );
+      expect(raw.rows.map((r) => [r.status, r.finished_at])).toEqual([
+        ['running', null],
+        ['running', null],
+        ['running', null],
+      ]);
+      const view = await x.query<{ step_key: string; status: string; same: boolean }>(
+        `select a.step_key, a.status, a.finished_at = s.finished_at as same
+           from ${schema}.attempts a join ${schema}.step_runs s on s.id = a.step_run_id
+          where a.run_id = $1 order by a.step_key`,
+        [run.id],
+      );
+      expect(view.rows).toEqual([
+        { step_key: 'a', status: 'succeeded', same: true },
+        { step_key: 'b', status: 'succeeded', same: true },
+        { step_key: 'c', status: 'succeeded', same: true },
+      ]);
+
+      // the event log: every event once, in order, with the payloads a run_events row had
+      const events = (await db.stores.runs.listRunEvents(engine.environmentId, run.id))!;
+      expect(events.map((e) => `${e.kind}${e.stepKey ? ` ${e.stepKey}` : ''}`)).toEqual([
+        'run.created',
+        'step.started a',
+        'step.succeeded a',
+        'step.started b',
+        'step.succeeded b',
+        'step.started c',
+        'step.succeeded c',
+        'run.succeeded',
+      ]);
+      const ids = events.map((e) => Number(e.id));
+      expect([...ids].sort((p, q) => p - q)).toEqual(ids);
+      expect(new Set(ids).size).toBe(ids.length);
+      const outputs = await x.query<{ step_key: string; output_dataclip_id: string }>(
+        `select step_key, output_dataclip_id from ${schema}.step_runs where run_id = $1`,
+        [run.id],
+      );
+      const outputOf = new Map(outputs.rows.map((r) => [r.step_key, r.output_dataclip_id]));
+      const succeededA = events.find((e) => e.kind === 'step.succeeded' && e.stepKey === 'a')!;
+      expect(succeededA.attempt).toBe(1);
+      expect(succeededA.data).toEqual({ outputDataclipId: outputOf.get('a'), statePatch: null });
+      const startedB = events.find((e) => e.kind === 'step.started' && e.stepKey === 'b')!;
+      expect(startedB.attempt).toBe(1);
+      expect(Object.keys(startedB.data as object)).toEqual(['worker']);
+      const succeededC = events.find((e) => e.kind === 'step.succeeded' && e.stepKey === 'c')!;
+      expect(succeededC.data).toEqual({
+        outputDataclipId: outputOf.get('c'),
+        statePatch: { set: { done: 3 }, delete: null },
+      });
+
+      // a cursor in the middle returns exactly the rest
+      const rest = (await db.stores.runs.listRunEvents(engine.environmentId, run.id, ids[3]))!;
+      expect(rest.map((e) => e.id)).toEqual(events.slice(4).map((e) => e.id));
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('no foreign key inside a location (references are written from the parent row)', async () => {
+    const { db: x, schema } = loc();
+    const fks = await x.query<{ n: number }>(
+      `select count(*)::int as n from pg_constraint c join pg_namespace n on n.oid = c.connamespace
+        where n.nspname = $1 and c.contype = 'f'`,
+      [schema.replace(/"/g, '')],
+    );
+    expect(fks.rows[0]!.n).toBe(0);
+  });
+});
