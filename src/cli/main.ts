@@ -28,6 +28,7 @@ import type {
   runProjectsSettings,
 } from './admin-commands.js';
 import type { runMigrate } from './db-commands.js';
+import type { ReplicateCommandOptions } from './replicate-command.js';
 import type { runOrgsCutover, runOrgsLocations } from './orgs-command.js';
 import type { runDev } from './dev-command.js';
 import type { runRunsFollow, runTriggerFollow } from './follow.js';
@@ -229,6 +230,10 @@ export function buildProgram(): Command {
         )
         .option('--database-url <url>', 'overrides DATABASE_URL')
         .option(
+          '--replicate',
+          'also run the analytics replicator in this process (as `weft replicate`; needs WEFT_CLICKHOUSE_URL)',
+        )
+        .option(
           '--drain-timeout <duration>',
           'on SIGTERM, how long open requests may finish before their connections are cut (env WEFT_DRAIN_TIMEOUT; default 20s)',
         ),
@@ -252,6 +257,25 @@ export function buildProgram(): Command {
   ).action(async (options: StartCommandOptions) =>
     (await import('./server-command.js')).runStart(options),
   );
+
+  program
+    .command('replicate')
+    .description(
+      'Analytics mirror (docs/analytics.md): stream the run tables of every location (WEFT_LOCATIONS) into ClickHouse (WEFT_CLICKHOUSE_URL) by logical replication; `weft replicate status` shows the lag. Needs wal_level = logical.',
+    )
+    .argument('[what]', '`status`: the slot, ClickHouse position and lag of each run-ops database')
+    .option('--database-url <url>', 'overrides DATABASE_URL')
+    .option('--clickhouse-url <url>', 'overrides WEFT_CLICKHOUSE_URL (HTTP interface)')
+    .option('--rebuild', 'drop the slot and the mirrored rows of these locations, then copy again')
+    .option('--batch-rows <n>', 'rows per ClickHouse insert at most (default 5000)')
+    .option(
+      '--metrics-port <port>',
+      'serve GET /metrics (lag gauges) on this port (env WEFT_REPLICATE_METRICS_PORT)',
+    )
+    .option('--json', 'machine-readable output (status)')
+    .action(async (what: string | undefined, options: ReplicateCommandOptions) =>
+      (await import('./replicate-command.js')).runReplicate(what, options),
+    );
 
   program
     .command('migrate')
