@@ -97,7 +97,13 @@ export class RunResources {
     if (runStatus === undefined || !ENDED_OR_PAUSED.has(runStatus)) return;
     const loc = this.locationOf(runId);
     if (loc) this.signals.send(loc.db, CHANNELS.runEnded, runId);
+    // A child run's end wakes its parent in SQL when both share a location (finish_run); with
+    // several locations the parent may be in another one, which that SQL cannot reach.
+    if (this.locations.size > 1 && runStatus !== 'paused') this.onRunEnded?.(runId);
   }
+
+  /** Set by RunWaitpoints: wake a parent in another location (see signalRunEnd). */
+  onRunEnded: ((runId: string) => void) | undefined;
 
   /**
    * Wake workers of the environments a location function made work ready in: the `wake` list of

@@ -43,7 +43,9 @@ export type WaitpointCompletion =
   | { status: 'completed'; runId: string; stepRunId: string; payloadDataclipId: string };
 
 export class RunWaitpoints {
-  constructor(private readonly r: RunResources) {}
+  constructor(private readonly r: RunResources) {
+    r.onRunEnded = (runId) => void this.wakeParentInOtherLocation(runId).catch(() => {});
+  }
 
   /**
    * What a control node's next transition needs to know: its own step run (error set by a failed
@@ -188,9 +190,54 @@ export class RunWaitpoints {
     return rows.rows.length > 0;
   }
 
+  /**
+   * A run ended: when it is a child whose parent lives in another location, complete the parent's
+   * waitpoint there (finish_run did it in SQL when they share one). One indexed read of the child
+   * row by id; only with several locations. The sweep in fireDueWaitpoints catches one this
+   * misses (a process that died between the child's commit and this call).
+   */
+  async wakeParentInOtherLocation(childRunId: string): Promise<boolean> {
+    const child = this.r.locationOf(childRunId);
+    if (!child) return false;
+    const rows = await child.db.query<{ parent_step_run_id: string | null }>(
+      `select parent_step_run_id from ${child.schema}.runs where id = $1`,
+      [childRunId],
+    );
+    const parentStep = rows.rows[0]?.parent_step_run_id;
+    if (!parentStep || this.r.locationOf(parentStep) === child) return false;
+    return this.wakeParentIfChildEnded(parentStep, childRunId);
+  }
+
+  /**
+   * Waitpoints waiting on a child run in another location whose child has ended (at most `limit`
+   * per location; only with several locations): the fallback for wakeParentInOtherLocation.
+   */
+  async wakeCrossLocationParents(limit = 100): Promise<number> {
+    if (this.r.locations.size < 2) return 0;
+    let n = 0;
+    for (const loc of this.r.locations.values()) {
+      const rows = await loc.db.query<{ step_run_id: string; child_run_id: string }>(
+        `select step_run_id, child_run_id from ${loc.schema}.waitpoints
+          where kind = 'child_run' and status = 'waiting' and child_run_id not like $1 limit $2`,
+        [`run\\_${loc.tag}%`, limit],
+      );
+      const parentOf = new Map(rows.rows.map((r) => [r.child_run_id, r.step_run_id]));
+      for (const [childLoc, ids] of this.r.groupByLocation([...parentOf.keys()])) {
+        if (childLoc === loc) continue;
+        const ended = await childLoc.db.query<{ id: string }>(
+          `select id from ${childLoc.schema}.runs where id = any($1::text[]) and ${childLoc.schema}.run_ended(status)`,
+          [ids],
+        );
+        for (const { id } of ended.rows)
+          if (await this.wakeParentIfChildEnded(parentOf.get(id)!, id)) n++;
+      }
+    }
+    return n;
+  }
+
   /** Due sleeps complete and expired approvals time out (every location). */
   async fireDueWaitpoints(limit = 100): Promise<number> {
-    let n = 0;
+    let n = await this.wakeCrossLocationParents(limit);
     for (const loc of this.r.locations.values()) {
       const rows = await loc.db.query<{ r: { fired: number; wake: string[] } }>(
         `select ${loc.schema}.fire_due_waitpoints($1) as r`,
