@@ -255,17 +255,30 @@ describe.each(BACKENDS)('operations API on %s', (backend) => {
     expect(unknown.status).toBe(422);
     expect(unknown.body.error.message).toContain('"a0"');
     const set = await patch('/api/v1/organization', { flags: { 'runs.location': 'a0' } });
-    expect(set.body.flags).toEqual({ 'runs.location': 'a0' });
+    // the cutover also records where the organization's runs are (listings read those)
+    expect(set.body.flags).toEqual({ 'runs.location': 'a0', 'runs.locations': ['a0'] });
     expect((await f.db.stores.control.getEnvironment(f.environmentId))?.flags).toEqual({
       'runs.location': 'a0',
+      'runs.locations': ['a0'],
     });
     expect((await post('/api/v1/workflows/slow-pair/runs', { input: { n: 5 } })).status).toBe(201);
     const foreign = await get('/api/v1/organization', f.foreign.auth);
     expect(foreign.body.id).not.toBe(org.body.id);
     expect(foreign.body.flags).toEqual({});
     const cleared = await patch('/api/v1/organization', { flags: { 'runs.location': null } });
-    expect(cleared.body.flags).toEqual({});
+    expect(cleared.body.flags).toEqual({ 'runs.locations': ['a0'] });
     expect((await patch('/api/v1/organization', { flags: { other: 1 } })).status).toBe(400);
+    // POST /api/v1/organization/cutover: the same, with where new runs went before
+    const cut = await post('/api/v1/organization/cutover', { location: 'a0' });
+    expect(cut.status).toBe(200);
+    expect(cut.body).toMatchObject({ location: 'a0', previous: 'a0', locations: ['a0'] });
+    const bad = await post('/api/v1/organization/cutover', { location: 'zz' });
+    expect(bad.status).toBe(422);
+    expect(bad.body.error.message).toContain('"zz" is not a run location of this installation');
+    // offset pagination is refused with the way to page
+    const offset = await get('/api/v1/runs?offset=20');
+    expect(offset.status).toBe(400);
+    expect(JSON.stringify(offset.body)).toContain('nextCursor');
   });
 
   it('retention wipes the bodies of ended runs older than retentionDays, and nothing of a run still open', async () => {
