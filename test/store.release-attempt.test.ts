@@ -111,6 +111,21 @@ describe.each(BACKENDS)('releasing an attempt uncharged on %s', (backend) => {
     expect((await db.stores.runs.getRun(environmentId, canceled.runId))?.status).toBe('canceled');
   });
 
+  it('a control node (unlimited budget, the integer maximum) is released without overflowing it', async () => {
+    const claim = await startRun();
+    // A sleep, forEach or sub-workflow transition has max_attempts = 2147483647 (unlimited): the
+    // release used to add one and fail with "integer out of range", retrying for ten minutes.
+    await db.executor.query(`update ${loc}.step_runs set max_attempts = 2147483647 where id = $1`, [
+      claim.stepRunId,
+    ]);
+    expect(await db.stores.runs.releaseAttempt(claim, 'w1', dbError)).toBe('released');
+    const budget = await db.executor.query<{ max_attempts: number; status: string }>(
+      `select max_attempts, status from ${loc}.step_runs where id = $1`,
+      [claim.stepRunId],
+    );
+    expect(budget.rows).toEqual([{ max_attempts: 2147483647, status: 'ready' }]);
+  });
+
   it('a commit whose reply was lost: the retry is fenced, and the next step that commit claimed is released at once, not after its lease', async () => {
     let cut = false;
     const wf = defineWorkflow('ack-lost')

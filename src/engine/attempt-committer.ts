@@ -164,13 +164,14 @@ export class AttemptCommitter {
   }
 
   /** Record a failed attempt (fenced by the lease); a retry wakes the claim loop when due. */
+  /** True when the database answered (recorded, or fenced); false when it could not be reached. */
   async recordFailure(
     claim: ClaimedStep,
     info: StepErrorInfo,
     retryDelayMs: number | null,
     log: Logger,
     edges?: { live: string[]; dead: string[] },
-  ): Promise<void> {
+  ): Promise<boolean> {
     try {
       const result = await this.w.runs.failStep(claim, this.w.workerId, info, retryDelayMs, edges);
       const workflow = { workflow: claim.workflowId };
@@ -186,11 +187,13 @@ export class AttemptCommitter {
         this.w.metrics.stepsFailed.inc(workflow);
         log.warn({ err: info.message, runStatus: result.runStatus }, 'step failed');
       }
+      return true;
     } catch (error) {
       log.error(
         { err: error },
         'recording the failure failed; the lease will expire and the reaper will handle it',
       );
+      return false;
     }
   }
 }

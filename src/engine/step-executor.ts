@@ -191,14 +191,29 @@ export class StepExecutor {
       if (outcome.childRunId)
         await this.w.runs.wakeParentIfChildEnded(claim.stepRunId, outcome.childRunId);
     } catch (error) {
-      log.error(
-        { err: error },
-        'parking failed; the lease will expire and the transition will run again',
+      // A park that failed (a deadlock, a constraint, a dropped connection) rolled back: the step
+      // run is still `running` with this worker's lease and its attempt open. Waiting out the
+      // lease (30 s by default) stalled the run and then charged it `lease_lost`. End the attempt
+      // now instead, as failed with the park's error, and run the transition again after
+      // PARK_RETRY_MS (not at once: a park that fails every time must not spin). A control node's
+      // budget is unlimited, so this costs it nothing. Fenced like a commit: if the park did commit
+      // and only its reply was lost, nothing changes. If even that cannot be recorded (the
+      // database is away), the releaser gives the attempt back uncharged once it answers.
+      log.error({ err: error }, 'parking failed; ending the attempt to run the transition again');
+      const recorded = await this.commits.recordFailure(
+        claim,
+        { ...describeError(error), terminal: false },
+        PARK_RETRY_MS,
+        log,
       );
+      if (!recorded) this.w.releaser.release(claim, 'parking it failed');
     }
     return null;
   }
 }
+
+/** After a failed park, the transition runs again this much later. */
+const PARK_RETRY_MS = 1_000;
 
 function isLeaseLost(reason: unknown): boolean {
   return (

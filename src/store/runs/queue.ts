@@ -259,7 +259,9 @@ export class RunQueue {
     const loc = this.r.locationOf(claim.stepRunId)!;
     const outcome = await loc.db.transaction(async (tx) => {
       const bumped = await tx.query<{ valid: boolean }>(
-        `update ${loc.schema}.step_runs set max_attempts = max_attempts + 1
+        // A control node's budget is the integer maximum (unlimited): +1 would overflow it.
+        `update ${loc.schema}.step_runs
+            set max_attempts = case when max_attempts < 2147483647 then max_attempts + 1 else max_attempts end
           where id = $1 and status = 'running' and attempt_count = $2 and lease_owner = $3
           returning lease_expires_at >= now() as valid`,
         [claim.stepRunId, claim.attempt, workerId],

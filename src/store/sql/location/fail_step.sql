@@ -82,11 +82,8 @@ begin
       perform {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
       return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id));
     end if;
-    -- fail fast: cancel the rest of the body, hand the owner the failure
-    update {{schema}}.attempt_rows a set status = 'canceled', finished_at = now()
-      from {{schema}}.step_runs sr
-     where sr.run_id = s.run_id and sr.scope_key = s.scope_key and sr.status = 'running'
-       and a.step_run_id = sr.id and a.number = sr.attempt_count and a.status = 'running';
+    -- fail fast: cancel the rest of the body (step runs, then their running attempts: the lock
+    -- order of cancel_open), hand the owner the failure
     perform {{schema}}.cancel_scope(s.run_id, s.scope_key);
     update {{schema}}.step_runs
        set status = 'ready', available_at = now(),
