@@ -7,7 +7,8 @@
  *
  * What the checker proves, per run (each violation is reported with the run and step key):
  * 1. **reached its end**: the run's status is the interpreter's (`succeeded` / `failed`), and no
- *    step run is left open, no attempt left `running`.
+ *    step run of it is left open, no attempt of any step (control nodes included) left `running` —
+ *    a failed run too (its unfinished step runs and their attempts are canceled with it).
  * 2. **no output committed twice**: per code step run at most one `output` dataclip names it
  *    (`by.step`), exactly one if it succeeded, and it is its succeeded attempt's (`by.attempt`).
  * 3. **none invented**: every ledger entry has a persisted attempt row with that number, written by
@@ -108,6 +109,9 @@ export interface LedgerReport {
   duplicated: number;
   violations: string[];
 }
+
+const ENDED = new Set(['succeeded', 'failed', 'canceled']);
+const OPEN = new Set(['pending', 'ready', 'running', 'waiting']);
 
 /** Step runs whose code appends to the ledger (routers and control nodes do not). */
 const CODE_KINDS = new Set(['step']);
@@ -210,9 +214,15 @@ export async function checkLedger(options: {
     const maxOf = new Map<string, number>();
     for (const n of spec.nodes)
       if ('maxAttempts' in n) maxOf.set(n.kind === 'step' ? n.id : `${n.id}_b`, n.maxAttempts);
+    const ended = ENDED.has(run.status);
     for (const sr of stepRunsBy.get(runId) ?? []) {
-      if (['pending', 'ready', 'running', 'waiting'].includes(sr.status) && run.status !== 'failed')
-        flag(`${runId}/${sr.step_key}: left ${sr.status}`);
+      // An ended run (succeeded, failed, canceled) has no open step run and no open attempt, of
+      // any kind: a failed run's unfinished steps were canceled with it, and their attempts too.
+      if (ended && OPEN.has(sr.status)) flag(`${runId}/${sr.step_key}: left ${sr.status}`);
+      if (ended)
+        for (const a of attemptsBy.get(key(runId, sr.step_key)) ?? [])
+          if (a.status === 'running')
+            flag(`${runId}/${sr.step_key}: attempt ${a.number} still running in a ${run.status} run`);
       if (!CODE_KINDS.has(sr.kind)) continue;
       const k = key(runId, sr.step_key);
       const tries = attemptsBy.get(k) ?? [];
@@ -253,8 +263,6 @@ export async function checkLedger(options: {
       }
       // 4. none lost: a finished attempt ran its code
       for (const a of tries) {
-        if (a.status === 'running' && run.status !== 'failed')
-          flag(`${k}: attempt ${a.number} still running`);
         if ((a.status === 'succeeded' || a.status === 'failed') && !seen.has(a.number)) {
           lost++;
           flag(
