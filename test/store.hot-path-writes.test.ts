@@ -7,6 +7,7 @@
  * (reruns replay it); and no foreign key is left inside a location.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rerunRun } from '../src/engine/rerun.js';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
@@ -106,6 +107,48 @@ describe.each(BACKENDS)('hot path writes on %s', (backend) => {
       // a cursor in the middle returns exactly the rest
       const rest = (await db.stores.runs.listRunEvents(engine.environmentId, run.id, ids[3]))!;
       expect(rest.map((e) => e.id)).toEqual(events.slice(4).map((e) => e.id));
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('a reused rerun row whose successor ran earlier says so (successor_ran), not by listing itself', async () => {
+    // a → b → d and a → c. Rerun from c: a is materialized (c's parent), b is not (it ran, and
+    // its successor d ran), d is (a leaf). a records that a successor ran (b, in the source)
+    // instead of listing itself among its successors; the final state is c and d. (Here c also
+    // ran, so the final state alone would not catch finish_run ignoring successor_ran: the row
+    // assertion does the checking.)
+    const wf = defineWorkflow<number>('hot-rerun')
+      .step('a', (x: number) => x + 1)
+      .step('b', { after: 'a' }, (x: number) => x * 10)
+      .step('d', { after: 'b' }, (x: number) => x + 5)
+      .step('c', { after: 'a' }, (x: number) => x - 1);
+    const engine = await startTestEngine(db.stores, [wf]);
+    try {
+      const { run: source } = await engine.trigger('hot-rerun', 1);
+      expect((await engine.waitForRun(source.id, { timeoutMs: 30_000 })).status).toBe('succeeded');
+      const { run } = await rerunRun(db.stores, engine.environmentId, source.id, {
+        fromStep: 'c',
+      });
+      const done = await engine.waitForRun(run!.id, { timeoutMs: 30_000 });
+      expect(done.status).toBe('succeeded');
+      const { db: x, schema } = loc();
+      const rows = await x.query<{
+        step_key: string;
+        successors: string[];
+        successor_ran: boolean;
+      }>(
+        `select step_key, successors, successor_ran from ${schema}.step_runs
+          where run_id = $1 order by step_key`,
+        [run!.id],
+      );
+      expect(rows.rows).toEqual([
+        { step_key: 'a', successors: ['c'], successor_ran: true },
+        { step_key: 'c', successors: [], successor_ran: false },
+        { step_key: 'd', successors: [], successor_ran: false },
+      ]);
+      const final = await db.stores.runs.getDataclip(engine.environmentId, done.finalDataclipId!);
+      expect(final?.body).toEqual({ c: 1, d: 25 });
     } finally {
       await engine.stop();
     }

@@ -382,7 +382,7 @@ export function materialize(
     if (keep.has(n.id)) {
       // finish_run counts a succeeded step as a leaf when none of its successors ran. A reused
       // successor that ran but is not materialized here would be invisible to that rule, so the
-      // row lists itself as a successor that ran: it can never be mistaken for a leaf.
+      // row says so (successor_ran): it can never be mistaken for a leaf.
       const succ = n.successors.filter(materialized);
       const covered = n.successors.some(
         (s) => !materialized(s) && fate.get(s) === 'reuse' && ran(s),
@@ -391,7 +391,8 @@ export function materialize(
         ...base,
         reusedFrom: records.get(n.id)!.stepRunId,
         pending: 0,
-        successors: covered ? [...succ, n.id] : succ,
+        successors: succ,
+        successorRan: covered,
         failureSuccessors: [],
         liveFrom: [],
       });

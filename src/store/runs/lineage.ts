@@ -27,6 +27,11 @@ export interface RerunStepRow {
   parents: string[];
   successors: string[];
   failureSuccessors: string[];
+  /**
+   * Reused: a successor of this step ran in an earlier run of the lineage and is not materialized
+   * here, so the run's end must not count this step as a leaf (step_runs.successor_ran).
+   */
+  successorRan?: boolean;
   /** Reused parents whose edge was live in the source run. */
   liveFrom: string[];
   maxAttempts: number;
@@ -209,6 +214,7 @@ export class RunLineage {
         parents: s.parents,
         successors: s.successors,
         failure_successors: s.failureSuccessors,
+        successor_ran: s.successorRan ?? false,
         live_from: s.liveFrom,
         max_attempts: s.maxAttempts,
         on_exhausted: s.onExhausted,

@@ -74,3 +74,9 @@ select a.step_run_id, a.number, a.run_id, a.worker_id,
 --    anyway), so the claim's update of a row adds none.
 alter table {{schema}}.step_runs add column event_id bigint;
 create index step_runs_events on {{schema}}.step_runs (run_id, event_id) where event_id is not null;
+
+-- 6. A reused step run of a rerun whose successor ran in an earlier run of the lineage (that
+--    successor not materialized in the rerun) says so here, instead of listing itself among its
+--    successors so that finish_run would not take it for a leaf (src/engine/rerun.ts). Rows
+--    written before keep their self-reference, which finish_run still reads the same way.
+alter table {{schema}}.step_runs add column successor_ran boolean not null default false;

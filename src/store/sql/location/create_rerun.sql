@@ -71,7 +71,7 @@ begin
 
   insert into {{schema}}.step_runs (id, run_id, environment_id, workflow_id, step_id, step_key, kind, status,
                                     pending_parents, live_from, parents, successors, failure_successors,
-                                    max_attempts, on_exhausted, concurrency_key, concurrency_limit,
+                                    successor_ran, max_attempts, on_exhausted, concurrency_key, concurrency_limit,
                                     input_dataclip_id, input_hash, output_dataclip_id, reused_from,
                                     started_at, finished_at)
   select u.id, v_run, v_env, p ->> 'workflowId', u.step_id, u.step_id, u.kind,
@@ -79,15 +79,15 @@ begin
               when cardinality(u.parents) = 0 then 'ready' else 'pending' end,
          case when u.reused_from is not null then 0 else u.pending end,
          u.live_from, u.parents, u.successors, u.failure_successors,
-         u.max_attempts, u.on_exhausted, u.concurrency_key, u.concurrency_limit,
+         coalesce(u.successor_ran, false), u.max_attempts, u.on_exhausted, u.concurrency_key, u.concurrency_limit,
          case when u.reused_from is not null then src.input_dataclip_id
               when cardinality(u.parents) = 0 then v_input_id end,
          case when u.reused_from is not null then src.input_hash
               when cardinality(u.parents) = 0 then v_input_hash end,
          src.output_dataclip_id, u.reused_from, src.started_at, src.finished_at
     from jsonb_to_recordset(p -> 'steps') as u(id text, step_id text, kind text, reused_from text, pending integer,
-         parents text[], successors text[], failure_successors text[], live_from text[], max_attempts integer,
-         on_exhausted text, concurrency_key text, concurrency_limit integer)
+         parents text[], successors text[], failure_successors text[], successor_ran boolean, live_from text[],
+         max_attempts integer, on_exhausted text, concurrency_key text, concurrency_limit integer)
     left join {{schema}}.step_runs src on src.id = u.reused_from;
 
   insert into {{schema}}.run_events (run_id, kind, data)

@@ -1,4 +1,5 @@
--- End a run. Final state: the succeeded step runs none of whose successors ran. One such leaf:
+-- End a run. Final state: the succeeded step runs none of whose successors ran (successor_ran: a
+-- reused row of a rerun whose successor ran in an earlier run of the lineage). One such leaf:
 -- point at its output dataclip (no copy, no write). Several: one new dataclip { [key]: output }.
 -- With save_dataclips off, every body of the run is dropped now (they were kept only while the run
 -- was live, so that any worker could pick up any step and a crash loses nothing).
@@ -14,7 +15,7 @@ begin
   select id, environment_id, save_dataclips into v_run from {{schema}}.runs where id = p_run_id;
   select count(*), min(s.output_dataclip_id) into v_count, v_single
     from {{schema}}.step_runs s
-   where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+   where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null and not s.successor_ran
      and not exists (
        select 1 from {{schema}}.step_runs c
         where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
@@ -23,7 +24,7 @@ begin
   elsif v_count > 1 then
     select jsonb_object_agg(s.step_key, d.body) into v_body
       from {{schema}}.step_runs s join {{schema}}.dataclips d on d.id = s.output_dataclip_id
-     where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null
+     where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null and not s.successor_ran
        and not exists (
          select 1 from {{schema}}.step_runs c
           where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
