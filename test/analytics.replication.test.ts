@@ -15,6 +15,7 @@ import { openAnalyticsFixture, type AnalyticsFixture } from './support/analytics
 import { CLICKHOUSE_ABSENT, clickhouseBinary } from './support/throwaway-clickhouse.js';
 import { createPgExecutor } from '../src/store/pg-executor.js';
 import { adminUrl } from './support/databases.js';
+import { REPO_ROOT, runCli } from './support/cli-process.js';
 
 const present = clickhouseBinary() !== undefined;
 if (!present) console.warn(CLICKHOUSE_ABSENT);
@@ -147,17 +148,25 @@ describe.skipIf(!present)('analytics mirror (ClickHouse + logical replication)',
   }, 120_000);
 
   it('a table of a location it was not given stops it with a clear error (nothing acknowledged past it)', async () => {
-    // A third location, created by `weft migrate` (location migration 0013 co-publishes it),
-    // while this replicator only knows a0 and b1.
+    // A third location, created by `weft migrate` (which co-publishes it, the mirror being in
+    // use), while this replicator only knows a0 and b1.
+    const migrated = await runCli(['migrate'], {
+      cwd: REPO_ROOT,
+      env: { DATABASE_URL: f.url, WEFT_LOCATIONS: 'a0,b1,c2' },
+      timeoutMs: 60_000,
+    });
+    expect(migrated.stdout).toContain('analytics publication: weft_loc_c2.runs');
+    expect(migrated.code).toBe(0);
+    const published = await f.executor.query<{ t: string }>(
+      `select tablename as t from pg_publication_tables where schemaname = 'weft_loc_c2' order by 1`,
+    );
+    expect(published.rows.map((r) => r.t)).toEqual(['attempt_rows', 'runs', 'step_runs']);
     const { createStores } = await import('../src/store/stores.js');
     const stores = createStores({
       control: f.executor,
       locationTags: ['a0', 'b1', 'c2'],
       defaultLocationTag: 'c2',
     });
-    await stores.migrate();
-    const { ensurePublication } = await import('../src/analytics/replicator.js');
-    await ensurePublication(f.executor, 'weft', ['weft_loc_c2']);
     const { Engine } = await import('../src/engine/engine.js');
     const { silentLogger } = await import('../src/engine/logger.js');
     const engine = await Engine.start({

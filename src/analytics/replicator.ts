@@ -97,9 +97,10 @@ export async function ensurePublication(
   db: Executor,
   prefix: string,
   schemas: string[],
-): Promise<void> {
+): Promise<string[]> {
   const pub = publicationName(prefix);
   const tables: string[] = [];
+  const changed = new Set<string>();
   for (const s of schemas)
     for (const t of MIRROR_TABLES) tables.push(`${s}.${await storedTableName(db, s, t)}`);
   for (const t of tables) {
@@ -107,8 +108,10 @@ export async function ensurePublication(
       `select relreplident from pg_class where oid = $1::regclass`,
       [t],
     );
-    if (ident.rows[0]?.relreplident !== 'f')
+    if (ident.rows[0]?.relreplident !== 'f') {
       await db.query(`alter table ${t} replica identity full`);
+      changed.add(t);
+    }
   }
   const exists = await db.query('select 1 from pg_publication where pubname = $1', [pub]);
   if (exists.rows.length === 0) {
@@ -125,6 +128,8 @@ export async function ensurePublication(
   const missing = tables.filter((t) => !have.has(t));
   if (missing.length > 0)
     await db.query(`alter publication ${pub} add table ${missing.join(', ')}`);
+  for (const t of missing) changed.add(t);
+  return [...changed];
 }
 
 /** Which of a mirrored table's PostgreSQL names holds its rows in this schema (a base table). */
@@ -143,6 +148,30 @@ export async function storedTableName(
   throw broken(
     `schema ${schema} has no table ${table.pgNames.join(' or ')}: it is not a migrated location. Run \`weft migrate\`, or remove the location from WEFT_LOCATIONS.`,
   );
+}
+
+/**
+ * At migrate time: when this database is mirrored (its publication exists), co-publish every
+ * location's run tables with REPLICA IDENTITY FULL, so a location created now is streamed from
+ * its first row. Nothing when the mirror is not in use, or on PGlite.
+ */
+export async function coPublishIfMirrored(
+  locations: Array<{ db: Executor; schema: string }>,
+  prefix = 'weft',
+): Promise<string[]> {
+  // returns the tables added to the publication (or given REPLICA IDENTITY FULL)
+  const byDb = new Map<Executor, string[]>();
+  for (const l of locations) byDb.set(l.db, [...(byDb.get(l.db) ?? []), l.schema]);
+  const done: string[] = [];
+  for (const [db, schemas] of byDb) {
+    if (db.kind !== 'postgres') continue;
+    const pub = await db.query('select 1 from pg_publication where pubname = $1', [
+      publicationName(prefix),
+    ]);
+    if (pub.rows.length === 0) continue;
+    done.push(...(await ensurePublication(db, prefix, schemas)));
+  }
+  return done;
 }
 
 interface SourceIdentity {

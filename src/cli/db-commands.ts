@@ -40,6 +40,12 @@ export async function runMigrate(options: MigrateOptions): Promise<void> {
     await assertSplitAtBoot(stores, { liveEvents: false });
     try {
       applied = await stores.migrate();
+      // the analytics mirror (docs/analytics.md): a location created now is co-published at once
+      const { coPublishIfMirrored } = await import('../analytics/replicator.js');
+      const published = await coPublishIfMirrored(
+        [...stores.runs.locations.values()].map((l) => ({ db: l.db, schema: l.schema })),
+      );
+      if (published.length > 0) applied.push(`analytics publication: ${published.join(', ')}`);
     } catch (error) {
       throw new CliError(`migrating ${describeTarget(target)} failed: ${(error as Error).message}`);
     }
@@ -188,6 +194,18 @@ export class DatabaseOperations {
     return environmentView(env!);
   }
 
+  async deleteEnvironment(args: { project?: string; name: string }): Promise<DeletedView> {
+    const env = await this.environment(args.project ?? DEFAULT_PROJECT, args.name);
+    const { environments } = await this.control.deleteTenant('environment', env.id);
+    return { name: args.name, deleted: true, environments };
+  }
+
+  async deleteProject(args: { name: string }): Promise<DeletedView> {
+    const p = await this.project(args.name);
+    const { environments } = await this.control.deleteTenant('project', p.id);
+    return { name: args.name, deleted: true, environments };
+  }
+
   async listProjects(): Promise<ProjectView[]> {
     return (await this.control.listAllProjects()).map(projectView);
   }
@@ -240,6 +258,12 @@ export interface KeyView {
   revokedAt: string | null;
 }
 export type CreatedKeyView = Omit<KeyView, 'revokedAt'> & { key: string };
+/** A deleted environment or project (DELETE /api/v1/environments/{name}, /projects/{name}). */
+export interface DeletedView {
+  name: string;
+  deleted: true;
+  environments: string[];
+}
 export interface EnvironmentView {
   id: string;
   name: string;
