@@ -168,6 +168,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'POST /api/v1/projects createProject',
         'PATCH /api/v1/projects/{name} updateProject',
         'GET /api/v1/organization getOrganization',
+        'POST /api/v1/organization/cutover cutoverOrganization',
         'PATCH /api/v1/organization updateOrganization',
         'GET /api/v1/audit listAudit',
       ].sort(),
