@@ -16,6 +16,7 @@ import {
   withDatabase,
   type CreatedKeyView,
   type DatabaseOperations,
+  type DeletedView,
   type EnvironmentView,
   type KeyView,
   type ProjectView,
@@ -41,6 +42,8 @@ type Operations = Pick<
   | 'listEnvironments'
   | 'createEnvironment'
   | 'setEnvironmentPaused'
+  | 'deleteEnvironment'
+  | 'deleteProject'
   | 'listProjects'
   | 'createProject'
   | 'updateProject'
@@ -78,6 +81,14 @@ class ApiOperations implements Operations {
         paused: args.paused,
       })
     ).body;
+  }
+  async deleteEnvironment(args: { name: string }) {
+    return (await this.client.delete(`/environments/${encodeURIComponent(args.name)}`))
+      .body as DeletedView;
+  }
+  async deleteProject(args: { name: string }) {
+    return (await this.client.delete(`/projects/${encodeURIComponent(args.name)}`))
+      .body as DeletedView;
   }
   async listProjects() {
     return (await this.client.get<{ data: ProjectView[] }>('/projects')).data;
@@ -324,6 +335,31 @@ export async function runEnvironmentsPause(
       paused
         ? `Paused environment ${env.name}: triggers get 409 environment_paused and its workers claim nothing; steps already executing finish. Resume with \`weft environments resume ${env.name}\`.\n`
         : `Resumed environment ${env.name}${env.projectPaused ? ' (its project is still paused: `weft projects settings --resume`)' : ''}.\n`,
+    );
+  });
+}
+
+/**
+ * `weft environments delete <name> --yes` / `weft projects delete <name> --yes`: the control rows at
+ * once, the run data by cleanup jobs (docs/operations.md). `--yes` is required: nothing is archived.
+ */
+export async function runTenantDelete(
+  what: 'environment' | 'project',
+  name: string,
+  options: OperationsOptions & { yes?: boolean },
+): Promise<void> {
+  if (!options.yes)
+    throw new CliError(
+      `deleting ${what} "${name}" removes its keys, workflows, schedules and webhooks at once and all its runs, steps, events and dataclips soon after (nothing is archived). Export what you need first, then pass --yes.`,
+    );
+  await withOperations(options, async (ops) => {
+    const done =
+      what === 'environment'
+        ? await ops.deleteEnvironment({ ...projectArg(options), name })
+        : await ops.deleteProject({ name });
+    if (options.json) return printJson(done);
+    process.stdout.write(
+      `Deleted ${what} ${name} through ${ops.where} (environments ${done.environments.join(', ') || 'none'}). Its run data is removed in the background by \`weft server\` / \`weft worker\` (cleanup jobs: weft.cleanup_jobs).\n`,
     );
   });
 }

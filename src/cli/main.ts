@@ -568,10 +568,32 @@ export function buildProgram(): Command {
   ).action(async (name: string, options: Parameters<typeof runEnvironmentsPause>[2]) =>
     (await ops()).runEnvironmentsPause(name, false, options),
   );
+  opsOptions(
+    environments
+      .command('delete')
+      .description(
+        'Delete an environment: keys, workflows, schedules, webhooks at once; its run data by cleanup jobs (nothing archived)',
+      )
+      .argument('<name>')
+      .option('--yes', 'confirm: its runs are deleted, not archived'),
+  ).action(async (name: string, options: { yes?: boolean }) =>
+    (await ops()).runTenantDelete('environment', name, options),
+  );
 
   const projects = program
     .command('projects')
     .description('Create and list projects, change their settings (same routing as weft keys)');
+  opsOptions(
+    projects
+      .command('delete')
+      .description(
+        'Delete a project and its environments; their run data by cleanup jobs (nothing archived)',
+      )
+      .argument('<name>')
+      .option('--yes', 'confirm: its runs are deleted, not archived'),
+  ).action(async (name: string, options: { yes?: boolean }) =>
+    (await ops()).runTenantDelete('project', name, options),
+  );
   opsOptions(projects.command('list').description('List the projects of the organization')).action(
     async (options: Parameters<typeof runProjectsList>[0]) =>
       (await ops()).runProjectsList(options),

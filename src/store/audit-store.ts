@@ -17,8 +17,10 @@ export type AuditAction =
   | 'key.revoke'
   | 'environment.create'
   | 'environment.update'
+  | 'environment.delete'
   | 'project.create'
   | 'project.update'
+  | 'project.delete'
   | 'organization.update';
 
 export const AUDIT_ACTIONS: readonly AuditAction[] = [
@@ -31,8 +33,10 @@ export const AUDIT_ACTIONS: readonly AuditAction[] = [
   'key.revoke',
   'environment.create',
   'environment.update',
+  'environment.delete',
   'project.create',
   'project.update',
+  'project.delete',
   'organization.update',
 ];
 

@@ -28,6 +28,8 @@
  * run_event_watchers primary key; dataclips_run; idempotency_keys primary key;
  * bulk_reruns_environment (ops 0004). Dataclips with no run (rare) are found by a scan.
  */
+import { WeftError } from '../core/errors.js';
+import { parseDuration, type Duration } from '../core/retry.js';
 import type { Executor } from './executor.js';
 import { quoteIdent } from './migrator.js';
 import type { Stores } from './stores.js';
@@ -253,22 +255,53 @@ interface CleanupLogger {
 }
 
 /**
+ * `WEFT_CLEANUP_INTERVAL` (default 30s; `off`: this process cleans nothing) and
+ * `WEFT_CLEANUP_GRACE` (default 15s): how often a process works on cleanup jobs, and how long after
+ * a delete a job waits. A bad value names the variable.
+ */
+export function cleanupSettings(env: Readonly<Record<string, string | undefined>> = process.env): {
+  intervalMs: number | false;
+  graceMs: number;
+} {
+  const read = (name: string, fallback: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    try {
+      return parseDuration((/^\d+$/.test(raw) ? Number(raw) : raw) as Duration, name);
+    } catch {
+      throw new WeftError(
+        'invalid_config',
+        `${name} must be a duration like "500ms", "30s" or "5m"${name === 'WEFT_CLEANUP_INTERVAL' ? ' (or "off": another process cleans)' : ''}; found ${JSON.stringify(raw)}.`,
+      );
+    }
+  };
+  return {
+    intervalMs: env.WEFT_CLEANUP_INTERVAL === 'off' ? false : read('WEFT_CLEANUP_INTERVAL', 30_000),
+    graceMs: read('WEFT_CLEANUP_GRACE', CLEANUP_GRACE_MS),
+  };
+}
+
+/**
  * Run cleanup passes every `intervalMs` in a long-lived process (`weft server`, `weft worker`).
  * One query per interval when there is nothing to clean (an index probe of cleanup_jobs_pending).
- * Returns a function that stops it (waiting for a pass in progress).
+ * Returns a function that stops it (waiting for a pass in progress). Settings: cleanupSettings().
  */
 export function startCleanupLoop(
   stores: Stores,
   logger: CleanupLogger,
-  options: { intervalMs?: number; owner?: string } = {},
+  options: { intervalMs?: number | false; graceMs?: number; owner?: string } = {},
 ): () => Promise<void> {
+  const settings = cleanupSettings();
+  const intervalMs = options.intervalMs ?? settings.intervalMs;
+  if (intervalMs === false) return async () => {};
+  const graceMs = options.graceMs ?? settings.graceMs;
   const cleanup = new CleanupStore(stores);
   let running: Promise<void> | undefined;
   let stopped = false;
   const tick = () => {
     if (running || stopped) return;
     running = cleanup
-      .runOnce(options.owner ? { owner: options.owner } : {})
+      .runOnce({ graceMs, ...(options.owner ? { owner: options.owner } : {}) })
       .then((pass) => {
         if (pass.batches > 0 && Object.values(pass.deleted).some((n) => n > 0))
           logger.info(
@@ -283,7 +316,7 @@ export function startCleanupLoop(
       )
       .finally(() => (running = undefined));
   };
-  const timer = setInterval(tick, options.intervalMs ?? 30_000);
+  const timer = setInterval(tick, intervalMs);
   timer.unref();
   return async () => {
     stopped = true;

@@ -8,7 +8,7 @@
  * organization are never visible: they answer 404 like names that do not exist. A project of the
  * same organization is listed but managed only with its own keys (403 names the fix).
  */
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { WeftError } from '../../core/errors.js';
 import type {
@@ -149,6 +149,50 @@ const updateEnvironment = createRoute({
   responses: {
     200: jsonContent(EnvironmentSchema, 'The environment.'),
     ...errorResponses(400, 401, 403, 404, 413, 415),
+  },
+});
+
+/** A deleted environment or project: what the cleanup of its run data will work on. */
+const DeletedTenantSchema = z
+  .object({
+    name: z.string(),
+    deleted: z.literal(true),
+    environments: z.array(z.string()).openapi({
+      description:
+        'Ids of the environments deleted; their run data is removed by cleanup jobs (docs/operations.md).',
+    }),
+  })
+  .openapi('DeletedTenant');
+
+const deleteEnvironment = createRoute({
+  method: 'delete',
+  path: '/api/v1/environments/{name}',
+  operationId: 'deleteEnvironment',
+  tags: TAG,
+  summary: 'Delete an environment of the caller’s project',
+  description:
+    'Deletes the environment with its keys, workflows, schedules and webhooks at once, and its run data (runs, steps, events, dataclips, idempotency keys) in the background: a cleanup job that `weft server` and `weft worker` work off in bounded batches (docs/operations.md). Deleted, not archived.',
+  security: requiresKey,
+  request: { params: EnvironmentParamsSchema },
+  responses: {
+    200: jsonContent(DeletedTenantSchema, 'Deleted; the run data follows.'),
+    ...errorResponses(401, 403, 404),
+  },
+});
+
+const deleteProject = createRoute({
+  method: 'delete',
+  path: '/api/v1/projects/{name}',
+  operationId: 'deleteProject',
+  tags: TAG,
+  summary: 'Delete the caller’s project',
+  description:
+    'Deletes the project and every environment of it (the calling key included), like DELETE /api/v1/environments/{name} for each. A project is deleted with a key of its own.',
+  security: requiresKey,
+  request: { params: ProjectParamsSchema },
+  responses: {
+    200: jsonContent(DeletedTenantSchema, 'Deleted; the run data follows.'),
+    ...errorResponses(401, 403, 404),
   },
 });
 
@@ -375,6 +419,44 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
       { name, paused },
     );
     return c.json(presentEnvironment(updated!, env.id), 200);
+  });
+
+  app.openapi(deleteEnvironment, async (c) => {
+    const env = await caller(c);
+    const { name } = c.req.valid('param');
+    const target = await environmentOf(env, name); // the 404 names the known ones
+    // recorded first: the calling key may be among what goes
+    await recordAudit(
+      c,
+      deps,
+      'environment.delete',
+      { type: 'environment', id: target.id },
+      { name },
+    );
+    const { environments } = await control.deleteTenant('environment', target.id);
+    return c.json({ name, deleted: true as const, environments }, 200);
+  });
+
+  app.openapi(deleteProject, async (c) => {
+    const env = await caller(c);
+    const { name } = c.req.valid('param');
+    if (name !== env.projectName) {
+      const other = await control.findProject(env.organizationId, name);
+      if (!other)
+        throw new WeftError(
+          'not_found',
+          `No project ${quoteId(name)} in this organization. GET /api/v1/projects lists them.`,
+          { details: { project: name } },
+        );
+      throw new ApiError(
+        'forbidden',
+        `This API key belongs to project "${env.projectName}"; project "${name}" is deleted with a key of its own.`,
+        { project: name, keyProject: env.projectName },
+      );
+    }
+    await recordAudit(c, deps, 'project.delete', { type: 'project', id: env.projectId }, { name });
+    const { environments } = await control.deleteTenant('project', env.projectId);
+    return c.json({ name, deleted: true as const, environments }, 200);
   });
 
   app.openapi(listProjects, async (c) => {
