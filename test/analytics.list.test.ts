@@ -136,15 +136,15 @@ describe.skipIf(!present)('ClickHouse answers = PostgreSQL answers', () => {
           params.push(['createdTo', isoAt(Math.min(1, flt.from + flt.width))]);
         let cursor: string | null = null;
         for (let page = 0; page < 200; page++) {
-          const path = `/api/v1/runs?${qs(params)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-          const [a, b] = await Promise.all([
+          const path: string = `/api/v1/runs?${qs(params)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+          const [a, b]: Array<Awaited<ReturnType<typeof call>>> = await Promise.all([
             call(pgApp, 'GET', path, auth),
             call(chApp, 'GET', path, auth),
           ]);
-          expect(a.status).toBe(200);
-          expect(b.body).toEqual(a.body);
-          compared += a.body.data.length;
-          cursor = a.body.nextCursor;
+          expect(a!.status).toBe(200);
+          expect(b!.body).toEqual(a!.body);
+          compared += a!.body.data.length;
+          cursor = a!.body.nextCursor;
           if (cursor === null) break;
         }
       }),
