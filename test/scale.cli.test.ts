@@ -89,7 +89,15 @@ export const double = defineWorkflow<{ n: number }>('double').step('x2', ({ n })
 
   it('weft worker executes a run minted into the second location; a flip by `weft orgs cutover` reaches another process at once', async () => {
     const worker = startCli(
-      ['worker', '--workflows', join(dir, 'double.ts'), '--project', 'shop', '--environment', 'prod'],
+      [
+        'worker',
+        '--workflows',
+        join(dir, 'double.ts'),
+        '--project',
+        'shop',
+        '--environment',
+        'prod',
+      ],
       { cwd: dir, env: env() },
     );
     try {
