@@ -333,6 +333,24 @@ describe('dashboard (Chromium against weft dev)', () => {
     );
   });
 
+  it('the metrics page shows the failure rate and durations the API answers', async () => {
+    await page.goto(`${f.url}/analytics`);
+    const rate = page.getByTestId('metrics-failure-rate');
+    await rate.waitFor();
+    await expect(page.getByTestId('metrics-source').textContent()).resolves.toContain('PostgreSQL');
+    const from = new Date(Math.floor((Date.now() - 86_400_000) / 60_000) * 60_000).toISOString();
+    const api = await f.api<{
+      data: Array<{ workflowId: string; finished: number; failed: number }>;
+    }>(`/api/v1/metrics/failure-rate?from=${encodeURIComponent(from)}`);
+    expect(api.body.data.length).toBeGreaterThan(0);
+    for (const r of api.body.data) {
+      const row = rate.locator('tbody tr', { hasText: r.workflowId }).first();
+      await expect(row.locator('td').nth(1).textContent()).resolves.toBe(String(r.finished));
+      await expect(row.locator('td').nth(2).textContent()).resolves.toBe(String(r.failed));
+    }
+    await page.getByTestId('metrics-step').waitFor();
+  });
+
   it('no page threw or logged an error along the way', () => {
     expect(problems).toEqual([]);
   });

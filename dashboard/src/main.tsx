@@ -9,6 +9,7 @@ import { Link, Route, Switch, useLocation } from 'wouter';
 import { ApiError } from './api';
 import { warmUpLayout } from './graph/layout';
 import { consumeKeyFragment, signInReason, signOut, subscribeAuth } from './auth';
+import { MetricsPage } from './pages/MetricsPage';
 import { RunPage } from './pages/RunPage';
 import { RunsPage } from './pages/RunsPage';
 import { SchedulesPage } from './pages/SchedulesPage';
@@ -74,6 +75,7 @@ function App() {
           <NavLink href="/runs">Runs</NavLink>
           <NavLink href="/waiting">Waiting</NavLink>
           <NavLink href="/schedules">Schedules &amp; webhooks</NavLink>
+          <NavLink href="/analytics">Metrics</NavLink>
         </nav>
         <span className="spacer" />
         <a href="/api/docs" className="nav-link" target="_blank" rel="noreferrer">
@@ -100,6 +102,7 @@ function App() {
           <Route path="/runs/:id">{(p) => <RunPage key={p.id} id={p.id} />}</Route>
           <Route path="/waiting" component={WaitingPage} />
           <Route path="/schedules" component={SchedulesPage} />
+          <Route path="/analytics" component={MetricsPage} />
           <Route>
             <div className="state-box empty">
               <strong>No page here.</strong>
