@@ -133,7 +133,7 @@ describe('split mode: bad configurations fail at boot, through the CLI', () => {
     expect(r.stderr).toContain('or unset RUN_OPS_DATABASE_URL');
   };
 
-  it('the same database under two names: weft migrate, worker, start and server refuse', async () => {
+  it('the same database under two names: weft migrate, worker, start, server, keys and replicate refuse', async () => {
     expectSameDatabase(await cli(['migrate'], sameDb()), 'migrate');
     expectSameDatabase(
       await cli(['worker', '--workflows', './noop.ts', '--environment', 'prod'], sameDb()),
@@ -148,6 +148,7 @@ describe('split mode: bad configurations fail at boot, through the CLI', () => {
     );
     expectSameDatabase(await cli(['server', '--port', '0'], sameDb()), 'server');
     expectSameDatabase(await cli(['keys', 'list'], sameDb()), 'keys list');
+    expectSameDatabase(await cli(['replicate'], sameDb()), 'replicate');
   }, 180_000);
 
   it('the probe itself fails (no permission on pg_control_system()): fails closed, naming the grant', async () => {

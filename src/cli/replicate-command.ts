@@ -17,7 +17,7 @@ import { createMetricsApp } from '../server/routes/metrics.js';
 import { startServer } from '../server/serve.js';
 import { parseLocationsEnv } from '../store/locations.js';
 import { openExecutor } from '../store/stores.js';
-import { redactUrl, serverDatabase } from './database.js';
+import { assertSplitAtBoot, openStores, redactUrl, serverDatabase } from './database.js';
 import { CliError } from './output.js';
 
 export interface ReplicateCommandOptions {
@@ -106,6 +106,22 @@ export async function startReplicators(
   };
 }
 
+/**
+ * Split mode (RUN_OPS_DATABASE_URL, or locations with URLs): the distinct-database sentinel, as
+ * in every process (src/store/split.ts); nothing with the split off. Opens the stores only for it.
+ */
+async function assertSplitSafeForReplicate(databaseUrl: string | undefined): Promise<void> {
+  const opened = await openStores(serverDatabase(databaseUrl, 'replicate'), {
+    applicationName: 'weft-replicate',
+    poolSize: 1,
+  });
+  try {
+    await assertSplitAtBoot(opened.stores, { liveEvents: false });
+  } finally {
+    await opened.close();
+  }
+}
+
 export async function runReplicate(
   what: string | undefined,
   options: ReplicateCommandOptions,
@@ -117,6 +133,7 @@ export async function runReplicate(
     );
   const logger = createLogger({ name: 'weft-replicate' });
   const sources = replicationSources(options.databaseUrl);
+  await assertSplitSafeForReplicate(options.databaseUrl);
   const settings = clickhouseSettings(options.clickhouseUrl);
   const clickhouse = await Clickhouse.connect(settings);
   const batchRows = options.batchRows ? Number(options.batchRows) : undefined;
