@@ -332,6 +332,16 @@ describe.each(BACKENDS)('two run locations on %s', (backend) => {
       expect(taken.deduplicated).toBe(false);
       const again = await engine.trigger('count', { n: 7 }, { idempotencyKey: 'crashed' });
       expect(again).toMatchObject({ deduplicated: true, run: { id: taken.run.id } });
+      // …and one that crashed after creating its run, before marking the claim: the run it
+      // named is the key's (no second run)
+      const orphan = await engine.trigger('count', { n: 8 });
+      await t.home.query(
+        `insert into weft_ops.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, state, expires_at)
+         values ($1, 'count', 'crashed-after', $2, md5('{"n":8}'::jsonb::text), 'pending', now() - interval '1 second')`,
+        [engine.environmentId, orphan.run.id],
+      );
+      const adopted = await engine.trigger('count', { n: 8 }, { idempotencyKey: 'crashed-after' });
+      expect(adopted).toMatchObject({ deduplicated: true, run: { id: orphan.run.id } });
     } finally {
       await engine.stop();
     }

@@ -94,6 +94,7 @@ export class RunCreation {
             set run_id = excluded.run_id, input_hash = excluded.input_hash, expires_at = excluded.expires_at,
                 state = 'claimed', created_at = now()
           where ${loc.opsSchema}.idempotency_keys.expires_at < now()
+            and ${loc.opsSchema}.idempotency_keys.state = 'claimed'
          returning 1
        ), go as (
          select 1 as ok where $9::text is null or exists (select 1 from key_claim)
@@ -162,8 +163,8 @@ export class RunCreation {
   /**
    * Cross-database claim, step 1 (SCALE.md): take the key in the home run-ops database in state
    * `pending`, naming the run about to be created, for PENDING_CLAIM_TTL_MS — a process that
-   * crashes before step 3 leaves a claim that expires and is then taken over. An expired key
-   * (pending or claimed) is taken over; a live one is not (false: resolve it instead).
+   * crashes before step 3 leaves a claim that expires (resolveIdempotentRun decides then). An
+   * expired claimed key is taken over; a live or pending one is not (false: resolve it instead).
    */
   private async claimPending(p: CreateRunParams, runId: string): Promise<boolean> {
     const h = this.r.home;
@@ -173,7 +174,7 @@ export class RunCreation {
        on conflict (environment_id, workflow_id, key) do update
           set run_id = excluded.run_id, input_hash = excluded.input_hash, state = 'pending',
               expires_at = excluded.expires_at, created_at = now()
-        where k.expires_at < now()
+        where k.expires_at < now() and k.state = 'claimed'
        returning 1`,
       [p.environmentId, p.workflowId, p.idempotency!.key, runId, p.inputText, PENDING_CLAIM_TTL_MS],
     );
@@ -215,10 +216,27 @@ export class RunCreation {
       [p.environmentId, p.workflowId, key, p.inputText],
     );
     const row = existing.rows[0];
-    if (!row || row.state === 'expired') {
-      // The key expired and was removed (or a crashed claim expired) between our statement and
-      // this read: try again.
+    if (!row) {
+      // The key expired and was removed between our statement and this read: try again.
       return this.createRun(p);
+    }
+    if (row.state === 'expired') {
+      // A pending claim whose process crashed. Did it create its run before crashing (between
+      // steps 2 and 3)? Then that run is the key's: mark it. Otherwise free the key and retry.
+      const made = await this.queries.getRun(p.environmentId, row.run_id);
+      await h.db.query(
+        made
+          ? `update ${h.opsSchema}.idempotency_keys
+                set state = 'claimed', expires_at = now() + $5::bigint * interval '1 millisecond'
+              where environment_id = $1 and workflow_id = $2 and key = $3 and run_id = $4 and state = 'pending'`
+          : `delete from ${h.opsSchema}.idempotency_keys
+              where environment_id = $1 and workflow_id = $2 and key = $3 and run_id = $4
+                and state = 'pending' and expires_at < now()`,
+        made
+          ? [p.environmentId, p.workflowId, key, row.run_id, p.idempotency!.ttlMs]
+          : [p.environmentId, p.workflowId, key, row.run_id],
+      );
+      return made ? this.resolveIdempotentRun(p) : this.createRun(p);
     }
     if (row.state === 'pending') {
       await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
