@@ -9,9 +9,10 @@
  * ahead of serving it (`syncBeforeServe`), and the TTL bounds what a lost notification can cost
  * only while the channel is down. Records and row mapping: control-rows.ts.
  *
- * Kept whole (about 570 lines): every method shares the caches and their invalidation (dropCaches,
- * watchChanges, the epoch bump on each write), so a split would pass those around; the records and
- * row mapping already live in control-rows.ts.
+ * Kept whole (about 730 lines): every method shares the caches and their invalidation (dropCaches,
+ * dropOrganization, watchChanges, syncBeforeServe, the drop on each write), so a split would pass
+ * those around; the records and row mapping already live in control-rows.ts, the cache in cache.ts,
+ * the cleanup of deleted tenants' run data in cleanup-store.ts.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../core/errors.js';
