@@ -20,7 +20,7 @@
  * edit of its file, not a new migration, and a database migrated earlier gets it at the next
  * `weft migrate` (and `weft dev` / tests, which migrate at start). A process that does not migrate
  * (`weft worker`, `weft server`) checks the recorded hash at start (readiness) and refuses to run
- * against functions it does not know, naming both hashes. Migrations 0001–0006 of `location`
+ * against functions it does not know, naming both hashes. Migrations 0001–0005 of `location`
  * still create the functions of their day (a fresh database runs them, then the set replaces
  * them); a migration added from now on must not define functions.
  */
