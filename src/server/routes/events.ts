@@ -1,8 +1,10 @@
 /**
  * `GET /api/v1/runs/{runId}/events`: every transition of a run as Server-Sent Events, live.
  *
- * The stream is a cursor over the run's rows in `run_events`: each SSE message carries the row id
- * as its `id:`, and the stream always re-reads the table after the last id it sent. It reads
+ * The stream is a cursor over the run's event log (`run_events` rows, and the attempt and step run
+ * rows that are `step.started` / `step.succeeded` events: one id sequence, src/store/runs/events.ts):
+ * each SSE message carries the event id as its `id:`, and the stream always re-reads the log after
+ * the last id it sent. It reads
  * through the engine's feed (src/engine/run-event-feed.ts); wake-ups come from the run observer
  * (src/engine/run-observer.ts: the `events` and `runEnded` channels), so any server process
  * streams any run, whichever engine executes it; a re-read every `pollIntervalMs` covers a missed notification. After the
