@@ -1,7 +1,8 @@
 /**
  * The audit trail: each action that took effect over the API is recorded exactly once (a retried
  * cancel, a second completion of a token, a refused request: no entry), attributed to the key
- * (id, prefix, label) with the request id; GET /api/v1/audit filters and pages with a keyset
+ * (id, prefix, label) with the request id; schedule and webhook edits too; a control-plane action
+ * and its entry commit together (an entry that cannot be written undoes the action); GET /api/v1/audit filters and pages with a keyset
  * cursor, shows an environment only its own entries, and needs the admin scope.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,6 +179,125 @@ describe.each(BACKENDS)('audit trail on %s', (backend) => {
     });
     expect(flags.status, JSON.stringify(flags.body)).toBe(200);
     expect((await entries('&action=organization.update')).length).toBe(1);
+  });
+
+  it('records schedule creation, change and deletion once each; a refused or failed edit writes nothing', async () => {
+    const bad = await call(f.app, 'POST', '/api/v1/schedules', admin.auth, {
+      workflowId: 'audited-quick',
+      cron: 'not a cron',
+    });
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect(bad.status).toBeLessThan(500);
+    const created = await call(f.app, 'POST', '/api/v1/schedules', admin.auth, {
+      workflowId: 'audited-quick',
+      cron: '0 3 * * *',
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id as string;
+    const patched = await call(f.app, 'PATCH', `/api/v1/schedules/${id}`, admin.auth, {
+      enabled: false,
+    });
+    expect(patched.status).toBe(200);
+    const refused = await call(f.app, 'PATCH', `/api/v1/schedules/${id}`, admin.auth, {
+      cron: '99 99 * * *',
+    });
+    expect(refused.status).toBe(422);
+    expect((await call(f.app, 'DELETE', `/api/v1/schedules/${id}`, admin.auth)).status).toBe(204);
+    // gone: a second delete and a change are 404s, with no entry
+    expect((await call(f.app, 'DELETE', `/api/v1/schedules/${id}`, admin.auth)).status).toBe(404);
+    expect(
+      (await call(f.app, 'PATCH', `/api/v1/schedules/${id}`, admin.auth, { enabled: true })).status,
+    ).toBe(404);
+    const mine = await entriesFor(id);
+    expect(mine.map((e) => e.action)).toEqual([
+      'schedule.delete',
+      'schedule.update',
+      'schedule.create',
+    ]);
+    expect(mine[2]!.details).toMatchObject({ workflowId: 'audited-quick', cron: '0 3 * * *' });
+    expect(mine[1]!.details).toEqual({ changes: { enabled: false } });
+    expect(mine.every((e) => e.actor.keyId === admin.id && e.requestId)).toBe(true);
+    // the refused create wrote none either: every schedule entry is this schedule's
+    expect((await entries('&action=schedule.create')).map((e) => e.targetId)).toEqual([id]);
+  });
+
+  it('records webhook creation, change and deletion once each, never the secret', async () => {
+    const unknown = await call(f.app, 'POST', '/api/v1/webhooks', admin.auth, {
+      workflowId: 'nope',
+    });
+    expect(unknown.status).toBe(404);
+    const created = await call(f.app, 'POST', '/api/v1/webhooks', admin.auth, {
+      workflowId: 'audited-quick',
+      signed: true,
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    const secret = created.body.secret as string;
+    expect(
+      (await call(f.app, 'PATCH', `/api/v1/webhooks/${id}`, admin.auth, { label: 'ci' })).status,
+    ).toBe(200);
+    expect((await call(f.app, 'DELETE', `/api/v1/webhooks/${id}`, admin.auth)).status).toBe(204);
+    expect((await call(f.app, 'DELETE', `/api/v1/webhooks/${id}`, admin.auth)).status).toBe(404);
+    expect(
+      (await call(f.app, 'PATCH', `/api/v1/webhooks/${id}`, admin.auth, { enabled: false })).status,
+    ).toBe(404);
+    const mine = await entriesFor(id);
+    expect(mine.map((e) => e.action)).toEqual([
+      'webhook.delete',
+      'webhook.update',
+      'webhook.create',
+    ]);
+    expect(mine[2]!.details).toEqual({ workflowId: 'audited-quick', label: null, signed: true });
+    expect(JSON.stringify(mine)).not.toContain(secret);
+    expect((await entries('&action=webhook.create')).map((e) => e.targetId)).toEqual([id]);
+  });
+
+  it('writes a control-plane action and its entry in one transaction: if the entry fails, the action is undone', async () => {
+    // Make the audit insert fail for key creation only (a database refusing the row).
+    const schema = f.db.stores.schemas.control;
+    await f.db.executor.exec(`
+      create function ${schema}.p_refuse_audit() returns trigger language plpgsql as $$
+      begin raise exception 'audit_log refused (test)'; end $$;
+      create trigger p_refuse_audit before insert on ${schema}.audit_log
+        for each row when (new.action in ('key.create', 'environment.create'))
+        execute function ${schema}.p_refuse_audit();`);
+    try {
+      const res = await call(f.app, 'POST', '/api/v1/keys', admin.auth, {
+        label: 'unrecorded',
+        scopes: ['read'],
+      });
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      // After-commit auditing left this key in place, unrecorded.
+      const keys = await call(f.app, 'GET', '/api/v1/keys', admin.auth);
+      expect((keys.body.data as Array<{ label: string | null }>).map((k) => k.label)).not.toContain(
+        'unrecorded',
+      );
+      const env = await call(f.app, 'POST', '/api/v1/environments', admin.auth, {
+        name: 'unrecorded',
+      });
+      expect(env.status).toBeGreaterThanOrEqual(500);
+      const envs = await call(f.app, 'GET', '/api/v1/environments', admin.auth);
+      expect((envs.body.data as Array<{ name: string }>).map((e) => e.name)).not.toContain(
+        'unrecorded',
+      );
+    } finally {
+      await f.db.executor.exec(
+        `drop trigger p_refuse_audit on ${schema}.audit_log; drop function ${schema}.p_refuse_audit();`,
+      );
+    }
+    // and once the entry can be written, the same request succeeds, recorded once
+    const created = await call(f.app, 'POST', '/api/v1/environments', admin.auth, {
+      name: 'recorded',
+    });
+    expect(created.status).toBe(201);
+    // a taken name is a 409 and writes nothing
+    const taken = await call(f.app, 'POST', '/api/v1/environments', admin.auth, {
+      name: 'recorded',
+    });
+    expect(taken.status).toBe(409);
+    expect((await entries('&action=environment.create')).map((e) => e.details?.name)).toEqual([
+      'recorded',
+    ]);
   });
 
   it('pages newest first with a keyset cursor, filters by actor, and refuses a forged cursor', async () => {

@@ -12,6 +12,7 @@ import type {
   ScheduleInput,
   ScheduleRecord,
   ScheduleSettings,
+  ScheduleStore,
 } from '../store/schedule-store.js';
 import {
   CATCH_UP_POLICIES,
@@ -20,6 +21,18 @@ import {
   scheduleNotFound,
 } from '../store/schedule-store.js';
 import type { Stores } from '../store/stores.js';
+
+/**
+ * How a command makes its one write: by default straight to the schedule store; the API passes a
+ * wrapper that makes it in a transaction with its audit entry (src/server/routes/audit.ts). The
+ * validation reads before it are made outside that transaction.
+ */
+export type ScheduleWrite<T> = (write: (schedules: ScheduleStore) => Promise<T>) => Promise<T>;
+
+const directWrite =
+  <T>(stores: Stores): ScheduleWrite<T> =>
+  (write) =>
+    write(stores.schedules);
 
 /**
  * A schedule declared in code, registered (upserted by workflow and name) when the engine starts.
@@ -154,9 +167,12 @@ export async function createSchedule(
   environmentId: string,
   req: ScheduleRequest,
   now: Date = new Date(),
+  writeWith: ScheduleWrite<ScheduleRecord> = directWrite(stores),
 ): Promise<ScheduleRecord> {
   const settings = await validateSchedule(stores, environmentId, req);
-  return stores.schedules.createSchedule(environmentId, settings, firstSlot(settings, now));
+  return writeWith((schedules) =>
+    schedules.createSchedule(environmentId, settings, firstSlot(settings, now)),
+  );
 }
 
 /**
@@ -169,6 +185,7 @@ export async function updateSchedule(
   id: string,
   patch: Partial<ScheduleRequest>,
   now: Date = new Date(),
+  writeWith: ScheduleWrite<ScheduleRecord> = directWrite(stores),
 ): Promise<ScheduleRecord> {
   const current = await stores.schedules.getSchedule(environmentId, id);
   if (!current) throw scheduleNotFound(id);
@@ -195,15 +212,20 @@ export async function updateSchedule(
         at: current.nextSlotAt ? new Date(current.nextSlotAt) : null,
         held: current.nextSlotHeld,
       };
-  const updated = await stores.schedules.updateSchedule(environmentId, id, settings, next);
-  if (!updated) throw scheduleNotFound(id);
-  return updated;
+  return writeWith(async (schedules) => {
+    const updated = await schedules.updateSchedule(environmentId, id, settings, next);
+    if (!updated) throw scheduleNotFound(id);
+    return updated;
+  });
 }
 
 export async function deleteSchedule(
   stores: Stores,
   environmentId: string,
   id: string,
+  writeWith: ScheduleWrite<void> = directWrite(stores),
 ): Promise<void> {
-  if (!(await stores.schedules.deleteSchedule(environmentId, id))) throw scheduleNotFound(id);
+  await writeWith(async (schedules) => {
+    if (!(await schedules.deleteSchedule(environmentId, id))) throw scheduleNotFound(id);
+  });
 }

@@ -1,6 +1,7 @@
 /**
  * The audit trail: who canceled, resumed, reran, completed a waitpoint, created or revoked a key,
- * paused or changed an environment, a project or the organization (control migration 0005, table
+ * paused or changed an environment, a project or the organization, created, changed or deleted a
+ * schedule or a webhook (control migration 0005, table
  * `audit_log`). Rows are appended, never updated; GET /api/v1/audit reads them with a keyset cursor.
  */
 import { WeftError } from '../core/errors.js';
@@ -21,7 +22,13 @@ export type AuditAction =
   | 'project.create'
   | 'project.update'
   | 'project.delete'
-  | 'organization.update';
+  | 'organization.update'
+  | 'schedule.create'
+  | 'schedule.update'
+  | 'schedule.delete'
+  | 'webhook.create'
+  | 'webhook.update'
+  | 'webhook.delete';
 
 export const AUDIT_ACTIONS: readonly AuditAction[] = [
   'run.cancel',
@@ -38,6 +45,12 @@ export const AUDIT_ACTIONS: readonly AuditAction[] = [
   'project.update',
   'project.delete',
   'organization.update',
+  'schedule.create',
+  'schedule.update',
+  'schedule.delete',
+  'webhook.create',
+  'webhook.update',
+  'webhook.delete',
 ];
 
 /** The acting key; its prefix and label are copied from `api_keys` when the entry is written. */

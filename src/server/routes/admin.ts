@@ -13,6 +13,7 @@ import type { Context } from 'hono';
 import { WeftError } from '../../core/errors.js';
 import type {
   ApiKeyRecord,
+  ControlStore,
   EnvironmentListing,
   EnvironmentRecord,
   ProjectRecord,
@@ -22,7 +23,7 @@ import { ApiError, quoteId } from '../errors.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { AppEnv, ServerApp, ServerDeps } from '../types.js';
 import { cutoverOrganization } from '../../engine/cutover.js';
-import { recordAudit } from './audit.js';
+import { audited } from './audit.js';
 import {
   ApiKeyListSchema,
   CreateApiKeyBodySchema,
@@ -335,8 +336,9 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
   const environmentOf = async (
     env: EnvironmentRecord,
     name: string | undefined,
+    ctl: ControlStore = control,
   ): Promise<EnvironmentListing> => {
-    const all = await control.listEnvironments(env.projectId);
+    const all = await ctl.listEnvironments(env.projectId);
     const found = all.find((e) => e.name === (name ?? env.name));
     if (found) return found;
     throw new WeftError(
@@ -357,13 +359,15 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const env = await caller(c);
     const req = c.req.valid('json');
     const target = await environmentOf(env, req.environment);
-    const key = await control.createApiKey(target.id, req.label, req.scopes ?? ['trigger']);
-    await recordAudit(
+    const key = await audited(
       c,
       deps,
       'key.create',
-      { type: 'key', id: key.id },
-      { environment: target.name, scopes: key.scopes, label: key.label },
+      (b) => b.control.createApiKey(target.id, req.label, req.scopes ?? ['trigger']),
+      (k) => ({
+        target: { type: 'key', id: k.id },
+        details: { environment: target.name, scopes: k.scopes, label: k.label },
+      }),
     );
     const { revokedAt: _revokedAt, ...shown } = presentKey(key);
     return c.json({ ...shown, key: key.token }, 201);
@@ -372,15 +376,20 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
   app.openapi(revokeKey, async (c) => {
     const env = await caller(c);
     const { keyId } = c.req.valid('param');
-    const revoked = await control.revokeApiKey(keyId, { projectId: env.projectId });
-    if (!revoked) {
-      throw new WeftError(
-        'not_found',
-        `No active API key ${quoteId(keyId)} in project "${env.projectName}" (unknown, already revoked, or of another project). GET /api/v1/keys lists the keys.`,
-        { details: { keyId } },
-      );
-    }
-    await recordAudit(c, deps, 'key.revoke', { type: 'key', id: keyId });
+    await audited(
+      c,
+      deps,
+      'key.revoke',
+      async (b) => {
+        if (!(await b.control.revokeApiKey(keyId, { projectId: env.projectId })))
+          throw new WeftError(
+            'not_found',
+            `No active API key ${quoteId(keyId)} in project "${env.projectName}" (unknown, already revoked, or of another project). GET /api/v1/keys lists the keys.`,
+            { details: { keyId } },
+          );
+      },
+      () => ({ target: { type: 'key', id: keyId } }),
+    );
     return c.json({ id: keyId, revoked: true as const }, 200);
   });
 
@@ -393,14 +402,15 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
   app.openapi(createEnvironment, async (c) => {
     const env = await caller(c);
     const { name } = c.req.valid('json');
-    await control.createEnvironment(env.projectId, name);
-    const created = await environmentOf(env, name);
-    await recordAudit(
+    const created = await audited(
       c,
       deps,
       'environment.create',
-      { type: 'environment', id: created.id },
-      { name },
+      async (b) => {
+        await b.control.createEnvironment(env.projectId, name);
+        return environmentOf(env, name, b.control);
+      },
+      (e) => ({ target: { type: 'environment', id: e.id }, details: { name } }),
     );
     return c.json(presentEnvironment(created, env.id), 201);
   });
@@ -409,31 +419,32 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const env = await caller(c);
     const { name } = c.req.valid('param');
     const { paused } = c.req.valid('json');
-    const updated = await control.setEnvironmentPaused(env.projectId, name, paused);
-    if (!updated) await environmentOf(env, name); // throws the 404 with the known names
-    await recordAudit(
+    const updated = await audited(
       c,
       deps,
       'environment.update',
-      { type: 'environment', id: updated!.id },
-      { name, paused },
+      async (b) => {
+        const e = await b.control.setEnvironmentPaused(env.projectId, name, paused);
+        // none: the 404 with the known names (nothing changed, no entry)
+        return e ?? (await environmentOf(env, name, b.control));
+      },
+      (e) => ({ target: { type: 'environment', id: e.id }, details: { name, paused } }),
     );
-    return c.json(presentEnvironment(updated!, env.id), 200);
+    return c.json(presentEnvironment(updated, env.id), 200);
   });
 
   app.openapi(deleteEnvironment, async (c) => {
     const env = await caller(c);
     const { name } = c.req.valid('param');
     const target = await environmentOf(env, name); // the 404 names the known ones
-    // recorded first: the calling key may be among what goes
-    await recordAudit(
+    // the entry names the calling key, which may be among what goes: it keeps its prefix and label
+    const { environments } = await audited(
       c,
       deps,
       'environment.delete',
-      { type: 'environment', id: target.id },
-      { name },
+      (b) => b.control.deleteTenant('environment', target.id),
+      () => ({ target: { type: 'environment', id: target.id }, details: { name } }),
     );
-    const { environments } = await control.deleteTenant('environment', target.id);
     return c.json({ name, deleted: true as const, environments }, 200);
   });
 
@@ -454,8 +465,13 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
         { project: name, keyProject: env.projectName },
       );
     }
-    await recordAudit(c, deps, 'project.delete', { type: 'project', id: env.projectId }, { name });
-    const { environments } = await control.deleteTenant('project', env.projectId);
+    const { environments } = await audited(
+      c,
+      deps,
+      'project.delete',
+      (b) => b.control.deleteTenant('project', env.projectId),
+      () => ({ target: { type: 'project', id: env.projectId }, details: { name } }),
+    );
     return c.json({ name, deleted: true as const, environments }, 200);
   });
 
@@ -471,22 +487,33 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     const settings: { saveDataclips?: boolean; retentionDays?: number | null } = {};
     if (req.saveDataclips !== undefined) settings.saveDataclips = req.saveDataclips;
     if (req.retentionDays !== undefined) settings.retentionDays = req.retentionDays;
-    const projectId = await control.createProject(env.organizationId, req.name, settings);
-    const environmentId = await control.createEnvironment(projectId, req.environment ?? 'dev');
-    const key = await control.createApiKey(environmentId, `created with project ${req.name}`, [
-      'admin',
-    ]);
+    // project, first environment and admin key: all three and the entry, or none
+    const { projectId, key } = await audited(
+      c,
+      deps,
+      'project.create',
+      async (b) => {
+        const projectId = await b.control.createProject(env.organizationId, req.name, settings);
+        const environmentId = await b.control.createEnvironment(
+          projectId,
+          req.environment ?? 'dev',
+        );
+        const key = await b.control.createApiKey(
+          environmentId,
+          `created with project ${req.name}`,
+          ['admin'],
+        );
+        return { projectId, key };
+      },
+      (r) => ({
+        target: { type: 'project', id: r.projectId },
+        details: { name: req.name, environment: r.key.environment, keyId: r.key.id },
+      }),
+    );
     const [project] = (await control.listProjects(env.organizationId)).filter(
       (p) => p.id === projectId,
     );
     const [environment] = await control.listEnvironments(projectId);
-    await recordAudit(
-      c,
-      deps,
-      'project.create',
-      { type: 'project', id: projectId },
-      { name: req.name, environment: environment?.name, keyId: key.id },
-    );
     const { revokedAt: _revokedAt, ...shown } = presentKey(key);
     return c.json(
       {
@@ -506,13 +533,20 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
   app.openapi(cutover, async (c) => {
     const env = await caller(c);
     const { location } = c.req.valid('json');
-    const result = await cutoverOrganization(deps.stores, env.organizationId, location);
-    await recordAudit(
+    const result = await audited(
       c,
       deps,
       'organization.update',
-      { type: 'organization', id: env.organizationId },
-      { cutover: result },
+      (b) =>
+        cutoverOrganization(
+          { control: b.control, runs: deps.stores.runs },
+          env.organizationId,
+          location,
+        ),
+      (r) => ({
+        target: { type: 'organization', id: env.organizationId },
+        details: { cutover: r },
+      }),
     );
     return c.json(result, 200);
   });
@@ -530,14 +564,19 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
       );
     }
     // the location flag goes through the cutover, which also records the location history
-    if (location !== undefined)
-      await cutoverOrganization(deps.stores, env.organizationId, location);
-    await recordAudit(
+    await audited(
       c,
       deps,
       'organization.update',
-      { type: 'organization', id: env.organizationId },
-      { flags },
+      async (b) => {
+        if (location !== undefined)
+          await cutoverOrganization(
+            { control: b.control, runs: deps.stores.runs },
+            env.organizationId,
+            location,
+          );
+      },
+      () => ({ target: { type: 'organization', id: env.organizationId }, details: { flags } }),
     );
     return c.json((await control.getOrganization(env.organizationId))!, 200);
   });
@@ -565,13 +604,12 @@ export function registerAdminRoutes(app: ServerApp, deps: ServerDeps): void {
     if (req.saveDataclips !== undefined) settings.saveDataclips = req.saveDataclips;
     if (req.retentionDays !== undefined) settings.retentionDays = req.retentionDays;
     if (req.paused !== undefined) settings.paused = req.paused;
-    const project = await control.updateProjectSettings(env.projectId, settings);
-    await recordAudit(
+    const project = await audited(
       c,
       deps,
       'project.update',
-      { type: 'project', id: env.projectId },
-      { name, ...settings },
+      (b) => b.control.updateProjectSettings(env.projectId, settings),
+      () => ({ target: { type: 'project', id: env.projectId }, details: { name, ...settings } }),
     );
     return c.json(presentProject(project!, env.projectId), 200);
   });

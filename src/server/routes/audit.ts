@@ -1,26 +1,69 @@
 /**
- * The audit trail over HTTP: `GET /api/v1/audit` (admin), and `recordAudit`, which the routes
- * that change something call once the change has taken effect.
+ * The audit trail over HTTP: `GET /api/v1/audit` (admin); `audited`, which control-plane routes
+ * wrap their change in; and `recordAudit`, which run routes call once their change has taken
+ * effect.
  *
- * When the entry is written. Every audited action commits before its entry is written, in a
- * statement of its own on the control database: run actions (cancel, resume, rerun, bulk rerun,
- * waitpoint completion) commit in the run-ops database, which may be another database than the
- * control plane's, so one transaction cannot hold both; and the control-plane actions (keys,
- * environments, projects, flags) are ControlStore verbs that own their statements. So a crash
- * between the commit and the entry loses that one entry (the action stands) and never writes one
- * for an action that did not happen; a failed entry is logged at error level with every field,
- * so the log holds what the table missed. A request refused or without effect (a second cancel of
- * the same run is a 409) writes no entry: each action is recorded once.
+ * When the entry is written.
+ * - **Control-plane actions** (keys, environments, projects, the organization, schedules,
+ *   webhooks) live in the control database, as the audit log does: `audited` runs the change and
+ *   writes its entry in one transaction (src/store/control-transaction.ts). Both commit or
+ *   neither does: an action that fails (a 404, a 409, a database error) writes no entry, and an
+ *   entry that cannot be written fails the action (it is rolled back and the caller sees the
+ *   error: nothing happened unrecorded).
+ * - **Run actions** (cancel, resume, rerun, bulk rerun, waitpoint completion) commit in the
+ *   run-ops database, which may be another database than the control plane's, so one transaction
+ *   cannot hold both: the entry is written in a statement of its own right after the commit. A
+ *   crash in between loses that one entry (the action stands) and never writes one for an action
+ *   that did not happen; a failed entry is logged at error level with every field, so the log holds
+ *   what the table missed.
+ * A request refused or without effect (a second cancel of the same run is a 409) writes no entry:
+ * each action is recorded once.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AUDIT_ACTIONS, type AuditAction, type AuditEntry } from '../../store/audit-store.js';
+import { inControlTransaction, type BoundControlStores } from '../../store/control-transaction.js';
 import { dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { AppEnv, ServerApp, ServerDeps } from '../types.js';
 
 /**
- * Append the audit entry of an action that has taken effect (see the module comment for why it
+ * Run a control-plane change and write its audit entry in the same transaction (see the module
+ * comment). `change` gets the control-database stores bound to that transaction and must make
+ * every read and write through them; throw inside it to refuse (nothing commits, no entry).
+ * `describe` names the target (and details) from the change's result.
+ */
+export async function audited<T>(
+  c: Context<AppEnv>,
+  deps: ServerDeps,
+  action: AuditAction,
+  change: (bound: BoundControlStores) => Promise<T>,
+  describe: (result: T) => {
+    target: { type: string; id: string };
+    details?: Record<string, unknown>;
+  },
+): Promise<T> {
+  const identity = c.get('identity');
+  return inControlTransaction(deps.stores, async (bound) => {
+    const result = await change(bound);
+    const { target, details } = describe(result);
+    await bound.audit.record(
+      {
+        actor: { environmentId: identity.environmentId, keyId: identity.keyId },
+        action,
+        targetType: target.type,
+        targetId: target.id,
+        details: details ?? null,
+        requestId: c.get('requestId') ?? null,
+      },
+      bound.tx,
+    );
+    return result;
+  });
+}
+
+/**
+ * Append the audit entry of a run action that has taken effect (see the module comment for why it
  * follows the commit). Never throws: the action already happened, so a failed entry must not
  * turn its success into an error the caller would retry.
  */

@@ -23,6 +23,7 @@ import { jsonBody } from '../body.js';
 import { dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
+import { audited } from './audit.js';
 
 // ---------------------------------------------------------------------------------------------
 // Schemas (here rather than in schemas.ts: only these routes use them)
@@ -241,20 +242,58 @@ export function registerScheduleRoutes(app: ServerApp, deps: ServerDeps): void {
 
   app.openapi(createScheduleRoute(deps.maxBodyBytes), async (c) => {
     const body = c.req.valid('json') as ScheduleRequest;
-    const s = await createSchedule(stores, c.get('identity').environmentId, body);
+    const s = await createSchedule(
+      stores,
+      c.get('identity').environmentId,
+      body,
+      undefined,
+      (write) =>
+        audited(
+          c,
+          deps,
+          'schedule.create',
+          (b) => write(b.schedules),
+          (r) => ({
+            target: { type: 'schedule', id: r.id },
+            details: { workflowId: r.workflowId, cron: r.cron, timezone: r.timezone },
+          }),
+        ),
+    );
     return c.json(presentSchedule(s), 201, { Location: `/api/v1/schedules/${s.id}` });
   });
 
   app.openapi(updateScheduleRoute(deps.maxBodyBytes), async (c) => {
     const { scheduleId } = c.req.valid('param');
     const body = c.req.valid('json') as Partial<ScheduleRequest>;
-    const s = await updateSchedule(stores, c.get('identity').environmentId, scheduleId, body);
+    const s = await updateSchedule(
+      stores,
+      c.get('identity').environmentId,
+      scheduleId,
+      body,
+      undefined,
+      (write) =>
+        audited(
+          c,
+          deps,
+          'schedule.update',
+          (b) => write(b.schedules),
+          () => ({ target: { type: 'schedule', id: scheduleId }, details: { changes: body } }),
+        ),
+    );
     return c.json(presentSchedule(s), 200);
   });
 
   app.openapi(deleteScheduleRoute, async (c) => {
     const { scheduleId } = c.req.valid('param');
-    await deleteSchedule(stores, c.get('identity').environmentId, scheduleId);
+    await deleteSchedule(stores, c.get('identity').environmentId, scheduleId, (write) =>
+      audited(
+        c,
+        deps,
+        'schedule.delete',
+        (b) => write(b.schedules),
+        () => ({ target: { type: 'schedule', id: scheduleId } }),
+      ),
+    );
     return c.body(null, 204);
   });
 }

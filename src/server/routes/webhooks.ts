@@ -27,6 +27,7 @@ import { triggerRun } from '../../engine/trigger.js';
 import type { RunRecord } from '../../store/rows.js';
 import { mintWebhookSecret, type WebhookRecord } from '../../store/webhook-store.js';
 import { findExcessNesting, jsonBody, readLimited, tooLarge } from '../body.js';
+import { audited } from './audit.js';
 import { ApiError, quoteId } from '../errors.js';
 import { assertDatabaseText, dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
@@ -313,16 +314,31 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
       );
     }
     const secret = body.secret ?? (body.signed ? mintWebhookSecret() : null);
-    const hook = await stores.webhooks
-      .createWebhook({
-        environmentId,
-        workflowId: body.workflowId,
-        label: body.label ?? null,
-        secret,
-      })
-      .catch((error: unknown) => {
-        throw secretsUnavailable(error);
-      });
+    const hook = await audited(
+      c,
+      deps,
+      'webhook.create',
+      (b) =>
+        b.webhooks
+          .createWebhook({
+            environmentId,
+            workflowId: body.workflowId,
+            label: body.label ?? null,
+            secret,
+          })
+          .catch((error: unknown) => {
+            throw secretsUnavailable(error);
+          }),
+      // never the secret: whether there is one
+      (h) => ({
+        target: { type: 'webhook', id: h.id },
+        details: {
+          workflowId: body.workflowId,
+          label: body.label ?? null,
+          signed: secret !== null,
+        },
+      }),
+    );
     return c.json({ ...presentWebhook(hook), secret }, 201);
   });
 
@@ -332,19 +348,36 @@ export function registerWebhookRoutes(app: ServerApp, deps: ServerDeps): void {
     const changes: { enabled?: boolean; label?: string | null } = {};
     if (body.enabled !== undefined) changes.enabled = body.enabled;
     if (body.label !== undefined) changes.label = body.label;
-    const hook = await stores.webhooks.updateWebhook(
-      c.get('identity').environmentId,
-      webhookId,
-      changes,
+    const hook = await audited(
+      c,
+      deps,
+      'webhook.update',
+      async (b) => {
+        const h = await b.webhooks.updateWebhook(
+          c.get('identity').environmentId,
+          webhookId,
+          changes,
+        );
+        if (!h) throw webhookNotInEnvironment(webhookId);
+        return h;
+      },
+      () => ({ target: { type: 'webhook', id: webhookId }, details: { changes } }),
     );
-    if (!hook) throw webhookNotInEnvironment(webhookId);
     return c.json(presentWebhook(hook), 200);
   });
 
   app.openapi(deleteWebhook, async (c) => {
     const { webhookId } = c.req.valid('param');
-    const deleted = await stores.webhooks.deleteWebhook(c.get('identity').environmentId, webhookId);
-    if (!deleted) throw webhookNotInEnvironment(webhookId);
+    await audited(
+      c,
+      deps,
+      'webhook.delete',
+      async (b) => {
+        if (!(await b.webhooks.deleteWebhook(c.get('identity').environmentId, webhookId)))
+          throw webhookNotInEnvironment(webhookId);
+      },
+      () => ({ target: { type: 'webhook', id: webhookId } }),
+    );
     return c.body(null, 204);
   });
 }
