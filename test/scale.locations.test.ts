@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeftError } from '../src/core/errors.js';
+import { slotKey } from '../src/core/cron.js';
 import { mintRunScopedId } from '../src/core/ids.js';
 import { cutoverOrganization, readLocations } from '../src/engine/cutover.js';
 import { triggerRun } from '../src/engine/trigger.js';
@@ -296,8 +297,22 @@ describe.each(BACKENDS)('two run locations on %s', (backend) => {
     try {
       const env = (await t.stores.control.getEnvironment(engine.environmentId))!;
       for (let round = 0; round < 5; round++) {
-        const key = `straddle-${round}`;
-        const fire = () => engine.trigger('count', { n: round }, { idempotencyKey: key });
+        // rounds 3 and 4: the keys a webhook delivery and a cron slot use (same claim path)
+        const kinds = [
+          { key: `straddle-${round}`, trigger: { kind: 'api' as const, ref: null } },
+          { key: `straddle-${round}`, trigger: { kind: 'api' as const, ref: null } },
+          { key: `straddle-${round}`, trigger: { kind: 'api' as const, ref: null } },
+          {
+            key: 'webhook:hook_x:delivery-42',
+            trigger: { kind: 'webhook' as const, ref: 'hook_x' },
+          },
+          {
+            key: slotKey('sch_x', new Date('2026-11-29T15:00:00Z')),
+            trigger: { kind: 'cron' as const, ref: 'sch_x' },
+          },
+        ];
+        const { key, trigger } = kinds[round]!;
+        const fire = () => engine.trigger('count', { n: round }, { idempotencyKey: key, trigger });
         const first = Array.from({ length: 25 }, fire);
         const flip = cutoverOrganization(
           t.stores,
