@@ -109,11 +109,17 @@ describe('split mode: a key revoked on server A is refused by server B on the ne
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function servers(extra: Record<string, string> = {}): Promise<[string, string]> {
+  async function servers(
+    extra: Record<string, string> = {},
+    slowB = true,
+  ): Promise<[string, string]> {
     const args = ['server', '--port', '0', '--drain-timeout', '1s'];
     const a = startCli(args, { cwd: dir, env: env(extra) });
     // B's control plane is 150 ms away (the proxy): every answer and notification arrives late
-    const b = startCli(args, { cwd: dir, env: env({ ...extra, DATABASE_URL: proxy.url }) });
+    const b = startCli(args, {
+      cwd: dir,
+      env: env(slowB ? { ...extra, DATABASE_URL: proxy.url } : extra),
+    });
     processes.push(a, b);
     return [await listeningUrl(a), await listeningUrl(b)];
   }
@@ -193,5 +199,32 @@ describe('split mode: a key revoked on server A is refused by server B on the ne
     expect(staleNext).toBeGreaterThan(0);
     // the bound without strict: the notification's delay (here the link's), well under the TTL
     expect(delays.at(-1)!).toBeLessThan(DELAY_MS + 1_000);
+  }, 120_000);
+
+  it('on a local link (no proxy): both modes measured', async () => {
+    for (const mode of ['strict', 'notify'] as const) {
+      const [a, b] = await servers({ WEFT_CONTROL_CONSISTENCY: mode }, false);
+      const delays: number[] = [];
+      let staleNext = 0;
+      for (let i = 0; i < 10; i++) {
+        const { id, key } = await newKey(a);
+        expect(await read(b, key)).toBe(200);
+        expect(await read(b, key)).toBe(200);
+        await fetch(`${a}/api/v1/keys/${id}/revoke`, { method: 'POST', headers: admin() });
+        const started = performance.now();
+        for (let first = true; ; first = false) {
+          const status = await read(b, key);
+          if (status === 401) break;
+          if (first) staleNext++;
+          expect(performance.now() - started).toBeLessThan(5_000);
+        }
+        delays.push(performance.now() - started);
+      }
+      delays.sort((x, y) => x - y);
+      console.log(
+        `${mode}, local link: revoke on A refused on B after median ${delays[5]!.toFixed(1)} ms, max ${delays.at(-1)!.toFixed(1)} ms; next request served the revoked key in ${staleNext}/10 rounds`,
+      );
+      if (mode === 'strict') expect(staleNext).toBe(0);
+    }
   }, 120_000);
 });
