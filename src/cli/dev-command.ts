@@ -21,6 +21,7 @@ import {
 } from './local-state.js';
 import { CliError, createCliLogger, parseLogFormat } from './output.js';
 import { handleShutdown } from './shutdown.js';
+import { startCleanupLoop } from '../store/cleanup-store.js';
 import {
   describeSource,
   resolveWorkflowSource,
@@ -68,8 +69,10 @@ export async function runDev(options: DevOptions): Promise<void> {
   let engine: Engine | undefined;
   let loader: WorkflowLoader | undefined;
   let server: { url: string; close(): Promise<void> } | undefined;
+  let stopCleanup: (() => Promise<void>) | undefined;
   const shutdown = handleShutdown(logger, () => [
     { name: 'stop watching', run: () => loader?.close() },
+    { name: 'stop the cleanup of deleted environments', run: async () => stopCleanup?.() },
     { name: 'close the HTTP server', run: () => server?.close() },
     { name: 'stop the engine', run: () => engine?.stop() },
     { name: 'close the database', run: () => opened.close() },
@@ -93,6 +96,8 @@ export async function runDev(options: DevOptions): Promise<void> {
       logger,
       worker: { concurrency, shutdownGraceMs: 10_000 },
     });
+    // run data of environments deleted in the dev folder (cleanup-store.ts)
+    stopCleanup = startCleanupLoop(stores, logger);
     loader = new WorkflowLoader(source, engine, logger, { strict: false });
     await loader.load();
     if (options.watch) loader.watch();
