@@ -151,6 +151,10 @@ describe.skipIf(!present)('ClickHouse answers = PostgreSQL answers', () => {
       { numRuns: 40 },
     );
     expect(compared).toBeGreaterThan(50);
+    // both locations are in the lists compared
+    const all = await call(chApp, 'GET', '/api/v1/runs?limit=100', auth);
+    const tags = new Set(all.body.data.map((r: { id: string }) => r.id.slice(4, 6)));
+    expect(tags).toEqual(new Set(['a0', 'b1']));
   }, 120_000);
 
   it('every metrics endpoint, on random filters', async () => {

@@ -5,6 +5,7 @@
  * default location).
  */
 import { Engine } from '../../src/engine/engine.js';
+import { cutoverOrganization } from '../../src/engine/cutover.js';
 import { silentLogger } from '../../src/engine/logger.js';
 import type { AnyWorkflow } from '../../src/engine/registry.js';
 import { Clickhouse } from '../../src/analytics/clickhouse.js';
@@ -48,10 +49,15 @@ export async function openAnalyticsFixture(
     defaultLocationTag: 'b1',
   });
   await storesA.migrate();
-  const { environmentId } = await storesA.control.createTenant(
+  const { environmentId, organizationId } = await storesA.control.createTenant(
     { organization: 'org-a', project: 'prj-a', environment: 'test' },
     { saveDataclips: true },
   );
+  // The organization's location history names both locations (what a cutover to b1 and back
+  // leaves), so the runs list reads both; with no location flag, each engine mints into its
+  // stores' default location.
+  await cutoverOrganization(storesA, organizationId, 'b1');
+  await cutoverOrganization(storesA, organizationId, null);
   const engine = (stores: Stores) =>
     Engine.start({
       stores,
