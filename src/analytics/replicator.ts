@@ -3,7 +3,7 @@
  * run-ops database into ClickHouse through PostgreSQL logical replication (`pgoutput`, read with
  * `pg-logical-replication`). One publication (`<prefix>_analytics`) and one slot
  * (`<prefix>_analytics_<database>`) per run-ops database; every location schema's tables are in
- * the publication (location migration 0013 adds a location's tables when it is created, and sets
+ * the publication (`weft migrate` adds a location's tables when it creates it, coPublishIfMirrored, and sets
  * REPLICA IDENTITY FULL so a delete carries the whole row: its environment and sort key).
  *
  * Failure semantics:
@@ -20,6 +20,11 @@
  *   copied with version 0; every change after the slot's creation has a larger version, so the
  *   stream corrects whatever the copy read mid-change. Progress is recorded only after the copy,
  *   so a crash during the copy copies again.
+ *
+ * Why one file of ~750 lines: setup (wal_level, publication, slot, first copy), the stream and its
+ * acknowledgement rule are one protocol whose invariants (what is acknowledged when) must be read
+ * together; the pure parts (tables, conversions, literals) live in mirror-tables.ts and
+ * clickhouse-sql.ts.
  */
 import { WeftError } from '../core/errors.js';
 import type { MetricsRegistry } from '../engine/metrics.js';
@@ -91,7 +96,7 @@ export async function checkWalLevel(db: Executor, where: string): Promise<void> 
 
 /**
  * Put every run table of these locations in the publication (created if missing), with REPLICA
- * IDENTITY FULL. Idempotent; what location migration 0013 does for a location created later.
+ * IDENTITY FULL. Idempotent; what `weft migrate` does for a location created later.
  */
 export async function ensurePublication(
   db: Executor,
@@ -527,7 +532,7 @@ export class Replicator {
         if (msg.tag === 'delete') {
           if (!msg.old)
             throw broken(
-              `a delete on ${msg.relation.schema}.${msg.relation.name} carries only its key: the table lacks REPLICA IDENTITY FULL. Run \`weft migrate\` (location migration 0013), then \`weft replicate --rebuild\`.`,
+              `a delete on ${msg.relation.schema}.${msg.relation.name} carries only its key: the table lacks REPLICA IDENTITY FULL (weft replicate and weft migrate set it; someone reset it). Run \`weft migrate\`, then \`weft replicate --rebuild\`.`,
             );
           this.current.push({
             table: rel.table,
