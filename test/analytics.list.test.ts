@@ -74,6 +74,7 @@ describe.skipIf(!present)('ClickHouse answers = PostgreSQL answers', () => {
       logger: silentLogger(),
       dashboard: false,
       analytics: new ClickhouseRunAnalytics(f.clickhouse),
+      runsListFrom: 'analytics',
     });
     replicator = new Replicator({
       clickhouse: f.clickhouse,

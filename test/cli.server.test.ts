@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveServerSettings } from '../src/cli/server-command.js';
+import { resolveServerSettings, runsListSetting } from '../src/cli/server-command.js';
 import { ensureEnvironment } from '../src/engine/tenant.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../src/server/body.js';
 import { createApp, startServer } from '../src/server/index.js';
@@ -26,6 +26,16 @@ import {
 } from './support/databases.js';
 
 describe('weft server settings', () => {
+  it('WEFT_RUNS_LIST_FROM: PostgreSQL by default, ClickHouse only with the mirror, else a clear error', () => {
+    expect(runsListSetting(undefined, true)).toBe('postgres');
+    expect(runsListSetting('postgres', false)).toBe('postgres');
+    expect(runsListSetting('clickhouse', true)).toBe('analytics');
+    expect(() => runsListSetting('clickhouse', false)).toThrow(/set WEFT_CLICKHOUSE_URL too/);
+    expect(() => runsListSetting('mysql', true)).toThrow(
+      /WEFT_RUNS_LIST_FROM must be "postgres" or "clickhouse"; found "mysql"/,
+    );
+  });
+
   it('defaults, and flags win over their environment variables', () => {
     expect(resolveServerSettings({}, {})).toEqual({
       host: '127.0.0.1',

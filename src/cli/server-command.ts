@@ -302,9 +302,11 @@ export async function serveApi(
         await import('../analytics/clickhouse.js')
       ).Clickhouse.connect((await import('./replicate-command.js')).clickhouseSettings(undefined))
     : undefined;
+  const runsListFrom = runsListSetting(process.env.WEFT_RUNS_LIST_FROM, clickhouse !== undefined);
   const app = createApp({
     stores,
     logger,
+    runsListFrom,
     ...(clickhouse
       ? {
           analytics: new (await import('../analytics/run-analytics.js')).ClickhouseRunAnalytics(
@@ -437,4 +439,25 @@ export async function runStart(options: StartCommandOptions): Promise<void> {
       return server;
     },
   });
+}
+
+/**
+ * `WEFT_RUNS_LIST_FROM`: where `GET /api/v1/runs` is answered once the analytics mirror is
+ * configured — `postgres` (the default: its indexes serve the list's filters fastest) or
+ * `clickhouse` (takes the read off the run databases, fresh to the replication lag).
+ */
+export function runsListSetting(
+  value: string | undefined,
+  clickhouse: boolean,
+): 'postgres' | 'analytics' {
+  if (value === undefined || value === '' || value === 'postgres') return 'postgres';
+  if (value !== 'clickhouse')
+    throw new CliError(
+      `WEFT_RUNS_LIST_FROM must be "postgres" or "clickhouse"; found "${value}". Unset it to answer the runs list from PostgreSQL.`,
+    );
+  if (!clickhouse)
+    throw new CliError(
+      'WEFT_RUNS_LIST_FROM=clickhouse needs the analytics mirror: set WEFT_CLICKHOUSE_URL too (docs/analytics.md), or unset WEFT_RUNS_LIST_FROM.',
+    );
+  return 'analytics';
 }

@@ -92,6 +92,14 @@ export interface CreateAppOptions {
    * filtered runs list and `/api/v1/metrics/*` from ClickHouse. Default: PostgreSQL answers them.
    */
   analytics?: RunAnalytics;
+  /**
+   * Where `GET /api/v1/runs` is answered when `analytics` is ClickHouse. Default `postgres`: its
+   * keyset indexes serve every filter the list has (status, workflow, time range) in a few ms at
+   * 1,000,000 runs, where ClickHouse 18.16 needs a FINAL merge of the environment's range (1–4 s,
+   * bench/RESULTS.md, issue 12). `clickhouse` takes that read off the database workers commit to,
+   * fresh to the replication lag. Metrics always come from `analytics`.
+   */
+  runsListFrom?: 'postgres' | 'analytics';
 }
 
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -111,6 +119,7 @@ export function createApp(options: CreateAppOptions): ServerApp {
     logger: options.logger ?? createLogger({ name: 'weft-server' }),
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     analytics: options.analytics ?? new PostgresRunAnalytics(options.stores.runs),
+    runsListFromAnalytics: options.runsListFrom === 'analytics',
   };
   const { logger } = deps;
 

@@ -17,4 +17,6 @@ export interface ServerDeps {
   maxBodyBytes: number;
   /** Filtered run lists and /api/v1/metrics: ClickHouse when configured, else PostgreSQL. */
   analytics: RunAnalytics;
+  /** `GET /api/v1/runs` from `analytics` (createApp's `runsListFrom: 'analytics'`). */
+  runsListFromAnalytics: boolean;
 }

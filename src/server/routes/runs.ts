@@ -195,10 +195,11 @@ export function registerRunRoutes(app: ServerApp, deps: ServerDeps): void {
     // Only the locations the organization ever minted into (engine/cutover.ts): an organization
     // never cut over reads its one location. The environment row is cached: no added query.
     const env = await deps.stores.control.getEnvironment(environmentId);
-    // With the analytics mirror, a filtered list is answered by ClickHouse (fresh to the
-    // replication lag, docs/analytics.md); a list of given run ids is a by-id read: PostgreSQL.
+    // With the analytics mirror and `runsListFrom: 'analytics'`, a filtered list is answered by
+    // ClickHouse (fresh to the replication lag, docs/analytics.md); a list of given run ids is a
+    // by-id read: PostgreSQL.
     const list =
-      deps.analytics.source === 'clickhouse' && !q.runId
+      deps.runsListFromAnalytics && deps.analytics.source === 'clickhouse' && !q.runId
         ? (query: Parameters<typeof listRunsIn>[1]) => deps.analytics.listRuns(query)
         : (query: Parameters<typeof listRunsIn>[1]) => listRunsIn(runs, query);
     const page = await list({
