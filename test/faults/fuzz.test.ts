@@ -523,8 +523,19 @@ describe.each(BACKENDS)(
           }>(`select kind, status, resume_at::text from ${loc}.waitpoints where run_id = $1`, [
             r.runId,
           ]);
+          const tries = await db.executor.query<{
+            step_key: string;
+            number: number;
+            status: string;
+            code: string | null;
+          }>(
+            `select s.step_key, a.number, a.status, coalesce(a.error->>'code', a.error->>'message') as code
+               from ${loc}.attempts a join ${loc}.step_runs s on s.id = a.step_run_id
+              where a.run_id = $1 order by a.started_at`,
+            [r.runId],
+          );
           console.error(
-            `${r.runId} input ${String(r.input)} did not end: ${JSON.stringify(r.spec)}\n  steps: ${steps.rows.map((x) => `${x.step_key} ${x.status}#${x.attempt_count}`).join(', ')}\n  waitpoints: ${JSON.stringify(waits.rows)}`,
+            `${r.runId} input ${String(r.input)} did not end: ${JSON.stringify(r.spec)}\n  steps: ${steps.rows.map((x) => `${x.step_key} ${x.status}#${x.attempt_count}`).join(', ')}\n  attempts: ${tries.rows.map((a) => `${a.step_key}#${a.number} ${a.status}${a.code ? ` (${a.code})` : ''}`).join(', ')}\n  waitpoints: ${JSON.stringify(waits.rows)}`,
           );
           throw error;
         }
