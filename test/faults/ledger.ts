@@ -222,7 +222,9 @@ export async function checkLedger(options: {
       if (ended)
         for (const a of attemptsBy.get(key(runId, sr.step_key)) ?? [])
           if (a.status === 'running')
-            flag(`${runId}/${sr.step_key}: attempt ${a.number} still running in a ${run.status} run`);
+            flag(
+              `${runId}/${sr.step_key}: attempt ${a.number} still running in a ${run.status} run`,
+            );
       if (!CODE_KINDS.has(sr.kind)) continue;
       const k = key(runId, sr.step_key);
       const tries = attemptsBy.get(k) ?? [];
