@@ -205,7 +205,12 @@ describe.skipIf(!present)('analytics mirror (ClickHouse + logical replication)',
   it('a slot that is gone after progress was recorded is a clear error', async () => {
     await replicator.stop();
     await running.catch(() => {});
-    await f.executor.query(`select pg_drop_replication_slot(slot_name) from pg_replication_slots`);
+    // the walsender of the stopped stream may take a moment to leave the slot
+    await eventually(async () => {
+      await f.executor.query(
+        `select pg_drop_replication_slot(slot_name) from pg_replication_slots`,
+      );
+    });
     const next = new Replicator({ clickhouse: f.clickhouse, source: f.source });
     await expect(next.setup()).rejects.toThrow(
       /replication slot "weft_analytics_weft_analytics" .* is gone, but ClickHouse holds changes up to .*weft replicate --rebuild/,

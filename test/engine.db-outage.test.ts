@@ -20,6 +20,7 @@ import { silentLogger } from '../src/engine/logger.js';
 import { MetricsRegistry } from '../src/engine/metrics.js';
 import { createApp } from '../src/server/index.js';
 import { triggerRun } from '../src/engine/trigger.js';
+import { cancelRun } from '../src/engine/run-control.js';
 import type { Executor } from '../src/store/executor.js';
 import { createPgExecutor } from '../src/store/pg-executor.js';
 import { createStores, type Stores } from '../src/store/stores.js';
@@ -174,15 +175,24 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
     // Cancel through a second connection pool while the worker's LISTEN connection is cut and
     // cannot reconnect (the database refuses new connections): the NOTIFY is lost.
     const admin = createPgExecutor({ connectionString: cluster.url(), max: 1 });
+    const canceler = createPgExecutor({ connectionString: url, max: 1 });
     try {
       const { run } = await engine.trigger('outage-missed-cancel', null);
       await within(started.promise, 5_000, 'the step did not start');
+      await canceler.query('select 1');
       await admin.query(`alter database weft_outage allow_connections false`);
       await admin.query(
         `select pg_terminate_backend(pid) from pg_stat_activity where datname = 'weft_outage' and application_name like '%-listen'`,
       );
       await sleep(1_000); // the listener noticed, and its reconnects are refused
-      await engine.cancel(run.id, 'canceled during the outage');
+      // through a connection opened before the outage: the engine's pool may have closed its idle
+      // connections by now (a loaded machine) and could not open one while connections are refused
+      await cancelRun(
+        createStores({ control: canceler }),
+        engine.environmentId,
+        run.id,
+        'canceled during the outage',
+      );
       await sleep(500);
       const canceledAt = Date.now();
       await admin.query(`alter database weft_outage allow_connections true`);
@@ -195,6 +205,7 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
       expect(abortedAt - canceledAt).toBeLessThan(7_000);
     } finally {
       await admin.query(`alter database weft_outage allow_connections true`).catch(() => {});
+      await canceler.close();
       await admin.close();
       await engine.stop();
     }

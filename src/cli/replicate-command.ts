@@ -156,6 +156,14 @@ export async function runReplicate(
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    // Nothing is acknowledged before ClickHouse accepted it, so cutting a slow stop short loses
+    // nothing (the rest streams again at the next start); a supervisor's SIGKILL would be rougher.
+    setTimeout(() => {
+      logger.warn(
+        'analytics: stopping took over 10 s; exiting now (nothing unacknowledged is lost)',
+      );
+      process.exit(0);
+    }, 10_000).unref();
     logger.info(
       { signal },
       'analytics: stopping (unacknowledged changes stream again at the next start)',
