@@ -40,12 +40,20 @@ type Live = 'connecting' | 'live' | 'ended' | 'error';
 
 export function RunPage({ id }: { id: string }) {
   const qc = useQueryClient();
+  const [live, setLive] = useState<Live>('connecting');
   const run = useQuery({
     queryKey: ['run', id],
     queryFn: () => api<RunDetail>(`/api/v1/runs/${id}`),
+    // An event is a hint: while the run is active its status is also polled (every 2 s without
+    // the stream, every 5 s with it), so a missed or late event cannot leave the page stale.
+    refetchInterval: (q) =>
+      q.state.data && ACTIVE_RUN_STATUSES.has(q.state.data.status)
+        ? live === 'live'
+          ? 5000
+          : 2000
+        : false,
   });
   const active = run.data ? ACTIVE_RUN_STATUSES.has(run.data.status) : false;
-  const [live, setLive] = useState<Live>('connecting');
   const steps = useQuery({
     queryKey: ['steps', id],
     queryFn: () => api<{ data: StepRun[] }>(`/api/v1/runs/${id}/steps`),
@@ -81,6 +89,12 @@ export function RunPage({ id }: { id: string }) {
       void qc.invalidateQueries({ queryKey: ['run-state', id] });
     }, coalesceMs.current);
   }, [qc, id]);
+  // The run seen ending (by the poll or an event): read its steps and state once more.
+  const wasActive = useRef(false);
+  useEffect(() => {
+    if (wasActive.current && !active) refresh();
+    wasActive.current = active;
+  }, [active, refresh]);
   useEffect(() => {
     if (!run.data) return;
     if (!ACTIVE_RUN_STATUSES.has(run.data.status)) {
