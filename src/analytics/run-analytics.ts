@@ -17,7 +17,7 @@
  * Over 500 lines because the two implementations sit side by side on purpose: each query's
  * ClickHouse and PostgreSQL forms must stay equivalent, and reading them together is how.
  */
-import { createHash } from 'node:crypto';
+import { queryFingerprint } from '../store/runs/queries.js';
 import { WeftError } from '../core/errors.js';
 import { parseRunScopedId } from '../core/ids.js';
 import type { RunRecord, RunStatus, TriggerKind } from '../store/rows.js';
@@ -93,18 +93,9 @@ function percentilesOf(sortedUs: number[]): Percentiles {
 
 // The runs list's keyset cursor, in the format src/store/runs/queries.ts issues (base64url of
 // JSON [created µs text, id, query fingerprint]) so a cursor from either source continues on the
-// other. Kept in step with that file by the equality property test (analytics.list.test.ts).
-function fingerprint(q: ListRunsQuery): string {
-  const key = JSON.stringify([
-    q.environmentId,
-    q.workflowId ?? null,
-    [...new Set(q.statuses ?? [])].sort(),
-    q.createdFrom ?? null,
-    q.createdTo ?? null,
-    q.runIds ? [...new Set(q.runIds)].sort() : null,
-  ]);
-  return createHash('sha256').update(key).digest('base64url').slice(0, 12);
-}
+// other; the fingerprint is that file's own. The equality property test (analytics.list.test.ts)
+// pages both sources with each other's cursors.
+const fingerprint = queryFingerprint;
 
 function invalidCursor(cursor: string): WeftError {
   return new WeftError(

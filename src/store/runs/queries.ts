@@ -51,8 +51,11 @@ function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.t, c.id, c.q])).toString('base64url');
 }
 
-/** What a cursor is bound to: the environment and every filter (not the limit). */
-function queryFingerprint(q: ListRunsQuery): string {
+/**
+ * What a cursor is bound to: the environment and every filter (not the limit). Shared with the
+ * ClickHouse list (src/analytics/run-analytics.ts), so a cursor of either source continues on the other.
+ */
+export function queryFingerprint(q: ListRunsQuery): string {
   const key = JSON.stringify([
     q.environmentId,
     q.workflowId ?? null,
