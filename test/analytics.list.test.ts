@@ -149,7 +149,9 @@ describe.skipIf(!present)('ClickHouse answers = PostgreSQL answers', () => {
           if (cursor === null) break;
         }
       }),
-      { numRuns: 40 },
+      // seeded, so the filters drawn are the same on every run (the rows still vary with the ids);
+      // 80 draws compare a few hundred rows (a narrow draw of 40 once compared only 38)
+      { numRuns: 80, seed: 20261129 },
     );
     expect(compared).toBeGreaterThan(50);
     // both locations are in the lists compared

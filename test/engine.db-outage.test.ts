@@ -231,6 +231,9 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
       expect(await call(app, 'GET', '/readyz', {})).toMatchObject({ status: 200 });
       expect(await listenerGauge()).toBe('1');
       const reconnectsBefore = executor.listenerHealth!().reconnects;
+      // /readyz's checks run in parallel on pooled connections: open enough of them now, since
+      // the database will refuse new ones (a loaded machine may have closed the idle ones)
+      await Promise.all(Array.from({ length: 8 }, () => executor.query('select pg_sleep(0.05)')));
       await admin.query(`alter database weft_outage allow_connections false`);
       await admin.query(
         `select pg_terminate_backend(pid) from pg_stat_activity where datname = 'weft_outage' and application_name like '%-listen'`,

@@ -267,7 +267,11 @@ export async function schemaBehind(
       `select coalesce(max(number), 0)::int as n from ${s}.weft_migrations`,
     );
     n = rows.rows[0]?.n ?? 0;
-  } catch {
+  } catch (error) {
+    // No schema or no migrations table yet: nothing applied. Anything else (a connection the
+    // database refused, a timeout) says nothing about migrations: the caller reports it.
+    const code = sqlErrorCode(error);
+    if (code !== '42P01' && code !== '3F000') throw error;
     n = 0;
   }
   const known = loadMigrations(set).length;

@@ -135,7 +135,14 @@ export function createStores(options: StoresOptions): Stores {
         schemaBehind(l.db, 'location', l.schema),
       ]),
     ];
-    const verdicts = await Promise.all(checks.map(([, check]) => check));
+    let verdicts: Array<string | null>;
+    try {
+      verdicts = await Promise.all(checks.map(([, check]) => check));
+    } catch (error) {
+      // a check that could not run (a new connection refused mid-outage) is not "not migrated"
+      const database = controlDb === runOpsDbs[0] ? 'control' : 'run_ops';
+      return { ready: false, reason: 'unreachable', database, message: String(error) };
+    }
     const behind = checks.filter((_, i) => verdicts[i] !== null).map(([schema]) => schema);
     return behind.length === 0
       ? { ready: true }
