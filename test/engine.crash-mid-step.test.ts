@@ -226,15 +226,18 @@ describe('worker processes that crash mid-step (PostgreSQL, real processes)', ()
     // while they sit idle in the pool: poll for active ones and terminate them, for a few seconds.
     let terminated = 0;
     const until = Date.now() + 3000;
-    while (Date.now() < until && (await unfinishedCount(runIds)) > 2) {
+    while (Date.now() < until && worker.alive && (await unfinishedCount(runIds)) > 2) {
       terminated += await terminateBackends(db.executor, worker.workerId, { activeOnly: true });
     }
     expect(terminated).toBeGreaterThan(0);
-    expect(worker.alive, 'the worker process survived losing its sessions').toBe(true);
+    expect(
+      worker.alive,
+      `the worker process survived losing its sessions: ${worker.describe()}`,
+    ).toBe(true);
 
     await expectExactlyOnceOutputs(runIds, inputs);
     // The same process finished the work.
-    expect(worker.alive).toBe(true);
+    expect(worker.alive, worker.describe()).toBe(true);
     // …and the cuts hit statements in flight: the worker saw some of them fail.
     const failures = worker.lines
       .map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '')

@@ -96,6 +96,14 @@ export class CrashWorker {
     return this.exitedAs === undefined;
   }
 
+  /** How the process ended and what it last printed, for an assertion's message. */
+  describe(): string {
+    const end = this.exitedAs
+      ? `exited (code ${this.exitedAs.code}, signal ${this.exitedAs.signal})`
+      : 'running';
+    return `crash worker ${this.workerId} (pid ${this.child.pid}) ${end}. stderr:\n${this.stderr}\nstdout:\n${this.lines.slice(-20).join('\n')}`;
+  }
+
   /** Resolve with the first stdout line (already seen or to come) that matches. */
   waitForLine(match: (line: string) => boolean, timeoutMs = 15_000): Promise<string> {
     const seen = this.lines.find(match);
