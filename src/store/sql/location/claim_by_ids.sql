@@ -14,7 +14,8 @@
 -- version and one more step_runs_ready entry per chained step, which the claim scans).
 -- Writes per claimed step: the step run update (not HOT: status is in partial index predicates),
 -- one attempt insert (pk + attempts_run_event), the run row only when it starts. No FK checks
--- (location 0010). Indexes read: step_runs pk; runs pk; dataclips pk.
+-- (location 0010). Indexes read: step_runs pk; runs pk; dataclips pk, and no other: the status
+-- test cannot be served by a partial index (README.md, "By id").
 drop function if exists {{schema}}.claim_by_ids(text[], text, integer);
 create or replace function {{schema}}.claim_by_ids(
   p_ids text[], p_worker text, p_lease_ms integer,
@@ -23,7 +24,9 @@ returns table (
   step_run_id text, run_id text, step_id text, step_key text, workflow_id text, version_id text,
   environment_id text, attempt integer, max_attempts integer, input jsonb, state jsonb, save_dataclips boolean
 )
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off -- by key only: README.md, "By id"
+as $$
 begin
   return query
   with claimed as (
@@ -39,8 +42,9 @@ begin
            input_hash = case when s.status = 'pending' then p_take_input_hash else s.input_hash end,
            available_at = case when s.status = 'pending' then now() else s.available_at end
      where s.id = any(p_ids)
-       and (s.status = 'ready'
-            or (p_take_from is not null and s.status = 'pending' and s.pending_parents = 1
+       -- `status || ''`: by primary key only, never through a partial index (README.md, "By id")
+       and ((s.status || '') = 'ready'
+            or (p_take_from is not null and (s.status || '') = 'pending' and s.pending_parents = 1
                 and s.parents = array[p_take_from]::text[]))
     returning s.id, s.run_id, s.step_id, s.step_key, s.workflow_id, s.environment_id, s.attempt_count,
               s.max_attempts, s.input_dataclip_id

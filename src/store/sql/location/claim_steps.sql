@@ -1,5 +1,6 @@
 -- The worker's claim: one round trip. Picks up to p_limit ready rows of the given environments
--- and workflows from the partial index step_runs_ready, skipping rows other workers hold.
+-- and workflows from the partial index step_runs_ready (claim_candidates), skipping rows other
+-- workers hold.
 -- Concurrency limits (per step across runs, per run) are checked under an advisory lock per
 -- limited key, held to the end of this statement's transaction, so two claimers cannot both take
 -- the last slot; unlimited steps (the common case) skip that path entirely.
@@ -8,23 +9,22 @@ returns table (
   step_run_id text, run_id text, step_id text, step_key text, workflow_id text, version_id text,
   environment_id text, attempt integer, max_attempts integer, input jsonb, state jsonb, save_dataclips boolean
 )
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off -- by key only: README.md, "By id"
+as $$
 declare
-  v_ids text[];
+  v_ids text[] := '{}';
+  v_env text;
   v_limited record;
   v_keep text[] := '{}';
   v_taken jsonb := '{}';
   v_running integer;
 begin
-  select array_agg(p.id) into v_ids from (
-    select s.id from {{schema}}.step_runs s
-     where s.status = 'ready' and s.available_at <= now()
-       and s.environment_id = any(p_envs) and s.workflow_id = any(p_workflows)
-     order by s.available_at, s.id
-     limit p_limit
-     for update skip locked
-  ) p;
-  if v_ids is null then
+  foreach v_env in array p_envs loop
+    exit when cardinality(v_ids) >= p_limit;
+    v_ids := v_ids || {{schema}}.claim_candidates(v_env, p_workflows, p_limit - cardinality(v_ids));
+  end loop;
+  if cardinality(v_ids) = 0 then
     return;
   end if;
   -- Limits: drop candidates whose step key or run is at its limit.

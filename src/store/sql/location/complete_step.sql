@@ -23,7 +23,9 @@ create or replace function {{schema}}.complete_step(
   p_live text[], p_dead text[],
   p_claim_next boolean, p_lease_ms integer
 ) returns jsonb
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off -- by key only: README.md, "By id"
+as $$
 declare
   s record;
   v_body jsonb := p_output::jsonb;
@@ -42,7 +44,7 @@ begin
          output_dataclip_id = p_output_id, error = null,
          event_id = case when p_state_set is null and p_state_del is null
                          then nextval('{{schema}}.run_events_id_seq') end
-   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+   where id = p_step_run_id and (status || '') = 'running' and attempt_count = p_attempt -- by id: README.md
      and lease_owner = p_worker and lease_expires_at >= now()
   returning run_id, step_key, environment_id, scope_key, iteration into s;
   if not found then

@@ -12,7 +12,9 @@ create or replace function {{schema}}.fail_step(
   p_step_run_id text, p_attempt integer, p_fence_worker text, p_attempt_status text,
   p_error jsonb, p_retry_delay_ms integer, p_live text[] default null, p_dead text[] default null
 ) returns jsonb
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off -- by key only: README.md, "By id"
+as $$
 declare
   s record;
   v_prop record;
@@ -24,7 +26,7 @@ begin
   select id, run_id, step_key, environment_id, failure_successors, successors, on_exhausted, max_attempts,
          attempt_count, scope_key, iteration
     into s from {{schema}}.step_runs
-   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+   where id = p_step_run_id and (status || '') = 'running' and attempt_count = p_attempt -- by id: README.md
      and ((p_fence_worker is not null and lease_owner = p_fence_worker and lease_expires_at >= now())
        or (p_fence_worker is null and lease_expires_at < now()))
    for update;

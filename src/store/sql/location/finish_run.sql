@@ -47,7 +47,7 @@ begin
      where child_run_id = p_run_id and status = 'waiting' returning step_run_id, environment_id
   ), woke as (
     update {{schema}}.step_runs s set status = 'ready', available_at = now()
-      from done where s.id = done.step_run_id and s.status = 'waiting'
+      from done where s.id = done.step_run_id and (s.status || '') = 'waiting' -- by id: README.md
     returning s.environment_id
   )
   select count(*) into v_count from (select {{schema}}.wake(environment_id) from woke) w;

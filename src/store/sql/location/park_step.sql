@@ -6,7 +6,9 @@
 --                    iterations: [{ iteration, input (JSON text), gated }] } }
 -- Body step run keys: `<stepId><owner's index path>[<iteration>]`.
 create or replace function {{schema}}.park_step(p_step_run_id text, p_attempt integer, p_worker text, p_park jsonb) returns jsonb
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off -- by key only: README.md, "By id"
+as $$
 declare
   s record;
   v_path text;
@@ -20,7 +22,7 @@ begin
   update {{schema}}.step_runs
      set status = 'waiting', lease_owner = null, lease_expires_at = null, error = null,
          on_scope_failure = coalesce(b ->> 'onScopeFailure', on_scope_failure)
-   where id = p_step_run_id and status = 'running' and attempt_count = p_attempt
+   where id = p_step_run_id and (status || '') = 'running' and attempt_count = p_attempt -- by id: README.md
      and lease_owner = p_worker and lease_expires_at >= now()
   returning run_id, step_key, environment_id, workflow_id into s;
   if not found then

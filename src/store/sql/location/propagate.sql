@@ -59,7 +59,7 @@ begin
            input_dataclip_id = case when v_direct then p_output_id else u.input_dataclip_id end,
            input_hash = case when v_direct then p_output_hash else u.input_hash end,
            available_at = case when v_direct then now() else u.available_at end
-     where u.id = c.id and u.status = 'pending'
+     where u.id = c.id and (u.status || '') = 'pending' -- by id: README.md
     returning u.status, u.pending_parents into r;
     if not found then
       continue;
