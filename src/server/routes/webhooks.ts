@@ -15,44 +15,32 @@
  * time. An `idempotency-key` header dedups deliveries: a repeated key returns the first run (200)
  * even if headers differ between the deliveries (providers re-sign retries).
  *
- * Management (`/api/v1/webhooks`) is behind API keys and scoped to the key's environment.
+ * Management (`/api/v1/webhooks`) is behind API keys and scoped to the key's environment. Reading
+ * a delivery (signature, headers, query, body) is webhook-request.ts.
  */
 import { getRun } from '../../engine/run-views.js';
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../../core/errors.js';
 import { ID_PATTERN } from '../../core/graph.js';
-import { MAX_JSON_DEPTH } from '../../core/json.js';
 import { triggerRun } from '../../engine/trigger.js';
 import type { RunRecord } from '../../store/rows.js';
 import { mintWebhookSecret, type WebhookRecord } from '../../store/webhook-store.js';
-import { findExcessNesting, jsonBody, readLimited, tooLarge } from '../body.js';
+import { jsonBody, readLimited, tooLarge } from '../body.js';
 import { audited } from './audit.js';
 import { ApiError, quoteId } from '../errors.js';
 import { assertDatabaseText, dbText } from '../db-text.js';
 import { errorResponses, jsonContent, requiresKey } from '../openapi.js';
 import type { ServerApp, ServerDeps } from '../types.js';
+import {
+  keptHeaders,
+  parseBody,
+  queryOf,
+  SIGNATURE_HEADER,
+  verifySignature,
+} from './webhook-request.js';
 
-export const SIGNATURE_HEADER = 'x-weft-signature';
 /** Longest `idempotency-key` header: the stored key is `webhook:<webhook id>:<header>`, ≤ 255. */
 export const MAX_WEBHOOK_IDEMPOTENCY_KEY = 180;
-
-/** Hop-by-hop (RFC 9110 §7.6.1) and credentials: never stored in a dataclip. */
-const DROPPED_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'authorization',
-  'cookie',
-]);
-
-const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9.-]+\+)?json$/i;
 
 // ---------------------------------------------------------------------------------------------
 // Schemas (here rather than in schemas.ts: only these routes use them)
@@ -406,87 +394,6 @@ function secretsUnavailable(error: unknown): unknown {
   if (error instanceof WeftError && error.code === 'invalid_config')
     return new ApiError('not_ready', error.message, { reason: 'secret_key' });
   return error;
-}
-
-function verifySignature(hook: WebhookRecord, header: string | undefined, body: Uint8Array): void {
-  const match = header === undefined ? null : /^sha256=([0-9a-fA-F]{64})$/.exec(header.trim());
-  if (!match) {
-    throw new ApiError(
-      'invalid_signature',
-      header === undefined
-        ? `This webhook requires signed requests: send \`${SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the raw body, keyed with the webhook's secret>\`.`
-        : `The ${SIGNATURE_HEADER} header is not \`sha256=<64 hex digits>\`; send the hex HMAC-SHA256 of the raw body, keyed with the webhook's secret.`,
-      { header: SIGNATURE_HEADER, reason: header === undefined ? 'missing' : 'malformed' },
-    );
-  }
-  const expected = createHmac('sha256', hook.secret!).update(body).digest();
-  const given = Buffer.from(match[1]!, 'hex');
-  if (!timingSafeEqual(expected, given)) {
-    throw new ApiError(
-      'invalid_signature',
-      `The ${SIGNATURE_HEADER} does not match the body: sign the exact bytes sent (no re-serialized JSON) with the webhook's secret, HMAC-SHA256, hex-encoded.`,
-      { header: SIGNATURE_HEADER, reason: 'mismatch' },
-    );
-  }
-}
-
-function keptHeaders(headers: Headers): Record<string, string> {
-  // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
-  const named = new Set(
-    (headers.get('connection') ?? '')
-      .split(',')
-      .map((h) => h.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  const out: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    if (!DROPPED_HEADERS.has(name) && !named.has(name)) out[name] = value;
-  });
-  return out;
-}
-
-/** Query parameters; a repeated name becomes an array, in order. */
-function queryOf(url: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of new URL(url).searchParams) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return out;
-}
-
-/** JSON bodies parsed, other bodies as text; an empty body is null. */
-function parseBody(contentType: string | undefined, bytes: Uint8Array): unknown {
-  if (bytes.length === 0) return null;
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new ApiError(
-      'unsupported_media_type',
-      `The webhook body is not UTF-8 text (content type ${contentType === undefined ? 'missing' : `"${contentType}"`}); a webhook stores JSON or text. Send JSON, text, or base64-encode binary data.`,
-      { contentType: contentType ?? null },
-    );
-  }
-  const mediaType = contentType?.split(';')[0]?.trim() ?? '';
-  if (!JSON_MEDIA_TYPE.test(mediaType)) return text;
-  const tooDeep = findExcessNesting(bytes, MAX_JSON_DEPTH);
-  if (tooDeep !== undefined) {
-    throw new ApiError(
-      'invalid_input',
-      `The webhook body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at byte ${tooDeep}); flatten the data.`,
-      { maxDepth: MAX_JSON_DEPTH, byteOffset: tooDeep },
-    );
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new ApiError(
-      'bad_request',
-      `The webhook body is sent as ${mediaType} but is not valid JSON (${(error as Error).message}). Send valid JSON, or another content type to store it as text.`,
-      { contentType: contentType ?? null },
-    );
-  }
 }
 
 /**
