@@ -14,7 +14,7 @@
  * ClickHouse reads use FINAL (the newest version of each row) and `deleted = 0`. Its answers are as
  * fresh as the replication lag (`weft_analytics_lag_seconds`); by-id reads never come here.
  *
- * Over 500 lines because the two implementations sit side by side on purpose: each query's
+ * Kept whole (about 510 lines): the two implementations sit side by side on purpose; each query's
  * ClickHouse and PostgreSQL forms must stay equivalent, and reading them together is how.
  */
 import { queryFingerprint } from '../store/runs/queries.js';
