@@ -253,7 +253,20 @@ export class Engine {
     if (options.idempotencyKey !== undefined) req.idempotencyKey = options.idempotencyKey;
     if (options.idempotencyTtlMs !== undefined) req.idempotencyTtlMs = options.idempotencyTtlMs;
     if (options.trigger !== undefined) req.trigger = options.trigger;
-    return triggerRun(this.stores, req);
+    // Eager start: this process's worker, if idle enough, runs the first step as soon as the
+    // trigger commits (Worker.reserveEager, RunCreation.createEager).
+    const slot = this.worker?.reserveEager(workflowId);
+    if (!slot) return triggerRun(this.stores, req);
+    return triggerRun(this.stores, req, { workerId: slot.workerId, leaseMs: slot.leaseMs }).then(
+      (result) => {
+        slot.use(result.claims ?? []);
+        return { run: result.run, deduplicated: result.deduplicated };
+      },
+      (error: unknown) => {
+        slot.release();
+        throw error;
+      },
+    );
   }
 
   waitForRun(runId: string, options: { timeoutMs?: number } = {}): Promise<RunRecord> {

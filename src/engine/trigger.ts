@@ -8,7 +8,7 @@ import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunStore } from '../store/run-store.js';
-import type { RunRecord, TriggerKind } from '../store/rows.js';
+import type { ClaimedStep, RunRecord, TriggerKind } from '../store/rows.js';
 import { mintLocation } from './cutover.js';
 
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -30,11 +30,18 @@ export interface TriggerRequest {
 export interface TriggerResult {
   run: RunRecord;
   deduplicated: boolean;
+  /** With `eager`: the first step, claimed for that worker in the trigger's transaction. */
+  claims?: ClaimedStep[];
 }
 
+/**
+ * `eager`: a worker of this process has a free slot for the run's first step (Engine.trigger);
+ * the store claims it for that worker in the trigger's own transaction where it can.
+ */
 export async function triggerRun(
   stores: { control: ControlStore; runs: RunStore },
   req: TriggerRequest,
+  eager?: { workerId: string; leaseMs: number },
 ): Promise<TriggerResult> {
   const env = await stores.control.getEnvironment(req.environmentId);
   if (!env) throw new WeftError('not_found', `environment ${req.environmentId} does not exist`);
@@ -94,5 +101,6 @@ export async function triggerRun(
   if (req.parent) params.parent = req.parent;
   if (req.inputKind) params.inputKind = req.inputKind;
   if (locationTag) params.locationTag = locationTag;
+  if (eager) params.eager = eager;
   return stores.runs.createRun(params);
 }

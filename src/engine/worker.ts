@@ -46,6 +46,16 @@ import { CHANNELS } from '../store/channels.js';
 
 export type { WorkerOptions } from './worker-resources.js';
 
+/** A worker slot held for a run about to be created (eager start; Worker.reserveEager). */
+export interface EagerSlot {
+  workerId: string;
+  leaseMs: number;
+  /** The trigger committed: run what it claimed for this worker (nothing: the slot is free). */
+  use(claims: ClaimedStep[]): void;
+  /** The trigger failed: the slot is free. */
+  release(): void;
+}
+
 export class Worker {
   readonly workerId: string;
   private readonly concurrency: number;
@@ -55,6 +65,10 @@ export class Worker {
   private readonly shutdownGraceMs: number;
   private readonly inflight = new Map<string, InFlight>();
   private readonly chains = new Set<Promise<void>>();
+  /** Slots held by eager starts in flight (reserveEager). */
+  private reserved = 0;
+  /** The last claim had room to spare: nothing older was ready when it ran. */
+  private drained = false;
   private running = false;
   private accepting = false;
   private wakeRequested = false;
@@ -122,6 +136,45 @@ export class Worker {
 
   get inFlightCount(): number {
     return this.inflight.size;
+  }
+
+  /**
+   * Eager start (Engine.trigger; Temporal calls it eager workflow start): hold a slot so that the
+   * run about to be created has its first step claimed for this worker in the trigger's own
+   * transaction, and started the moment the commit returns, with no NOTIFY, wake-up or claim in
+   * between. Only while this worker serves the workflow, has a free slot, and its last claim left
+   * nothing ready behind (a new run must not jump a queue); otherwise undefined.
+   */
+  reserveEager(workflowId: string): EagerSlot | undefined {
+    if (!this.accepting || !this.drained || this.free() <= 0) return undefined;
+    if (!this.registry.workflowIds().includes(workflowId)) return undefined;
+    this.reserved++;
+    const leaseFrom = performance.now(); // before the claim was sent: the local lease ends first
+    let held = true;
+    const free = () => {
+      if (held) {
+        held = false;
+        this.reserved--;
+      }
+    };
+    return {
+      workerId: this.workerId,
+      leaseMs: this.leaseMs,
+      use: (claims) => {
+        free();
+        // claimed for this worker: run it even if stopping began meanwhile (stop waits for it)
+        for (const c of claims) this.launch(c, leaseFrom);
+        if (claims.length === 0) this.wake();
+      },
+      release: () => {
+        free();
+        this.wake();
+      },
+    };
+  }
+
+  private free(): number {
+    return this.concurrency - this.inflight.size - this.reserved;
   }
 
   async start(): Promise<void> {
@@ -199,7 +252,7 @@ export class Worker {
   private async loop(): Promise<void> {
     let failures = 0;
     while (this.accepting) {
-      const free = this.concurrency - this.inflight.size;
+      const free = this.free();
       const workflows = this.registry.workflowIds();
       // A paused environment (PATCH /api/v1/environments/{name}) claims nothing until resumed.
       if (free > 0 && workflows.length > 0 && !(await this.registry.isPaused())) {
@@ -236,6 +289,7 @@ export class Worker {
           break;
         }
         for (const c of claimed) this.launch(c, claimStarted);
+        this.drained = claimed.length < free;
         if (claimed.length === free) continue;
       }
       await this.waitForWake(this.pollIntervalMs);
@@ -294,6 +348,8 @@ export class Worker {
     this.accepting = false;
     this.wake();
     await this.loopDone;
+    // eager starts in flight hand their claims over when their trigger commits
+    while (this.reserved > 0) await new Promise((resolve) => setTimeout(resolve, 1));
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const drained = Promise.all([...this.chains]);

@@ -7,8 +7,8 @@ import { WeftError } from '../../core/errors.js';
 import type { SerializedGraph } from '../../core/graph.js';
 import { mintRunScopedId } from '../../core/ids.js';
 import { planOf } from '../../core/plan.js';
-import type { RunRecord, TriggerKind } from '../rows.js';
-import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
+import type { ClaimedStep, RunRecord, TriggerKind } from '../rows.js';
+import { concurrencyKey, RUN_COLUMNS, toClaimed, toRun, type Row } from './decoders.js';
 import type { RunQueries } from './queries.js';
 import type { RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
@@ -30,11 +30,18 @@ export interface CreateRunParams {
   parent?: { runId: string; stepRunId: string };
   /** Kind of the input dataclip: `webhook_request` for a run a webhook started. Default `input`. */
   inputKind?: 'input' | 'webhook_request';
+  /**
+   * Eager start: a worker of the triggering process has a free slot and claims the run's first
+   * step in the trigger's own transaction (see createRun). Ignored where it cannot apply.
+   */
+  eager?: { workerId: string; leaseMs: number };
 }
 
 export interface CreateRunResult {
   run: RunRecord;
   deduplicated: boolean;
+  /** With `eager`: the step claimed for that worker (none when the run was not created here). */
+  claims?: ClaimedStep[];
 }
 
 /** How long a cross-database `pending` claim holds its key before a crashed claim is taken over. */
@@ -83,10 +90,9 @@ export class RunCreation {
     const crossDb = p.idempotency !== undefined && loc.db !== this.r.home.db;
     if (crossDb && !(await this.claimPending(p, runId))) return this.resolveIdempotentRun(p);
     const key = crossDb ? null : (p.idempotency?.key ?? null);
+    const eagerStep = crossDb ? undefined : eagerCandidate(p, steps);
     // One round trip: the run row comes back from the statement that wrote it.
-    const rows = await loc.db
-      .query<Row>(
-        `with key_claim as (
+    const createSql = `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
          select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::bigint * interval '1 millisecond'
           where $9::text is not null
@@ -124,33 +130,33 @@ export class RunCreation {
          insert into ${s}.run_events (run_id, kind, data)
          select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
        )
-       select run.* from run`,
-        [
-          p.environmentId,
-          p.workflowId,
-          p.versionId,
-          runId,
-          inputId,
-          p.inputText,
-          p.inputBytes,
-          p.saveDataclips,
-          key,
-          p.idempotency?.ttlMs ?? 0,
-          p.trigger.kind,
-          p.trigger.ref ?? null,
-          JSON.stringify(steps),
-          p.parent?.runId ?? null,
-          p.parent?.stepRunId ?? null,
-          p.graph.maxConcurrency ?? null,
-          p.inputKind ?? 'input',
-          p.idempotency?.key ?? null,
-        ],
-      )
-      .catch(async (error: unknown) => {
-        // the run was not created: give the key back at once rather than at the claim's expiry
-        if (crossDb) await this.releasePending(p, runId).catch(() => {});
-        throw error;
-      });
+       select run.* from run`;
+    const createParams = [
+      p.environmentId,
+      p.workflowId,
+      p.versionId,
+      runId,
+      inputId,
+      p.inputText,
+      p.inputBytes,
+      p.saveDataclips,
+      key,
+      p.idempotency?.ttlMs ?? 0,
+      p.trigger.kind,
+      p.trigger.ref ?? null,
+      JSON.stringify(steps),
+      p.parent?.runId ?? null,
+      p.parent?.stepRunId ?? null,
+      p.graph.maxConcurrency ?? null,
+      p.inputKind ?? 'input',
+      p.idempotency?.key ?? null,
+    ];
+    if (eagerStep && p.eager) return this.createEager(p, loc, createSql, createParams, eagerStep);
+    const rows = await loc.db.query<Row>(createSql, createParams).catch(async (error: unknown) => {
+      // the run was not created: give the key back at once rather than at the claim's expiry
+      if (crossDb) await this.releasePending(p, runId).catch(() => {});
+      throw error;
+    });
     const created = rows.rows[0];
     if (created) {
       if (crossDb) await this.markClaimed(p, runId);
@@ -158,6 +164,43 @@ export class RunCreation {
       return { run: toRun(created), deduplicated: false };
     }
     return this.resolveIdempotentRun(p);
+  }
+
+  /**
+   * Eager start (Temporal's "eager workflow start"): the triggering process runs a worker with a
+   * free slot, so the run's first step is claimed for it in the trigger's transaction, through the
+   * claim rule (claim_by_ids), and the worker starts it as soon as the commit returns. Saved: the
+   * NOTIFY, the worker's wake-up and its claim round trip with its own commit (one WAL flush of
+   * two). Cost: the trigger is a transaction of two statements (four round trips on PostgreSQL,
+   * one flush) instead of one statement. Only a root without a concurrency limit, in a run
+   * without one, in the triggering process's location database (createRun checks). The other
+   * roots, if any, stay ready and are signalled as usual; a deduplicated trigger claims nothing.
+   */
+  private async createEager(
+    p: CreateRunParams,
+    loc: ReturnType<RunResources['location']>,
+    sql: string,
+    params: unknown[],
+    stepRunId: string,
+  ): Promise<CreateRunResult> {
+    const { workerId, leaseMs } = p.eager!;
+    const made = await loc.db.transaction(async (tx) => {
+      const rows = await tx.query<Row>(sql, params);
+      const created = rows.rows[0];
+      if (!created) return undefined;
+      const claimed = await tx.query<Row>(`select * from ${loc.schema}.claim_by_ids($1, $2, $3)`, [
+        [stepRunId],
+        workerId,
+        leaseMs,
+      ]);
+      return { created, claims: claimed.rows.map(toClaimed) };
+    });
+    if (!made) return this.resolveIdempotentRun(p);
+    const roots = planOf(p.graph)
+      .level(null)
+      .filter((n) => n.parents.length === 0).length;
+    if (roots > made.claims.length) this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
+    return { run: toRun(made.created), deduplicated: false, claims: made.claims };
   }
 
   /**
@@ -257,4 +300,17 @@ export class RunCreation {
       );
     return { run, deduplicated: true };
   }
+}
+
+/**
+ * The step run an eager start may claim: the first root in plan order, when neither it nor the
+ * run has a concurrency limit (those go through claim_steps, which counts what runs).
+ */
+function eagerCandidate(
+  p: CreateRunParams,
+  steps: Array<{ id: string; pending: number; concurrency_key: string | null }>,
+): string | undefined {
+  if (!p.eager || p.graph.maxConcurrency != null) return undefined;
+  const first = steps.find((s) => s.pending === 0);
+  return first && first.concurrency_key === null ? first.id : undefined;
 }
