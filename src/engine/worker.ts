@@ -162,6 +162,7 @@ export class Worker {
       leaseMs: this.leaseMs,
       use: (claims) => {
         free();
+        this.metrics.claimedSteps.inc({}, claims.length);
         // claimed for this worker: run it even if stopping began meanwhile (stop waits for it)
         for (const c of claims) this.launch(c, leaseFrom);
         if (claims.length === 0) this.wake();

@@ -168,13 +168,18 @@ export class RunCreation {
 
   /**
    * Eager start (Temporal's "eager workflow start"): the triggering process runs a worker with a
-   * free slot, so the run's first step is claimed for it in the trigger's transaction, through the
-   * claim rule (claim_by_ids), and the worker starts it as soon as the commit returns. Saved: the
-   * NOTIFY, the worker's wake-up and its claim round trip with its own commit (one WAL flush of
-   * two). Cost: the trigger is a transaction of two statements (four round trips on PostgreSQL,
-   * one flush) instead of one statement. Only a root without a concurrency limit, in a run
-   * without one, in the triggering process's location database (createRun checks). The other
-   * roots, if any, stay ready and are signalled as usual; a deduplicated trigger claims nothing.
+   * free slot, so the run's first step is claimed for it by the trigger's own statement, through
+   * the claim rule (claim_by_ids), and the worker starts it as soon as the commit returns. Saved:
+   * the NOTIFY, the worker's wake-up and its claim round trip with its own commit (one WAL flush
+   * of two). Still one statement and one round trip: claim_by_ids is called from the statement's
+   * select list after `written` has counted every step run the statement inserted and
+   * `created_event` its `run.created` (an unread data-modifying CTE runs after the main query,
+   * and that event must come first in the run's log, before the claim's `step.started`); a volatile
+   * function's statements see what the calling statement wrote before them (they run under a
+   * later command id), so it finds the new row `ready` and updates it like any claim. Only a root
+   * without a concurrency limit, in a run without one, in the trigger's location database
+   * (createRun checks). The other roots, if any, stay ready and are signalled as usual; a
+   * deduplicated trigger writes nothing and claims nothing.
    */
   private async createEager(
     p: CreateRunParams,
@@ -184,23 +189,35 @@ export class RunCreation {
     stepRunId: string,
   ): Promise<CreateRunResult> {
     const { workerId, leaseMs } = p.eager!;
-    const made = await loc.db.transaction(async (tx) => {
-      const rows = await tx.query<Row>(sql, params);
-      const created = rows.rows[0];
-      if (!created) return undefined;
-      const claimed = await tx.query<Row>(`select * from ${loc.schema}.claim_by_ids($1, $2, $3)`, [
-        [stepRunId],
-        workerId,
-        leaseMs,
-      ]);
-      return { created, claims: claimed.rows.map(toClaimed) };
-    });
-    if (!made) return this.resolveIdempotentRun(p);
+    const n = params.length;
+    const eagerSql = sql
+      .replace(/\), logged as \(/, '\n         returning 1\n       ), logged as (')
+      .replace(
+        /from go\n       \)\n       select run/,
+        'from go\n         returning 1\n       )\n       select run',
+      )
+      .replace(
+        /select run\.\* from run$/,
+        `select run.*, (select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
+                  from ${loc.schema}.claim_by_ids(array[$${n + 1}::text], $${n + 2}::text, $${n + 3}::integer) c)
+                 as eager_claims
+         from run cross join (select count(*) from steps) as written
+                  cross join (select count(*) from logged) as created_event`,
+      );
+    const rows = await loc.db.query<Row & { eager_claims: Row[] }>(eagerSql, [
+      ...params,
+      stepRunId,
+      workerId,
+      leaseMs,
+    ]);
+    const created = rows.rows[0];
+    if (!created) return this.resolveIdempotentRun(p);
+    const claims = created.eager_claims.map(toClaimed);
     const roots = planOf(p.graph)
       .level(null)
-      .filter((n) => n.parents.length === 0).length;
-    if (roots > made.claims.length) this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
-    return { run: toRun(made.created), deduplicated: false, claims: made.claims };
+      .filter((node) => node.parents.length === 0).length;
+    if (roots > claims.length) this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
+    return { run: toRun(created), deduplicated: false, claims };
   }
 
   /**
