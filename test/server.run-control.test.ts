@@ -88,6 +88,8 @@ describe.each(BACKENDS)('run control over HTTP on %s', (backend) => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id: run.id, status: 'canceled', workflowId: 'hold' });
     expect(res.body.finishedAt).not.toBeNull();
+    // a cancel is not a failure: it says so (it said "The run failed.")
+    expect(res.body.error).toEqual({ message: 'The run was canceled: canceled through the API' });
     expect(await status(run.id)).toBe('canceled');
 
     const again = await call(f.app, 'POST', `/api/v1/runs/${run.id}/cancel`, f.auth);

@@ -69,7 +69,15 @@ export function presentRunError(error: RunRecord['error']): ApiRun['error'] {
   if (error === null) return null;
   const step = error.error;
   const at = error.stepKey !== undefined ? { stepKey: error.stepKey } : {};
-  if (!step) return { ...at, message: 'The run failed.' };
+  if (!step) {
+    // a cancel stores `{ reason }` (cancel_run.sql): say that, not that the run failed
+    if ('reason' in error)
+      return {
+        ...at,
+        message: error.reason ? `The run was canceled: ${error.reason}` : 'The run was canceled.',
+      };
+    return { ...at, message: 'The run failed.' };
+  }
   const { stack: _stack, ...plain } = step;
   return {
     ...at,

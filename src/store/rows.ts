@@ -45,7 +45,8 @@ export interface RunRecord {
   rerunOf: string | null;
   rerunFromStep: string | null;
   parentRunId: string | null;
-  error: { stepKey?: string; error?: StepErrorInfo } | null;
+  /** A failed run: the step and its error. A canceled run: `{ reason }` (null when none was given). */
+  error: { stepKey?: string; error?: StepErrorInfo; reason?: string | null } | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
