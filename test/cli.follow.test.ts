@@ -98,6 +98,10 @@ describe('weft runs follow, trigger --follow and the control commands', () => {
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/a {2}done in \d+ms\n.*b {2}running\n.*b {2}done in/);
     expect(ok.stdout).toMatch(/Run run_\w+ succeeded in/);
+    // recorded as a CLI trigger (it was recorded as `api`)
+    const okId = /Run (run_\w+) succeeded/.exec(ok.stdout)![1]!;
+    const okRun = await f.db.stores.runs.getRun(f.environmentId, okId);
+    expect(okRun?.trigger.kind).toBe('cli');
 
     const bad = await cli('trigger', 'broken', '--follow');
     expect(bad.code).toBe(1);

@@ -198,8 +198,10 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
       'idempotencyKey',
       'idempotencyKeyTTL',
       'input',
+      'source',
     ]);
     expect(body.properties.idempotencyKey).toMatchObject({ minLength: 1, maxLength: 255 });
+    expect(body.properties.source).toMatchObject({ enum: ['api', 'cli', 'dashboard'] });
     expect(doc.components.securitySchemes.bearerAuth).toMatchObject({
       type: 'http',
       scheme: 'bearer',

@@ -81,7 +81,7 @@ export async function startRun<R>(
   options: TriggerOptions,
 ): Promise<{ status: number; body: R }> {
   const input = readInput(options);
-  const body: { input?: unknown; idempotencyKey?: string } = {};
+  const body: { input?: unknown; idempotencyKey?: string; source: 'cli' } = { source: 'cli' };
   if (input !== undefined) body.input = input;
   if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
   return api.post<R>(`/workflows/${encodeURIComponent(workflowId)}/runs`, body);
@@ -114,8 +114,11 @@ export async function runTrigger(workflowId: string, options: TriggerOptions): P
     : undefined;
   if (options.json) printJson({ ...done, output: output?.body ?? null });
   else {
+    // a paused run has not finished (no finishedAt): it waits for `weft runs resume`
     process.stdout.write(
-      `Run ${done.id} ${done.status} in ${formatDuration(done.createdAt, done.finishedAt)}.\n`,
+      done.finishedAt
+        ? `Run ${done.id} ${done.status} in ${formatDuration(done.createdAt, done.finishedAt)}.\n`
+        : `Run ${done.id} ${done.status}; resume it with \`weft runs resume ${done.id}\`.\n`,
     );
     if (output) process.stdout.write(`Output:\n${indent(JSON.stringify(output.body, null, 2))}\n`);
     if (done.error) process.stdout.write(`Error: ${describeRunError(done.error)}\n`);

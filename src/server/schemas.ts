@@ -330,6 +330,10 @@ export const TriggerBodySchema = z
       .max(MAX_IDEMPOTENCY_TTL_MS)
       .optional()
       .openapi({ description: 'How long the key is held, in milliseconds. Default 24 h.' }),
+    source: z.enum(['api', 'cli', 'dashboard']).optional().openapi({
+      description:
+        "Where the trigger came from, recorded as the run's trigger kind (filterable on the runs list). Default `api`; `weft trigger` sends `cli`, the dashboard's Start run sends `dashboard`.",
+    }),
   })
   .openapi('TriggerRunRequest');
 

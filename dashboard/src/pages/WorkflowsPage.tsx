@@ -315,7 +315,7 @@ function TriggerForm({ workflowId }: { workflowId: string }) {
     mutationFn: () =>
       api<Run>(`/api/v1/workflows/${encodeURIComponent(workflowId)}/runs`, {
         method: 'POST',
-        body: { input: parsed.ok ? parsed.value : null },
+        body: { input: parsed.ok ? parsed.value : null, source: 'dashboard' },
       }),
     onSuccess: (run) => navigate(`/runs/${run.id}`),
   });

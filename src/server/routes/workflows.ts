@@ -127,7 +127,7 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
       input: body.input,
       idempotencyKey: body.idempotencyKey,
       idempotencyTtlMs: body.idempotencyKeyTTL,
-      trigger: { kind: 'api', ref: identity.keyId },
+      trigger: { kind: body.source ?? 'api', ref: identity.keyId },
     });
     const run = { ...presentRun(result.run), deduplicated: result.deduplicated };
     if (result.deduplicated) return c.json(run, 200);
