@@ -337,13 +337,17 @@ class LineView implements View {
     const step = event.stepKey ? stepTransition(event) : undefined;
     if (step && event.stepKey) {
       if (event.kind === 'step.started') this.started.set(event.stepKey, event.createdAt);
-      const took =
-        step.status === 'running' || step.status === 'waiting' || step.status === 'skipped'
-          ? ''
-          : ` in ${formatDuration(this.started.get(event.stepKey), event.createdAt)}`;
+      const ran = formatDuration(this.started.get(event.stepKey), event.createdAt);
+      // A retry's duration is the failed attempt's, not the wait before the next one (the note's
+      // "retry in"): "retrying in 43ms" read as the delay.
+      const took = ['running', 'waiting', 'skipped', 'retrying'].includes(step.status)
+        ? ''
+        : ` in ${ran}`;
+      const note =
+        step.status === 'retrying' && step.note ? `attempt ran ${ran}: ${step.note}` : step.note;
       const attempt = event.attempt && event.attempt > 1 ? ` (attempt ${event.attempt})` : '';
       this.out.write(
-        `${time}  ${event.stepKey}  ${step.status}${attempt}${took}${step.note ? `  ${step.note}` : ''}\n`,
+        `${time}  ${event.stepKey}  ${step.status}${attempt}${took}${note ? `  ${note}` : ''}\n`,
       );
       return;
     }
