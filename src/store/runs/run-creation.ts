@@ -91,6 +91,7 @@ export class RunCreation {
     if (crossDb && !(await this.claimPending(p, runId))) return this.resolveIdempotentRun(p);
     const key = crossDb ? null : (p.idempotency?.key ?? null);
     const eagerStep = crossDb ? undefined : eagerCandidate(p, steps);
+    const eager = eagerStep !== undefined;
     // One round trip: the run row comes back from the statement that wrote it.
     const createSql = `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
@@ -125,12 +126,12 @@ export class RunCreation {
            from jsonb_to_recordset($13::jsonb) as u(id text, step_id text, kind text, pending integer, parents text[],
                 successors text[], failure_successors text[], max_attempts integer, on_exhausted text,
                 concurrency_key text, concurrency_limit integer)
-          cross join input
+          cross join input${eager ? '\n         returning 1' : ''}
        ), logged as (
          insert into ${s}.run_events (run_id, kind, data)
-         select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go
+         select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go${eager ? '\n         returning 1' : ''}
        )
-       select run.* from run`;
+       ${eager ? eagerSelect(s) : 'select run.* from run'}`;
     const createParams = [
       p.environmentId,
       p.workflowId,
@@ -189,22 +190,7 @@ export class RunCreation {
     stepRunId: string,
   ): Promise<CreateRunResult> {
     const { workerId, leaseMs } = p.eager!;
-    const n = params.length;
-    const eagerSql = sql
-      .replace(/\), logged as \(/, '\n         returning 1\n       ), logged as (')
-      .replace(
-        /from go\n       \)\n       select run/,
-        'from go\n         returning 1\n       )\n       select run',
-      )
-      .replace(
-        /select run\.\* from run$/,
-        `select run.*, (select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
-                  from ${loc.schema}.claim_by_ids(array[$${n + 1}::text], $${n + 2}::text, $${n + 3}::integer) c)
-                 as eager_claims
-         from run cross join (select count(*) from steps) as written
-                  cross join (select count(*) from logged) as created_event`,
-      );
-    const rows = await loc.db.query<Row & { eager_claims: Row[] }>(eagerSql, [
+    const rows = await loc.db.query<Row & { eager_claims: Row[] }>(sql, [
       ...params,
       stepRunId,
       workerId,
@@ -330,4 +316,17 @@ function eagerCandidate(
   if (!p.eager || p.graph.maxConcurrency != null) return undefined;
   const first = steps.find((s) => s.pending === 0);
   return first && first.concurrency_key === null ? first.id : undefined;
+}
+
+/**
+ * The eager trigger's last select ($19–$21: the step run, the worker, the lease): claim_by_ids runs
+ * once the step runs (`written`) and the `run.created` event (`created_event`) are written; an
+ * unread data-modifying CTE would run after the main query, and the event must come first.
+ */
+function eagerSelect(schema: string): string {
+  return `select run.*, (select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
+                  from ${schema}.claim_by_ids(array[$19::text], $20::text, $21::integer) c)
+                 as eager_claims
+         from run cross join (select count(*) from steps) as written
+                  cross join (select count(*) from logged) as created_event`;
 }
