@@ -130,8 +130,12 @@ describe('dashboard (Chromium against weft dev)', () => {
 
   it('"Run from here" on a middle step shows the plan, starts the rerun, and the rerun reuses the upstream step', async () => {
     const source = page.url().split('/runs/')[1]!;
-    await node('transform').click();
-    await page.getByTestId('step-panel').getByRole('button', { name: 'Run from here' }).click();
+    // Select the step through the step picker (a click on a node can land while the graph is
+    // still settling on a loaded machine, and select nothing), and see its panel first.
+    await page.getByLabel('Select a step').selectOption('transform');
+    const panel = page.getByTestId('step-panel');
+    await panel.getByRole('heading', { name: 'transform' }).waitFor();
+    await panel.getByRole('button', { name: 'Run from here' }).click();
     const plan = page.getByTestId('rerun-panel');
     await plan.getByTestId('plan-list').waitFor();
     await expect(plan.locator('li[data-step="fetch"]').getAttribute('data-fate')).resolves.toBe(
