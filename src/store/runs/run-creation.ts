@@ -152,58 +152,23 @@ export class RunCreation {
       p.inputKind ?? 'input',
       p.idempotency?.key ?? null,
     ];
-    if (eagerStep && p.eager) return this.createEager(p, loc, createSql, createParams, eagerStep);
-    const rows = await loc.db.query<Row>(createSql, createParams).catch(async (error: unknown) => {
-      // the run was not created: give the key back at once rather than at the claim's expiry
-      if (crossDb) await this.releasePending(p, runId).catch(() => {});
-      throw error;
-    });
-    const created = rows.rows[0];
-    if (created) {
-      if (crossDb) await this.markClaimed(p, runId);
-      this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
-      return { run: toRun(created), deduplicated: false };
-    }
-    return this.resolveIdempotentRun(p);
-  }
-
-  /**
-   * Eager start (Temporal's "eager workflow start"): the triggering process runs a worker with a
-   * free slot, so the run's first step is claimed for it by the trigger's own statement, through
-   * the claim rule (claim_by_ids), and the worker starts it as soon as the commit returns. Saved:
-   * the NOTIFY, the worker's wake-up and its claim round trip with its own commit (one WAL flush
-   * of two). Still one statement and one round trip: claim_by_ids is called from the statement's
-   * select list after `written` has counted every step run the statement inserted and
-   * `created_event` its `run.created` (an unread data-modifying CTE runs after the main query,
-   * and that event must come first in the run's log, before the claim's `step.started`); a volatile
-   * function's statements see what the calling statement wrote before them (they run under a
-   * later command id), so it finds the new row `ready` and updates it like any claim. Only a root
-   * without a concurrency limit, in a run without one, in the trigger's location database
-   * (createRun checks). The other roots, if any, stay ready and are signalled as usual; a
-   * deduplicated trigger writes nothing and claims nothing.
-   */
-  private async createEager(
-    p: CreateRunParams,
-    loc: ReturnType<RunResources['location']>,
-    sql: string,
-    params: unknown[],
-    stepRunId: string,
-  ): Promise<CreateRunResult> {
-    const { workerId, leaseMs } = p.eager!;
-    const rows = await loc.db.query<Row & { eager_claims: Row[] }>(sql, [
-      ...params,
-      stepRunId,
-      workerId,
-      leaseMs,
-    ]);
+    // Eager start: $19–$21 (the step run, the worker, its lease) for eagerSelect.
+    if (eager) createParams.push(eagerStep, p.eager!.workerId, p.eager!.leaseMs);
+    const rows = await loc.db
+      .query<Row & { eager_claims?: Row[] }>(createSql, createParams)
+      .catch(async (error: unknown) => {
+        // the run was not created: give the key back at once rather than at the claim's expiry
+        if (crossDb) await this.releasePending(p, runId).catch(() => {});
+        throw error;
+      });
     const created = rows.rows[0];
     if (!created) return this.resolveIdempotentRun(p);
-    const claims = created.eager_claims.map(toClaimed);
-    const roots = planOf(p.graph)
-      .level(null)
-      .filter((node) => node.parents.length === 0).length;
+    if (crossDb) await this.markClaimed(p, runId);
+    const claims = created.eager_claims?.map(toClaimed) ?? [];
+    // wake idle workers for the roots this process did not claim for itself
+    const roots = steps.filter((step) => step.pending === 0).length;
     if (roots > claims.length) this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
-    return { run: toRun(created), deduplicated: false, claims };
+    return { run: toRun(created), deduplicated: false, ...(eager ? { claims } : {}) };
   }
 
   /**
@@ -319,9 +284,20 @@ function eagerCandidate(
 }
 
 /**
- * The eager trigger's last select ($19–$21: the step run, the worker, the lease): claim_by_ids runs
- * once the step runs (`written`) and the `run.created` event (`created_event`) are written; an
- * unread data-modifying CTE would run after the main query, and the event must come first.
+ * Eager start (Temporal's "eager workflow start"): the triggering process runs a worker with a
+ * free slot, so the run's first step is claimed for it by the trigger's own statement, through
+ * the claim rule (claim_by_ids), and the worker starts it as soon as the commit returns. Saved:
+ * the NOTIFY, the worker's wake-up and its claim round trip with its own commit (one WAL flush
+ * of two). Still one statement and one round trip: claim_by_ids is called from the statement's
+ * select list after `written` has counted every step run the statement inserted and
+ * `created_event` its `run.created` (an unread data-modifying CTE runs after the main query,
+ * and that event must come first in the run's log, before the claim's `step.started`); a volatile
+ * function's statements see what the calling statement wrote before them (they run under a
+ * later command id), so it finds the new row `ready` and updates it like any claim. Only a root
+ * without a concurrency limit, in a run without one, in the trigger's location database
+ * (eagerCandidate; createRun keeps cross-database triggers out). The other roots, if any, stay
+ * ready and are signalled as usual; a deduplicated trigger writes nothing and claims nothing.
+ * This is the statement's last select; $19–$21 are the step run, the worker and its lease.
  */
 function eagerSelect(schema: string): string {
   return `select run.*, (select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
