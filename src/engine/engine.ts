@@ -254,7 +254,7 @@ export class Engine {
     if (options.idempotencyTtlMs !== undefined) req.idempotencyTtlMs = options.idempotencyTtlMs;
     if (options.trigger !== undefined) req.trigger = options.trigger;
     // Eager start: this process's worker, if idle enough, runs the first step as soon as the
-    // trigger commits (Worker.reserveEager, RunCreation.createEager).
+    // trigger commits (Worker.reserveEager; the statement: eagerSelect in run-creation.ts).
     const slot = this.worker?.reserveEager(workflowId);
     if (!slot) return triggerRun(this.stores, req);
     return triggerRun(this.stores, req, { workerId: slot.workerId, leaseMs: slot.leaseMs }).then(

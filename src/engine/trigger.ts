@@ -30,13 +30,13 @@ export interface TriggerRequest {
 export interface TriggerResult {
   run: RunRecord;
   deduplicated: boolean;
-  /** With `eager`: the first step, claimed for that worker in the trigger's transaction. */
+  /** With `eager`: the first step, claimed for that worker by the trigger's own statement. */
   claims?: ClaimedStep[];
 }
 
 /**
  * `eager`: a worker of this process has a free slot for the run's first step (Engine.trigger);
- * the store claims it for that worker in the trigger's own transaction where it can.
+ * the store claims it for that worker in the trigger's own statement where it can.
  */
 export async function triggerRun(
   stores: { control: ControlStore; runs: RunStore },

@@ -140,8 +140,8 @@ export class Worker {
 
   /**
    * Eager start (Engine.trigger; Temporal calls it eager workflow start): hold a slot so that the
-   * run about to be created has its first step claimed for this worker in the trigger's own
-   * transaction, and started the moment the commit returns, with no NOTIFY, wake-up or claim in
+   * run about to be created has its first step claimed for this worker by the trigger's own
+   * statement, and started the moment the commit returns, with no NOTIFY, wake-up or claim in
    * between. Only while this worker serves the workflow, has a free slot, and its last claim left
    * nothing ready behind (a new run must not jump a queue); otherwise undefined.
    */

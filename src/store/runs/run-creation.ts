@@ -32,7 +32,7 @@ export interface CreateRunParams {
   inputKind?: 'input' | 'webhook_request';
   /**
    * Eager start: a worker of the triggering process has a free slot and claims the run's first
-   * step in the trigger's own transaction (see createRun). Ignored where it cannot apply.
+   * step in the trigger's own statement (see eagerSelect). Ignored where it cannot apply.
    */
   eager?: { workerId: string; leaseMs: number };
 }
