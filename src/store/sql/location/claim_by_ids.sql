@@ -26,6 +26,11 @@ returns table (
 )
 language plpgsql
 set enable_seqscan = off -- by key only: README.md, "By id"
+-- One generic plan, planned once per connection: left to choose, the plan cache kept planning
+-- this statement anew on most calls (909 of 1,200 in a chain, 0.26 ms each: more than the
+-- statement's own 0.13 ms), because `= any(p_ids)` costs a generic plan above a custom one.
+-- By key, the generic plan is the plan (README.md, "Planned once").
+set plan_cache_mode = force_generic_plan
 as $$
 begin
   return query

@@ -3,6 +3,14 @@
 -- point at its output dataclip (no copy, no write). Several: one new dataclip { [key]: output }.
 -- With save_dataclips off, every body of the run is dropped now (they were kept only while the run
 -- was live, so that any worker could pick up any step and a crash loses nothing).
+-- The leaf test looks each successor up by (run_id, step_key), the unique index, one probe per
+-- successor (the LATERAL … limit 1 keeps the planner from turning it into a join that reads the
+-- run's rows once per step): a run's cost to finish grows with its steps, not with their square.
+-- Rejected: `c.step_key = any(s.successors)` and a plain `exists`, both planned (with the
+-- statistics of a table that held few rows per run) as a walk of all the run's step runs for each
+-- succeeded step: a 3,000-step chain filtered 4.5 million rows and read 222,000 buffers, 1.1 s
+-- inside the last step's commit, holding its row locks (10,000 steps: about 13 s); now 9,100
+-- buffers and 10 ms (EXPLAIN ANALYZE, generic plan).
 create or replace function {{schema}}.finish_run(p_run_id text, p_status text, p_error jsonb) returns void
 language plpgsql as $$
 declare
@@ -17,8 +25,10 @@ begin
     from {{schema}}.step_runs s
    where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null and not s.successor_ran
      and not exists (
-       select 1 from {{schema}}.step_runs c
-        where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+       select 1 from unnest(s.successors) k
+         cross join lateral (select 1 from {{schema}}.step_runs c
+                              where c.run_id = s.run_id and c.step_key = k and c.status in ('succeeded', 'failed')
+                              limit 1) probe);
   if v_count = 1 then
     v_final := v_single;
   elsif v_count > 1 then
@@ -26,8 +36,10 @@ begin
       from {{schema}}.step_runs s join {{schema}}.dataclips d on d.id = s.output_dataclip_id
      where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null and not s.successor_ran
        and not exists (
-         select 1 from {{schema}}.step_runs c
-          where c.run_id = s.run_id and c.step_key = any(s.successors) and c.status in ('succeeded', 'failed'));
+         select 1 from unnest(s.successors) k
+           cross join lateral (select 1 from {{schema}}.step_runs c
+                                where c.run_id = s.run_id and c.step_key = k and c.status in ('succeeded', 'failed')
+                                limit 1) probe);
     v_final := {{schema}}.mint_id('dc');
     insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
     values (v_final, p_run_id, v_run.environment_id, 'final', v_body, md5(v_body::text), octet_length(v_body::text));
