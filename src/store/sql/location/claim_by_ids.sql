@@ -60,7 +60,10 @@ begin
     select c.id, c.attempt_count, c.run_id, p_worker, 'running', c.step_key from claimed c
   ), started as (
     update {{schema}}.runs r set status = 'running', started_at = coalesce(r.started_at, now()), updated_at = now()
-     where r.id in (select c.run_id from claimed c) and r.status in ('queued', 'waiting')
+     -- by id (README.md): the plain `r.status in (…)` let the plan read every queued run of the
+     -- location through runs_env_status_created on each claim (a fan-out of 100,000 runs
+     -- triggered at once has 100,000 of them)
+     where r.id in (select c.run_id from claimed c) and (r.status || '') in ('queued', 'waiting')
   )
   select c.id::text, c.run_id::text, c.step_id::text, c.step_key::text, c.workflow_id::text, r.version_id::text,
          c.environment_id::text, c.attempt_count, c.max_attempts, d.body, r.state, r.save_dataclips
