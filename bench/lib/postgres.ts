@@ -95,7 +95,11 @@ export async function adminQuery(sql: string): Promise<void> {
   await withAdmin((c) => c.query(sql));
 }
 
-/** Server facts printed with every run (fsync and synchronous_commit decide what a commit costs). */
+/**
+ * Server facts printed with every run (fsync and synchronous_commit decide what a commit costs;
+ * autovacuum decides whether the tables have statistics mid-run, which changes plans: the shared
+ * cluster of the bench machine runs with it off, production with it on).
+ */
 export async function serverFacts(): Promise<Record<string, string>> {
   return withAdmin(async (c) => {
     const rows = await c.query<{
@@ -104,10 +108,11 @@ export async function serverFacts(): Promise<Record<string, string>> {
       sync: string;
       wal_sync: string;
       sb: string;
+      autovacuum: string;
     }>(
       `select current_setting('server_version') as version, current_setting('fsync') as fsync,
               current_setting('synchronous_commit') as sync, current_setting('wal_sync_method') as wal_sync,
-              current_setting('shared_buffers') as sb`,
+              current_setting('shared_buffers') as sb, current_setting('autovacuum') as autovacuum`,
     );
     const r = rows.rows[0]!;
     return {
@@ -116,6 +121,7 @@ export async function serverFacts(): Promise<Record<string, string>> {
       synchronous_commit: r.sync,
       wal_sync_method: r.wal_sync,
       shared_buffers: r.sb,
+      autovacuum: r.autovacuum,
     };
   });
 }
