@@ -277,7 +277,16 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
       if (steps[0]!.status === 'waiting') break;
       await sleep(20);
     }
-    expect(first.worker!.inFlightCount).toBe(0); // parked: no worker slot held
+    // Parked: no worker slot held. The park's commit can be visible to this query a moment
+    // before the worker has read its reply and freed the slot (with eager start the sleep parks
+    // within milliseconds of the trigger), so allow that moment: 200 ms, well inside the 700 ms
+    // sleep, so a slot held for the sleep still fails here.
+    const parkedBy = Date.now() + 200;
+    while (first.worker!.inFlightCount > 0 && Date.now() < parkedBy) await sleep(5);
+    expect(first.worker!.inFlightCount).toBe(0);
+    expect((await db.stores.runs.listStepRuns(first.environmentId, run.id))![0]!.status).toBe(
+      'waiting',
+    );
     await first.stop();
     const second = await startTestEngine(db.stores, [wf], { environmentId: first.environmentId });
     try {
