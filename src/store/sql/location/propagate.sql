@@ -71,16 +71,9 @@ begin
   end loop;
   while cardinality(v_check) > 0 loop
     v_next := '{}';
-    -- each key probed by (run_id, step_key), as above: `step_key = any(v_check) and status =
-    -- 'pending'` could be planned as a walk of the run's open steps (step_runs_open) per level of
-    -- a cascade, quadratic along a long pruned branch
     for r in
-      select sr.id, sr.step_key, sr.live_from, sr.successors
-        from (select distinct k from unnest(v_check) k) keys
-        cross join lateral (
-          select x.id, x.step_key, x.live_from, x.successors from {{schema}}.step_runs x
-           where x.run_id = p_run_id and x.step_key = keys.k
-             and (x.status || '') = 'pending' and x.pending_parents <= 0) sr
+      select id, step_key, live_from, successors from {{schema}}.step_runs
+       where run_id = p_run_id and step_key = any(v_check) and status = 'pending' and pending_parents <= 0
     loop
       if cardinality(r.live_from) > 0 then
         perform {{schema}}.make_ready(r.id);
@@ -90,10 +83,8 @@ begin
         insert into {{schema}}.run_events (run_id, kind, step_key) values (p_run_id, 'step.pruned', r.step_key);
         pruned := pruned + 1;
         if cardinality(r.successors) > 0 then
-          foreach v_key in array array(select distinct k from unnest(r.successors) k) loop
-            update {{schema}}.step_runs set pending_parents = pending_parents - 1
-             where run_id = p_run_id and step_key = v_key and (status || '') = 'pending';
-          end loop;
+          update {{schema}}.step_runs set pending_parents = pending_parents - 1
+           where run_id = p_run_id and step_key = any(r.successors) and status = 'pending';
           v_next := v_next || r.successors;
         end if;
       end if;
