@@ -174,7 +174,9 @@ describe.each(BACKENDS)('control flow on %s', (backend) => {
     const body = (b: Workflow<number>) =>
       b.step('check', { retry: { maxAttempts: 1 } }, async (n) => {
         if (n === 2) throw new Error(`item ${n} is bad`);
-        await sleep(n === 3 ? 400 : 5);
+        // item 3 is still running when item 2 fails, also when recording that failure loses a
+        // deadlock to a sibling's commit first (detected after deadlock_timeout, 1 s) and is retried
+        await sleep(n === 3 ? 3_000 : 5);
         return n;
       });
     const fast = defineWorkflow<number[]>('fast').parallel('all', { items: (x) => x, body });

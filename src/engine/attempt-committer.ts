@@ -9,12 +9,17 @@ import { resolveOutgoingEdges } from '../core/edge-resolution.js';
 import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
 import { isTransientDatabaseError } from '../store/db-errors.js';
+import { sqlErrorCode } from '../store/executor.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult } from '../store/run-store.js';
 import { COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS, jitteredBackoff, sleep } from './db-retry.js';
 import type { Logger } from './logger.js';
 import { computeStatePatch } from './state.js';
 import type { InFlight, WorkerResources } from './worker-resources.js';
+
+/** A deadlock or a serialization failure: the statement can simply be tried again. */
+const CONFLICTS = new Set(['40P01', '40001']);
+const CONFLICT_RETRIES = 5;
 
 export class AttemptCommitter {
   constructor(private readonly w: WorkerResources) {}
@@ -163,6 +168,30 @@ export class AttemptCommitter {
       );
   }
 
+  /**
+   * fail_step, tried again when it lost a deadlock or a serialization conflict: a fail-fast
+   * parallel's failure locks its sibling branches while a sibling's commit locks the branches it
+   * reaches, and PostgreSQL aborts one of the two. Without a retry the failure was not recorded
+   * and the run waited out the whole lease, then was charged `lease_lost` (a CI run of
+   * test/engine.control-flow.test.ts, "parallel fail-fast"; deadlocks in the server log). fail_step
+   * is fenced by (attempt, worker, lease), so a try that did commit makes the retry 'fenced'.
+   */
+  private async failStepRetryingConflicts(
+    claim: ClaimedStep,
+    info: StepErrorInfo,
+    retryDelayMs: number | null,
+    edges?: { live: string[]; dead: string[] },
+  ): ReturnType<WorkerResources['runs']['failStep']> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.w.runs.failStep(claim, this.w.workerId, info, retryDelayMs, edges);
+      } catch (error) {
+        if (tries >= CONFLICT_RETRIES || !CONFLICTS.has(sqlErrorCode(error) ?? '')) throw error;
+        await sleep(jitteredBackoff(tries, COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS));
+      }
+    }
+  }
+
   /** Record a failed attempt (fenced by the lease); a retry wakes the claim loop when due. */
   /** True when the database answered (recorded, or fenced); false when it could not be reached. */
   async recordFailure(
@@ -173,7 +202,7 @@ export class AttemptCommitter {
     edges?: { live: string[]; dead: string[] },
   ): Promise<boolean> {
     try {
-      const result = await this.w.runs.failStep(claim, this.w.workerId, info, retryDelayMs, edges);
+      const result = await this.failStepRetryingConflicts(claim, info, retryDelayMs, edges);
       const workflow = { workflow: claim.workflowId };
       if (result.status !== 'fenced') this.w.metrics.attemptFailures.inc(workflow);
       if (result.status === 'fenced') {
