@@ -8,8 +8,7 @@ import { describeError, type StepErrorInfo } from '../core/errors.js';
 import { resolveOutgoingEdges } from '../core/edge-resolution.js';
 import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
-import { isTransientDatabaseError } from '../store/db-errors.js';
-import { sqlErrorCode } from '../store/executor.js';
+import { isConflictError, isTransientDatabaseError } from '../store/db-errors.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult } from '../store/run-store.js';
 import { COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS, jitteredBackoff, sleep } from './db-retry.js';
@@ -17,8 +16,6 @@ import type { Logger } from './logger.js';
 import { computeStatePatch } from './state.js';
 import type { InFlight, WorkerResources } from './worker-resources.js';
 
-/** A deadlock or a serialization failure: the statement can simply be tried again. */
-const CONFLICTS = new Set(['40P01', '40001']);
 const CONFLICT_RETRIES = 5;
 
 export class AttemptCommitter {
@@ -186,7 +183,7 @@ export class AttemptCommitter {
       try {
         return await this.w.runs.failStep(claim, this.w.workerId, info, retryDelayMs, edges);
       } catch (error) {
-        if (tries >= CONFLICT_RETRIES || !CONFLICTS.has(sqlErrorCode(error) ?? '')) throw error;
+        if (tries >= CONFLICT_RETRIES || !isConflictError(error)) throw error;
         await sleep(jitteredBackoff(tries, COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS));
       }
     }

@@ -14,8 +14,7 @@
  * fails because the database is away rejects every item with that error, and the worker retries
  * each while its lease holds (Worker.commitDurably).
  */
-import { sqlErrorCode } from '../store/executor.js';
-import { isTransientDatabaseError } from '../store/db-errors.js';
+import { isConflictError, isTransientDatabaseError } from '../store/db-errors.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult, RunStore } from '../store/run-store.js';
 import type { Logger } from './logger.js';
@@ -35,9 +34,6 @@ const MAX_COMMIT_BATCH = 64;
  * add context switches and smaller batches. Measured on the fan-out (bench/RESULTS.md, issue 8).
  */
 const MAX_IN_FLIGHT = 3;
-
-/** Conflicts between concurrent batches: one statement per item avoids them. */
-const CONFLICTS = new Set(['40P01', '40001']);
 
 export class GroupCommitter {
   private readonly queue: PendingCommit[] = [];
@@ -88,7 +84,7 @@ export class GroupCommitter {
       );
       batch.forEach((p, i) => p.resolve(results[i]!));
     } catch (error) {
-      const conflict = CONFLICTS.has(sqlErrorCode(error) ?? '');
+      const conflict = isConflictError(error);
       if (batch.length === 1 || (isTransientDatabaseError(error) && !conflict)) {
         for (const p of batch) p.reject(error);
         return;

@@ -50,3 +50,9 @@ export function isTransientDatabaseError(error: unknown): boolean {
   const message = error instanceof Error ? error.message : '';
   return TRANSIENT_MESSAGES.some((m) => message.includes(m));
 }
+
+/** A deadlock or a serialization failure: the statement can simply be tried again. */
+export function isConflictError(error: unknown): boolean {
+  const code = sqlErrorCode(error);
+  return code === '40P01' || code === '40001';
+}
