@@ -8,11 +8,18 @@
  * waitpoint completes (a run that says `waiting` while it executes, or never finishes), and a run
  * left `running` by two branches committing at once (the sweep).
  */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineWorkflow } from '../src/index.js';
 import type { Engine } from '../src/engine/engine.js';
 import type { RunStatus } from '../src/store/rows.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import { mintRunScopedId } from '../src/core/ids.js';
+import {
+  BACKENDS,
+  finalStateOf,
+  openTestDatabase,
+  type TestDatabase,
+} from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
 import { call, openServerFixture, type ServerFixture } from './support/server-fixture.js';
 
@@ -36,6 +43,15 @@ const mixed = defineWorkflow('approval-beside-slow-step')
 const napping = defineWorkflow('naps')
   .sleep('nap', { duration: 400 })
   .step('after', { after: 'nap' }, () => 1);
+
+/** A step held open beside a long sleep: the race test completes the step itself. */
+let releaseHeld: () => void = () => {};
+const heldBesideNap = defineWorkflow('held-beside-nap')
+  .step('held', async () => {
+    await new Promise<void>((resolve) => (releaseHeld = resolve));
+    return 'from the worker';
+  })
+  .sleep('nap', { duration: 3_600_000 });
 
 const childWaits = defineWorkflow('child-waits').approval('child-ok', {});
 const parent = defineWorkflow('parent-of-waiting-child').subWorkflow('call', {
@@ -173,6 +189,85 @@ describe.each(BACKENDS)('run status waiting on %s', (backend) => {
     await until(run.id, 'waiting'); // the engine's timer (every 50 ms) runs the sweep
     await engine.completeWaitpoint((await waitpointOf(run.id)).id, null);
     expect((await engine.waitForRun(run.id)).status).toBe('succeeded');
+  });
+});
+
+// PostgreSQL only: the race needs two connections (PGlite runs one transaction at a time).
+describe('run status waiting, a race on postgres', () => {
+  let db: TestDatabase;
+  let engine: Engine;
+  let t1: pg.Client;
+  beforeAll(async () => {
+    db = await openTestDatabase('postgres');
+    engine = await startTestEngine(db.stores, [heldBesideNap]);
+    t1 = new pg.Client({ connectionString: db.url });
+    await t1.connect();
+  });
+  afterAll(async () => {
+    releaseHeld();
+    await t1?.query('rollback').catch(() => {});
+    await t1?.end();
+    await engine?.stop();
+    await db?.close();
+  });
+
+  // CI's fuzz run left a run `waiting` for good with every step run ended: a commit (T1) marked
+  // the run waiting (the settle trigger) while a sleep fired (T0). T0's wake saw the run still
+  // `running`, so it left it alone; the claim of the woken step saw `running` too; the step's
+  // commit then found the run `waiting` and did not end it. Here T1 is held open, by hand, right
+  // after its settle trigger ran (SET CONSTRAINTS … IMMEDIATE), while the timer fires the sleep.
+  it('a sleep that fires while a commit marks the run waiting: the run still ends', async () => {
+    const loc = db.stores.schemas.locations[0]!;
+    const { run } = await engine.trigger('held-beside-nap', null);
+    let held: { id: string; attempt_count: number; lease_owner: string } | undefined;
+    let napWaitpoint: string | undefined;
+    for (let i = 0; i < 400 && (!held || !napWaitpoint); i++) {
+      held = (
+        await db.executor.query<{ id: string; attempt_count: number; lease_owner: string }>(
+          `select id, attempt_count, lease_owner from ${loc}.step_runs
+            where run_id = $1 and step_key = 'held' and status = 'running'`,
+          [run.id],
+        )
+      ).rows[0];
+      napWaitpoint = (
+        await db.executor.query<{ id: string }>(
+          `select id from ${loc}.waitpoints where run_id = $1 and status = 'waiting'`,
+          [run.id],
+        )
+      ).rows[0]?.id;
+      if (!held || !napWaitpoint) await sleep(25);
+    }
+    expect(held, 'the held step runs').toBeDefined();
+    expect(napWaitpoint, 'the sleep waits').toBeDefined();
+
+    // T1: the worker's commit of `held`, the same function, its deferred trigger run now
+    await t1.query('begin');
+    const tag = run.id.slice(4, 6);
+    const committed = await t1.query<{ r: { status: string } }>(
+      `select ${loc}.complete_step($1, $2, $3, $4, $5, null, '{}', '{}', '{}', false, 30000) as r`,
+      [held!.id, held!.attempt_count, held!.lease_owner, '"from T1"', mintRunScopedId('dc', tag)],
+    );
+    expect(committed.rows[0]!.r.status).toBe('committed');
+    await t1.query('set constraints all immediate');
+    const inT1 = await t1.query<{ status: string }>(
+      `select status from ${loc}.runs where id = $1`,
+      [run.id],
+    );
+    expect(inT1.rows[0]!.status, 'T1 has marked the run waiting').toBe('waiting');
+
+    // T0: the sleep is due now; the engine's timer (every 50 ms) fires it while T1 is open
+    await db.executor.query(`update ${loc}.waitpoints set resume_at = now() where id = $1`, [
+      napWaitpoint,
+    ]);
+    await sleep(1_000);
+    await t1.query('commit');
+
+    const done = await engine.waitForRun(run.id, { timeoutMs: 15_000 });
+    expect(done.status).toBe('succeeded');
+    expect(await finalStateOf(db, engine.environmentId, run.id)).toEqual({
+      held: 'from T1',
+      nap: null,
+    });
   });
 });
 

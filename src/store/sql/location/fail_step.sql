@@ -55,7 +55,8 @@ begin
   if cardinality(v_live) = 0 and s.on_exhausted = 'pause' then
     update {{schema}}.step_runs set status = 'waiting', lease_owner = null, lease_expires_at = null, error = p_error
      where id = p_step_run_id;
-    update {{schema}}.runs set status = 'paused', updated_at = now() where id = s.run_id and status = 'running';
+    update {{schema}}.runs set status = 'paused', updated_at = now()
+     where id = s.run_id and status in ('running', 'waiting');
     insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
     values (s.run_id, 'run.paused', s.step_key, p_attempt, jsonb_build_object('error', p_error));
     return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'paused', 'runId', s.run_id));

@@ -9,10 +9,15 @@ declare
   w record;
   n integer := 0;
 begin
+  -- The due ones are taken in time order (skip locked: no waiting between timers), then fired in
+  -- run order: firing locks the run row (wake_waiting_run), and two timers that fired their runs
+  -- in time order could each hold a run the other wants next.
   for w in
-    select id, run_id, step_run_id, environment_id, kind from {{schema}}.waitpoints
-     where status = 'waiting' and resume_at <= now()
-     order by resume_at limit p_limit for update skip locked
+    with due as (
+      select id, run_id, step_run_id, environment_id, kind from {{schema}}.waitpoints
+       where status = 'waiting' and resume_at <= now()
+       order by resume_at limit p_limit for update skip locked)
+    select * from due order by run_id, id
   loop
     update {{schema}}.waitpoints set status = case when w.kind = 'sleep' then 'completed' else 'timed_out' end, completed_at = now()
      where id = w.id;

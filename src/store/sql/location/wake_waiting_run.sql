@@ -1,6 +1,15 @@
+-- waiting → running when a waiting step run becomes ready (location 0005: its waitpoint completed
+-- or timed out, or its child run ended).
+-- The run row is locked first, then read by a new statement. A commit that is marking the run
+-- `waiting` (settle_run_waiting, which holds this lock from its check to its commit) has not
+-- seen this step ready; without the wait, this update would read the run as `running`, skip
+-- it, and the run would be left `waiting` with this step about to run: the claim of the step
+-- reads `running` too, and its commit then found the run `waiting` and did not end it (a fuzz
+-- run in CI; test/engine.run-waiting.test.ts, "a race on postgres").
 create or replace function {{schema}}.wake_waiting_run() returns trigger
 language plpgsql as $$
 begin
+  perform 1 from {{schema}}.runs where id = new.run_id for update;
   update {{schema}}.runs set status = 'running', updated_at = now()
    where id = new.run_id and status = 'waiting';
   if found then
