@@ -7,7 +7,7 @@
  * worker, a deduplicated trigger and a step with a concurrency limit take the ordinary path and
  * still finish; exactly one attempt per step either way.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
@@ -127,6 +127,27 @@ describe.each(BACKENDS)('eager start on %s', (backend) => {
         'succeeded',
       );
     } finally {
+      await engine.stop();
+    }
+  });
+
+  // The latency bench ran 1,101 claims for 1,100 one-step runs: each run was started eagerly, and
+  // its end still made the worker claim, finding nothing (a round trip and a walk of the ready
+  // index per run). A freed slot now claims only when work was left behind.
+  it('one-step runs triggered one after another: started eagerly, no claim after each run ends', async () => {
+    const wf = defineWorkflow('one-by-one').step('only', () => 'done');
+    const engine = await startTestEngine(db.stores, [wf], { worker: { pollIntervalMs: 60_000 } });
+    const claims = vi.spyOn(db.stores.runs, 'claimSteps');
+    try {
+      await idle();
+      claims.mockClear();
+      for (let i = 0; i < 20; i++) {
+        const { run } = await engine.trigger('one-by-one', null);
+        expect((await engine.waitForRun(run.id, { timeoutMs: 10_000 })).status).toBe('succeeded');
+      }
+      expect(claims.mock.calls.length).toBeLessThanOrEqual(1);
+    } finally {
+      claims.mockRestore();
       await engine.stop();
     }
   });

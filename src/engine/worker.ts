@@ -224,8 +224,10 @@ export class Worker {
     this.loopDone = this.loop();
   }
 
-  /** Wake the claim loop now (a NOTIFY arrived, a slot freed, a retry came due). */
+  /** Wake the claim loop now (a NOTIFY arrived, a retry came due, a slot freed with work left). */
   wake(): void {
+    // Work may be ready that this worker has no slot for: the next slot that frees must claim.
+    if (this.free() <= 0) this.drained = false;
     this.wakeRequested = true;
     const resolve = this.wakeResolve;
     this.wakeResolve = undefined;
@@ -304,7 +306,10 @@ export class Worker {
     this.chains.add(chain);
     void chain.finally(() => {
       this.chains.delete(chain);
-      this.wake();
+      // A freed slot claims only when work was left behind: the last claim filled every slot, or
+      // a wake-up came while none was free. Otherwise nothing became ready that no NOTIFY will
+      // announce, and the claim would find nothing (a one-step run cost a claim round trip more).
+      if (!this.drained) this.wake();
     });
   }
 
