@@ -1,6 +1,7 @@
 import { fdatasyncSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import type { Executor, Queryable, QueryResult } from './executor.js';
+import { preparedQueries } from './pglite-prepared.js';
 
 /**
  * How a PGlite data directory reaches the disk.
@@ -91,7 +92,9 @@ export async function createPgliteExecutor(
   }
   let closed = false;
 
+  const prepared = preparedQueries(db);
   const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+    if (prepared) return prepared.query<R>(sql, params);
     const result = await db.query<R>(sql, params as unknown[] | undefined);
     return { rows: result.rows };
   };
