@@ -2,6 +2,8 @@
  * The rerun planner (docs/rerun.md): given what a source run recorded and the graph a rerun will use,
  * decide for every node whether it reruns, is reused by reference, or is skipped — and why.
  * Pure: no IO, no clock. The engine loads the inputs, the store writes the result.
+ * Kept whole (about 560 lines): the scope, dirt and reuse passes share one node table and are
+ * read together with docs/rerun.md's cases; split, each pass would need the others' invariants.
  *
  * Glossary:
  * - *source run*: the earlier run being rerun; its step runs give outputs, input hashes, outcomes.
