@@ -18,6 +18,10 @@ import { defineWorkflow } from 'weft';
 export const slow = defineWorkflow<{ n: number }>('slow')
   .sleep('pause', { duration: '2s' })
   .step('done', { after: 'pause' }, () => ({ done: true }));
+// Its first attempt never ends: the process dies while it runs.
+export const held = defineWorkflow('held').step('hold', (_input: unknown, ctx) =>
+  ctx.attempt === 1 ? new Promise<never>(() => {}) : { attempt: ctx.attempt },
+);
 `;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -101,5 +105,50 @@ describe.each(['fsync', 'os'])('weft dev durability (%s)', (durability) => {
       body,
     });
     expect(delivered.status).toBe(202);
+  });
+
+  // A step claimed by the process that died keeps a lease nobody can renew: the restarted dev
+  // (which holds the folder alone) hands it back at once. Before, the step waited out the whole
+  // lease (30 s) and the run looked stuck; under load CI's kill -9 above landed in that window.
+  it('a step running when the process was killed runs again right after the restart, not after its lease', async () => {
+    for (const p of running.splice(0)) await p.stop(2000).catch(() => {});
+    const first = await startDev();
+    const auth = { authorization: `Bearer ${first.key}`, 'content-type': 'application/json' };
+    const res = await fetch(`${first.url}/api/v1/workflows/held/runs`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ input: null }),
+    });
+    expect(res.status).toBe(201);
+    const { id: runId } = (await res.json()) as { id: string };
+    type Steps = {
+      data: Array<{ stepKey: string; status: string; attempts: Array<{ status: string }> }>;
+    };
+    const stepsOf = async (url: string, headers: Record<string, string>) =>
+      ((await (await fetch(`${url}/api/v1/runs/${runId}/steps`, { headers })).json()) as Steps)
+        .data;
+    for (let i = 0; i < 100; i++) {
+      if ((await stepsOf(first.url, auth))[0]?.status === 'running') break;
+      await sleep(50);
+    }
+    expect((await stepsOf(first.url, auth))[0]?.status).toBe('running');
+    first.dev.child.kill('SIGKILL');
+    await new Promise((r) => first.dev.child.once('exit', r));
+
+    const second = await startDev();
+    const auth2 = { authorization: `Bearer ${second.key}`, 'content-type': 'application/json' };
+    const restarted = Date.now();
+    let status = '';
+    while (Date.now() - restarted < 10_000) {
+      const got = await fetch(`${second.url}/api/v1/runs/${runId}`, { headers: auth2 });
+      status = ((await got.json()) as { status: string }).status;
+      if (status === 'succeeded') break;
+      await sleep(100);
+    }
+    expect(status, 'the run finishes within 10 s of the restart (the lease is 30 s)').toBe(
+      'succeeded',
+    );
+    const [hold] = await stepsOf(second.url, auth2);
+    expect(hold!.attempts.map((a) => a.status)).toEqual(['lost', 'succeeded']);
   });
 });

@@ -86,6 +86,11 @@ export async function runDev(options: DevOptions): Promise<void> {
     });
     const key = await devApiKey(stores, dataDir, environmentId, logger);
 
+    // The folder is this process's alone (locked above; PGlite is single-process), so a step run
+    // still `running` was claimed by an earlier `weft dev` that died (kill -9, a crash) holding
+    // it. Nobody can renew that lease: end it now, and the reaper below requeues the step at once
+    // rather than after the lease (30 s).
+    const orphaned = await stores.runs.expireAllLeases();
     const concurrency =
       options.concurrency === undefined
         ? 10
@@ -96,6 +101,13 @@ export async function runDev(options: DevOptions): Promise<void> {
       logger,
       worker: { concurrency, shutdownGraceMs: 10_000 },
     });
+    if (orphaned > 0) {
+      logger.info(
+        { orphaned },
+        'steps left running by an earlier process on this folder are handed back now',
+      );
+      await engine.reapOnce();
+    }
     // run data of environments deleted in the dev folder (cleanup-store.ts)
     stopCleanup = startCleanupLoop(stores, logger);
     loader = new WorkflowLoader(source, engine, logger, { strict: false });

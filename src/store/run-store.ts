@@ -189,6 +189,9 @@ export class RunStore {
   ): ReturnType<RunQueue['reapExpiredLeases']> {
     return this.queue.reapExpiredLeases(...a);
   }
+  expireAllLeases(): ReturnType<RunQueue['expireAllLeases']> {
+    return this.queue.expireAllLeases();
+  }
   nextAvailableAt(
     ...a: Parameters<RunQueue['nextAvailableAt']>
   ): ReturnType<RunQueue['nextAvailableAt']> {

@@ -371,6 +371,26 @@ export class RunQueue {
   }
 
   /**
+   * End now every lease held in these databases. Only for a process that holds them alone (a
+   * PGlite folder is locked to one process, `weft dev`): a step run still `running` when it opens
+   * was claimed by an earlier process that died holding it, and no one can renew that lease. The
+   * reaper then treats those attempts as it treats any expired lease (`lost`, counted, requeued)
+   * at once, instead of after the lease (30 s by default). Returns how many leases it ended.
+   * Index: step_runs_leases (partial, status `running`).
+   */
+  async expireAllLeases(): Promise<number> {
+    let n = 0;
+    for (const loc of this.r.locations.values()) {
+      const rows = await loc.db.query<{ id: string }>(
+        `update ${loc.schema}.step_runs set lease_expires_at = now() - interval '1 millisecond'
+          where status = 'running' and lease_expires_at >= now() returning id`,
+      );
+      n += rows.rows.length;
+    }
+    return n;
+  }
+
+  /**
    * The reaper: attempts whose lease expired (their worker died, paused or lost the database) are
    * marked `lost` — they count as used — and their step is requeued at once, or, when that was the
    * last attempt, fails (following failure edges, pausing or failing the run). Rows are taken with
