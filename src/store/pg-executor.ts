@@ -43,6 +43,15 @@ export function createPgExecutor(options: PgExecutorOptions): Executor {
   });
   // An idle client that loses its connection emits on the pool; without a listener Node would crash.
   pool.on('error', () => {});
+  // A client the pool has just connected is handed to `pool.connect()`'s promise inside the
+  // socket's data handler, and the pool has already dropped its idle listener by then: a session
+  // terminated at once (its FATAL in the same read) emitted 'error' before `transaction()` could
+  // listen, and ended the process (seen with pg_terminate_backend under load; the test kills
+  // sessions as they connect). This listener stays for the client's life; each user of a client
+  // still learns of the loss (its next query fails, the pool discards a client not queryable).
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const listener = new PgListener(
     options.connectionString,
     `${options.applicationName ?? 'weft'}-listen`,
