@@ -101,13 +101,13 @@ export async function runDev(options: DevOptions): Promise<void> {
       logger,
       worker: { concurrency, shutdownGraceMs: 10_000 },
     });
-    if (orphaned > 0) {
+    if (orphaned > 0)
       logger.info(
         { orphaned },
         'steps left running by an earlier process on this folder are handed back now',
       );
-      await engine.reapOnce();
-    }
+    // the reaper's first pass now, not after its interval: those leases, and any that had run out
+    await engine.reapOnce();
     // run data of environments deleted in the dev folder (cleanup-store.ts)
     stopCleanup = startCleanupLoop(stores, logger);
     loader = new WorkflowLoader(source, engine, logger, { strict: false });

@@ -38,20 +38,8 @@ interface PgliteInternals {
 
 /** Distinct statements kept prepared; past this, further texts go through `query()`. */
 const MAX_STATEMENTS = 1000;
-/** SQLSTATEs after which a prepared statement is dropped and the query sent unprepared once. */
+/** SQLSTATEs after which a prepared statement is closed and prepared again (once per query). */
 const STALE_STATEMENT = new Set(['0A000', '26000', '42P05']);
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 export function preparedQueries(db: PGlite): PreparedQueries | undefined {
   const internals = db as unknown as Partial<PgliteInternals>;
@@ -69,10 +57,12 @@ export function preparedQueries(db: PGlite): PreparedQueries | undefined {
   const exclusive = <T>(fn: () => Promise<T>): Promise<T> =>
     pg._runExclusiveTransaction(() => pg._runExclusiveQuery(fn));
 
-  const prepare = async (sql: string): Promise<Statement> => {
+  /** Prepare `sql` under a new name; `stale`: the statement it replaces, closed in the same call. */
+  const prepare = async (sql: string, stale?: Statement): Promise<Statement> => {
     const name = `weft_p${++counter}`;
     const { messages } = await db.execProtocol(
-      concat([
+      Buffer.concat([
+        ...(stale ? [protocol.serialize.close({ type: 'S', name: stale.name })] : []),
         protocol.serialize.parse({ name, text: sql }),
         protocol.serialize.describe({ type: 'S', name }),
         protocol.serialize.sync(),
@@ -102,7 +92,7 @@ export function preparedQueries(db: PGlite): PreparedQueries | undefined {
       return serializer ? serializer(value) : String(value);
     });
     const { messages } = await db.execProtocol(
-      concat([
+      Buffer.concat([
         protocol.serialize.bind({ statement: s.name, values }),
         protocol.serialize.execute({}),
         protocol.serialize.sync(),
@@ -138,7 +128,7 @@ export function preparedQueries(db: PGlite): PreparedQueries | undefined {
         if (!known || code === undefined || !STALE_STATEMENT.has(code)) throw error;
         // the statement was invalidated under us (its result type changed): prepare it again
         statements.delete(sql);
-        return exclusive(async () => run<R>(await prepare(sql), params ?? []));
+        return exclusive(async () => run<R>(await prepare(sql, known), params ?? []));
       }
     },
   };
