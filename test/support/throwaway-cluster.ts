@@ -10,7 +10,15 @@
  * PostgreSQL refuses to run as root.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,19 +43,36 @@ function binDir(): string {
   return join(root, versions[0]!, 'bin');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Whether 127.0.0.1:port can be listened on right now. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free port below the kernel's ephemeral range (ip_local_port_range). A port handed out by
+ * `listen(0)` comes from that range, and while a test has the cluster stopped (a restart), the
+ * kernel may give the same port to any outgoing connection as its local port. A restart in a
+ * clean-clone CI run failed to start ("could not start server"; its log went with the folder, so
+ * the address in use is the likely cause, not a seen one). Below the range nothing outgoing takes
+ * the port; a failed start now also prints the server's log.
+ */
+async function freePort(): Promise<number> {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+  } catch {
+    // not Linux: keep the usual bound
+  }
+  const from = Math.max(1024, low - 12_000);
+  for (let i = 0; i < 100; i++) {
+    const port = from + Math.floor(Math.random() * (low - from));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port between ${from} and ${low}`);
 }
 
 const asRoot = process.getuid?.() === 0;
@@ -121,16 +146,27 @@ export class ThrowawayCluster {
 
   /** Start the server and wait until it accepts connections. */
   async start(): Promise<void> {
-    await this.pg('pg_ctl', [
-      '-D',
-      join(this.dir, 'data'),
-      '-l',
-      join(this.dir, 'log'),
-      '-w',
-      '-t',
-      '30',
-      'start',
-    ]);
+    try {
+      await this.pg('pg_ctl', [
+        '-D',
+        join(this.dir, 'data'),
+        '-l',
+        join(this.dir, 'log'),
+        '-w',
+        '-t',
+        '30',
+        'start',
+      ]);
+    } catch (error) {
+      // the server's own reason is in its log, which is removed with the folder: say it here
+      let log = '';
+      try {
+        log = readFileSync(join(this.dir, 'log'), 'utf8').split('\n').slice(-15).join('\n');
+      } catch {
+        // no log written
+      }
+      throw new Error(`${(error as Error).message}\nserver log (port ${this.port}):\n${log}`);
+    }
     this.running = true;
   }
 
