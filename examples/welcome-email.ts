@@ -1,21 +1,26 @@
 /**
- * A chain with a typed input: each step receives its parent's output, and TypeScript knows its
- * shape. The last step calls a mailer with `ctx.idempotencyKey` (stable across retries of the
+ * A chain with a checked input: the zod schema gives the input its type and is checked at every
+ * trigger, so `{"email": 42}` is a 422 naming `input.email` and starts no run. Each step receives
+ * its parent's output, and TypeScript knows its shape. The last step calls a mailer with `ctx.idempotencyKey` (stable across retries of the
  * step), so a retry after a crash cannot send the email twice.
  *
  *   weft trigger welcome-email --input '{"email":" Ada@Example.com ","name":"Ada Lovelace"}' --wait
  */
+import { z } from 'zod';
 import { defineWorkflow } from '../src/index.js';
 import { mailer } from './_services.js';
 
-export interface Signup {
-  email: string;
-  name: string;
-  plan?: 'free' | 'pro';
-}
+/** Checked before any run starts; normalizing (trim, lower case) is the first step's job. */
+export const Signup = z.object({
+  email: z.string().includes('@'),
+  name: z.string().min(1),
+  plan: z.enum(['free', 'pro']).optional(),
+});
+export type Signup = z.infer<typeof Signup>;
 
-export const welcomeEmail = defineWorkflow<Signup>('welcome-email', {
+export const welcomeEmail = defineWorkflow('welcome-email', {
   description: 'Normalize a signup, render the welcome email, send it exactly once.',
+  input: Signup,
 })
   .step('normalize', ({ email, name, plan }) => ({
     email: email.trim().toLowerCase(),

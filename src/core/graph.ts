@@ -115,6 +115,8 @@ export interface SerializedGraph {
   maxPayloadBytes: number;
   /** Most step runs of one run executing at once; absent: no limit. */
   maxConcurrency?: number;
+  /** The run input's JSON Schema (draft 2020-12, from the workflow's zod `input`); absent: any JSON. */
+  inputSchema?: Record<string, unknown>;
   nodes: SerializedNode[];
   edges: Array<{ from: string; to: string; on: EdgeOn; when?: string; branch?: string }>;
 }
@@ -182,6 +184,9 @@ export function compileWorkflow(workflow: AnyWorkflowDef): CompiledWorkflow {
     }
     serialized.maxConcurrency = maxConcurrency;
   }
+  if (workflow.options.input !== undefined) {
+    serialized.inputSchema = inputJsonSchema(wid, workflow.options.input);
+  }
   const serializeScope = (scope: CompiledScope): void => {
     for (const s of scope.order) {
       serialized.nodes.push(serializeNode(s));
@@ -200,6 +205,9 @@ export function compileWorkflow(workflow: AnyWorkflowDef): CompiledWorkflow {
       id: wid,
       maxPayloadBytes,
       maxConcurrency: maxConcurrency ?? null,
+      // absent from the text when there is none, so versions hashed before input schemas existed
+      // keep their hash
+      ...(serialized.inputSchema ? { inputSchema: serialized.inputSchema } : {}),
       nodes: serialized.nodes.map((n) => [n.id, n.hash]),
     }),
   );
@@ -213,6 +221,25 @@ export function compileWorkflow(workflow: AnyWorkflowDef): CompiledWorkflow {
     maxPayloadBytes,
     graph: serialized,
   };
+}
+
+/** The input schema as JSON Schema, or `invalid_workflow` saying why it cannot be one. */
+function inputJsonSchema(workflowId: string, schema: unknown): Record<string, unknown> {
+  // by shape, not instanceof: the application may load its own copy of zod 4
+  if (typeof schema !== 'object' || schema === null || !('_zod' in schema)) {
+    invalid(
+      workflowId,
+      `options.input is ${typeof schema === 'object' ? 'an object that is not a zod schema' : JSON.stringify(schema)}: expected a zod schema, e.g. \`z.object({ email: z.email() })\`.`,
+    );
+  }
+  try {
+    return z.toJSONSchema(schema as z.ZodType, { io: 'input' }) as Record<string, unknown>;
+  } catch (error) {
+    return invalid(
+      workflowId,
+      `options.input cannot be stored as JSON Schema (${error instanceof Error ? error.message : String(error)}). Weft checks every trigger against the stored schema, also where the workflow's code is not loaded; use a schema of plain types, formats and bounds, and transform the input in the first step.`,
+    );
+  }
 }
 
 function serializeNode(s: CompiledStep): SerializedNode {

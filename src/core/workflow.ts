@@ -14,6 +14,7 @@
  */
 import { WeftError, type StepErrorInfo } from './errors.js';
 import type { Duration, RetryPolicy } from './retry.js';
+import type { z } from 'zod';
 
 /** Logger handed to step code; lines are attached to the attempt in the worker's log. */
 export interface StepLogger {
@@ -178,6 +179,16 @@ export interface WorkflowOptions {
   maxPayloadBytes?: number;
   /** Most steps of one run executing at once (branches, parallel items). Default: no limit. */
   maxConcurrency?: number;
+  /**
+   * A zod schema of the run input. Every trigger (API, webhook, cron, CLI, dashboard, a parent's
+   * `subWorkflow`) is checked against it before anything is written: a mismatch is a 422
+   * `invalid_input` naming each field, and no run. It is stored with the version as JSON Schema
+   * (`z.toJSONSchema`), so a server without the workflow's code checks it too; a schema that
+   * JSON Schema cannot express (a transform) is rejected at registration. The input is checked,
+   * not rewritten: root steps receive what was sent (defaults are not filled in), so the input
+   * type is the schema's input type. See README.md, "Input schema".
+   */
+  input?: z.ZodType;
 }
 
 /**
@@ -507,14 +518,26 @@ function normalizeAfter(after: unknown): EdgeDefinition[] {
 }
 
 /**
- * Start a workflow definition.
+ * Start a workflow definition. With `options.input` (a zod schema) the input type is inferred
+ * from it and every trigger is checked against it.
  *
+ * @example
+ * defineWorkflow('welcome-email', { input: z.object({ email: z.email() }) })
+ *   .step('send', ({ email }) => sendWelcome(email));
  * @example
  * export default defineWorkflow<{ orderId: string }>('fulfil-order')
  *   .step('load', async ({ orderId }) => loadOrder(orderId))
  *   .step('charge', { after: 'load', retry: { maxAttempts: 5, minDelay: '2s' } }, (order) => charge(order))
  *   .step('ship', { after: 'charge' }, (receipt, ctx) => ship(receipt, ctx.idempotencyKey));
  */
+export function defineWorkflow<S extends z.ZodType, TState extends RunState = RunState>(
+  id: string,
+  options: WorkflowOptions & { input: S },
+): Workflow<z.input<S>, NoSteps, TState>;
+export function defineWorkflow<TInput = unknown, TState extends RunState = RunState>(
+  id: string,
+  options?: WorkflowOptions,
+): Workflow<TInput, NoSteps, TState>;
 export function defineWorkflow<TInput = unknown, TState extends RunState = RunState>(
   id: string,
   options: WorkflowOptions = {},

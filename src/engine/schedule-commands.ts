@@ -3,6 +3,7 @@
  * defaults (nothing written), and create, update and delete, each moving the schedule's next slot.
  * Firing is the Scheduler's (scheduler.ts).
  */
+import { checkInputSchema } from './input-schema.js';
 import { parseCron } from '../core/cron.js';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';
@@ -143,6 +144,8 @@ export async function validateSchedule(
       maxBytes: version.graph.maxPayloadBytes,
       code: 'invalid_input',
     });
+    // a static input that the workflow's input schema refuses would fail every slot: refuse it now
+    checkInputSchema(settings.workflowId, version, settings.input.value ?? null);
     settings.input = { mode, value: settings.input.value ?? null };
   } else if (mode === 'previous_step_output') {
     const step = settings.input.step;

@@ -139,6 +139,10 @@ const GraphSchema = z
       .int()
       .optional()
       .openapi({ description: 'Most step runs of one run executing at once.' }),
+    inputSchema: z.record(z.string(), z.unknown()).optional().openapi({
+      description:
+        'JSON Schema (draft 2020-12) every trigger’s input is checked against (from the workflow’s zod `input`); absent: any JSON value.',
+    }),
     nodes: z.array(
       z.object({
         id: z.string(),
