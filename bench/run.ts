@@ -17,7 +17,7 @@
  * stderr.
  *
  * Method: every system runs in a process of its own (bench/host.ts), all started up front and
- * kept alive; each system gets one untimed warm-up, then the repetitions are interleaved across
+ * kept alive; each system gets an untimed warm-up (the chain: CHAIN_WARMUP_RUNS chains), then the repetitions are interleaved across
  * systems (round robin, the systems' order turned by one each repetition), so drift in a shared,
  * noisy machine spreads over everyone instead of landing on whoever ran last. Medians of the
  * repetitions are reported with min, max, every sample and the load average at the start and end
@@ -52,6 +52,15 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** Longest one measurement may take (the slowest, DBOS queue latency, takes about a minute). */
 const MEASURE_TIMEOUT_MS = 10 * 60_000;
 const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
+/**
+ * Untimed chains per system before the timed chain repetitions. One 100-step chain (the old
+ * warm-up) left every JIT-compiled client still warming: Weft's per-step time kept falling for
+ * about 2,000 steps in one process (0.85 → 0.60 ms/step on this machine), so the timed
+ * repetitions measured warm-up, not the engine. Twenty chains is 2,000 steps of the default size,
+ * the same for every system.
+ */
+const CHAIN_WARMUP_RUNS = 20;
+
 const HELP = `Usage: npm run bench -- [options]
 
   --only <benches>        chain,fanout,latency (default: all three)
@@ -63,6 +72,8 @@ const HELP = `Usage: npm run bench -- [options]
   --latency-reps <n>      repetitions of the latency bench
   --concurrency <list>    worker concurrencies swept in the fan-out (default 10,25,50)
   --chain-steps <n>       steps of the chain (default 100)
+  --chain-warmup <n>      untimed chains per system before the timed ones (default ${CHAIN_WARMUP_RUNS};
+                          1 before 2026-11-30: see RESULTS.md, "Issue 8, session 7")
   --fanout-runs <n>       runs of the fan-out (default 1000)
   --fanout-steps <n>      chained steps per fan-out run (default 3)
   --latency-triggers <n>  one-step runs triggered one at a time in the latency bench (default 1000)
@@ -88,6 +99,8 @@ interface Options {
   out: string | undefined;
   cpuProf: boolean;
   diagnose: Diagnose;
+  /** Untimed chains each system runs before the chain's repetitions. */
+  chainWarmup: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -103,6 +116,7 @@ function parseOptions(argv: string[]): Options {
       'latency-triggers': { type: 'string' },
       concurrency: { type: 'string' },
       'chain-steps': { type: 'string' },
+      'chain-warmup': { type: 'string' },
       'fanout-runs': { type: 'string' },
       'fanout-steps': { type: 'string' },
       quick: { type: 'boolean', default: false },
@@ -174,6 +188,7 @@ function parseOptions(argv: string[]): Options {
     out: values.out,
     cpuProf: values['cpu-prof'],
     diagnose: values.explain ? 'statements' : values.diagnose ? 'functions' : 'off',
+    chainWarmup: int('chain-warmup', values['chain-warmup'], quick ? 1 : CHAIN_WARMUP_RUNS),
   };
 }
 
@@ -337,8 +352,7 @@ async function main(): Promise<void> {
     durability: Object.fromEntries(
       options.targets.filter((t) => t.durability).map((t) => [t.id, t.durability]),
     ),
-    method:
-      'each system in its own process; one untimed warm-up each; repetitions interleaved round robin, the order rotated by one each repetition; medians reported',
+    method: `each system in its own process; untimed warm-up each (chain: ${options.chainWarmup} chains; others: one pass at a tenth of the size); repetitions interleaved round robin, the order rotated by one each repetition; medians reported`,
   });
   log(
     `weft bench: ${options.benches.join(', ')} on ${options.targets.map((t) => t.id).join(', ')}`,
@@ -404,6 +418,7 @@ async function main(): Promise<void> {
             ? { runs: options.sizes.fanoutRuns, stepsPerRun: options.sizes.fanoutSteps }
             : { runs: options.sizes.latencyTriggers, stepsPerRun: 1 };
       const warmRuns = bench === 'chain' ? 1 : Math.max(10, Math.round(runs / 10));
+      const warmRounds = bench === 'chain' ? options.chainWarmup : 1;
       log(
         `\n${bench}: ${runs} run(s) × ${stepsPerRun} steps, ${options.reps[bench]} rep(s), ${jobs.length} system/variant pairs`,
       );
@@ -415,13 +430,15 @@ async function main(): Promise<void> {
         const first = jobs.find((j) => j.host === host);
         if (!first) continue;
         try {
-          await host.measure({
-            type: 'measure',
-            bench,
-            variant: first.variant,
-            runs: warmRuns,
-            stepsPerRun,
-          });
+          for (let round = 0; round < warmRounds; round++) {
+            await host.measure({
+              type: 'measure',
+              bench,
+              variant: first.variant,
+              runs: warmRuns,
+              stepsPerRun,
+            });
+          }
         } catch (error) {
           for (const j of jobs.filter((x) => x.host === host))
             j.error = `warm-up failed: ${error instanceof Error ? error.message : String(error)}`;

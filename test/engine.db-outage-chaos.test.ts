@@ -103,6 +103,13 @@ describe('kill -9 and PostgreSQL restarts together (throwaway cluster, real proc
     await cluster.stop('immediate');
     await sleep(1_500);
     await cluster.start();
+    // Each worker alive through both restarts gets its LISTEN connection back. Waited for here,
+    // not only counted at the end: under load a reconnect can take longer than the 1.5 s between
+    // the restarts, and the kills below end these two processes (a loaded CI run once counted 1
+    // line where 2 were expected, every other check passing).
+    await Promise.all(
+      [w1, w2].map((w) => w.waitFor('stdout', /the LISTEN connection is back/, 30_000)),
+    );
     for (let k = 0; k < 3; k++) {
       await sleep(1_000);
       if (k % 2 === 0) {
