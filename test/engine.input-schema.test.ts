@@ -54,7 +54,7 @@ describe.each(BACKENDS)('input schema on %s', (backend) => {
     expect(e.code).toBe('invalid_input');
     expect(e.message).toContain('does not match its input schema');
     expect(e.message).toContain('input.email: Invalid input: expected string, received number');
-    expect(e.message).toContain('input.name:');
+    expect(e.message).toContain('input.name: missing (expected string)');
     expect(e.message).toContain('input.tags:');
     expect(e.message).toContain('No run was started');
     const details = e.details as { workflowId: string; issues: Array<{ path: string }> };

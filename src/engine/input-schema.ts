@@ -27,6 +27,15 @@ function where(path: readonly PropertyKey[]): string {
   return out;
 }
 
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const p of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
 /** Throws `invalid_input` naming every field that does not match; nothing when there is no schema. */
 export function checkInputSchema(
   workflowId: string,
@@ -40,7 +49,11 @@ export function checkInputSchema(
   const issues = result.error.issues.slice(0, 20).map((i) => ({
     path: where(i.path),
     code: i.code,
-    message: i.message,
+    // zod says "expected string, received undefined" for a field that is not there at all
+    message:
+      i.code === 'invalid_type' && i.path.length > 0 && valueAt(input, i.path) === undefined
+        ? `missing (expected ${i.expected})`
+        : i.message,
   }));
   const more = result.error.issues.length - issues.length;
   throw new WeftError(
