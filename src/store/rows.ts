@@ -11,13 +11,37 @@ import { ENDED_RUN_STATUSES } from '../core/statuses.js';
 
 export type RunStatus =
   'queued' | 'running' | 'waiting' | 'paused' | 'succeeded' | 'failed' | 'canceled';
-export type StepRunStatus =
-  'pending' | 'ready' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'pruned' | 'canceled';
-export type AttemptStatus = 'running' | 'succeeded' | 'failed' | 'lost' | 'canceled';
+/**
+ * Step run statuses, attempt statuses and dataclip kinds. The database has no CHECK constraint on
+ * these columns (location 0013: PostgreSQL parses a table's CHECK expressions anew for every
+ * statement that writes a row, ~20 µs of a chained step's ~150): the store's SQL is the only
+ * writer, and every test database is checked against these lists when it closes
+ * (test/support/databases.ts).
+ */
+export const STEP_RUN_STATUSES = [
+  'pending',
+  'ready',
+  'running',
+  'waiting',
+  'succeeded',
+  'failed',
+  'pruned',
+  'canceled',
+] as const;
+export type StepRunStatus = (typeof STEP_RUN_STATUSES)[number];
+export const ATTEMPT_STATUSES = ['running', 'succeeded', 'failed', 'lost', 'canceled'] as const;
+export type AttemptStatus = (typeof ATTEMPT_STATUSES)[number];
 export type TriggerKind =
   'manual' | 'api' | 'webhook' | 'cron' | 'rerun' | 'cli' | 'dashboard' | 'child';
-export type DataclipKind =
-  'input' | 'output' | 'step_input' | 'final' | 'webhook_request' | 'waitpoint_payload';
+export const DATACLIP_KINDS = [
+  'input',
+  'output',
+  'step_input',
+  'final',
+  'webhook_request',
+  'waitpoint_payload',
+] as const;
+export type DataclipKind = (typeof DATACLIP_KINDS)[number];
 
 export const RUN_STATUSES: readonly RunStatus[] = [
   'queued',
