@@ -60,6 +60,12 @@ const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
  * the same for every system.
  */
 const CHAIN_WARMUP_RUNS = 20;
+/**
+ * Untimed passes of a tenth of the fan-out (100 runs of the default 1,000) per system before the
+ * fan-out's repetitions: ten of them, one full-size fan-out in all (was one pass). Weft's fan-out
+ * rose from about 2,900 to 3,300–3,500 steps/s over its first 10,000 steps in one process.
+ */
+const FANOUT_WARMUP_PASSES = 10;
 
 const HELP = `Usage: npm run bench -- [options]
 
@@ -74,6 +80,7 @@ const HELP = `Usage: npm run bench -- [options]
   --chain-steps <n>       steps of the chain (default 100)
   --chain-warmup <n>      untimed chains per system before the timed ones (default ${CHAIN_WARMUP_RUNS};
                           1 before 2026-11-30: see RESULTS.md, "Issue 8, session 7")
+  --fanout-warmup <n>     untimed passes of a tenth of the fan-out per system (default ${FANOUT_WARMUP_PASSES}; 1 before)
   --fanout-runs <n>       runs of the fan-out (default 1000)
   --fanout-steps <n>      chained steps per fan-out run (default 3)
   --latency-triggers <n>  one-step runs triggered one at a time in the latency bench (default 1000)
@@ -101,6 +108,8 @@ interface Options {
   diagnose: Diagnose;
   /** Untimed chains each system runs before the chain's repetitions. */
   chainWarmup: number;
+  /** Untimed passes of a tenth of the fan-out each system runs before its repetitions. */
+  fanoutWarmup: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -117,6 +126,7 @@ function parseOptions(argv: string[]): Options {
       concurrency: { type: 'string' },
       'chain-steps': { type: 'string' },
       'chain-warmup': { type: 'string' },
+      'fanout-warmup': { type: 'string' },
       'fanout-runs': { type: 'string' },
       'fanout-steps': { type: 'string' },
       quick: { type: 'boolean', default: false },
@@ -189,6 +199,7 @@ function parseOptions(argv: string[]): Options {
     cpuProf: values['cpu-prof'],
     diagnose: values.explain ? 'statements' : values.diagnose ? 'functions' : 'off',
     chainWarmup: int('chain-warmup', values['chain-warmup'], quick ? 1 : CHAIN_WARMUP_RUNS),
+    fanoutWarmup: int('fanout-warmup', values['fanout-warmup'], quick ? 1 : FANOUT_WARMUP_PASSES),
   };
 }
 
@@ -352,7 +363,7 @@ async function main(): Promise<void> {
     durability: Object.fromEntries(
       options.targets.filter((t) => t.durability).map((t) => [t.id, t.durability]),
     ),
-    method: `each system in its own process; untimed warm-up each (chain: ${options.chainWarmup} chains; others: one pass at a tenth of the size); repetitions interleaved round robin, the order rotated by one each repetition; medians reported`,
+    method: `each system in its own process; untimed warm-up each (chain: ${options.chainWarmup} chains; fan-out: ${options.fanoutWarmup} passes at a tenth of the size; latency: one pass at a tenth); repetitions interleaved round robin, the order rotated by one each repetition; medians reported`,
   });
   log(
     `weft bench: ${options.benches.join(', ')} on ${options.targets.map((t) => t.id).join(', ')}`,
@@ -418,7 +429,8 @@ async function main(): Promise<void> {
             ? { runs: options.sizes.fanoutRuns, stepsPerRun: options.sizes.fanoutSteps }
             : { runs: options.sizes.latencyTriggers, stepsPerRun: 1 };
       const warmRuns = bench === 'chain' ? 1 : Math.max(10, Math.round(runs / 10));
-      const warmRounds = bench === 'chain' ? options.chainWarmup : 1;
+      const warmRounds =
+        bench === 'chain' ? options.chainWarmup : bench === 'fanout' ? options.fanoutWarmup : 1;
       log(
         `\n${bench}: ${runs} run(s) × ${stepsPerRun} steps, ${options.reps[bench]} rep(s), ${jobs.length} system/variant pairs`,
       );
