@@ -308,6 +308,31 @@ describe('dashboard (Chromium against weft dev)', () => {
     await expect(node('transform').getAttribute('class')).resolves.not.toContain('is-changed');
   });
 
+  it('a workflow with an input schema starts from a template of its fields, and a refused input names the field', async () => {
+    await page.goto(`${f.url}/workflows/signup`);
+    await expect(page.getByTestId('input-schema-hint').textContent()).resolves.toBe(
+      'Checked against the workflow’s input schema: required `email` (string), `name` (string); optional `plan` ("free" | "pro").',
+    );
+    const box = page.locator('#trigger-input');
+    expect(JSON.parse(await box.inputValue())).toEqual({ email: '', name: '' });
+    // sent as the template stands: the server refuses it and says which fields
+    await page.getByRole('button', { name: 'Start run' }).click();
+    const refused = page.getByText('does not match its input schema');
+    await refused.waitFor();
+    const text = (await refused.textContent())!;
+    expect(text).toContain('input.email: Invalid string: must match pattern /@/');
+    expect(text).toContain('input.name: Too small');
+    expect(page.url()).toContain('/workflows/signup');
+    // Chromium logs the refused request (422) as a console error: this one was asked for
+    const logged = problems.findIndex((p) => /status of 422/.test(p));
+    expect(logged).toBeGreaterThanOrEqual(0);
+    problems.splice(logged, 1);
+    await box.fill(JSON.stringify({ email: 'ada@example.com', name: 'Ada' }));
+    await page.getByRole('button', { name: 'Start run' }).click();
+    await page.waitForURL(/\/runs\/run_/);
+    await page.locator('.run-title [data-testid="status"]', { hasText: 'succeeded' }).waitFor();
+  });
+
   it('a schedule is created and its next time shown', async () => {
     await page.goto(`${f.url}/schedules`);
     const form = page.getByRole('form', { name: 'New schedule' });

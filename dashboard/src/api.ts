@@ -130,6 +130,19 @@ export interface Graph {
   nodes: GraphNode[];
   edges: GraphEdge[];
   maxPayloadBytes?: number;
+  /** JSON Schema every trigger's input is checked against (the workflow's zod `input`). */
+  inputSchema?: JsonSchema;
+}
+
+/** The parts of a JSON Schema (draft 2020-12) the trigger form reads. */
+export interface JsonSchema {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+  anyOf?: JsonSchema[];
 }
 
 export interface WorkflowVersion {

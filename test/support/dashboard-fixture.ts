@@ -5,7 +5,7 @@
  * wait for a gate file the caller creates, and Debian's Chromium driven by playwright-core.
  * Shared by test/dashboard.browser.test.ts and scripts/screenshots.ts.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -16,6 +16,7 @@ export const CHROMIUM = process.env.WEFT_CHROMIUM ?? '/usr/bin/chromium';
 /** Workflows the pages are exercised with; `{ gate }` in an input makes a step wait for a file. */
 export const workflowSource = (gateDir: string) => `
 import { existsSync } from 'node:fs';
+import { z } from 'zod';
 import { defineWorkflow } from 'weft';
 
 const GATES = ${JSON.stringify(gateDir)};
@@ -87,6 +88,11 @@ for (let lane = 0; lane < 20; lane++) {
 big = big.step('join', { after: tails }, (x) => x);
 for (let i = 1; i <= 18; i++) big = big.step('tail' + i, { after: i === 1 ? 'join' : 'tail' + (i - 1) }, (x) => x);
 export const big1000 = big;
+
+export const signup = defineWorkflow('signup', {
+  description: 'A checked input.',
+  input: z.object({ email: z.string().includes('@'), name: z.string().min(1), plan: z.enum(['free', 'pro']).optional() }),
+}).step('greet', (u) => 'hello ' + u.name);
 `;
 
 export interface DashboardFixture {
@@ -139,6 +145,9 @@ export async function openDashboardFixture(
     JSON.stringify({ name: 'dashboard-test', type: 'module' }),
   );
   writeFileSync(join(dir, 'workflows.ts'), workflowSource(gates));
+  // the workflows import zod as an application would: from its own node_modules
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(join(REPO_ROOT, 'node_modules', 'zod'), join(dir, 'node_modules', 'zod'));
   let dev: CliProcess | undefined;
   let browser: Browser | undefined;
   try {

@@ -5,7 +5,7 @@
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useMemo, useState } from 'react';
 import { Link, useLocation } from 'wouter';
-import { api, type Run, type Workflow, type WorkflowDetail } from '../api';
+import { api, type JsonSchema, type Run, type Workflow, type WorkflowDetail } from '../api';
 import { Empty, ErrorBox, Loading, RunLink, Section, StatusBadge, Time } from '../components/ui';
 import { FlowGraph, type NodeOverlay } from '../graph/FlowGraph';
 
@@ -139,7 +139,7 @@ export function WorkflowPage({ id }: { id: string }) {
                 ) : null}
               </>
             ) : (
-              <TriggerForm workflowId={wf.id} />
+              <TriggerForm key={wf.id} workflowId={wf.id} inputSchema={wf.graph.inputSchema} />
             )}
           </aside>
         </div>
@@ -298,8 +298,69 @@ function Versions({
   );
 }
 
-function TriggerForm({ workflowId }: { workflowId: string }) {
-  const [input, setInput] = useState('{}');
+/**
+ * A starting input for a workflow with an input schema: its required fields with an empty value of
+ * their type (an enum's first value, a default where there is one), for the person to fill in.
+ */
+function inputTemplate(schema: JsonSchema | undefined): unknown {
+  if (!schema) return {};
+  if (schema.default !== undefined) return schema.default;
+  if (schema.const !== undefined) return schema.const;
+  if (schema.enum && schema.enum.length > 0) return schema.enum[0];
+  const type = Array.isArray(schema.type) ? schema.type[0] : schema.type;
+  switch (type) {
+    case 'object': {
+      const out: Record<string, unknown> = {};
+      for (const key of schema.required ?? []) out[key] = inputTemplate(schema.properties?.[key]);
+      return out;
+    }
+    case 'array':
+      return [];
+    case 'string':
+      return '';
+    case 'number':
+    case 'integer':
+      return 0;
+    case 'boolean':
+      return false;
+    case 'null':
+      return null;
+    default:
+      return schema.anyOf?.[0] ? inputTemplate(schema.anyOf[0]) : null;
+  }
+}
+
+/** "required `email` (string), `name` (string); optional `plan`": what the schema asks for. */
+function schemaHint(schema: JsonSchema): string | null {
+  if (!schema.properties) return null;
+  const required = new Set(schema.required ?? []);
+  const describe = (key: string) => {
+    const p = schema.properties![key]!;
+    const type = p.enum ? p.enum.map((v) => JSON.stringify(v)).join(' | ') : p.type;
+    return type ? `\`${key}\` (${Array.isArray(type) ? type.join(' | ') : type})` : `\`${key}\``;
+  };
+  // `required` keeps the schema's order; the stored properties object may not (jsonb sorts keys)
+  const req = (schema.required ?? []).filter((k) => k in schema.properties!).map(describe);
+  const opt = Object.keys(schema.properties)
+    .filter((k) => !required.has(k))
+    .map(describe);
+  return [
+    req.length ? `required ${req.join(', ')}` : '',
+    opt.length ? `optional ${opt.join(', ')}` : '',
+  ]
+    .filter(Boolean)
+    .join('; ');
+}
+
+function TriggerForm({
+  workflowId,
+  inputSchema,
+}: {
+  workflowId: string;
+  inputSchema: JsonSchema | undefined;
+}) {
+  const [input, setInput] = useState(() => JSON.stringify(inputTemplate(inputSchema), null, 2));
+  const hint = inputSchema ? schemaHint(inputSchema) : null;
   const [, navigate] = useLocation();
   const parsed = useMemo(() => {
     try {
@@ -330,6 +391,11 @@ function TriggerForm({ workflowId }: { workflowId: string }) {
       <h2>Trigger a run</h2>
       <p className="muted">Select a step on the graph to see its settings.</p>
       <label htmlFor="trigger-input">Input (JSON)</label>
+      {hint ? (
+        <p className="muted small" data-testid="input-schema-hint">
+          Checked against the workflow’s input schema: {hint}.
+        </p>
+      ) : null}
       <textarea
         id="trigger-input"
         rows={8}
