@@ -105,7 +105,10 @@ export function loadFunctionSet(set: MigrationSet): FunctionSet {
   names.sort();
   const hash = createHash('sha256');
   const files = names.map((name) => {
-    const sql = renderSome(readFileSync(new URL(name, dir), 'utf8'), BUILD_CONSTANTS);
+    const sql = renderSome(
+      placeFragments(readFileSync(new URL(name, dir), 'utf8'), dir, name),
+      BUILD_CONSTANTS,
+    );
     hash.update(`${name}\0${sql}\0`);
     return { name, sql };
   });
@@ -122,6 +125,23 @@ export function quoteIdent(name: string): string {
     );
   }
   return name;
+}
+
+/**
+ * Place `{{fragment:<name>}}` with `fragments/<name>.sql` of the same set: SQL written once and
+ * run inline in more than one function, without a call (the claim rule: claim_by_ids and the
+ * chain's take in complete_step). Placed before hashing, so editing a fragment changes the hash.
+ */
+function placeFragments(sql: string, dir: URL, file: string): string {
+  return sql.replace(/\{\{fragment:(\w+)\}\}/g, (_, name: string) => {
+    try {
+      return readFileSync(new URL(`fragments/${name}.sql`, dir), 'utf8').trimEnd();
+    } catch {
+      throw new Error(
+        `${file} places fragment "${name}", but fragments/${name}.sql does not exist`,
+      );
+    }
+  });
 }
 
 /** Substitute the given `{{key}}`s, leave the others (rendered per schema later). */

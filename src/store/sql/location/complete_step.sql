@@ -25,6 +25,10 @@ create or replace function {{schema}}.complete_step(
 ) returns jsonb
 language plpgsql
 set enable_seqscan = off -- by key only: README.md, "By id"
+-- every statement here finds its rows by key, the inlined claim's `= any(p_ids)` too: planned
+-- once per connection (README.md, "Planned once"; without it that statement was planned anew on
+-- each call and a chained step's server time went from ~110 to ~290 µs)
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   s record;
@@ -36,6 +40,11 @@ declare
   v_next jsonb;
   v_key text;
   c record;
+  -- the variables the claim rule reads (fragments/claim.sql), for the chain fast path
+  p_ids text[];
+  p_take_from text;
+  p_take_input_id text;
+  p_take_input_hash text;
 begin
   -- event_id: this step's `step.succeeded` event, when it patches no state (location 0010: derived
   -- from this row, no run_events row); taken first, so it precedes the successor's `step.started`
@@ -74,6 +83,28 @@ begin
       'statePatch', jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del))));
   else
     perform {{schema}}.notify_run_watchers(s.run_id);
+  end if;
+
+  -- The chain fast path: one live edge, to a successor that waits on this step alone and has no
+  -- concurrency limit, is claimed for this worker here, by the claim rule placed inline
+  -- (fragments/claim.sql; its take condition checks "this step alone"). What propagate would do
+  -- for it, without its two calls (propagate, claim_by_ids): 146 → ~125 µs of server time per
+  -- chained step measured inside the server (bench/RESULTS.md, "Issue 8, session 7"). Anything
+  -- else (a join, a limit, a pruned edge, a successor not pending) takes propagate below.
+  if p_claim_next and cardinality(p_live) = 1 and cardinality(p_dead) = 0 then
+    select array[sr.id::text] into p_ids from {{schema}}.step_runs sr
+     where sr.run_id = s.run_id and sr.step_key = p_live[1] and sr.concurrency_key is null;
+    if p_ids is not null then
+      p_take_from := s.step_key;
+      p_take_input_id := p_output_id;
+      p_take_input_hash := v_hash;
+      {{fragment:claim}}
+      select to_jsonb(t) into v_next from claim_rows t;
+      if v_next is not null then
+        return jsonb_build_object('status', 'committed', 'runStatus', coalesce(v_status, 'running'),
+                                  'next', v_next, 'wake', {{schema}}.woken());
+      end if;
+    end if;
   end if;
 
   v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,

@@ -1,0 +1,60 @@
+-- THE claim rule, the one copy: a claimed step run becomes `running` with a fresh attempt number
+-- and a lease for the worker, its attempt row is written (before any user code runs; that row is
+-- the `step.started` event too, see location 0010), and a `queued` or `waiting` run becomes
+-- `running`. The migrator places it where a function names it (`fragment:claim` in double braces),
+-- followed there by a select from `claim_rows` (one row per claimed step, what the worker needs to execute it):
+-- `claim_by_ids.sql` (the claim by ids: the worker's claims, a join made ready) and
+-- `complete_step.sql` (the chain's successor, taken in the commit without a call).
+-- Reads the PL/pgSQL variables p_ids, p_worker, p_lease_ms, p_take_from, p_take_input_id and
+-- p_take_input_hash of the function it is placed in. Its aliases start with `claim_` so that no
+-- caller's variable (`s`, `c`, `r` are common) can shadow them.
+--
+-- Which rows: the given ids that are `ready`; with p_take_from (the chain fast path), also a
+-- `pending` row whose only parent is p_take_from and which waits on it alone: it is resolved here
+-- (input = that parent's output p_take_input_id, no copy) and claimed in the same row update, so
+-- the successor of a chained step is written once, and never enters the step_runs_ready index.
+-- Writes per claimed step: the step run update (not HOT: status is in partial index predicates),
+-- one attempt insert (pk + attempts_run_event), the run row only when it starts. Indexes read:
+-- step_runs pk; runs pk; dataclips pk, and no other: the status test cannot be served by a
+-- partial index (README.md, "By id").
+with claimed as (
+  update {{schema}}.step_runs claim_s
+     set status = 'running',
+         attempt_count = claim_s.attempt_count + 1,
+         lease_owner = p_worker,
+         lease_expires_at = now() + p_lease_ms * interval '1 millisecond',
+         started_at = coalesce(claim_s.started_at, now()),
+         pending_parents = case when claim_s.status = 'pending' then 0 else claim_s.pending_parents end,
+         live_from = case when claim_s.status = 'pending' then array[p_take_from] else claim_s.live_from end,
+         input_dataclip_id = case when claim_s.status = 'pending' then p_take_input_id else claim_s.input_dataclip_id end,
+         input_hash = case when claim_s.status = 'pending' then p_take_input_hash else claim_s.input_hash end,
+         available_at = case when claim_s.status = 'pending' then now() else claim_s.available_at end
+   where claim_s.id = any(p_ids)
+     -- `status || ''`: by primary key only, never through a partial index (README.md, "By id")
+     and ((claim_s.status || '') = 'ready'
+          or (p_take_from is not null and (claim_s.status || '') = 'pending' and claim_s.pending_parents = 1
+              and claim_s.parents = array[p_take_from]::text[]))
+  returning claim_s.id, claim_s.run_id, claim_s.step_id, claim_s.step_key, claim_s.workflow_id,
+            claim_s.environment_id, claim_s.attempt_count, claim_s.max_attempts, claim_s.input_dataclip_id
+), new_attempts as (
+  -- the attempt row is also the `step.started` event (its event_id comes from the run_events
+  -- id sequence; location 0010): one row, not an attempt row and an event row
+  insert into {{schema}}.attempt_rows (step_run_id, number, run_id, worker_id, status, step_key)
+  select claim_c.id, claim_c.attempt_count, claim_c.run_id, p_worker, 'running', claim_c.step_key
+    from claimed claim_c
+), started as (
+  update {{schema}}.runs claim_r set status = 'running', started_at = coalesce(claim_r.started_at, now()), updated_at = now()
+   -- by id (README.md): the plain `status in (…)` let the plan read every queued run of the
+   -- location through runs_env_status_created on each claim (a fan-out of 100,000 runs
+   -- triggered at once has 100,000 of them)
+   where claim_r.id in (select claim_c.run_id from claimed claim_c) and (claim_r.status || '') in ('queued', 'waiting')
+), claim_rows as (
+  select claim_c.id::text as step_run_id, claim_c.run_id::text as run_id, claim_c.step_id::text as step_id,
+         claim_c.step_key::text as step_key, claim_c.workflow_id::text as workflow_id,
+         claim_r.version_id::text as version_id, claim_c.environment_id::text as environment_id,
+         claim_c.attempt_count as attempt, claim_c.max_attempts as max_attempts, claim_d.body as input,
+         claim_r.state as state, claim_r.save_dataclips as save_dataclips
+    from claimed claim_c
+    join {{schema}}.runs claim_r on claim_r.id = claim_c.run_id
+    left join {{schema}}.dataclips claim_d on claim_d.id = claim_c.input_dataclip_id
+)
