@@ -63,7 +63,10 @@ describe('chaos: the database fails under weft worker processes (throwaway clust
             await admin.query('select pg_terminate_backend($1)', [victim.pid]);
             cut++;
           }
-          await sleep(random() * 60);
+          // A worker session is active only while a statement runs (a commit is about 1 ms of each
+          // 60 ms step): polled every ~30 ms, a whole run could see none and cut nothing (a
+          // clean-clone CI run did, once commits got faster). Polled every ~7 ms it sees dozens.
+          await sleep(random() * 15);
         }
       } finally {
         await admin.end();
