@@ -35,7 +35,7 @@ const NOT_OURS = new Set([
   'string', // typeof x.code === 'string'
   'custom', // zod issue codes (server/errors.ts, db-text.ts)
   'unrecognized_keys',
-  'invalid_type', // engine/input-schema.ts
+  'invalid_type', // zod's issue code (core/json-schema.ts)
 ]);
 
 describe('the table of error codes', () => {

@@ -16,8 +16,8 @@
  * plan.ts, took only the edge derivation).
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import { WeftError } from './errors.js';
+import { isZodSchema, toStoredSchema, type JsonSchemaObject } from './json-schema.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from './json.js';
 import { linkEdges } from './plan.js';
 import { parseDuration, resolveRetryPolicy, type ResolvedRetryPolicy } from './retry.js';
@@ -224,16 +224,15 @@ export function compileWorkflow(workflow: AnyWorkflowDef): CompiledWorkflow {
 }
 
 /** The input schema as JSON Schema, or `invalid_workflow` saying why it cannot be one. */
-function inputJsonSchema(workflowId: string, schema: unknown): Record<string, unknown> {
-  // by shape, not instanceof: the application may load its own copy of zod 4
-  if (typeof schema !== 'object' || schema === null || !('_zod' in schema)) {
+function inputJsonSchema(workflowId: string, schema: unknown): JsonSchemaObject {
+  if (!isZodSchema(schema)) {
     invalid(
       workflowId,
       `options.input is ${typeof schema === 'object' ? 'an object that is not a zod schema' : JSON.stringify(schema)}: expected a zod schema, e.g. \`z.object({ email: z.email() })\`.`,
     );
   }
   try {
-    return z.toJSONSchema(schema as z.ZodType, { io: 'input' }) as Record<string, unknown>;
+    return toStoredSchema(schema, 'input');
   } catch (error) {
     return invalid(
       workflowId,
@@ -570,14 +569,9 @@ function compileControl(
 }
 
 /** A zod schema becomes JSON Schema (stored with the version, checked by the API); a JSON Schema is checked as is. */
-function toJsonSchema(wid: string, id: string, schema: unknown): Record<string, unknown> {
+function toJsonSchema(wid: string, id: string, schema: unknown): JsonSchemaObject {
   try {
-    const json =
-      typeof schema === 'object' && schema !== null && '_zod' in schema
-        ? (z.toJSONSchema(schema as z.ZodType) as Record<string, unknown>)
-        : (schema as Record<string, unknown>);
-    z.fromJSONSchema(json as never); // refuse what cannot be checked
-    return json;
+    return toStoredSchema(schema, 'output');
   } catch (error) {
     invalid(
       wid,

@@ -2,9 +2,9 @@
  * Steering runs from outside: cancel, resume a paused run, complete an approval. Used by the HTTP
  * API, the CLI and embedding code; each is one short transaction in the run's location.
  */
-import { z } from 'zod';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, encodeJson } from '../core/json.js';
+import { describeIssues, schemaIssues } from '../core/json-schema.js';
 import type { ControlStore } from '../store/control-store.js';
 import type { RunRecord } from '../store/rows.js';
 import type { RunStore, WaitpointRecord } from '../store/run-store.js';
@@ -126,16 +126,11 @@ export async function completeWaitpoint(
     );
   }
   if (waitpoint.payloadSchema) {
-    const schema = z.fromJSONSchema(waitpoint.payloadSchema as never);
-    const parsed = schema.safeParse(payload);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => ({
-        path: i.path.join('.'),
-        message: i.message,
-      }));
+    const issues = schemaIssues(waitpoint.payloadSchema, payload, 'payload');
+    if (issues.length > 0) {
       throw new WeftError(
         'invalid_payload',
-        `the payload for approval \`${waitpoint.stepKey}\` does not match its schema: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}. Nothing was recorded; send a payload that matches.`,
+        `the payload for approval \`${waitpoint.stepKey}\` does not match its schema: ${describeIssues(issues)}. Nothing was recorded; send a payload that matches.`,
         { details: { issues, schema: waitpoint.payloadSchema } },
       );
     }

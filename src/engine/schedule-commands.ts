@@ -3,7 +3,7 @@
  * defaults (nothing written), and create, update and delete, each moving the schedule's next slot.
  * Firing is the Scheduler's (scheduler.ts).
  */
-import { checkInputSchema } from './input-schema.js';
+import { checkInputSchema } from '../core/json-schema.js';
 import { parseCron } from '../core/cron.js';
 import { listWorkflowIds, unknownWorkflow, WeftError } from '../core/errors.js';
 import { encodeJson } from '../core/json.js';

@@ -4,7 +4,6 @@
  * to the attempt committer. No transaction is open while user code runs.
  */
 import { describeError, WeftError } from '../core/errors.js';
-import { errorCodeSpec } from '../core/error-codes.js';
 import { resolveOutgoingEdges } from '../core/edge-resolution.js';
 import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { backoffDelay } from '../core/retry.js';
@@ -141,16 +140,12 @@ export class StepExecutor {
       // A refusal that the same call would get again (the error table's `retryable: false`, e.g.
       // a child input that the child's input schema refuses): the step fails now, through its
       // failure edges, instead of retrying a call that cannot succeed for ever.
-      if (error instanceof WeftError && !errorCodeSpec(error.code).retryable) {
+      const info = describeError(error);
+      if (error instanceof WeftError && info.terminal) {
         outcome = { kind: 'fail', error };
       } else {
         // Infrastructure trouble (the database, a child trigger): try the transition again shortly.
-        await this.commits.recordFailure(
-          claim,
-          { ...describeError(error), terminal: false },
-          1000,
-          log,
-        );
+        await this.commits.recordFailure(claim, info, 1000, log);
         return null;
       }
     }

@@ -10,7 +10,7 @@ import type { ControlStore } from '../store/control-store.js';
 import type { RunStore } from '../store/run-store.js';
 import type { ClaimedStep, RunRecord, TriggerKind } from '../store/rows.js';
 import { mintLocation } from './cutover.js';
-import { checkInputSchema } from './input-schema.js';
+import { checkInputSchema } from '../core/json-schema.js';
 
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 export const MAX_IDEMPOTENCY_TTL_MS = 30 * 24 * 3_600_000;

@@ -88,8 +88,9 @@ begin
   -- The chain fast path: one live edge, to a successor that waits on this step alone and has no
   -- concurrency limit, is claimed for this worker here, by the claim rule placed inline
   -- (fragments/claim.sql; its take condition checks "this step alone"). What propagate would do
-  -- for it, without its two calls (propagate, claim_by_ids): 146 → ~125 µs of server time per
-  -- chained step measured inside the server (bench/RESULTS.md, "Issue 8, session 7"). Anything
+  -- for it, without its two calls (propagate, claim_by_ids): 127–133 → 109–110 µs of server time
+  -- per chained step, measured inside the server on the same rows (bench/RESULTS.md, "Issue 8,
+  -- session 7"). Anything
   -- else (a join, a limit, a pruned edge, a successor not pending) takes propagate below.
   if p_claim_next and cardinality(p_live) = 1 and cardinality(p_dead) = 0 then
     select array[sr.id::text] into p_ids from {{schema}}.step_runs sr
