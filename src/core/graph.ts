@@ -9,7 +9,7 @@
  * node. Edges stay inside one level; step ids are unique across all levels, so a step run key
  * (`send[2]`, `send[2][0]` when nested) names one step unambiguously.
  *
- * Kept whole (about 700 lines): compiling is one recursive pass (compileScope and compileControl
+ * Kept whole (about 730 lines): compiling is one recursive pass (compileScope and compileControl
  * call each other for nested loop and parallel bodies) over the compiled types declared here, with
  * one invalid() helper naming the workflow; the cycle check reads the same CompiledStep. Splitting
  * it further means first moving those types to a file of their own (the execution plan,

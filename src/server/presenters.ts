@@ -7,7 +7,12 @@ import type { z } from '@hono/zod-openapi';
 import type { StepErrorInfo } from '../core/errors.js';
 import type { SerializedGraph } from '../core/graph.js';
 import type { WorkflowRecord, WorkflowVersionRecord } from '../store/control-store.js';
-import type { DataclipRecord, RunRecord, StepRunStatus } from '../store/rows.js';
+import {
+  STEP_RUN_STATUSES,
+  type DataclipRecord,
+  type RunRecord,
+  type StepRunStatus,
+} from '../store/rows.js';
 import type { ListedStepRun } from '../store/runs/run-reads.js';
 import type {
   DataclipSchema,
@@ -17,7 +22,6 @@ import type {
   WorkflowDetailSchema,
   WorkflowSchema,
 } from './schemas.js';
-import { STEP_RUN_STATUSES } from './schemas.js';
 
 type ApiRun = z.infer<typeof RunSchema>;
 
@@ -116,9 +120,10 @@ export function presentRunDetail(
   run: RunRecord,
   counts: Readonly<Record<StepRunStatus, number>>,
 ): z.infer<typeof RunDetailSchema> {
-  const byStatus = Object.fromEntries(
-    Object.keys(STEP_RUN_STATUSES).map((s) => [s, counts[s as StepRunStatus] ?? 0]),
-  ) as Record<StepRunStatus, number>;
+  const byStatus = Object.fromEntries(STEP_RUN_STATUSES.map((s) => [s, counts[s] ?? 0])) as Record<
+    StepRunStatus,
+    number
+  >;
   const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
   return { ...presentRun(run), steps: { total, byStatus } };
 }

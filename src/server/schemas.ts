@@ -15,12 +15,13 @@ import { z } from '@hono/zod-openapi';
 import { ERROR_CODES } from '../core/error-codes.js';
 import { ID_PATTERN } from '../core/graph.js';
 import { MAX_IDEMPOTENCY_TTL_MS } from '../engine/trigger.js';
-import type {
-  AttemptStatus,
-  DataclipKind,
-  RunStatus,
-  StepRunStatus,
-  TriggerKind,
+import {
+  ATTEMPT_STATUSES,
+  DATACLIP_KINDS,
+  STEP_RUN_STATUSES,
+  type RunStatus,
+  type StepRunStatus,
+  type TriggerKind,
 } from '../store/rows.js';
 import { dbText } from './db-text.js';
 import { API_ERROR_CODES } from './errors.js';
@@ -39,25 +40,10 @@ const RunStatusSchema = enumOf<RunStatus>({
   canceled: true,
 }).openapi('RunStatus');
 
-export const STEP_RUN_STATUSES = {
-  pending: true,
-  ready: true,
-  running: true,
-  waiting: true,
-  succeeded: true,
-  failed: true,
-  pruned: true,
-  canceled: true,
-} as const satisfies Record<StepRunStatus, true>;
-const StepRunStatusSchema = enumOf<StepRunStatus>(STEP_RUN_STATUSES).openapi('StepRunStatus');
+// The step run statuses, attempt statuses and dataclip kinds are listed once, in src/store/rows.ts.
+const StepRunStatusSchema = z.enum(STEP_RUN_STATUSES).openapi('StepRunStatus');
 
-const AttemptStatusSchema = enumOf<AttemptStatus>({
-  running: true,
-  succeeded: true,
-  failed: true,
-  lost: true,
-  canceled: true,
-});
+const AttemptStatusSchema = z.enum(ATTEMPT_STATUSES);
 
 const TriggerKindSchema = enumOf<TriggerKind>({
   manual: true,
@@ -70,14 +56,7 @@ const TriggerKindSchema = enumOf<TriggerKind>({
   child: true,
 });
 
-const DataclipKindSchema = enumOf<DataclipKind>({
-  input: true,
-  output: true,
-  step_input: true,
-  final: true,
-  webhook_request: true,
-  waitpoint_payload: true,
-});
+const DataclipKindSchema = z.enum(DATACLIP_KINDS);
 
 /**
  * `schema | null` for a schema registered as an OpenAPI component. Not `.nullable()`: the
@@ -287,7 +266,7 @@ export const RunDetailSchema = RunSchema.extend({
     .object({
       total: z.int(),
       byStatus: z.object(
-        Object.fromEntries(Object.keys(STEP_RUN_STATUSES).map((s) => [s, z.int()])) as Record<
+        Object.fromEntries(STEP_RUN_STATUSES.map((s) => [s, z.int()])) as Record<
           StepRunStatus,
           z.ZodInt
         >,
