@@ -10,7 +10,8 @@ import { planOf } from '../../core/plan.js';
 import type { ClaimedStep, RunRecord, TriggerKind } from '../rows.js';
 import { concurrencyKey, RUN_COLUMNS, toClaimed, toRun, type Row } from './decoders.js';
 import type { RunQueries } from './queries.js';
-import type { RunResources } from './resources.js';
+import type { RunLocation, RunResources } from './resources.js';
+import { CreationLane, type NewRun, type NewStepRun } from './creation-batch.js';
 import { CHANNELS } from '../channels.js';
 
 export interface CreateRunParams {
@@ -50,6 +51,9 @@ export const PENDING_CLAIM_TTL_MS = 30_000;
 const PENDING_POLL_MS = 10;
 
 export class RunCreation {
+  /** Group commit of triggers, per location (creation-batch.ts). */
+  private readonly lanes = new Map<RunLocation, CreationLane>();
+
   constructor(
     private readonly r: RunResources,
     private readonly queries: RunQueries,
@@ -64,35 +68,82 @@ export class RunCreation {
    */
   async createRun(p: CreateRunParams): Promise<CreateRunResult> {
     const loc = this.r.location(p.locationTag);
-    const s = loc.schema;
-    const runId = mintRunScopedId('run', loc.tag);
-    const inputId = mintRunScopedId('dc', loc.tag);
-    // Only the top level is materialized now; loop and parallel bodies are materialized by their
-    // owner when it runs (park_step). Edges come from the version's plan (core/plan.ts).
-    const steps = planOf(p.graph)
-      .level(null)
-      .map((n) => ({
-        id: mintRunScopedId('sr', loc.tag),
-        step_id: n.id,
-        kind: n.kind,
-        pending: n.parents.length,
-        parents: n.parents,
-        successors: n.successors,
-        failure_successors: n.failureSuccessors,
-        max_attempts: n.maxAttempts,
-        on_exhausted: n.onExhausted,
-        concurrency_key:
-          n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
-        concurrency_limit: n.concurrency ?? null,
-      }));
+    const run = newRun(p, loc.tag);
     // A location in another database than the home run-ops database cannot share a transaction
     // with the key: claim it there first (`pending`), create the run, then mark the claim.
     const crossDb = p.idempotency !== undefined && loc.db !== this.r.home.db;
-    if (crossDb && !(await this.claimPending(p, runId))) return this.resolveIdempotentRun(p);
+    if (crossDb && !(await this.claimPending(p, run.runId))) return this.resolveIdempotentRun(p);
+    // No key: the trigger may join a group commit with others (creation-batch.ts) when the
+    // location is busy; alone, it takes a slot and goes out as it is, eager start included.
+    const lane = p.idempotency === undefined ? this.lane(loc) : undefined;
+    if (lane && !lane.tryEnter()) {
+      const created = await lane.enqueue(run);
+      return this.created(loc, run, created, undefined);
+    }
     const key = crossDb ? null : (p.idempotency?.key ?? null);
-    const eagerStep = crossDb ? undefined : eagerCandidate(p, steps);
-    const eager = eagerStep !== undefined;
-    // One round trip: the run row comes back from the statement that wrote it.
+    const eagerStep = crossDb ? undefined : eagerCandidate(p, run.steps);
+    const eager = eagerStep === undefined ? undefined : { stepRunId: eagerStep, ...p.eager! };
+    const rows = await this.insertRun(loc, run, { key, idempotency: p.idempotency, eager })
+      .catch(async (error: unknown) => {
+        // the run was not created: give the key back at once rather than at the claim's expiry
+        if (crossDb) await this.releasePending(p, run.runId).catch(() => {});
+        throw error;
+      })
+      .finally(() => lane?.leave());
+    const created = rows[0];
+    if (!created) return this.resolveIdempotentRun(p);
+    if (crossDb) await this.markClaimed(p, run.runId);
+    return this.created(
+      loc,
+      run,
+      created,
+      eager ? (created.eager_claims?.map(toClaimed) ?? []) : undefined,
+    );
+  }
+
+  /** The result of a created run; wakes idle workers for the roots this process did not claim. */
+  private created(
+    loc: RunLocation,
+    run: NewRun,
+    row: Row,
+    claims: ClaimedStep[] | undefined,
+  ): CreateRunResult {
+    const roots = run.steps.filter((step) => step.pending === 0).length;
+    if (roots > (claims?.length ?? 0))
+      this.r.signals.send(loc.db, CHANNELS.ready, run.environmentId);
+    return { run: toRun(row), deduplicated: false, ...(claims ? { claims } : {}) };
+  }
+
+  private lane(loc: RunLocation): CreationLane {
+    let lane = this.lanes.get(loc);
+    if (!lane) {
+      lane = new CreationLane(loc, (run) =>
+        this.insertRun(loc, run, { key: null, idempotency: undefined, eager: undefined }).then(
+          (rows) => rows[0]!,
+        ),
+      );
+      this.lanes.set(loc, lane);
+    }
+    return lane;
+  }
+
+  /**
+   * The single statement: one run in one round trip and one transaction — idempotency claim (with
+   * `key`), input dataclip, run row, every top-level step run (roots ready), the `run.created`
+   * event, and with `eager` the first step's claim. No row when the key is already claimed and
+   * unexpired. The run row comes back from the statement that wrote it.
+   */
+  private async insertRun(
+    loc: RunLocation,
+    run: NewRun,
+    opts: {
+      key: string | null;
+      idempotency: CreateRunParams['idempotency'];
+      eager: { stepRunId: string; workerId: string; leaseMs: number } | undefined;
+    },
+  ): Promise<Array<Row & { eager_claims?: Row[] }>> {
+    const s = loc.schema;
+    const eager = opts.eager !== undefined;
     const createSql = `with key_claim as (
          insert into ${loc.opsSchema}.idempotency_keys (environment_id, workflow_id, key, run_id, input_hash, expires_at)
          select $1, $2, $9::text, $4, md5($6::jsonb::text), now() + $10::bigint * interval '1 millisecond'
@@ -132,43 +183,29 @@ export class RunCreation {
          select $4, 'run.created', jsonb_build_object('trigger', $11::text) from go${eager ? '\n         returning 1' : ''}
        )
        ${eager ? eagerSelect(s) : 'select run.* from run'}`;
-    const createParams = [
-      p.environmentId,
-      p.workflowId,
-      p.versionId,
-      runId,
-      inputId,
-      p.inputText,
-      p.inputBytes,
-      p.saveDataclips,
-      key,
-      p.idempotency?.ttlMs ?? 0,
-      p.trigger.kind,
-      p.trigger.ref ?? null,
-      JSON.stringify(steps),
-      p.parent?.runId ?? null,
-      p.parent?.stepRunId ?? null,
-      p.graph.maxConcurrency ?? null,
-      p.inputKind ?? 'input',
-      p.idempotency?.key ?? null,
+    const params = [
+      run.environmentId,
+      run.workflowId,
+      run.versionId,
+      run.runId,
+      run.inputId,
+      run.inputText,
+      run.inputBytes,
+      run.saveDataclips,
+      opts.key,
+      opts.idempotency?.ttlMs ?? 0,
+      run.triggerKind,
+      run.triggerRef,
+      JSON.stringify(run.steps),
+      run.parentRunId,
+      run.parentStepRunId,
+      run.maxConcurrency,
+      run.inputKind,
+      opts.idempotency?.key ?? null,
     ];
     // Eager start: $19–$21 (the step run, the worker, its lease) for eagerSelect.
-    if (eager) createParams.push(eagerStep, p.eager!.workerId, p.eager!.leaseMs);
-    const rows = await loc.db
-      .query<Row & { eager_claims?: Row[] }>(createSql, createParams)
-      .catch(async (error: unknown) => {
-        // the run was not created: give the key back at once rather than at the claim's expiry
-        if (crossDb) await this.releasePending(p, runId).catch(() => {});
-        throw error;
-      });
-    const created = rows.rows[0];
-    if (!created) return this.resolveIdempotentRun(p);
-    if (crossDb) await this.markClaimed(p, runId);
-    const claims = created.eager_claims?.map(toClaimed) ?? [];
-    // wake idle workers for the roots this process did not claim for itself
-    const roots = steps.filter((step) => step.pending === 0).length;
-    if (roots > claims.length) this.r.signals.send(loc.db, CHANNELS.ready, p.environmentId);
-    return { run: toRun(created), deduplicated: false, ...(eager ? { claims } : {}) };
+    if (opts.eager) params.push(opts.eager.stepRunId, opts.eager.workerId, opts.eager.leaseMs);
+    return (await loc.db.query<Row & { eager_claims?: Row[] }>(createSql, params)).rows;
   }
 
   /**
@@ -271,13 +308,50 @@ export class RunCreation {
 }
 
 /**
+ * A new run's ids and rows: the run, its input dataclip, and its top-level step runs. Only the top
+ * level is materialized now; loop and parallel bodies are materialized by their owner when it runs
+ * (park_step). Edges come from the version's plan (core/plan.ts).
+ */
+function newRun(p: CreateRunParams, tag: string): NewRun {
+  return {
+    runId: mintRunScopedId('run', tag),
+    inputId: mintRunScopedId('dc', tag),
+    environmentId: p.environmentId,
+    workflowId: p.workflowId,
+    versionId: p.versionId,
+    inputText: p.inputText,
+    inputBytes: p.inputBytes,
+    inputKind: p.inputKind ?? 'input',
+    saveDataclips: p.saveDataclips,
+    triggerKind: p.trigger.kind,
+    triggerRef: p.trigger.ref ?? null,
+    parentRunId: p.parent?.runId ?? null,
+    parentStepRunId: p.parent?.stepRunId ?? null,
+    maxConcurrency: p.graph.maxConcurrency ?? null,
+    steps: planOf(p.graph)
+      .level(null)
+      .map((n) => ({
+        id: mintRunScopedId('sr', tag),
+        step_id: n.id,
+        kind: n.kind,
+        pending: n.parents.length,
+        parents: n.parents,
+        successors: n.successors,
+        failure_successors: n.failureSuccessors,
+        max_attempts: n.maxAttempts,
+        on_exhausted: n.onExhausted,
+        concurrency_key:
+          n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
+        concurrency_limit: n.concurrency ?? null,
+      })),
+  };
+}
+
+/**
  * The step run an eager start may claim: the first root in plan order, when neither it nor the
  * run has a concurrency limit (those go through claim_steps, which counts what runs).
  */
-function eagerCandidate(
-  p: CreateRunParams,
-  steps: Array<{ id: string; pending: number; concurrency_key: string | null }>,
-): string | undefined {
+function eagerCandidate(p: CreateRunParams, steps: NewStepRun[]): string | undefined {
   if (!p.eager || p.graph.maxConcurrency != null) return undefined;
   const first = steps.find((s) => s.pending === 0);
   return first && first.concurrency_key === null ? first.id : undefined;
