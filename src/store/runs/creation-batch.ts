@@ -22,7 +22,7 @@
  */
 import type { SerializedGraph } from '../../core/graph.js';
 import { isTransientDatabaseError } from '../db-errors.js';
-import { RUN_COLUMNS, type Row } from './decoders.js';
+import { planNodeColumns, RUN_COLUMNS, type Row } from './decoders.js';
 import type { RunLocation } from './resources.js';
 
 /** Creations of one location sent alone before the next triggers are grouped (2 cores of server). */
@@ -33,19 +33,7 @@ const MAX_BATCH_RUNS = 200;
 const MAX_BATCH_STEP_RUNS = 2_000;
 
 /** One top-level step run of a new run, as run-creation.ts mints it. */
-export interface NewStepRun {
-  id: string;
-  step_id: string;
-  kind: string;
-  pending: number;
-  parents: string[];
-  successors: string[];
-  failure_successors: string[];
-  max_attempts: number;
-  on_exhausted: string;
-  concurrency_key: string | null;
-  concurrency_limit: number | null;
-}
+export type NewStepRun = { id: string; pending: number } & ReturnType<typeof planNodeColumns>;
 
 /** Everything one run's rows are made of (the single statement's parameters, by name). */
 export interface NewRun {

@@ -3,6 +3,7 @@
  * run and claimed-step records decoded from rows, timestamps as ISO text (concurrency keys and
  * successor keys inside a body are re-exported from core/plan.ts). Pure functions, no queries.
  */
+import { concurrencyKey } from '../../core/plan.js';
 import type { ClaimedStep, RunRecord, RunStatus, TriggerKind } from '../rows.js';
 
 export type Row = Record<string, unknown>;
@@ -13,6 +14,39 @@ export const isoOrNull = (v: unknown): string | null =>
 
 // The concurrency key and the step-run key template are part of the execution plan (core/plan.ts).
 export { concurrencyKey, keyed } from '../../core/plan.js';
+
+/**
+ * The columns of a new step run that come from its node in the execution plan, as the SQL that
+ * inserts step runs reads them (`jsonb_to_recordset`): the same for a new run, a rerun, and a
+ * loop or parallel body materialized by its owner.
+ */
+export function planNodeColumns(
+  n: {
+    kind: string;
+    parents: string[];
+    successors: string[];
+    failureSuccessors: string[];
+    maxAttempts: number;
+    onExhausted: string;
+    concurrency: number | undefined;
+  },
+  stepId: string,
+  environmentId: string,
+  workflowId: string,
+) {
+  return {
+    step_id: stepId,
+    kind: n.kind,
+    parents: n.parents,
+    successors: n.successors,
+    failure_successors: n.failureSuccessors,
+    max_attempts: n.maxAttempts,
+    on_exhausted: n.onExhausted,
+    concurrency_key:
+      n.concurrency === undefined ? null : concurrencyKey(environmentId, workflowId, stepId),
+    concurrency_limit: n.concurrency ?? null,
+  };
+}
 
 export function toRun(r: Row): RunRecord {
   return {

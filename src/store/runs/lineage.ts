@@ -11,7 +11,7 @@ import {
   type StateReplay,
 } from './rerun-iterations.js';
 import type { RunRecord, StepRunRecord } from '../rows.js';
-import { concurrencyKey, RUN_COLUMNS, toRun, type Row } from './decoders.js';
+import { planNodeColumns, RUN_COLUMNS, toRun, type Row } from './decoders.js';
 import type { ParkRequest } from './queue.js';
 import type { RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
@@ -207,22 +207,11 @@ export class RunLineage {
       skipped: p.skipped,
       steps: p.steps.map((s) => ({
         id: mintRunScopedId('sr', loc.tag),
-        step_id: s.stepId,
-        kind: s.kind,
+        ...planNodeColumns(s, s.stepId, p.environmentId, p.workflowId),
         reused_from: s.reusedFrom ?? null,
         pending: s.pending,
-        parents: s.parents,
-        successors: s.successors,
-        failure_successors: s.failureSuccessors,
         successor_ran: s.successorRan ?? false,
         live_from: s.liveFrom,
-        max_attempts: s.maxAttempts,
-        on_exhausted: s.onExhausted,
-        concurrency_key:
-          s.concurrency === undefined
-            ? null
-            : concurrencyKey(p.environmentId, p.workflowId, s.stepId),
-        concurrency_limit: s.concurrency ?? null,
       })),
     };
     const body = p.iterationBody;
@@ -232,20 +221,9 @@ export class RunLineage {
         ...body,
         park: body.park && {
           ...body.park,
-          nodes: body.park.nodes.map((n) => ({
-            step_id: n.stepId,
-            kind: n.kind,
-            parents: n.parents,
-            successors: n.successors,
-            failure_successors: n.failureSuccessors,
-            max_attempts: n.maxAttempts,
-            on_exhausted: n.onExhausted,
-            concurrency_key:
-              n.concurrency === undefined
-                ? null
-                : concurrencyKey(p.environmentId, p.workflowId, n.stepId),
-            concurrency_limit: n.concurrency ?? null,
-          })),
+          nodes: body.park.nodes.map((n) =>
+            planNodeColumns(n, n.stepId, p.environmentId, p.workflowId),
+          ),
         },
       },
     };

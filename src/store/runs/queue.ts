@@ -5,7 +5,7 @@
  */
 import { mintRunScopedId } from '../../core/ids.js';
 import type { ClaimedStep, RunStatus } from '../rows.js';
-import { concurrencyKey, keyed, toClaimed, type Row } from './decoders.js';
+import { keyed, planNodeColumns, toClaimed, type Row } from './decoders.js';
 import type { RunLifecycle } from './run-lifecycle.js';
 import type { RunLocation, RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
@@ -325,20 +325,9 @@ export class RunQueue {
     if (park.body) {
       payload.body = {
         onScopeFailure: park.body.onScopeFailure,
-        nodes: park.body.nodes.map((n) => ({
-          step_id: n.stepId,
-          kind: n.kind,
-          parents: n.parents,
-          successors: n.successors,
-          failure_successors: n.failureSuccessors,
-          max_attempts: n.maxAttempts,
-          on_exhausted: n.onExhausted,
-          concurrency_key:
-            n.concurrency === undefined
-              ? null
-              : concurrencyKey(claim.environmentId, claim.workflowId, n.stepId),
-          concurrency_limit: n.concurrency ?? null,
-        })),
+        nodes: park.body.nodes.map((n) =>
+          planNodeColumns(n, n.stepId, claim.environmentId, claim.workflowId),
+        ),
         iterations: park.body.iterations,
       };
     }

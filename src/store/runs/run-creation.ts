@@ -8,7 +8,7 @@ import type { SerializedGraph } from '../../core/graph.js';
 import { mintRunScopedId } from '../../core/ids.js';
 import { planOf } from '../../core/plan.js';
 import type { ClaimedStep, RunRecord, TriggerKind } from '../rows.js';
-import { concurrencyKey, RUN_COLUMNS, toClaimed, toRun, type Row } from './decoders.js';
+import { planNodeColumns, RUN_COLUMNS, toClaimed, toRun, type Row } from './decoders.js';
 import type { RunQueries } from './queries.js';
 import type { RunLocation, RunResources } from './resources.js';
 import { CreationLane, type NewRun, type NewStepRun } from './creation-batch.js';
@@ -332,17 +332,8 @@ function newRun(p: CreateRunParams, tag: string): NewRun {
       .level(null)
       .map((n) => ({
         id: mintRunScopedId('sr', tag),
-        step_id: n.id,
-        kind: n.kind,
         pending: n.parents.length,
-        parents: n.parents,
-        successors: n.successors,
-        failure_successors: n.failureSuccessors,
-        max_attempts: n.maxAttempts,
-        on_exhausted: n.onExhausted,
-        concurrency_key:
-          n.concurrency === undefined ? null : concurrencyKey(p.environmentId, p.workflowId, n.id),
-        concurrency_limit: n.concurrency ?? null,
+        ...planNodeColumns(n, n.id, p.environmentId, p.workflowId),
       })),
   };
 }
