@@ -22,7 +22,7 @@
  */
 import type { SerializedGraph } from '../../core/graph.js';
 import { isTransientDatabaseError } from '../db-errors.js';
-import { planNodeColumns, RUN_COLUMNS, type Row } from './decoders.js';
+import { RUN_COLUMNS, type planNodeColumns, type Row } from './decoders.js';
 import type { RunLocation } from './resources.js';
 
 /** Creations of one location sent alone before the next triggers are grouped (2 cores of server). */
