@@ -36,6 +36,38 @@ export interface TriggerResult {
 }
 
 /**
+ * What every trigger of a workflow needs first: its environment (not paused) and the workflow's
+ * current version. Cache-first reads (no query once warm). Throws `not_found` for an unknown
+ * environment, `environment_paused`, or `unknown_workflow` listing the registered ones. A batch
+ * trigger calls it once to refuse the whole request for what no item can change.
+ */
+export async function resolveTrigger(
+  stores: { control: ControlStore },
+  environmentId: string,
+  workflowId: string,
+) {
+  const env = await stores.control.getEnvironment(environmentId);
+  if (!env) throw new WeftError('not_found', `environment ${environmentId} does not exist`);
+  if (env.paused) {
+    throw new WeftError(
+      'environment_paused',
+      `Environment "${env.name}" of project "${env.projectName}" is paused: no run of \`${workflowId}\` was started. Resume it with \`weft environments resume ${env.name}\` (PATCH /api/v1/environments/${env.name} with {"paused": false}; a paused project: PATCH /api/v1/projects/${env.projectName}), then trigger again.`,
+      { details: { environment: env.name, project: env.projectName } },
+    );
+  }
+  const version = await stores.control.currentVersion(environmentId, workflowId);
+  if (!version) {
+    const known = (await stores.control.listWorkflows(environmentId)).map((w) => w.id);
+    throw unknownWorkflow(
+      workflowId,
+      `Workflow \`${workflowId}\` is not registered in environment "${env.name}". Registered: ${listWorkflowIds(known)}. Check the id, or start a worker (weft dev / weft worker) that loads it.`,
+      known,
+    );
+  }
+  return { env, version };
+}
+
+/**
  * `eager`: a worker of this process has a free slot for the run's first step (Engine.trigger);
  * the store claims it for that worker in the trigger's own statement where it can.
  */
@@ -44,24 +76,7 @@ export async function triggerRun(
   req: TriggerRequest,
   eager?: { workerId: string; leaseMs: number },
 ): Promise<TriggerResult> {
-  const env = await stores.control.getEnvironment(req.environmentId);
-  if (!env) throw new WeftError('not_found', `environment ${req.environmentId} does not exist`);
-  if (env.paused) {
-    throw new WeftError(
-      'environment_paused',
-      `Environment "${env.name}" of project "${env.projectName}" is paused: no run of \`${req.workflowId}\` was started. Resume it with \`weft environments resume ${env.name}\` (PATCH /api/v1/environments/${env.name} with {"paused": false}; a paused project: PATCH /api/v1/projects/${env.projectName}), then trigger again.`,
-      { details: { environment: env.name, project: env.projectName } },
-    );
-  }
-  const version = await stores.control.currentVersion(req.environmentId, req.workflowId);
-  if (!version) {
-    const known = (await stores.control.listWorkflows(req.environmentId)).map((w) => w.id);
-    throw unknownWorkflow(
-      req.workflowId,
-      `Workflow \`${req.workflowId}\` is not registered in environment "${env.name}". Registered: ${listWorkflowIds(known)}. Check the id, or start a worker (weft dev / weft worker) that loads it.`,
-      known,
-    );
-  }
+  const { env, version } = await resolveTrigger(stores, req.environmentId, req.workflowId);
   checkInputSchema(req.workflowId, version, req.input ?? null);
   const encoded = encodeJson(req.input ?? null, {
     what: `The input of workflow \`${req.workflowId}\``,

@@ -21,6 +21,7 @@ export const ROUTE_SCOPES: Readonly<Record<string, KeyScope>> = {
   'GET /api/v1/workflows': 'read',
   'GET /api/v1/workflows/{workflowId}': 'read',
   'POST /api/v1/workflows/{workflowId}/runs': 'trigger',
+  'POST /api/v1/workflows/{workflowId}/runs/batch': 'trigger',
   'GET /api/v1/runs': 'read',
   'GET /api/v1/runs/counts': 'read',
   'GET /api/v1/runs/{runId}': 'read',

@@ -320,6 +320,57 @@ export const TriggerBodySchema = z
   })
   .openapi('TriggerRunRequest');
 
+/** Most runs one batch trigger may start (POST /api/v1/workflows/{workflowId}/runs/batch). */
+export const MAX_TRIGGER_BATCH = 500;
+
+export const TriggerBatchBodySchema = z
+  .strictObject({
+    items: z
+      .array(TriggerBodySchema.omit({ source: true }).openapi('TriggerRunBatchItem'))
+      .min(1)
+      .max(MAX_TRIGGER_BATCH)
+      .openapi({
+        description: `1–${MAX_TRIGGER_BATCH} runs to start, each as the body of a single trigger (\`input\`, \`idempotencyKey\`, \`idempotencyKeyTTL\`).`,
+      }),
+    source: TriggerBodySchema.shape.source,
+  })
+  .openapi('TriggerRunBatchRequest');
+
+const TriggerBatchResultSchema = z.union([
+  z
+    .object({
+      index: z.int().openapi({ description: 'The position of the item in `items`.' }),
+      status: z.union([z.literal(201), z.literal(200)]).openapi({
+        description: '201: created; 200: the idempotency key matched an earlier run, returned.',
+      }),
+      run: TriggeredRunSchema,
+    })
+    .openapi('TriggerRunBatchCreated'),
+  z
+    .object({
+      index: z.int(),
+      status: z.int().openapi({
+        description:
+          'The status a single trigger with this item would have answered (4xx, or 503).',
+      }),
+      error: ErrorSchema.shape.error,
+    })
+    .openapi('TriggerRunBatchRefused'),
+]);
+
+export const TriggerBatchResponseSchema = z
+  .object({
+    data: z.array(TriggerBatchResultSchema).openapi({
+      description: 'One result per item, in the order of `items`.',
+    }),
+    created: z.int().openapi({ description: 'Items that started a new run.' }),
+    deduplicated: z
+      .int()
+      .openapi({ description: 'Items whose idempotency key returned an earlier run.' }),
+    refused: z.int().openapi({ description: 'Items that started no run (each names why).' }),
+  })
+  .openapi('TriggerRunBatch');
+
 /**
  * A timestamp filter. zod's ISO check already refuses days that do not exist (February 30) but
  * not year 0000, which PostgreSQL cannot cast; refusing it here keeps it a 400, not a 500.
