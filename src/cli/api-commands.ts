@@ -65,6 +65,8 @@ function client(options: ClientOptions): ApiClient {
 
 export interface TriggerOptions extends ClientOptions {
   input?: string;
+  /** A file of inputs, one run each: JSON Lines, or one JSON array (- for stdin). */
+  batch?: string;
   inputFile?: string;
   idempotencyKey?: string;
   wait?: boolean;
@@ -124,6 +126,102 @@ export async function runTrigger(workflowId: string, options: TriggerOptions): P
     if (done.error) process.stdout.write(`Error: ${describeRunError(done.error)}\n`);
   }
   if (done.status !== 'succeeded') process.exitCode = 1;
+}
+
+/** Items per batch request: the API's limit (MAX_TRIGGER_BATCH in src/server/schemas.ts). */
+const BATCH_ITEMS = 500;
+
+interface BatchResult {
+  index: number;
+  status: number;
+  run?: ApiRun;
+  error?: { code: string; message: string };
+}
+
+/**
+ * `weft trigger <workflow> --batch <file>`: one run per input of the file, sent 500 at a time to
+ * POST /workflows/{id}/runs/batch. Each input is settled on its own: the summary names every one
+ * the server refused (by its line, or its position in the array) and why; exit 1 if any was.
+ */
+export async function runTriggerBatch(workflowId: string, options: TriggerOptions): Promise<void> {
+  const conflicting = [
+    options.input !== undefined && '--input',
+    options.inputFile !== undefined && '--input-file',
+    options.idempotencyKey !== undefined && '--idempotency-key',
+    options.wait && '--wait',
+  ].filter(Boolean);
+  if (conflicting.length > 0)
+    throw new CliError(
+      `--batch reads every input from its file; drop ${conflicting.join(', ')} (one run: weft trigger ${workflowId} --input '{…}').`,
+    );
+  const { inputs, where } = readBatch(options.batch!);
+  const api = client(options);
+  const results: BatchResult[] = [];
+  for (let from = 0; from < inputs.length; from += BATCH_ITEMS) {
+    const items = inputs.slice(from, from + BATCH_ITEMS).map((input) => ({ input }));
+    const { body } = await api.post<{ data: BatchResult[] }>(
+      `/workflows/${encodeURIComponent(workflowId)}/runs/batch`,
+      { items, source: 'cli' },
+    );
+    results.push(...body.data.map((r) => ({ ...r, index: r.index + from })));
+  }
+  const refused = results.filter((r) => r.error);
+  if (refused.length > 0) process.exitCode = 1;
+  if (options.json) {
+    printJson(results);
+    return;
+  }
+  const started = results.length - refused.length;
+  process.stdout.write(
+    `Started ${started} run${started === 1 ? '' : 's'} of ${workflowId}${refused.length > 0 ? `; ${refused.length} input${refused.length === 1 ? '' : 's'} refused` : ''}.\n`,
+  );
+  for (const r of refused) process.stdout.write(`  ${where(r.index)}: ${r.error!.message}\n`);
+  if (started > 0)
+    process.stdout.write(`List them with: weft runs list --workflow ${workflowId}\n`);
+}
+
+/**
+ * The inputs of a --batch file: one JSON array, or JSON Lines (blank lines skipped). `where`
+ * names an input by its line (JSON Lines) or its position (an array), for the summary.
+ */
+function readBatch(file: string): { inputs: unknown[]; where: (index: number) => string } {
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (error) {
+    throw new CliError(
+      `--batch ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
+    );
+  }
+  if (text.trimStart().startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw new CliError(
+        `--batch ${file} starts with "[" but is not a JSON array (${(error as Error).message}).`,
+      );
+    }
+    const inputs = parsed as unknown[];
+    if (inputs.length === 0)
+      throw new CliError(`--batch ${file} is an empty array: no run to start.`);
+    return { inputs, where: (i) => `item ${i}` };
+  }
+  const inputs: unknown[] = [];
+  const lines: number[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    try {
+      inputs.push(JSON.parse(line));
+    } catch (error) {
+      throw new CliError(
+        `--batch ${file}, line ${i + 1} is not valid JSON (${(error as Error).message}); each line is one run's input (JSON Lines), or the file is one JSON array. Nothing was started.`,
+      );
+    }
+    lines.push(i + 1);
+  });
+  if (inputs.length === 0) throw new CliError(`--batch ${file} holds no input: no run to start.`);
+  return { inputs, where: (i) => `line ${lines[i]}` };
 }
 
 function readInput(options: TriggerOptions): unknown {

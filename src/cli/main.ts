@@ -301,6 +301,10 @@ export function buildProgram(): Command {
       .option('-i, --input <json>', 'the run input, as JSON')
       .option('--input-file <file>', 'read the input JSON from a file (- for stdin)')
       .option(
+        '--batch <file>',
+        'start one run per input in the file: JSON Lines or one JSON array (- for stdin)',
+      )
+      .option(
         '--idempotency-key <key>',
         'start at most one run for this key (the existing run is returned)',
       )
@@ -310,11 +314,16 @@ export function buildProgram(): Command {
         '-f, --follow',
         'show the run live, step by step, until it ends (exit 1 unless it succeeds)',
       ),
-  ).action(async (workflow: string, options: Parameters<typeof runTriggerFollow>[1]) =>
-    options.follow
+  ).action(async (workflow: string, options: Parameters<typeof runTriggerFollow>[1]) => {
+    const batch = (options as { batch?: string }).batch;
+    if (batch !== undefined && options.follow)
+      throw new CliError('--batch starts many runs; --follow shows one. Drop one of them.');
+    if (batch !== undefined)
+      return (await api()).runTriggerBatch(workflow, options as Parameters<typeof runTrigger>[1]);
+    return options.follow
       ? (await import('./follow.js')).runTriggerFollow(workflow, options)
-      : (await api()).runTrigger(workflow, options as Parameters<typeof runTrigger>[1]),
-  );
+      : (await api()).runTrigger(workflow, options as Parameters<typeof runTrigger>[1]);
+  });
 
   const runs = program.command('runs').description('Inspect runs');
   clientOptions(
