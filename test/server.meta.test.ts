@@ -133,6 +133,7 @@ describe.each(BACKENDS)('the API description and the plumbing on %s', (backend) 
         'GET /api/v1/workflows listWorkflows',
         'GET /api/v1/workflows/{workflowId} getWorkflow',
         'POST /api/v1/workflows/{workflowId}/runs triggerRun',
+        'POST /api/v1/workflows/{workflowId}/runs/batch triggerRunBatch',
         'GET /api/v1/runs listRuns',
         'GET /api/v1/runs/{runId} getRun',
         'GET /api/v1/runs/{runId}/steps listStepRuns',
