@@ -143,12 +143,7 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
     const identity = c.get('identity');
     const { workflowId } = c.req.valid('param');
     const body = c.req.valid('json');
-    if (!ID_PATTERN.test(workflowId)) {
-      throw unknownWorkflow(
-        workflowId,
-        `${quoteId(workflowId)} is not a workflow id: ids are 1–100 letters, digits, "_", "." or "-", starting with a letter or digit. List workflows with GET /api/v1/workflows.`,
-      );
-    }
+    checkWorkflowId(workflowId);
     const result = await triggerRun(stores, {
       environmentId: identity.environmentId,
       workflowId,
@@ -166,12 +161,7 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
     const identity = c.get('identity');
     const { workflowId } = c.req.valid('param');
     const body = c.req.valid('json');
-    if (!ID_PATTERN.test(workflowId)) {
-      throw unknownWorkflow(
-        workflowId,
-        `${quoteId(workflowId)} is not a workflow id: ids are 1–100 letters, digits, "_", "." or "-", starting with a letter or digit. List workflows with GET /api/v1/workflows.`,
-      );
-    }
+    checkWorkflowId(workflowId);
     // what no item can change refuses the request as a whole, before any run is written
     await resolveTrigger(stores, identity.environmentId, workflowId);
     const requestId = c.get('requestId');
@@ -215,6 +205,16 @@ export function registerWorkflowRoutes(app: ServerApp, deps: ServerDeps): void {
       200,
     );
   });
+}
+
+/** A trigger's workflow id that cannot be one: 404 `unknown_workflow`, saying what an id is. */
+function checkWorkflowId(workflowId: string): void {
+  if (!ID_PATTERN.test(workflowId)) {
+    throw unknownWorkflow(
+      workflowId,
+      `${quoteId(workflowId)} is not a workflow id: ids are 1–100 letters, digits, "_", "." or "-", starting with a letter or digit. List workflows with GET /api/v1/workflows.`,
+    );
+  }
 }
 
 /** The same 404 `unknown_workflow` as a trigger of an unknown workflow (core/errors.ts). */
