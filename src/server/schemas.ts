@@ -7,7 +7,7 @@
  * Response schemas document what the presenters in `presenters.ts` build; the handlers' return
  * types are checked against them at compile time, not at run time.
  *
- * Kept whole (about 540 lines): the request and response schemas reference each other (a run embeds
+ * Kept whole (about 610 lines): the request and response schemas reference each other (a run embeds
  * its error, a page its cursor, every error body the code table) and together are the OpenAPI
  * document's single source; one file keeps every shape of the API in one place.
  */
