@@ -164,12 +164,14 @@ export class RunWaitpoints {
 
   /**
    * A child run may end before its parent step has parked on it; then finish_run found no
-   * waitpoint to complete. The parent calls this right after parking to close that gap.
+   * waitpoint to complete. In one location park_step sees that itself (the parent step run's row
+   * lock orders the two); a child in another location is looked up here, right after the park,
+   * and by the sweep (wakeCrossLocationParents) if this process dies first.
    */
   async wakeParentIfChildEnded(parentStepRunId: string, childRunId: string): Promise<boolean> {
     const loc = this.r.locationOf(parentStepRunId)!;
     const child = this.r.locationOf(childRunId);
-    if (!child) return false;
+    if (!child || child === loc) return false;
     const ended = await child.db.query(
       `select 1 from ${child.schema}.runs where id = $1 and ${child.schema}.run_ended(status)`,
       [childRunId],

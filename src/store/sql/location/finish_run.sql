@@ -20,7 +20,17 @@ declare
   v_final text;
   v_body jsonb;
 begin
-  select id, environment_id, save_dataclips into v_run from {{schema}}.runs where id = p_run_id;
+  select id, environment_id, save_dataclips, parent_step_run_id into v_run from {{schema}}.runs where id = p_run_id;
+  -- A child run: take the parent step run's row lock first. park_step holds it while it inserts
+  -- the waitpoint this function completes below, so the two serialize: either that park has
+  -- committed (the update below sees its waitpoint) or it waits for this commit (and then sees
+  -- this run ended, and readies the step itself). Without the lock each could look before the
+  -- other committed, and the parent waited for good (CI, test/engine.input-schema.test.ts; the
+  -- interleaving is replayed in test/store.child-park-race.test.ts). A parent in another
+  -- location is not found here (wakeParentInOtherLocation covers it).
+  if v_run.parent_step_run_id is not null then
+    perform 1 from {{schema}}.step_runs where id = v_run.parent_step_run_id for update;
+  end if;
   select count(*), min(s.output_dataclip_id) into v_count, v_single
     from {{schema}}.step_runs s
    where s.run_id = p_run_id and s.status = 'succeeded' and s.scope_key is null and not s.successor_ran

@@ -34,6 +34,17 @@ begin
     insert into {{schema}}.waitpoints (id, run_id, step_run_id, environment_id, kind, resume_at, child_run_id, payload_schema)
     values (w ->> 'id', s.run_id, p_step_run_id, s.environment_id, w ->> 'kind', (w ->> 'resumeAt')::timestamptz,
             w ->> 'childRunId', w -> 'schema');
+    -- The child run ended before this park (it ran while the parent's transition was still
+    -- deciding to park): nothing would complete the waitpoint any more, so complete it now and
+    -- make the step ready again. finish_run takes this step run's row lock (held since the update
+    -- above) before it ends a child, so this read, a new statement, sees any child end that
+    -- committed before the lock was ours, and a child that ends later finds the waitpoint.
+    if w ->> 'kind' = 'child_run'
+       and exists (select 1 from {{schema}}.runs where id = w ->> 'childRunId' and {{schema}}.run_ended(status)) then
+      update {{schema}}.waitpoints set status = 'completed', completed_at = now() where id = w ->> 'id';
+      update {{schema}}.step_runs set status = 'ready', available_at = now() where id = p_step_run_id;
+      v_ready := v_ready + 1;
+    end if;
   end if;
   if b is not null then
     v_path := coalesce(substring(s.step_key from '(\[.*)$'), '');
