@@ -63,15 +63,18 @@ begin
   end if;
   insert into {{schema}}.run_events (run_id, kind, data)
   values (p_run_id, 'run.' || p_status, jsonb_build_object('finalDataclipId', v_final, 'error', p_error));
-  -- a child run ending wakes the parent step waiting on it (same location)
-  with done as (
-    update {{schema}}.waitpoints set status = 'completed', completed_at = now()
-     where child_run_id = p_run_id and status = 'waiting' returning step_run_id, environment_id
-  ), woke as (
-    update {{schema}}.step_runs s set status = 'ready', available_at = now()
-      from done where s.id = done.step_run_id and (s.status || '') = 'waiting' -- by id: README.md
-    returning s.environment_id
-  )
-  select count(*) into v_count from (select {{schema}}.wake(environment_id) from woke) w;
+  -- a child run ending wakes the parent step waiting on it (same location; only a run started by
+  -- a parent's subWorkflow has one, so a run without a parent skips the statement)
+  if v_run.parent_step_run_id is not null then
+    with done as (
+      update {{schema}}.waitpoints set status = 'completed', completed_at = now()
+       where child_run_id = p_run_id and status = 'waiting' returning step_run_id, environment_id
+    ), woke as (
+      update {{schema}}.step_runs s set status = 'ready', available_at = now()
+        from done where s.id = done.step_run_id and (s.status || '') = 'waiting' -- by id: README.md
+      returning s.environment_id
+    )
+    select count(*) into v_count from (select {{schema}}.wake(environment_id) from woke) w;
+  end if;
   -- No NOTIFY weft_run_finished here: the store signals it after the commit (see signals.ts).
 end $$;
