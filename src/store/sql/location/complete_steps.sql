@@ -2,22 +2,27 @@
 -- Items are applied in the order given; the caller sorts them by run id so that concurrent
 -- batches lock run rows in the same order. Each item is fenced on its own: a fenced item does not
 -- affect the others. Returns the per-item results of complete_step, in order.
+-- The items are decoded by one jsonb_to_recordset (JSON arrays become text[], JSON null SQL NULL),
+-- not field by field: a `->>` per argument and an `array(select jsonb_array_elements_text(…))`
+-- subquery per array ran 11 extractions and 3 subqueries per item.
 create or replace function {{schema}}.complete_steps(p_items jsonb) returns jsonb
 language plpgsql as $$
 declare
-  item jsonb;
-  results jsonb := '[]';
+  it record;
+  results jsonb[] := '{}';
 begin
-  for item in select value from jsonb_array_elements(p_items) loop
-    results := results || jsonb_build_array({{schema}}.complete_step(
-      item->>'stepRunId', (item->>'attempt')::integer, item->>'worker',
-      item->>'output', item->>'outputId',
-      -- JSON null means "no patch" (SQL NULL); `state || 'null'` would turn the state into an array
-      nullif(item->'stateSet', 'null'::jsonb),
-      case when item->'stateDelete' = 'null'::jsonb or item->'stateDelete' is null then null
-           else array(select jsonb_array_elements_text(item->'stateDelete')) end,
-      array(select jsonb_array_elements_text(item->'live')), array(select jsonb_array_elements_text(item->'dead')),
-      (item->>'claimNext')::boolean, (item->>'leaseMs')::integer));
+  for it in
+    select * from rows from (jsonb_to_recordset(p_items) as (
+      "stepRunId" text, attempt integer, worker text, output text, "outputId" text,
+      "stateSet" jsonb, "stateDelete" text[], live text[], dead text[],
+      "claimNext" boolean, "leaseMs" integer)) with ordinality as i
+     order by i.ordinality
+  loop
+    results := results || {{schema}}.complete_step(
+      it."stepRunId", it.attempt, it.worker, it.output, it."outputId",
+      -- JSON null (no patch) is SQL NULL here already; `state || 'null'` would make an array
+      it."stateSet", it."stateDelete",
+      coalesce(it.live, '{}'), coalesce(it.dead, '{}'), it."claimNext", it."leaseMs");
   end loop;
-  return results;
+  return to_jsonb(results);
 end $$;
