@@ -183,9 +183,11 @@ export class RunWaitpoints {
           where step_run_id = $1 and child_run_id = $2 and status = 'waiting' returning step_run_id, environment_id
        ), woke as (
          update ${loc.schema}.step_runs s set status = 'ready', available_at = now()
-           from done where s.id = done.step_run_id and s.status = 'waiting' returning s.environment_id
+           from done where s.id = done.step_run_id and s.status = 'waiting'
+         returning s.environment_id, s.run_id, s.step_key
        )
-       select environment_id from woke`,
+       -- waiting → running for the run, as every transition that readies a waiting step does
+       select environment_id, ${loc.schema}.wake_run(run_id, step_key) from woke`,
       [parentStepRunId, childRunId],
     );
     this.r.signalWoken(loc, { wake: rows.rows.map((r) => r.environment_id) });

@@ -113,6 +113,8 @@ begin
 
   if cardinality(v_prop.ready) = 0 then
     v_status := {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
+    -- it readied nothing: the run may now wait on nothing but waitpoints (location 0014)
+    perform {{schema}}.settle_run(s.run_id, s.step_key);
     return jsonb_build_object('status', 'committed', 'runStatus', v_status, 'wake', {{schema}}.woken());
   end if;
 
@@ -139,6 +141,8 @@ begin
   if cardinality(v_prop.ready) > (case when v_next is null then 0 else 1 end) then
     perform {{schema}}.wake(s.environment_id);
   end if;
+  -- No settle_run here or on the fast path above: this commit left a step run of the run ready
+  -- (or running, claimed), so the run cannot be `waiting` (location 0014).
   return jsonb_build_object('status', 'committed', 'runStatus', coalesce(v_status, 'running'),
                             'next', v_next, 'wake', {{schema}}.woken());
 end $$;

@@ -22,6 +22,9 @@ begin
   values (v_payload_id, w.run_id, w.environment_id, 'waitpoint_payload', v_body, md5(v_body::text), octet_length(p_payload));
   update {{schema}}.waitpoints set status = 'completed', completed_at = now(), payload_dataclip_id = v_payload_id where id = p_id;
   update {{schema}}.step_runs set status = 'ready', available_at = now() where id = w.step_run_id and status = 'waiting';
+  if found then
+    perform {{schema}}.wake_run(w.run_id, (select step_key from {{schema}}.step_runs where id = w.step_run_id));
+  end if;
   insert into {{schema}}.run_events (run_id, kind, data)
   values (w.run_id, 'waitpoint.completed', jsonb_build_object('waitpointId', p_id, 'payloadDataclipId', v_payload_id));
   perform {{schema}}.wake(w.environment_id);

@@ -156,6 +156,8 @@ begin
     values (v_run, 'step.waiting', v_owner, jsonb_build_object(
       'iterations', jsonb_array_length(b -> 'park' -> 'iterations') + case when jsonb_typeof(w) = 'object' then 1 else 0 end,
       'reused', to_jsonb(v_reuse), 'within', w));
+    -- the owner left `ready` for `waiting` (location 0014: the functions keep the run status)
+    perform {{schema}}.settle_run(v_run, v_owner);
   end if;
   return query select * from {{schema}}.runs where id = v_run;
 end $$;

@@ -22,6 +22,7 @@ declare
   v_dead text[];
   v_owner record;
   v_children text[];
+  v_status text;
 begin
   select id, run_id, step_key, environment_id, failure_successors, successors, on_exhausted, max_attempts,
          attempt_count, scope_key, iteration
@@ -71,7 +72,9 @@ begin
   if cardinality(v_live) > 0 then
     v_prop := {{schema}}.propagate(s.run_id, s.step_key, v_live, v_dead, null, null);
     if cardinality(v_prop.ready) = 0 then
-      return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration), 'runId', s.run_id));
+      v_status := {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
+      perform {{schema}}.settle_run(s.run_id, s.step_key);
+      return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', v_status, 'runId', s.run_id));
     end if;
     perform {{schema}}.wake(s.environment_id);
     return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id));
@@ -83,6 +86,7 @@ begin
     if v_owner.on_scope_failure = 'collect' then
       v_prop := {{schema}}.propagate(s.run_id, s.step_key, '{}', s.successors, null, null);
       perform {{schema}}.after_quiet(s.run_id, s.scope_key, s.iteration);
+      perform {{schema}}.settle_run(s.run_id, s.step_key);
       return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id));
     end if;
     -- fail fast: cancel the rest of the body (step runs, then their running attempts: the lock
@@ -92,6 +96,9 @@ begin
        set status = 'ready', available_at = now(),
            error = jsonb_build_object('scopeFailure', jsonb_build_object('stepKey', s.step_key, 'error', p_error))
      where id = v_owner.id and status = 'waiting';
+    if found then
+      perform {{schema}}.wake_run(s.run_id, s.scope_key);
+    end if;
     perform {{schema}}.wake(s.environment_id);
     return {{schema}}.with_woken(jsonb_build_object('status', 'failed', 'runStatus', 'running', 'runId', s.run_id));
   end if;

@@ -4,7 +4,7 @@
 -- resolved; without the lock each could see the other still running and neither would end the run.
 -- A `waiting` run with nothing open ends too: `waiting` only means its open steps all wait, and
 -- when none is open any more there is nothing left to wake it (a run left `waiting` by a lost race
--- must not hang; wake_waiting_run closes the race this guards against).
+-- must not hang; wake_run closes the race this guards against).
 -- Index: step_runs_open (partial, run_id).
 create or replace function {{schema}}.finish_if_done(p_run_id text) returns text
 language plpgsql as $$

@@ -72,9 +72,10 @@ begin
     ), woke as (
       update {{schema}}.step_runs s set status = 'ready', available_at = now()
         from done where s.id = done.step_run_id and (s.status || '') = 'waiting' -- by id: README.md
-      returning s.environment_id
+      returning s.environment_id, s.run_id, s.step_key
     )
-    select count(*) into v_count from (select {{schema}}.wake(environment_id) from woke) w;
+    select count(*) into v_count
+      from (select {{schema}}.wake_run(run_id, step_key), {{schema}}.wake(environment_id) from woke) w;
   end if;
   -- No NOTIFY weft_run_finished here: the store signals it after the commit (see signals.ts).
 end $$;

@@ -10,7 +10,7 @@ declare
   n integer := 0;
 begin
   -- The due ones are taken in time order (skip locked: no waiting between timers), then fired in
-  -- run order: firing locks the run row (wake_waiting_run), and two timers that fired their runs
+  -- run order: firing locks the run row (wake_run), and two timers that fired their runs
   -- in time order could each hold a run the other wants next.
   for w in
     with due as (
@@ -22,6 +22,9 @@ begin
     update {{schema}}.waitpoints set status = case when w.kind = 'sleep' then 'completed' else 'timed_out' end, completed_at = now()
      where id = w.id;
     update {{schema}}.step_runs set status = 'ready', available_at = now() where id = w.step_run_id and status = 'waiting';
+    if found then
+      perform {{schema}}.wake_run(w.run_id, (select step_key from {{schema}}.step_runs where id = w.step_run_id));
+    end if;
     insert into {{schema}}.run_events (run_id, kind, data)
     values (w.run_id, case when w.kind = 'sleep' then 'waitpoint.completed' else 'waitpoint.timed_out' end, jsonb_build_object('waitpointId', w.id));
     perform {{schema}}.wake(w.environment_id);

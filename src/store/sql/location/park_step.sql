@@ -43,6 +43,7 @@ begin
        and exists (select 1 from {{schema}}.runs where id = w ->> 'childRunId' and {{schema}}.run_ended(status)) then
       update {{schema}}.waitpoints set status = 'completed', completed_at = now() where id = w ->> 'id';
       update {{schema}}.step_runs set status = 'ready', available_at = now() where id = p_step_run_id;
+      perform {{schema}}.wake_run(s.run_id, s.step_key);
       v_ready := v_ready + 1;
     end if;
   end if;
@@ -79,5 +80,7 @@ begin
   if v_ready > 0 then
     perform {{schema}}.wake(s.environment_id);
   end if;
+  -- the step left `running`: the run may now wait on waitpoints alone (location 0014)
+  perform {{schema}}.settle_run(s.run_id, s.step_key);
   return {{schema}}.with_woken(jsonb_build_object('status', 'parked'));
 end $$;

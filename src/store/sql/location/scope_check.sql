@@ -32,5 +32,6 @@ begin
     return;
   end if;
   update {{schema}}.step_runs set status = 'ready', available_at = now() where id = v_owner.id;
+  perform {{schema}}.wake_run(p_run_id, p_scope_key);
   perform {{schema}}.wake(v_owner.environment_id);
 end $$;
