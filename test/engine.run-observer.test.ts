@@ -5,7 +5,11 @@
  * - a stream subscribed to a run is woken by the run-ended channel alone (no event committed, so
  *   the `weft_events` trigger sent nothing);
  * - a waiter on a run is woken when the run is canceled (the store signals run ended after commit);
- * - a wake-up for another run wakes neither.
+ * - a wake-up for another run wakes neither;
+ * - a stream is woken by the `weft_events` notification of each event of its run that has no
+ *   run_events row (a claim's `step.started`, a commit's `step.succeeded`), whichever path the
+ *   claim takes (the worker's claim, or the commit's take of the successor), and not for a run
+ *   nobody watches.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileWorkflow } from '../src/core/graph.js';
@@ -19,6 +23,12 @@ describe.each(BACKENDS)('run observer on %s', (backend) => {
   let environmentId: string;
   let observer: RunObserver;
   const compiled = compileWorkflow(defineWorkflow('observed').step('a', () => 1));
+  const chain = compileWorkflow(
+    defineWorkflow('observed-chain')
+      .step('a', () => 1)
+      .step('b', { after: 'a' }, () => 2)
+      .step('c', { after: 'b' }, () => 3),
+  );
 
   beforeAll(async () => {
     db = await openTestDatabase(backend);
@@ -34,13 +44,13 @@ describe.each(BACKENDS)('run observer on %s', (backend) => {
     await db?.close();
   });
 
-  async function startRun() {
-    const { versionId } = await db.stores.control.registerWorkflow(environmentId, compiled);
+  async function startRun(workflow = compiled) {
+    const { versionId } = await db.stores.control.registerWorkflow(environmentId, workflow);
     const { run } = await db.stores.runs.createRun({
       environmentId,
-      workflowId: 'observed',
+      workflowId: workflow.id,
       versionId,
-      graph: compiled.graph,
+      graph: workflow.graph,
       inputText: 'null',
       inputBytes: 4,
       saveDataclips: true,
@@ -76,5 +86,41 @@ describe.each(BACKENDS)('run observer on %s', (backend) => {
     expect(run.status).toBe('canceled');
     // The waiters' poll is 10 minutes away: only the notification can have woken it.
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('wakes a stream for each step started and succeeded of its run, on every claim path', async () => {
+    const runId = await startRun(chain);
+    const unwatched = await startRun(chain);
+    const subscription = await observer.subscribe(runId);
+    const commit = (live: string[], claimNext: boolean) => ({
+      outputText: '1',
+      stateSet: null,
+      stateDelete: null,
+      live,
+      dead: [],
+      claimNext,
+      leaseMs: 30_000,
+    });
+    try {
+      // the worker's claim (claim_steps → claim_by_ids): `a` started, in both runs
+      const claims = await db.stores.runs.claimSteps('w', [environmentId], [chain.id], 2, 30_000);
+      expect(claims.map((c) => c.runId).sort()).toEqual([runId, unwatched].sort());
+      expect(await subscription.wait(10_000), 'step.started of a (worker claim)').toBe(true);
+      const mine = claims.find((c) => c.runId === runId)!;
+      const theirs = claims.find((c) => c.runId === unwatched)!;
+      // the other run's commit wakes nothing here
+      await db.stores.runs.completeStep(theirs, 'w', commit(['b'], false));
+      expect(await subscription.wait(300), 'an unwatched run').toBe(false);
+      // the chain's commit: `a` succeeded and `b` taken in the same transaction (fast path)
+      const first = await db.stores.runs.completeStep(mine, 'w', commit(['b'], true));
+      expect(first.status === 'committed' && first.next?.stepKey).toBe('b');
+      expect(await subscription.wait(10_000), 'a succeeded, b started (commit take)').toBe(true);
+      // a commit that claims nothing: `b` succeeded, `c` left ready
+      if (first.status !== 'committed' || !first.next) throw new Error('no successor');
+      await db.stores.runs.completeStep(first.next, 'w', commit(['c'], false));
+      expect(await subscription.wait(10_000), 'b succeeded (no claim)').toBe(true);
+    } finally {
+      subscription.close();
+    }
   });
 });
