@@ -19,9 +19,8 @@ import pg from 'pg';
 import type { Workflow } from '../src/core/workflow.js';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { ensureEnvironment } from '../src/engine/tenant.js';
-import { createStores, defineWorkflow, openExecutor } from '../src/index.js';
-import { createDatabase } from './lib/postgres.js';
+import { defineWorkflow } from '../src/index.js';
+import { openWeftDatabase } from './lib/weft-database.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,13 +39,11 @@ const variants = [
 let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
 for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
 
-const db = await createDatabase('in_server');
-const executor = await openExecutor(db.url, { poolSize: 2, applicationName: 'weft' });
+const { db, executor, stores, environmentId } = await openWeftDatabase('in_server', {
+  poolSize: 2,
+});
 const client = new pg.Client({ connectionString: db.url });
 try {
-  const stores = createStores({ control: executor });
-  await stores.migrate();
-  const environmentId = await ensureEnvironment(stores.control);
   const engine = await Engine.start({
     stores,
     environmentId,

@@ -13,11 +13,11 @@ import { parseArgs } from 'node:util';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
 import type { AnyWorkflow } from '../src/engine/registry.js';
-import { ensureEnvironment } from '../src/engine/tenant.js';
-import { createStores, defineWorkflow, openExecutor } from '../src/index.js';
+import { defineWorkflow } from '../src/index.js';
 import { CHANNELS } from '../src/store/channels.js';
 import type { Workflow } from '../src/core/workflow.js';
-import { createDatabase, ServerProbe, serverCpuMs } from './lib/postgres.js';
+import { ServerProbe, serverCpuMs } from './lib/postgres.js';
+import { openWeftDatabase } from './lib/weft-database.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,11 +38,7 @@ function chain(id: string, n: number): AnyWorkflow {
   return wf;
 }
 
-const db = await createDatabase('phases');
-const executor = await openExecutor(db.url, { poolSize: 10, applicationName: 'weft' });
-const stores = createStores({ control: executor });
-await stores.migrate();
-const environmentId = await ensureEnvironment(stores.control);
+const { db, stores, environmentId } = await openWeftDatabase('phases');
 const workflows = [chain('fan', STEPS)];
 
 // run ends, from the NOTIFY the store sends after each run's final commit (as bench/systems/weft.ts)

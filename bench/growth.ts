@@ -27,13 +27,13 @@
 import { appendFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import pg from 'pg';
-import { defineWorkflow, Engine, createStores, openExecutor, type Stores } from '../src/index.js';
+import { defineWorkflow, Engine, type Stores } from '../src/index.js';
 import type { AnyWorkflow } from '../src/engine/registry.js';
 import type { Workflow } from '../src/core/workflow.js';
 import type { RunStatus } from '../src/store/rows.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { ensureEnvironment } from '../src/engine/tenant.js';
-import { createDatabase, type BenchDatabase } from './lib/postgres.js';
+import type { BenchDatabase } from './lib/postgres.js';
+import { openWeftDatabase } from './lib/weft-database.js';
 
 const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,11 +75,9 @@ interface Bench {
 }
 
 async function open(label: string, workflows: AnyWorkflow[]): Promise<Bench> {
-  const db = await createDatabase(label);
-  const executor = await openExecutor(db.url, { poolSize: 10, applicationName: 'weft-growth' });
-  const stores = createStores({ control: executor });
-  await stores.migrate();
-  const environmentId = await ensureEnvironment(stores.control);
+  const { db, stores, environmentId } = await openWeftDatabase(label, {
+    applicationName: 'weft-growth',
+  });
   const engine = await Engine.start({
     stores,
     environmentId,

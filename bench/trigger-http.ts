@@ -12,10 +12,10 @@
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:http';
 import { silentLogger } from '../src/engine/logger.js';
-import { ensureEnvironment } from '../src/engine/tenant.js';
-import { createStores, defineWorkflow, Engine, openExecutor } from '../src/index.js';
+import { defineWorkflow, Engine } from '../src/index.js';
 import { createApp, startServer } from '../src/server/index.js';
-import { createDatabase, ServerProbe, serverCpuMs } from './lib/postgres.js';
+import { ServerProbe, serverCpuMs } from './lib/postgres.js';
+import { openWeftDatabase } from './lib/weft-database.js';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '1000' }, reps: { type: 'string', default: '3' } },
@@ -24,11 +24,7 @@ const RUNS = Number(values.runs);
 const REPS = Number(values.reps);
 const BATCH = 500;
 
-const db = await createDatabase('http');
-const executor = await openExecutor(db.url, { poolSize: 10, applicationName: 'weft' });
-const stores = createStores({ control: executor });
-await stores.migrate();
-const environmentId = await ensureEnvironment(stores.control);
+const { db, stores, environmentId } = await openWeftDatabase('http');
 const engine = await Engine.start({
   stores,
   environmentId,
