@@ -72,6 +72,10 @@ export class RunEvents {
         loc.db.query(
           `with swept as (
              delete from ${loc.schema}.run_event_watchers where expires_at < now() - interval '1 minute'
+           ), flagged as (
+             -- the claim rule reads this from the run row it joins anyway (location 0015)
+             update ${loc.schema}.runs set watched_until = now() + $3 * interval '1 millisecond'
+              where id = any($1::text[])
            )
            insert into ${loc.schema}.run_event_watchers (run_id, watcher_id, expires_at)
            select unnest($1::text[]), $2, now() + $3 * interval '1 millisecond'

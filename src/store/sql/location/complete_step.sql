@@ -74,15 +74,14 @@ begin
 
   -- the step's own event first: propagate may claim the next step (its `step.started`), and a
   -- reader of the event log sees cause before effect. Without a state patch the event is the
-  -- step run row itself (event_id above); a stream watching the run is woken here, as the
-  -- run_events trigger would (no-op when nobody streams: notify_run_events.sql)
+  -- step run row itself (event_id above); a stream watching the run is woken for it by the
+  -- claim of the successor on the fast path below (the same run: fragments/claim.sql), or else
+  -- by notify_run_watchers before propagate (no-op when nobody streams)
   if p_state_set is not null or p_state_del is not null then
     insert into {{schema}}.run_events (run_id, kind, step_key, attempt, data)
     values (s.run_id, 'step.succeeded', s.step_key, p_attempt, jsonb_build_object(
       'outputDataclipId', p_output_id,
       'statePatch', jsonb_build_object('set', p_state_set, 'delete', to_jsonb(p_state_del))));
-  else
-    perform {{schema}}.notify_run_watchers(s.run_id);
   end if;
 
   -- The chain fast path: one live edge, to a successor that waits on this step alone and has no
@@ -108,6 +107,9 @@ begin
     end if;
   end if;
 
+  if p_state_set is null and p_state_del is null then
+    perform {{schema}}.notify_run_watchers(s.run_id);
+  end if;
   v_prop := {{schema}}.propagate(s.run_id, s.step_key, p_live, p_dead, p_output_id, v_hash,
                                  case when p_claim_next then p_worker end, p_lease_ms);
 

@@ -1,9 +1,11 @@
--- One statement-level trigger: a statement that inserts many events (a claim of 50 steps, a
--- prune cascade) sends one notification per distinct watched run, not one per row. The payload
+-- One statement-level trigger on run_events: a statement that inserts many events (a prune
+-- cascade, a group of runs created) sends one notification per distinct watched run, not one per
+-- row. (A claim's `step.started` is its attempt row, and the claim rule notifies for it from the
+-- run row's `watched_until`, location 0015; a derived `step.succeeded`, notify_run_watchers.) The payload
 -- is only the run id: NOTIFY is a wake-up, and the listener re-reads `run_events` after the
 -- last id it delivered, so a lost or coalesced notification loses nothing. Notifications are
 -- sent at commit; a rolled-back insert sends none.
--- This is the one NOTIFY left inside a transaction (every other wake-up is sent by the store after
+-- These are the NOTIFYs left inside a transaction (every other wake-up is sent by the store after
 -- the commit, src/store/signals.ts). It stays because it costs only the transactions of runs an
 -- open event stream watches (none in the usual case: the early return below), while sending it
 -- after the commit would need the store to know, for every statement that inserts events, which

@@ -57,4 +57,9 @@ with claimed as (
     from claimed claim_c
     join {{schema}}.runs claim_r on claim_r.id = claim_c.run_id
     left join {{schema}}.dataclips claim_d on claim_d.id = claim_c.input_dataclip_id
+   -- a stream that watches the run is woken for this `step.started` (and, in the chain's commit,
+   -- for the `step.succeeded` before it: the same run); for an unwatched run a null test only
+   -- (location 0015). notify_watched answers true: no row is ever dropped here
+   where claim_r.watched_until is null or claim_r.watched_until < now()
+      or {{schema}}.notify_watched(claim_c.run_id)
 )
