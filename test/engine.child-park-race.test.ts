@@ -46,25 +46,33 @@ describe('a child run that ends while its parent parks, on postgres', () => {
     await db?.close();
   });
 
-  it('the park sees the child end, or the child end sees the park: the parent wakes', async () => {
-    const [t1, t2] = clients as [pg.Client, pg.Client];
-    const loc = db.stores.schemas.locations[0]!;
-    const { run } = await engine.trigger('race-parent', { n: 1 });
-    const [claim] = await db.stores.runs.claimSteps(
+  /** A parent run whose sub-workflow step is claimed by hand, and its child run, started. */
+  async function parentWithChild(n: number) {
+    const { run } = await engine.trigger('race-parent', { n });
+    // an earlier test's parent step, woken and ready again, may be claimed beside it: left alone
+    const claims = await db.stores.runs.claimSteps(
       'race-worker',
       [engine.environmentId],
       ['race-parent'],
-      1,
+      10,
       30_000,
     );
-    expect(claim?.runId).toBe(run.id);
+    const claim = claims.find((c) => c.runId === run.id);
+    if (!claim) throw new Error(`the step of run ${run.id} was not claimed`);
     const { run: childRun } = await triggerRun(db.stores, {
       environmentId: engine.environmentId,
       workflowId: 'race-child',
-      input: { n: 1 },
+      input: { n },
       trigger: { kind: 'child', ref: run.id },
-      parent: { runId: run.id, stepRunId: claim!.stepRunId },
+      parent: { runId: run.id, stepRunId: claim.stepRunId },
     });
+    return { run, claim, childRun };
+  }
+
+  it('the park sees the child end, or the child end sees the park: the parent wakes', async () => {
+    const [t1, t2] = clients as [pg.Client, pg.Client];
+    const loc = db.stores.schemas.locations[0]!;
+    const { run, claim, childRun } = await parentWithChild(1);
 
     // T1: the parent's park, the same function the store calls, not yet committed
     await t1.query('begin');
@@ -72,8 +80,8 @@ describe('a child run that ends while its parent parks, on postgres', () => {
     const parked = await t1.query<{ r: { status: string } }>(
       `select ${loc}.park_step($1, $2, $3, $4::jsonb) as r`,
       [
-        claim!.stepRunId,
-        claim!.attempt,
+        claim.stepRunId,
+        claim.attempt,
         'race-worker',
         JSON.stringify({
           waitpoint: { id: waitpointId, kind: 'child_run', childRunId: childRun.id },
@@ -88,13 +96,13 @@ describe('a child run that ends while its parent parks, on postgres', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     await t1.query('commit');
     // the parent's worker, right after its park committed, looks for a child that already ended
-    await db.stores.runs.wakeParentIfChildEnded(claim!.stepRunId, childRun.id);
+    await db.stores.runs.wakeParentIfChildEnded(claim.stepRunId, childRun.id);
     await ending;
     await t2.query('commit');
 
     const step = await db.executor.query<{ status: string }>(
       `select status from ${loc}.step_runs where id = $1`,
-      [claim!.stepRunId],
+      [claim.stepRunId],
     );
     const waitpoint = await db.executor.query<{ status: string }>(
       `select status from ${loc}.waitpoints where id = $1`,
@@ -108,30 +116,16 @@ describe('a child run that ends while its parent parks, on postgres', () => {
 
   it('a child that ended before the park: the park itself readies the step', async () => {
     const loc = db.stores.schemas.locations[0]!;
-    const { run } = await engine.trigger('race-parent', { n: 2 });
-    const [claim] = await db.stores.runs.claimSteps(
-      'race-worker',
-      [engine.environmentId],
-      ['race-parent'],
-      1,
-      30_000,
-    );
-    const { run: childRun } = await triggerRun(db.stores, {
-      environmentId: engine.environmentId,
-      workflowId: 'race-child',
-      input: { n: 2 },
-      trigger: { kind: 'child', ref: run.id },
-      parent: { runId: run.id, stepRunId: claim!.stepRunId },
-    });
+    const { run, claim, childRun } = await parentWithChild(2);
     await db.executor.query(`select ${loc}.finish_run($1, 'succeeded', null)`, [childRun.id]);
     // the worker parks and dies before any follow-up: the park alone must leave the step ready
-    const parked = await db.stores.runs.parkStep(claim!, 'race-worker', {
+    const parked = await db.stores.runs.parkStep(claim, 'race-worker', {
       waitpoint: { kind: 'child_run', childRunId: childRun.id },
     });
     expect(parked).not.toBe('fenced');
     const step = await db.executor.query<{ status: string }>(
       `select status from ${loc}.step_runs where id = $1`,
-      [claim!.stepRunId],
+      [claim.stepRunId],
     );
     expect(step.rows[0]?.status).toBe('ready');
     const runRow = await db.executor.query<{ status: string }>(
