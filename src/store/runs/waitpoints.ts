@@ -177,21 +177,14 @@ export class RunWaitpoints {
       [childRunId],
     );
     if (ended.rows.length === 0) return false;
-    const rows = await loc.db.query(
-      `with done as (
-         update ${loc.schema}.waitpoints set status = 'completed', completed_at = now()
-          where step_run_id = $1 and child_run_id = $2 and status = 'waiting' returning step_run_id, environment_id
-       ), woke as (
-         update ${loc.schema}.step_runs s set status = 'ready', available_at = now()
-           from done where s.id = done.step_run_id and s.status = 'waiting'
-         returning s.environment_id, s.run_id, s.step_key
-       )
-       -- waiting → running for the run, as every transition that readies a waiting step does
-       select environment_id, ${loc.schema}.wake_run(run_id, step_key) from woke`,
+    const rows = await loc.db.query<{ r: { readied: number; wake: string[] } }>(
+      `select ${loc.schema}.with_woken(jsonb_build_object(
+                'readied', ${loc.schema}.wake_child_waiter($2, $1))) as r`,
       [parentStepRunId, childRunId],
     );
-    this.r.signalWoken(loc, { wake: rows.rows.map((r) => r.environment_id) });
-    return rows.rows.length > 0;
+    const r = rows.rows[0]!.r;
+    this.r.signalWoken(loc, r);
+    return r.readied > 0;
   }
 
   /**

@@ -26,7 +26,7 @@ begin
   -- committed (the update below sees its waitpoint) or it waits for this commit (and then sees
   -- this run ended, and readies the step itself). Without the lock each could look before the
   -- other committed, and the parent waited for good (CI, test/engine.input-schema.test.ts; the
-  -- interleaving is replayed in test/store.child-park-race.test.ts). A parent in another
+  -- interleaving is replayed in test/engine.child-park-race.test.ts). A parent in another
   -- location is not found here (wakeParentInOtherLocation covers it).
   if v_run.parent_step_run_id is not null then
     perform 1 from {{schema}}.step_runs where id = v_run.parent_step_run_id for update;
@@ -64,18 +64,9 @@ begin
   insert into {{schema}}.run_events (run_id, kind, data)
   values (p_run_id, 'run.' || p_status, jsonb_build_object('finalDataclipId', v_final, 'error', p_error));
   -- a child run ending wakes the parent step waiting on it (same location; only a run started by
-  -- a parent's subWorkflow has one, so a run without a parent skips the statement)
+  -- a parent's subWorkflow has one, so a run without a parent skips the call)
   if v_run.parent_step_run_id is not null then
-    with done as (
-      update {{schema}}.waitpoints set status = 'completed', completed_at = now()
-       where child_run_id = p_run_id and status = 'waiting' returning step_run_id, environment_id
-    ), woke as (
-      update {{schema}}.step_runs s set status = 'ready', available_at = now()
-        from done where s.id = done.step_run_id and (s.status || '') = 'waiting' -- by id: README.md
-      returning s.environment_id, s.run_id, s.step_key
-    )
-    select count(*) into v_count
-      from (select {{schema}}.wake_run(run_id, step_key), {{schema}}.wake(environment_id) from woke) w;
+    perform {{schema}}.wake_child_waiter(p_run_id, null);
   end if;
   -- No NOTIFY weft_run_finished here: the store signals it after the commit (see signals.ts).
 end $$;

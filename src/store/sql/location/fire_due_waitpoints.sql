@@ -8,6 +8,7 @@ language plpgsql as $$
 declare
   w record;
   n integer := 0;
+  v_key text;
 begin
   -- The due ones are taken in time order (skip locked: no waiting between timers), then fired in
   -- run order: firing locks the run row (wake_run), and two timers that fired their runs
@@ -21,9 +22,10 @@ begin
   loop
     update {{schema}}.waitpoints set status = case when w.kind = 'sleep' then 'completed' else 'timed_out' end, completed_at = now()
      where id = w.id;
-    update {{schema}}.step_runs set status = 'ready', available_at = now() where id = w.step_run_id and status = 'waiting';
+    update {{schema}}.step_runs set status = 'ready', available_at = now() where id = w.step_run_id and status = 'waiting'
+    returning step_key into v_key;
     if found then
-      perform {{schema}}.wake_run(w.run_id, (select step_key from {{schema}}.step_runs where id = w.step_run_id));
+      perform {{schema}}.wake_run(w.run_id, v_key);
     end if;
     insert into {{schema}}.run_events (run_id, kind, data)
     values (w.run_id, case when w.kind = 'sleep' then 'waitpoint.completed' else 'waitpoint.timed_out' end, jsonb_build_object('waitpointId', w.id));

@@ -41,10 +41,7 @@ begin
     -- committed before the lock was ours, and a child that ends later finds the waitpoint.
     if w ->> 'kind' = 'child_run'
        and exists (select 1 from {{schema}}.runs where id = w ->> 'childRunId' and {{schema}}.run_ended(status)) then
-      update {{schema}}.waitpoints set status = 'completed', completed_at = now() where id = w ->> 'id';
-      update {{schema}}.step_runs set status = 'ready', available_at = now() where id = p_step_run_id;
-      perform {{schema}}.wake_run(s.run_id, s.step_key);
-      v_ready := v_ready + 1;
+      v_ready := v_ready + {{schema}}.wake_child_waiter(w ->> 'childRunId', p_step_run_id);
     end if;
   end if;
   if b is not null then
