@@ -7,9 +7,8 @@
 -- reads `running` too, and its commit then found the run `waiting` and did not end it (a fuzz
 -- run in CI; test/engine.run-waiting.test.ts, "a race on postgres").
 -- Called right after a transition makes a waiting step run ready (complete_waitpoint,
--- fire_due_waitpoints, wake_child_waiter (a child run ended), scope_check, fail_step's scope owner,
--- where location 0005 had a row trigger on step_runs
--- (location 0014 says why it went); p_step_key names the step run in the `run.running` event.
+-- fire_due_waitpoints, wake_child_waiter (a child run ended), scope_check, fail_step's scope
+-- owner), where location 0005 had a row trigger on step_runs (location 0014 says why it went); p_step_key names the step run in the `run.running` event.
 create or replace function {{schema}}.wake_run(p_run_id text, p_step_key text) returns void
 language plpgsql as $$
 begin
