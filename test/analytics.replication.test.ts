@@ -107,8 +107,10 @@ describe.skipIf(!present)('analytics mirror (ClickHouse + logical replication)',
       `select id, status, attempt_count from weft_loc_a0.step_runs union all
        select id, status, attempt_count from weft_loc_b1.step_runs order by id`,
     );
+    // the stored attempt rows (location 0016: the attempts that did not succeed; a step run's
+    // succeeded attempt is its own row, counted by attempt_count above)
     const pgAttempts = await f.executor.query<{ n: string }>(
-      `select ((select count(*) from weft_loc_a0.attempts) + (select count(*) from weft_loc_b1.attempts))::text as n`,
+      `select ((select count(*) from weft_loc_a0.attempt_rows) + (select count(*) from weft_loc_b1.attempt_rows))::text as n`,
     );
     await eventually(async () => {
       const steps = await f.clickhouse.query<{ id: string; status: string; attempt_count: number }>(

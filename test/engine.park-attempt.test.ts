@@ -23,15 +23,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.each(BACKENDS)('parked steps and open attempts on %s', (backend) => {
   let db: TestDatabase;
   let schema: string;
-  let attemptRows: string;
   beforeAll(async () => {
     db = await openTestDatabase(backend);
     schema = db.stores.schemas.locations[0]!;
-    // Since location 0010 the attempt rows are written to `attempt_rows` (`attempts` is a view).
-    const rows = await db.executor.query<{ t: string | null }>(
-      `select to_regclass('${schema}.attempt_rows')::text as t`,
-    );
-    attemptRows = rows.rows[0]!.t ? `${schema}.attempt_rows` : `${schema}.attempts`;
   });
   afterAll(async () => {
     await db?.close();
@@ -189,7 +183,11 @@ describe.each(BACKENDS)('parked steps and open attempts on %s', (backend) => {
   it.runIf(backend === 'postgres')(
     'canceling a run while a commit holds its step run does not deadlock (step runs are locked before attempts)',
     async () => {
-      const wf = defineWorkflow('cancel-vs-commit').step('a', () => 1);
+      const wf = defineWorkflow('cancel-vs-commit').step(
+        'a',
+        { retry: { maxAttempts: 3 } },
+        () => 1,
+      );
       const engine = await startTestEngine(db.stores, [wf], { worker: false });
       const { a: committer, b: canceler, end } = await sessions();
       try {
@@ -204,10 +202,11 @@ describe.each(BACKENDS)('parked steps and open attempts on %s', (backend) => {
         await committer.query(`select 1 from ${schema}.step_runs where id = $1 for update`, [id]);
         const cancel = canceler.query(`select ${schema}.cancel_open($1)`, [runId]);
         await sleep(300);
-        // Old cancel_open held this attempt (locked first) while waiting for the step run: this
-        // update then waited for it, a deadlock one of the two was killed for.
+        // Old cancel_open held this attempt (locked first) while waiting for the step run: the
+        // failed attempt's end (its row written or updated) then waited for it, a deadlock one of
+        // the two was killed for. Here the attempt fails and the step is requeued (retry path).
         await committer.query(
-          `update ${attemptRows} set status = 'failed', finished_at = now() where step_run_id = $1`,
+          `select ${schema}.fail_step($1, 1, 'p-worker', 'failed', '{"message":"boom"}'::jsonb, 0)`,
           [id],
         );
         await committer.query('commit');
@@ -289,4 +288,69 @@ describe.each(BACKENDS)('parked steps and open attempts on %s', (backend) => {
     },
     30_000,
   );
+
+  it('an attempt claimed before location 0016 (its row written by the claim) ends on that row; the next is on its step run', async () => {
+    const wf = defineWorkflow('legacy-attempt').step('a', { retry: { maxAttempts: 2 } }, () => 1);
+    const engine = await startTestEngine(db.stores, [wf], { worker: false });
+    try {
+      const { run } = await engine.trigger(wf.id, {});
+      const id = await stepRunId(run.id, 'a');
+      const claim = () =>
+        db.executor.query(`select * from ${schema}.claim_by_ids(array[$1], 'p-worker', 30000)`, [
+          id,
+        ]);
+      const fail = (attempt: number, retryMs: number | null) =>
+        db.executor.query(
+          `select ${schema}.fail_step($1, $2, 'p-worker', 'failed', '{"message":"boom"}'::jsonb, $3)`,
+          [id, attempt, retryMs],
+        );
+      const attempts = async () =>
+        (await db.stores.runs.listStepRuns(run.environmentId, run.id))![0]!.attempts.map((a) => [
+          a.number,
+          a.status,
+          a.workerId,
+        ]);
+      await claim();
+      // what a claim of an earlier release left: the attempt's row, nothing of it on the step run
+      await db.executor.query(
+        `with s as (
+           update ${schema}.step_runs
+              set attempt_worker = null, attempt_started_at = null, attempt_event_id = null
+            where id = $1 returning id, run_id, step_key
+         )
+         insert into ${schema}.attempt_rows (step_run_id, number, run_id, worker_id, status, step_key, event_id)
+         select id, 1, run_id, 'p-worker', 'running', step_key, nextval('${schema}.run_events_id_seq') from s`,
+        [id],
+      );
+      expect(await attempts()).toEqual([[1, 'running', 'p-worker']]);
+      await fail(1, 0);
+      // its row was updated, not written a second time
+      expect(await attempts()).toEqual([[1, 'failed', 'p-worker']]);
+      await claim();
+      expect(await attempts()).toEqual([
+        [1, 'failed', 'p-worker'],
+        [2, 'running', 'p-worker'],
+      ]);
+      const rows = async () =>
+        (
+          await db.executor.query<{ n: number }>(
+            `select count(*)::int as n from ${schema}.attempt_rows where step_run_id = $1`,
+            [id],
+          )
+        ).rows[0]!.n;
+      expect(await rows()).toBe(1);
+      await fail(2, null);
+      expect(await attempts()).toEqual([
+        [1, 'failed', 'p-worker'],
+        [2, 'failed', 'p-worker'],
+      ]);
+      expect(await rows()).toBe(2);
+      const started = (await db.stores.runs.listRunEvents(run.environmentId, run.id))!
+        .filter((e) => e.kind === 'step.started')
+        .map((e) => e.attempt);
+      expect(started).toEqual([1, 2]);
+    } finally {
+      await engine.stop();
+    }
+  });
 });

@@ -141,6 +141,28 @@ describe.each(BACKENDS)('a database migrated by Weft 0.1.0 upgrades in place on 
       // b got the output 0.1.0 committed for a ({ n: 1 }), c got b's
       const final = await stores.runs.getDataclip(ENVIRONMENT, resumed.finalDataclipId!);
       expect(final?.body).toEqual({ n: 3 });
+      // a's attempt is 0.1.0's row; b's and c's are on their step runs (location 0016): one
+      // succeeded attempt each, and one step.started and one step.succeeded each in the log
+      const attempts = (await stores.runs.listStepRuns(ENVIRONMENT, IN_FLIGHT_RUN))!.map((s) => [
+        s.stepKey,
+        s.attempts.map((a) => [a.number, a.status]),
+      ]);
+      expect(attempts.sort()).toEqual([
+        ['a', [[1, 'succeeded']]],
+        ['b', [[1, 'succeeded']]],
+        ['c', [[1, 'succeeded']]],
+      ]);
+      const events = (await stores.runs.listRunEvents(ENVIRONMENT, IN_FLIGHT_RUN))!
+        .filter((e) => e.kind.startsWith('step.'))
+        .map((e) => `${e.kind} ${e.stepKey}`);
+      expect(events).toEqual([
+        'step.started a',
+        'step.succeeded a',
+        'step.started b',
+        'step.succeeded b',
+        'step.started c',
+        'step.succeeded c',
+      ]);
 
       const fresh = await engine.trigger('chain3', { x: 2 });
       const done = await engine.waitForRun(fresh.run.id, { timeoutMs: 20_000 });

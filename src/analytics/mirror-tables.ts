@@ -32,8 +32,10 @@ export interface MirrorTable {
   /**
    * The PostgreSQL tables it may come from, newest layout first: since location migration 0010,
    * attempts are stored in `attempt_rows` (and `attempts` is a view over it, which logical
-   * replication cannot publish); the mirror keeps the stored rows (see queries for what a
-   * succeeded attempt looks like there).
+   * replication cannot publish); the mirror keeps the stored rows. Since location 0016 those are
+   * the attempts that did not succeed (failed, lost, canceled) and the parked ones of control
+   * nodes: an attempt in progress or succeeded is its step run's (`step_runs.attempt_count` is
+   * the number of attempts a step run made, the last one its current attempt).
    */
   pgNames: string[];
   columns: MirrorColumn[];

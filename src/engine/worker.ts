@@ -8,7 +8,7 @@
  * - db-retry.ts           attempts given back uncharged after a database outage
  *
  * Failure semantics:
- * - The attempt row is written by the claim, before step code starts. If this process dies while
+ * - The attempt is recorded by the claim (on its step run), before step code starts. If this process dies while
  *   the code runs, the lease stops being renewed, the reaper marks the attempt `lost` (it counts)
  *   and requeues the step or fails it when that was the last attempt.
  * - The commit is fenced by (step run, attempt, worker, unexpired lease). A worker that was paused

@@ -8,13 +8,18 @@ import type { RunResources } from './resources.js';
 
 /**
  * A run's event log after a cursor: the `run_events` rows; the `step.started` event of each
- * attempt, which is the attempt row itself; and the `step.succeeded` event of each step that
- * patched no state, which is its step run row (location 0010: a chained step writes no event
- * row; each `event_id` comes from the run_events id sequence, so all three share one order).
- * Parameters: $1 run id, $3 the cursor. Rows of earlier releases have no event_id: their events
- * are run_events rows. Cost: a merge of three ordered index scans, run_events_run (run_id, id),
- * attempts_run_event (run_id, event_id) and step_runs_events (run_id, event_id), cut by the
- * caller's limit.
+ * attempt; and the `step.succeeded` event of each step that patched no state (location 0010: a
+ * chained step writes no event row; each event id comes from the run_events id sequence, so all
+ * share one order). An attempt's `step.started` is its row in `attempt_rows` once it has ended
+ * otherwise than in success, and until then, or when it succeeded, its step run's columns
+ * (location 0016: attempt_event_id, attempt_worker, attempt_started_at; a step run `running` or
+ * `succeeded` has no row for its current attempt, any other status means that attempt's end wrote
+ * one). The `step.succeeded` of a step run is its event_id.
+ * Parameters: $1 run id, $3 the cursor. Rows of earlier releases have no event ids: their events
+ * are run_events rows. Cost: a merge of ordered index scans, run_events_run (run_id, id),
+ * attempts_run_event (run_id, event_id) and step_runs_event_log (run_id, the step run's last
+ * event id: a success follows its attempt's start, so a step run with either event after the
+ * cursor is in that index's range), cut by the caller's limit.
  */
 function eventLog(schema: string): string {
   return `select x.id, x.run_id, x.kind, x.step_key, x.attempt, x.data, x.created_at
@@ -24,10 +29,17 @@ function eventLog(schema: string): string {
                  jsonb_build_object('worker', a.worker_id), a.started_at
             from ${schema}.attempt_rows a where a.run_id = $1 and a.event_id > $3
           union all
+          select s.attempt_event_id, s.run_id, 'step.started', s.step_key, s.attempt_count,
+                 jsonb_build_object('worker', s.attempt_worker), s.attempt_started_at
+            from ${schema}.step_runs s
+           where s.run_id = $1 and coalesce(s.event_id, s.attempt_event_id) > $3
+             and s.attempt_event_id > $3 and s.status in ('running', 'succeeded')
+          union all
           select s.event_id, s.run_id, 'step.succeeded', s.step_key, s.attempt_count,
                  jsonb_build_object('outputDataclipId', s.output_dataclip_id, 'statePatch', null),
                  s.finished_at
-            from ${schema}.step_runs s where s.run_id = $1 and s.event_id > $3`;
+            from ${schema}.step_runs s
+           where s.run_id = $1 and coalesce(s.event_id, s.attempt_event_id) > $3 and s.event_id > $3`;
 }
 
 export class RunEvents {

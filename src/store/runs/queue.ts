@@ -71,8 +71,8 @@ export class RunQueue {
 
   /**
    * Claim up to `limit` ready step runs across locations: one round trip per location asked
-   * (claim_steps: partial index step_runs_ready, `for update skip locked`, attempt rows written in
-   * the same statement). Locations are asked in rotation so none starves.
+   * (claim_steps: partial index step_runs_ready, `for update skip locked`, each attempt recorded on its
+   * step run in the same statement). Locations are asked in rotation so none starves.
    */
   private claimRotation = 0;
   async claimSteps(

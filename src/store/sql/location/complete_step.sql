@@ -6,14 +6,14 @@
 -- step of the same run is claimed for the same worker (the chain fast path: no claim round trip).
 -- If the process dies before this commits, nothing of the attempt is kept: the lease expires and
 -- the reaper counts the attempt as lost.
--- Statements on the chain path: fence update, dataclip insert, event insert, successor probe and
--- claim (propagate → claim_by_ids: successor update, attempt insert — which is also its
--- `step.started` event —, run and input read); indexes used: the primary keys and step_runs
--- (run_id, step_key), each probed by key, so a step costs the same at any chain length.
+-- Statements on the chain path: fence update, dataclip insert, successor probe and claim (the
+-- claim rule inline: the successor's update, which also carries its attempt and `step.started`
+-- event; run and input read); indexes used: the primary keys and step_runs (run_id, step_key),
+-- each probed by key, so a step costs the same at any chain length.
 -- Rows written per chained step without a state patch (bench --diagnose): step run insert (at run
--- creation) and two updates (claim, this commit), one attempt row, one output dataclip: 5 (was 8:
--- an attempt update on success, and the `step.started` and `step.succeeded` event rows, now read
--- from the attempt row and the step run; location 0010). No FK checks.
+-- creation) and two updates (claim, this commit), one output dataclip: 4 (was 9: an attempt row
+-- inserted at the claim and updated on success, and the `step.started` and `step.succeeded`
+-- event rows, now read from the step run: locations 0010 and 0016). No FK checks.
 -- Wake-ups: no NOTIFY here; `wake` in the result lists the environments with work made ready that
 -- this worker did not take, and the store signals them after the commit (wake.sql).
 create or replace function {{schema}}.complete_step(
@@ -62,8 +62,9 @@ begin
 
   insert into {{schema}}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
   values (p_output_id, s.run_id, s.environment_id, 'output', v_body, v_hash, octet_length(p_output));
-  -- No attempt row update: the success is the step run's (status succeeded, attempt_count =
-  -- this attempt); the `attempts` view reads it from there (location 0010).
+  -- No attempt row: the success is the step run's (status succeeded, attempt_count = this
+  -- attempt, and the attempt columns its claim set); the `attempts` view reads it from there
+  -- (location 0016).
 
   if p_state_set is not null or p_state_del is not null then
     update {{schema}}.runs

@@ -35,8 +35,8 @@ begin
     return {{schema}}.with_woken(jsonb_build_object('status', 'fenced'));
   end if;
 
-  update {{schema}}.attempt_rows set status = p_attempt_status, error = p_error, finished_at = now()
-   where step_run_id = p_step_run_id and number = p_attempt;
+  -- the attempt's row: written now, from the step run (location 0016)
+  perform {{schema}}.end_attempts(array[p_step_run_id], p_attempt_status, p_error);
 
   if p_retry_delay_ms is not null and s.attempt_count < s.max_attempts then
     update {{schema}}.step_runs

@@ -1,7 +1,7 @@
 -- One statement-level trigger on run_events: a statement that inserts many events (a prune
 -- cascade, a group of runs created) sends one notification per distinct watched run, not one per
--- row. (A claim's `step.started` is its attempt row, and the claim rule notifies for it from the
--- run row's `watched_until`, location 0015; a derived `step.succeeded`, notify_run_watchers.) The payload
+-- row. (A claim's `step.started` is on its step run row, location 0016, and the claim rule
+-- notifies for it from the run row's `watched_until`, location 0015; a derived `step.succeeded`, notify_run_watchers.) The payload
 -- is only the run id: NOTIFY is a wake-up, and the listener re-reads `run_events` after the
 -- last id it delivered, so a lost or coalesced notification loses nothing. Notifications are
 -- sent at commit; a rolled-back insert sends none.

@@ -28,8 +28,9 @@ begin
   if not found then
     return {{schema}}.with_woken(jsonb_build_object('status', 'fenced'));
   end if;
-  update {{schema}}.attempt_rows set status = 'succeeded', finished_at = now()
-   where step_run_id = p_step_run_id and number = p_attempt;
+  -- the parked attempt's row (a control node's transition succeeded): written now, from the
+  -- step run it was on (location 0016); the next claim is a new attempt
+  perform {{schema}}.end_attempts(array[p_step_run_id], 'succeeded', null);
   if w is not null then
     insert into {{schema}}.waitpoints (id, run_id, step_run_id, environment_id, kind, resume_at, child_run_id, payload_schema)
     values (w ->> 'id', s.run_id, p_step_run_id, s.environment_id, w ->> 'kind', (w ->> 'resumeAt')::timestamptz,

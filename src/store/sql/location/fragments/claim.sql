@@ -1,7 +1,8 @@
 -- THE claim rule, the one copy: a claimed step run becomes `running` with a fresh attempt number
--- and a lease for the worker, its attempt row is written (before any user code runs; that row is
--- the `step.started` event too, see location 0010), and a `queued` or `waiting` run becomes
--- `running`. The migrator places it where a function names it (`fragment:claim` in double braces),
+-- and a lease for the worker, and carries its attempt (worker, start, and the id of its
+-- `step.started` event: location 0016; no attempt row, which is written only if the attempt ends
+-- otherwise than in success, end_attempts.sql), and a `queued` or `waiting` run becomes `running`.
+-- The migrator places it where a function names it (`fragment:claim` in double braces),
 -- followed there by a select from `claim_rows` (one row per claimed step, what the worker needs to execute it):
 -- `claim_by_ids.sql` (the claim by ids: the worker's claims, a join made ready) and
 -- `complete_step.sql` (the chain's successor, taken in the commit without a call).
@@ -13,10 +14,10 @@
 -- `pending` row whose only parent is p_take_from and which waits on it alone: it is resolved here
 -- (input = that parent's output p_take_input_id, no copy) and claimed in the same row update, so
 -- the successor of a chained step is written once, and never enters the step_runs_ready index.
--- Writes per claimed step: the step run update (not HOT: status is in partial index predicates),
--- one attempt insert (pk + attempts_run_event), the run row only when it starts. Indexes read:
--- step_runs pk; runs pk; dataclips pk, and no other: the status test cannot be served by a
--- partial index (README.md, "By id").
+-- Writes per claimed step: the step run update (not HOT: status is in partial index predicates;
+-- one entry in step_runs_event_log for its `step.started`), the run row only when it starts.
+-- Indexes read: step_runs pk; runs pk; dataclips pk, and no other: the status test cannot be
+-- served by a partial index (README.md, "By id").
 with claimed as (
   update {{schema}}.step_runs claim_s
      set status = 'running',
@@ -28,7 +29,12 @@ with claimed as (
          live_from = case when claim_s.status = 'pending' then array[p_take_from] else claim_s.live_from end,
          input_dataclip_id = case when claim_s.status = 'pending' then p_take_input_id else claim_s.input_dataclip_id end,
          input_hash = case when claim_s.status = 'pending' then p_take_input_hash else claim_s.input_hash end,
-         available_at = case when claim_s.status = 'pending' then now() else claim_s.available_at end
+         available_at = case when claim_s.status = 'pending' then now() else claim_s.available_at end,
+         -- the attempt, until it ends (location 0016); its `step.started` event id comes from the
+         -- run_events id sequence, so the run's event log keeps one order (location 0010)
+         attempt_worker = p_worker,
+         attempt_started_at = now(),
+         attempt_event_id = nextval('{{schema}}.run_events_id_seq')
    where claim_s.id = any(p_ids)
      -- `status || ''`: by primary key only, never through a partial index (README.md, "By id")
      and ((claim_s.status || '') = 'ready'
@@ -36,12 +42,6 @@ with claimed as (
               and claim_s.parents = array[p_take_from]::text[]))
   returning claim_s.id, claim_s.run_id, claim_s.step_id, claim_s.step_key, claim_s.workflow_id,
             claim_s.environment_id, claim_s.attempt_count, claim_s.max_attempts, claim_s.input_dataclip_id
-), new_attempts as (
-  -- the attempt row is also the `step.started` event (its event_id comes from the run_events
-  -- id sequence; location 0010): one row, not an attempt row and an event row
-  insert into {{schema}}.attempt_rows (step_run_id, number, run_id, worker_id, status, step_key)
-  select claim_c.id, claim_c.attempt_count, claim_c.run_id, p_worker, 'running', claim_c.step_key
-    from claimed claim_c
 ), started as (
   update {{schema}}.runs claim_r set status = 'running', started_at = coalesce(claim_r.started_at, now()), updated_at = now()
    -- by id (README.md): the plain `status in (…)` let the plan read every queued run of the
