@@ -11,6 +11,10 @@ returns table (
 )
 language plpgsql
 set enable_seqscan = off -- by key only: README.md, "By id"
+-- the limits statement below finds its candidates by key (`s.id = any(v_ids)`): planned once
+-- per connection (README.md, "Planned once"; it was planned anew on every claim, ~140 µs each,
+-- 94 ms of planning for 655 claims of a fan-out, pg_stat_statements with track_planning)
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_ids text[] := '{}';
