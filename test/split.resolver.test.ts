@@ -117,6 +117,49 @@ describe('TtlCache: the resolver storage', () => {
     expect(await loading).toBe('old');
     expect(cache.peek('k')).toEqual({ cached: false });
   });
+
+  it('loads a key once for callers that miss together; a failed load fails them all and is not kept', async () => {
+    const cache = new TtlCache<string>(60_000);
+    let loads = 0;
+    const releases: Array<(v: string) => void> = [];
+    const load = () => {
+      loads++;
+      return new Promise<string>((r) => releases.push(r));
+    };
+    const burst = Array.from({ length: 100 }, () => cache.get('k', load));
+    for (const release of releases) release('v1');
+    expect(await Promise.all(burst)).toEqual(Array(100).fill('v1'));
+    expect(loads).toBe(1);
+    expect(await cache.get('k', load)).toBe('v1');
+    expect(loads).toBe(1);
+
+    const fails: Array<(e: Error) => void> = [];
+    const failing = () => {
+      loads++;
+      return new Promise<string>((_, reject) => fails.push(reject));
+    };
+    const both = [cache.get('e', failing), cache.get('e', failing)];
+    for (const fail of fails) fail(new Error('database down'));
+    for (const p of both) await expect(p).rejects.toThrow('database down');
+    expect(loads).toBe(2);
+    // nothing kept: the next read loads again
+    expect(await cache.get('e', () => Promise.resolve('back'))).toBe('back');
+  });
+
+  it('a caller that misses after a drop does not join a load that started before it', async () => {
+    const cache = new TtlCache<string>(60_000);
+    const releases: Array<(v: string) => void> = [];
+    const load = () => new Promise<string>((r) => releases.push(r));
+    const before = cache.get('k', load);
+    cache.invalidate('k');
+    const after = cache.get('k', load);
+    expect(releases).toHaveLength(2);
+    releases[0]!('read before the change');
+    releases[1]!('read after the change');
+    expect(await before).toBe('read before the change');
+    expect(await after).toBe('read after the change');
+    expect(cache.peek('k')).toEqual({ cached: true, value: 'read after the change' });
+  });
 });
 
 describe('invalidation across processes (PostgreSQL: two stores on two connections)', () => {
