@@ -77,17 +77,19 @@ export class TtlCache<V> {
     const generation = this.generation;
     const inFlight = this.loading.get(key);
     if (inFlight && inFlight.generation === generation) return inFlight.promise;
-    const promise = (async () => {
+    // registered before the load starts: a load that fails at once still removes its entry
+    const entry = { generation } as { generation: number; promise: Promise<V> };
+    this.loading.set(key, entry);
+    entry.promise = (async () => {
       try {
         const value = await load();
         if (generation === this.generation) this.store(key, value, orgOf?.(value));
         return value;
       } finally {
-        if (this.loading.get(key)?.promise === promise) this.loading.delete(key);
+        if (this.loading.get(key) === entry) this.loading.delete(key);
       }
     })();
-    this.loading.set(key, { generation, promise });
-    return promise;
+    return entry.promise;
   }
 
   invalidate(key: string): void {

@@ -1,0 +1,89 @@
+/**
+ * A chained step seen from the client (issue 8): one run of a --steps chain executed by an
+ * embedded engine on PostgreSQL, --reps times in one process after a warm-up run, so start-up
+ * and JIT warm-up are out of the figures. Prints, per repetition, the wall ms per step, the
+ * process's CPU ms per step (user + system, process.cpuUsage) and the GC time per step
+ * (perf_hooks), then the medians. Run with `node --cpu-prof --cpu-prof-dir DIR` to see where the
+ * client's CPU goes (bench/profile-summary.ts). PostgreSQL only (WEFT_BENCH_PG_URL).
+ *
+ *   node --import tsx bench/chain-client.ts [--steps 2000] [--reps 5]
+ */
+import { PerformanceObserver } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { Engine } from '../src/engine/engine.js';
+import { silentLogger } from '../src/engine/logger.js';
+import { defineWorkflow, type Workflow } from '../src/index.js';
+import { openWeftDatabase } from './lib/weft-database.js';
+
+const { values } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '2000' },
+    reps: { type: 'string', default: '5' },
+  },
+});
+const STEPS = Number(values.steps);
+const REPS = Number(values.reps);
+
+let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
+for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+
+let gcMs = 0;
+let gcCount = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gcMs += e.duration;
+    gcCount++;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+const { db, executor, stores, environmentId } = await openWeftDatabase('chain_client');
+try {
+  const engine = await Engine.start({
+    stores,
+    environmentId,
+    workflows: [wf],
+    logger: silentLogger(),
+  });
+  // warm-up: one short pass through the code paths
+  await engine.waitForRun((await engine.trigger('chain', null)).run.id, { timeoutMs: 600_000 });
+  const samples: Array<Record<string, number>> = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    const gc0 = { ms: gcMs, n: gcCount };
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const { run } = await engine.trigger('chain', null);
+    const done = await engine.waitForRun(run.id, { timeoutMs: 600_000 });
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    if (done.status !== 'succeeded') throw new Error(`the chain ended ${done.status}`);
+    const sample = {
+      wallMsPerStep: +(wall / STEPS).toFixed(4),
+      clientCpuMsPerStep: +((cpu.user + cpu.system) / 1000 / STEPS).toFixed(4),
+      userMsPerStep: +(cpu.user / 1000 / STEPS).toFixed(4),
+      systemMsPerStep: +(cpu.system / 1000 / STEPS).toFixed(4),
+      gcMsPerStep: +((gcMs - gc0.ms) / STEPS).toFixed(4),
+      gcPerStep: +((gcCount - gc0.n) / STEPS).toFixed(4),
+    };
+    samples.push(sample);
+    console.log(JSON.stringify({ type: 'rep', rep, ...sample }));
+  }
+  await engine.stop();
+  const median = (k: string) => {
+    const v = samples.map((s) => s[k]!).sort((a, b) => a - b);
+    return v[Math.floor(v.length / 2)];
+  };
+  console.log(
+    JSON.stringify({
+      type: 'median',
+      steps: STEPS,
+      wallMsPerStep: median('wallMsPerStep'),
+      clientCpuMsPerStep: median('clientCpuMsPerStep'),
+      userMsPerStep: median('userMsPerStep'),
+      systemMsPerStep: median('systemMsPerStep'),
+      gcMsPerStep: median('gcMsPerStep'),
+    }),
+  );
+} finally {
+  await executor.close();
+  await db.drop();
+}
