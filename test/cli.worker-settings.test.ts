@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConnectTimeout } from '../src/cli/database.js';
-import { resolveWorkerTimings } from '../src/cli/worker-command.js';
+import { resolveWorkerTimings, workerPoolSize } from '../src/cli/worker-command.js';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
 import { createPgliteExecutor } from '../src/store/pglite-executor.js';
@@ -19,6 +19,13 @@ import { runCli } from './support/cli-process.js';
 describe('weft worker timings', () => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-worker-settings-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('opens one connection per step up to 16, plus 2: --concurrency 200 fits under max_connections', () => {
+    expect(workerPoolSize(1)).toBe(3);
+    expect(workerPoolSize(10)).toBe(12);
+    expect(workerPoolSize(16)).toBe(18);
+    expect(workerPoolSize(200)).toBe(18);
+  });
 
   it('defaults to the engine defaults: lease 30 s, heartbeat a third of it, reaper 5 s', () => {
     expect(resolveWorkerTimings({}, {})).toEqual({

@@ -123,6 +123,19 @@ export interface WorkerCompanion {
   start(stores: Stores, logger: Logger, database: string): Promise<{ close(): Promise<void> }>;
 }
 
+/**
+ * Database connections a worker's pool may open for `concurrency` steps at once: 2 (the claim
+ * loop and the lease heartbeat) plus one per step, up to 16. A step holds no connection while its
+ * code runs; its commit goes through the group commit (at most 3 statements in flight,
+ * src/engine/group-commit.ts), and what is not grouped (a failure, a park, a child run's trigger)
+ * waits in the pool for a free connection beyond that. `--concurrency 200` for I/O-bound steps
+ * therefore opens 18 connections, not 202 (PostgreSQL allows 100 by default); the bench's
+ * fan-out ran best at c200 on a pool of 10 (bench/RESULTS.md, issue 8, session 10).
+ */
+export function workerPoolSize(concurrency: number): number {
+  return Math.min(concurrency, 16) + 2;
+}
+
 export async function runWorker(
   options: WorkerCommandOptions,
   companion?: WorkerCompanion,
@@ -149,7 +162,7 @@ export async function runWorker(
 
   const opened = await openStores(target, {
     applicationName: 'weft-worker',
-    poolSize: concurrency + 2 + (companion?.poolSize ?? 0),
+    poolSize: workerPoolSize(concurrency) + (companion?.poolSize ?? 0),
     logger,
   });
   let engine: Engine | undefined;
