@@ -32,8 +32,8 @@ import type { AnyWorkflow } from '../src/engine/registry.js';
 import type { Workflow } from '../src/core/workflow.js';
 import type { RunStatus } from '../src/store/rows.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { CHANNELS } from '../src/store/channels.js';
 import type { BenchDatabase } from './lib/postgres.js';
+import { RunEnds } from './lib/run-ends.js';
 import { openWeftDatabase } from './lib/weft-database.js';
 
 const argValue = (name: string): string | undefined => {
@@ -76,54 +76,6 @@ interface Bench {
   close(): Promise<void>;
 }
 
-/**
- * Which runs have ended, from the run-ended NOTIFY the store sends after a run's final commit
- * (`CHANNELS.runEnded`), as the main bench learns it (bench/systems/weft.ts): O(1) per run. Until
- * session 10 `runMany` counted the open runs among all the ids every 20 ms, one query whose
- * cost grew with the ids: 34 ms and 4,759 buffers per poll in the 100,000-run fan-out, 27 s of
- * the server's CPU there (pg_stat_statements), which the figure then charged to Weft.
- */
-class RunEnds {
-  private readonly ended = new Set<string>();
-  private pending = new Set<string>();
-  private done: (() => void) | undefined;
-
-  announce(runId: string): void {
-    this.ended.add(runId);
-    if (this.pending.delete(runId) && this.pending.size === 0) this.done?.();
-  }
-
-  /**
-   * Resolves once every id has ended. A notification lost on a reconnect would leave it waiting:
-   * after 2 s without progress the remaining ids are read from the database (1,000 at a time).
-   */
-  async waitAll(ids: readonly string[], client: pg.Client): Promise<void> {
-    this.pending = new Set(ids.filter((id) => !this.ended.has(id)));
-    while (this.pending.size > 0) {
-      const before = this.pending.size;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 2000);
-        this.done = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.done = undefined;
-      if (this.pending.size === before && before > 0) {
-        const left = [...this.pending];
-        for (let i = 0; i < left.length; i += 1000) {
-          const { rows } = await client.query<{ id: string }>(
-            `select id from ${LOC}.runs where id = any($1) and status in ('succeeded', 'failed', 'canceled')`,
-            [left.slice(i, i + 1000)],
-          );
-          for (const r of rows) this.announce(r.id);
-        }
-      }
-    }
-    for (const id of ids) this.ended.delete(id);
-  }
-}
-
 async function open(label: string, workflows: AnyWorkflow[]): Promise<Bench> {
   const { db, stores, environmentId } = await openWeftDatabase(label, {
     applicationName: 'weft-growth',
@@ -137,8 +89,7 @@ async function open(label: string, workflows: AnyWorkflow[]): Promise<Bench> {
   });
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
-  const ends = new RunEnds();
-  const unlisten = await stores.runOpsDb.listen(CHANNELS.runEnded, (runId) => ends.announce(runId));
+  const ends = await RunEnds.listen(stores);
   return {
     db,
     stores,
@@ -147,7 +98,7 @@ async function open(label: string, workflows: AnyWorkflow[]): Promise<Bench> {
     client,
     environmentId,
     async close() {
-      await unlisten();
+      await ends.close();
       await engine.stop();
       await client.end();
       await stores.close();
@@ -172,7 +123,22 @@ async function runMany(b: Bench, workflowId: string, runs: number, input: (i: nu
     await b.engine.waitForRun(ids[0]!, { timeoutMs: 600_000 });
     return { wallMs: performance.now() - t0, ids };
   }
-  await b.ends.waitAll(ids, b.client);
+  // which of the ids have ended, when notifications stall (1,000 ids per statement)
+  await b.ends.waitFor(
+    ids,
+    async (left) => {
+      const ended: string[] = [];
+      for (let i = 0; i < left.length; i += 1000) {
+        const { rows } = await b.client.query<{ id: string }>(
+          `select id from ${LOC}.runs where id = any($1) and status in ('succeeded', 'failed', 'canceled')`,
+          [left.slice(i, i + 1000)],
+        );
+        ended.push(...rows.map((r) => r.id));
+      }
+      return ended;
+    },
+    600_000,
+  );
   return { wallMs: performance.now() - t0, ids };
 }
 

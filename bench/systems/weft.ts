@@ -9,7 +9,6 @@
  * notification: harmless for one chain, but 2,000 extra queries on the worker's pool in a
  * 1,000-run fan-out. Every run is checked with `getRun` after the timer stops.
  */
-import { CHANNELS } from '../../src/store/channels.js';
 import type { Executor, Queryable } from '../../src/store/executor.js';
 import {
   createStores,
@@ -29,6 +28,7 @@ import {
   installStatementTimings,
   type BenchDatabase,
 } from '../lib/postgres.js';
+import { RunEnds } from '../lib/run-ends.js';
 import { sig } from '../lib/stats.js';
 import type {
   Backend,
@@ -115,7 +115,11 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
       return null;
     }),
   ];
-  const tracker = await FinishTracker.start(stores, environmentId);
+  const tracker = await RunEnds.listen(stores);
+  const endedOf = async (left: string[]) => {
+    const runs = await Promise.all(left.map((id) => stores.runs.getRun(environmentId, id)));
+    return left.filter((_, i) => runs[i]?.finishedAt != null);
+  };
 
   let engine: Engine | undefined;
   let concurrency = -1;
@@ -143,7 +147,7 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
     );
     const triggeredMs = performance.now() - t0;
     const ids = triggered.map((t) => t.run.id);
-    await tracker.waitFor(ids);
+    await tracker.waitFor(ids, endedOf);
     const wallMs = performance.now() - t0;
     stepsDone += steps;
     return {
@@ -185,7 +189,7 @@ async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Pro
       for (let i = 0; i < triggers; i++) {
         const start = performance.now();
         const { run } = await e.trigger(firstId, null);
-        await tracker.waitFor([run.id]);
+        await tracker.waitFor([run.id], endedOf);
         const at = started.get(run.id);
         started.delete(run.id);
         if (at === undefined) throw new Error(`weft: the step of run ${run.id} never started`);
@@ -280,69 +284,6 @@ async function verifySucceeded(
     throw new Error(
       `weft: ${bad.length} of ${ids.length} runs did not succeed (first: ${bad[0]?.id ?? 'missing'} ${bad[0]?.status ?? ''})`,
     );
-  }
-}
-
-/**
- * Collects run-ended notifications (payload: the run id). `waitFor` resolves once every
- * id has been announced; if announcements stall for 2 s (a LISTEN connection dropped) it asks
- * for the missing runs directly, so a lost NOTIFY costs time, never a hang.
- */
-class FinishTracker {
-  private readonly finished = new Set<string>();
-  private wake: (() => void) | undefined;
-
-  private constructor(
-    private readonly stores: Stores,
-    private readonly environmentId: string,
-    private readonly unlisten: () => Promise<void>,
-  ) {}
-
-  static async start(stores: Stores, environmentId: string): Promise<FinishTracker> {
-    const early: { tracker?: FinishTracker; pending: string[] } = { pending: [] };
-    const unlisten = await stores.runOpsDb.listen(CHANNELS.runEnded, (runId) => {
-      if (early.tracker) early.tracker.announce(runId);
-      else early.pending.push(runId);
-    });
-    const tracker = new FinishTracker(stores, environmentId, unlisten);
-    early.tracker = tracker;
-    for (const id of early.pending) tracker.announce(id);
-    return tracker;
-  }
-
-  private announce(runId: string): void {
-    this.finished.add(runId);
-    this.wake?.();
-  }
-
-  async waitFor(ids: readonly string[], timeoutMs = 120_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let missing = ids.filter((id) => !this.finished.has(id));
-    while (missing.length > 0) {
-      const before = missing.length;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 2000);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-      missing = missing.filter((id) => !this.finished.has(id));
-      if (missing.length === before) {
-        if (Date.now() > deadline)
-          throw new Error(`weft: ${missing.length} runs did not finish within ${timeoutMs} ms`);
-        const runs = await Promise.all(
-          missing.map((id) => this.stores.runs.getRun(this.environmentId, id)),
-        );
-        missing = missing.filter((_, i) => runs[i]?.finishedAt == null);
-      }
-    }
-    for (const id of ids) this.finished.delete(id);
-  }
-
-  async close(): Promise<void> {
-    await this.unlisten();
   }
 }
 
