@@ -22,5 +22,15 @@ as $$
 begin
   return query
   {{fragment:claim}}
+  -- a `queued` or `waiting` run becomes `running` with its claimed step (after the fragment: see
+  -- there why the chain's successor does without); it runs after the select, as every
+  -- data-modifying CTE that nothing reads does, and changes nothing the select returns
+  , started as (
+    update {{schema}}.runs claim_r set status = 'running', started_at = coalesce(claim_r.started_at, now()), updated_at = now()
+     -- by id (README.md): the plain `status in (…)` let the plan read every queued run of the
+     -- location through runs_env_status_created on each claim (a fan-out of 100,000 runs
+     -- triggered at once has 100,000 of them)
+     where claim_r.id in (select claim_c.run_id from claimed claim_c) and (claim_r.status || '') in ('queued', 'waiting')
+  )
   select * from claim_rows;
 end $$;

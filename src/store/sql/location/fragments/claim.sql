@@ -1,7 +1,14 @@
 -- THE claim rule, the one copy: a claimed step run becomes `running` with a fresh attempt number
 -- and a lease for the worker, and carries its attempt (worker, start, and the id of its
 -- `step.started` event: location 0016; no attempt row, which is written only if the attempt ends
--- otherwise than in success, end_attempts.sql), and a `queued` or `waiting` run becomes `running`.
+-- otherwise than in success, end_attempts.sql). A `queued` or `waiting` run becomes `running` in
+-- claim_by_ids, after this fragment (`claim_by_ids.sql`, its `started`); not here, because the
+-- other place, the chain's successor in complete_step, claims in a run that is already `running`:
+-- the step before it was running until that commit, and a run is `queued` only before its first
+-- claim and `waiting` only when no step run of it is ready or running (settle_run.sql,
+-- settle_waiting_runs.sql). That update on the chain's path updated no row and still cost
+-- ~13 µs of ~150 µs per step (opening the runs table's six indexes for it on each execution;
+-- bench/chain-in-server.ts, RESULTS.md "Issue 8, session 11").
 -- The migrator places it where a function names it (`fragment:claim` in double braces),
 -- followed there by a select from `claim_rows` (one row per claimed step, what the worker needs to execute it):
 -- `claim_by_ids.sql` (the claim by ids: the worker's claims, a join made ready) and
@@ -15,7 +22,7 @@
 -- (input = that parent's output p_take_input_id, no copy) and claimed in the same row update, so
 -- the successor of a chained step is written once, and never enters the step_runs_ready index.
 -- Writes per claimed step: the step run update (not HOT: status is in partial index predicates;
--- one entry in step_runs_event_log for its `step.started`), the run row only when it starts.
+-- one entry in step_runs_event_log for its `step.started`).
 -- Indexes read: step_runs pk; runs pk; dataclips pk, and no other: the status test cannot be
 -- served by a partial index (README.md, "By id").
 with claimed as (
@@ -42,12 +49,6 @@ with claimed as (
               and claim_s.parents = array[p_take_from]::text[]))
   returning claim_s.id, claim_s.run_id, claim_s.step_id, claim_s.step_key, claim_s.workflow_id,
             claim_s.environment_id, claim_s.attempt_count, claim_s.max_attempts, claim_s.input_dataclip_id
-), started as (
-  update {{schema}}.runs claim_r set status = 'running', started_at = coalesce(claim_r.started_at, now()), updated_at = now()
-   -- by id (README.md): the plain `status in (…)` let the plan read every queued run of the
-   -- location through runs_env_status_created on each claim (a fan-out of 100,000 runs
-   -- triggered at once has 100,000 of them)
-   where claim_r.id in (select claim_c.run_id from claimed claim_c) and (claim_r.status || '') in ('queued', 'waiting')
 ), claim_rows as (
   select claim_c.id::text as step_run_id, claim_c.run_id::text as run_id, claim_c.step_id::text as step_id,
          claim_c.step_key::text as step_key, claim_c.workflow_id::text as workflow_id,
