@@ -179,6 +179,48 @@ describe.each(BACKENDS)('retries and run state on %s', (backend) => {
     }
   });
 
+  it('a step that never touches ctx.state keeps it; one that assigns ctx.state replaces it whole', async () => {
+    const observed: unknown[] = [];
+    const wf = defineWorkflow('state-whole')
+      .step('init', (_i, ctx) => {
+        ctx.state.a = 1;
+        ctx.state.b = 2;
+        return null;
+      })
+      .step('untouched', { after: 'init' }, () => 'no state read')
+      .step('reader', { after: 'untouched' }, (_i, ctx) => {
+        observed.push(structuredClone(ctx.state));
+        return null;
+      })
+      .step('replace', { after: 'reader' }, (_i, ctx) => {
+        ctx.state = { c: 3 };
+        return null;
+      })
+      .step('last', { after: 'replace' }, (_i, ctx) => {
+        observed.push(structuredClone(ctx.state));
+        return null;
+      });
+    const engine = await startTestEngine(db.stores, [wf]);
+    try {
+      const done = await engine.waitForRun((await engine.trigger('state-whole', null)).run.id);
+      expect(done.status).toBe('succeeded');
+      expect(observed).toEqual([{ a: 1, b: 2 }, { c: 3 }]);
+      const rows = await db.executor.query<{ state: unknown }>(
+        `select state from weft_loc_a0.runs where id = $1`,
+        [done.id],
+      );
+      expect(rows.rows[0]!.state).toEqual({ c: 3 });
+      // the untouched step patched nothing: its success carries no state patch
+      const events = await db.executor.query<{ step_key: string }>(
+        `select step_key from weft_loc_a0.run_events where run_id = $1 and kind = 'step.succeeded' order by id`,
+        [done.id],
+      );
+      expect(events.rows.map((e) => e.step_key)).toEqual(['init', 'replace']);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('parallel branches writing the same key: the later commit wins and the event log shows both', async () => {
     const wf = defineWorkflow('race-state')
       .step('start', () => null)

@@ -12,7 +12,7 @@ import { isConflictError, isTransientDatabaseError } from '../store/db-errors.js
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult } from '../store/run-store.js';
 import { COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS, jitteredBackoff, sleep } from './db-retry.js';
-import type { Logger } from './logger.js';
+import type { AttemptLog } from './logger.js';
 import { computeStatePatch } from './state.js';
 import type { InFlight, WorkerResources } from './worker-resources.js';
 
@@ -29,7 +29,7 @@ export class AttemptCommitter {
     output: unknown,
     stateDraft: unknown,
     what: string,
-    log: Logger,
+    log: AttemptLog,
     decision?: { value: unknown },
   ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
     const { claim } = entry;
@@ -99,10 +99,10 @@ export class AttemptCommitter {
    */
   private async commitDurably(
     entry: InFlight,
-    log: Logger,
+    log: AttemptLog,
     payload: CommitPayload,
   ): Promise<{ result: CompleteResult; retried: boolean } | 'failed'> {
-    const { claim, controller } = entry;
+    const { claim, abort } = entry;
     for (let failures = 0; ;) {
       try {
         const result = await this.w.committer.commit(claim, payload);
@@ -123,7 +123,7 @@ export class AttemptCommitter {
         this.w.metrics.commitRetries.inc({});
         const delay = jitteredBackoff(failures, COMMIT_RETRY_BASE_MS, COMMIT_RETRY_CAP_MS);
         // aborted: lease lost, run canceled, or a shutdown past its grace
-        if (controller.signal.aborted || performance.now() + delay >= entry.leaseUntil) {
+        if (abort.aborted || performance.now() + delay >= entry.leaseUntil) {
           log.warn(
             { err: String(error), retries: failures - 1 },
             'commit could not be made while the lease held (database unavailable); the output is dropped and the attempt will be released uncharged',
@@ -195,7 +195,7 @@ export class AttemptCommitter {
     claim: ClaimedStep,
     info: StepErrorInfo,
     retryDelayMs: number | null,
-    log: Logger,
+    log: AttemptLog,
     edges?: { live: string[]; dead: string[] },
   ): Promise<boolean> {
     try {

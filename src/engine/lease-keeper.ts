@@ -48,8 +48,8 @@ export class LeaseKeeper {
         const entry = this.w.inflight.get(id);
         if (entry && held.has(id))
           entry.leaseUntil = Math.max(entry.leaseUntil, sent + this.w.leaseMs);
-        if (entry && !held.has(id) && !entry.controller.signal.aborted) {
-          entry.controller.abort(
+        if (entry && !held.has(id) && !entry.abort.aborted) {
+          entry.abort.abort(
             new WeftError(
               'lease_lost',
               `attempt ${entry.claim.attempt} of step run ${id} lost its lease (reaped, canceled or the run ended)`,

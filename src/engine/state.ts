@@ -32,6 +32,9 @@ export function draftState(state: Record<string, unknown>): Record<string, unkno
   return draft;
 }
 
+/** The draft of a step that never read or set ctx.state: no patch, nothing to compare. */
+export const STATE_UNTOUCHED: unique symbol = Symbol('state untouched');
+
 const own = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
 
 export function computeStatePatch(
@@ -40,6 +43,7 @@ export function computeStatePatch(
   what: string,
   maxBytes: number,
 ): StatePatch {
+  if (draft === STATE_UNTOUCHED) return { setText: null, delete: null };
   if (typeof draft !== 'object' || draft === null || Array.isArray(draft)) {
     encodeJson(draft, {
       what: `${what} ctx.state`,

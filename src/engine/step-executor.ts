@@ -11,8 +11,8 @@ import type { StepContext } from '../core/workflow.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { AttemptCommitter } from './attempt-committer.js';
 import { runControlTransition, type ControlDeps, type ControlOutcome } from './control.js';
-import type { Logger } from './logger.js';
-import { draftState } from './state.js';
+import { AttemptLogger, type AttemptLog } from './logger.js';
+import { draftState, STATE_UNTOUCHED } from './state.js';
 import type { InFlight, WorkerResources } from './worker-resources.js';
 
 export class StepExecutor {
@@ -24,12 +24,8 @@ export class StepExecutor {
 
   /** Execute one attempt; returns the next claim of the same run a commit handed back, if any. */
   async execute(entry: InFlight): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
-    const { claim, controller } = entry;
-    const log = this.w.logger.child({
-      runId: claim.runId,
-      step: claim.stepKey,
-      attempt: claim.attempt,
-    });
+    const { claim, abort } = entry;
+    const log = new AttemptLogger(this.w.logger, claim);
     let resolved;
     try {
       resolved = await this.w.registry.resolveStep(claim.workflowId, claim.versionId, claim.stepId);
@@ -40,7 +36,12 @@ export class StepExecutor {
     const { workflow, step } = resolved;
     if (step.control) return this.executeControl(entry, workflow, step, log);
     const what = `Step \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId}, attempt ${claim.attempt})`;
-    const draft = draftState(claim.state);
+    // The state draft (a deep copy) and the AbortSignal are made when the code first reads them:
+    // most steps read neither, and each cost ~10-15 µs of a chained step's client CPU (a copy of
+    // the run state, an AbortController; bench/RESULTS.md, "Issue 8, session 11"). A step that
+    // never reads or sets ctx.state patches nothing, as a draft left unchanged would.
+    let draft: unknown = STATE_UNTOUCHED;
+    let stepLog: StepContext['log'] | undefined;
     const ctx: StepContext = {
       runId: claim.runId,
       workflowId: claim.workflowId,
@@ -49,14 +50,25 @@ export class StepExecutor {
       attempt: claim.attempt,
       maxAttempts: claim.maxAttempts,
       idempotencyKey: claim.stepRunId,
-      signal: controller.signal,
-      log: {
-        debug: (m, d) => log.debug(d ?? {}, m),
-        info: (m, d) => log.info(d ?? {}, m),
-        warn: (m, d) => log.warn(d ?? {}, m),
-        error: (m, d) => log.error(d ?? {}, m),
+      get signal() {
+        return abort.signal;
       },
-      state: draft,
+      // made when the code first reads it (four closures per attempt otherwise)
+      get log() {
+        return (stepLog ??= {
+          debug: (m, d) => log.debug(d ?? {}, m),
+          info: (m, d) => log.info(d ?? {}, m),
+          warn: (m, d) => log.warn(d ?? {}, m),
+          error: (m, d) => log.error(d ?? {}, m),
+        });
+      },
+      get state() {
+        if (draft === STATE_UNTOUCHED) draft = draftState(claim.state);
+        return draft as Record<string, unknown>;
+      },
+      set state(value) {
+        draft = value;
+      },
     };
     // Outside the try below: a fault here is a crash before the code starts (the attempt keeps its
     // claim until the lease expires and is reaped as lost), not a failure of the step's code.
@@ -66,7 +78,7 @@ export class StepExecutor {
       const ms = step.timeoutMs;
       timeout = setTimeout(
         () =>
-          controller.abort(
+          abort.abort(
             new WeftError('step_timeout', `${what} timed out after ${ms} ms (its \`timeout\`).`),
           ),
         ms,
@@ -80,23 +92,17 @@ export class StepExecutor {
         (performance.now() - started) / 1000,
       );
     try {
-      output = await raceAbort(
-        Promise.resolve().then(() => step.run(claim.input, ctx)),
-        controller.signal,
-      );
+      output = await abort.race(Promise.resolve().then(() => step.run(claim.input, ctx)));
     } catch (error) {
       clearTimeout(timeout);
       observe('failed');
-      if (controller.signal.aborted && isLeaseLost(controller.signal.reason)) {
-        log.warn(
-          { reason: String(controller.signal.reason) },
-          'attempt abandoned: lease lost or run canceled',
-        );
+      if (abort.aborted && isLeaseLost(abort.reason)) {
+        log.warn({ reason: String(abort.reason) }, 'attempt abandoned: lease lost or run canceled');
         // Lost through a database outage (renewals failed): the database failed, not the step.
         if (entry.dbTrouble) this.w.releaser.release(claim, 'its lease could not be renewed');
         return null;
       }
-      const info = describeError(controller.signal.aborted ? controller.signal.reason : error);
+      const info = describeError(abort.aborted ? abort.reason : error);
       const exhausted = claim.attempt >= claim.maxAttempts;
       // A shutdown says nothing about the step: it is requeued at once for another worker.
       const delay =
@@ -112,11 +118,11 @@ export class StepExecutor {
     observe('succeeded');
     if (step.kind === 'router') {
       // A router decides; the data passes through: its successors receive the router's input.
-      return this.commits.commitOutput(entry, workflow, step, claim.input, ctx.state, what, log, {
+      return this.commits.commitOutput(entry, workflow, step, claim.input, draft, what, log, {
         value: output,
       });
     }
-    return this.commits.commitOutput(entry, workflow, step, output, ctx.state, what, log);
+    return this.commits.commitOutput(entry, workflow, step, output, draft, what, log);
   }
 
   /** One transition of a control node (see control.ts): park, finish with an output, or fail. */
@@ -124,7 +130,7 @@ export class StepExecutor {
     entry: InFlight,
     workflow: CompiledWorkflow,
     step: CompiledStep,
-    log: Logger,
+    log: AttemptLog,
   ): Promise<{ claim: ClaimedStep; leaseFrom: number } | null> {
     const { claim } = entry;
     const what = `${step.kind} \`${claim.stepKey}\` of workflow \`${workflow.id}\` (run ${claim.runId})`;
@@ -222,23 +228,4 @@ function isLeaseLost(reason: unknown): boolean {
   return (
     reason instanceof WeftError && (reason.code === 'lease_lost' || reason.code === 'run_canceled')
   );
-}
-
-/** Resolve with the promise, or reject as soon as the signal aborts (the promise is abandoned). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }

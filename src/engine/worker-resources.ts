@@ -4,6 +4,7 @@
  * the attempts in flight, and the worker's wake-ups. Built once by the Worker.
  */
 import type { ClaimedStep } from '../store/rows.js';
+import type { AttemptAbort } from './attempt-abort.js';
 import type { RunStore } from '../store/run-store.js';
 import type { AttemptReleaser } from './db-retry.js';
 import type { GroupCommitter } from './group-commit.js';
@@ -42,7 +43,7 @@ export interface WorkerOptions {
 
 export interface InFlight {
   claim: ClaimedStep;
-  controller: AbortController;
+  abort: AttemptAbort;
   /** performance.now() until which the lease surely holds (measured from before the request). */
   leaseUntil: number;
   /** A renewal or the commit of this attempt failed because the database was away. */

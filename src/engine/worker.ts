@@ -32,6 +32,7 @@ import { isTransientDatabaseError } from '../store/db-errors.js';
 import type { Executor } from '../store/executor.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { RunStore } from '../store/run-store.js';
+import { AttemptAbort } from './attempt-abort.js';
 import { AttemptCommitter } from './attempt-committer.js';
 import type { ControlDeps } from './control.js';
 import { AttemptReleaser } from './db-retry.js';
@@ -206,8 +207,8 @@ export class Worker {
       unlisten.push(
         await db.listen(CHANNELS.cancel, (runId) => {
           for (const entry of this.inflight.values()) {
-            if (entry.claim.runId === runId && !entry.controller.signal.aborted) {
-              entry.controller.abort(new WeftError('run_canceled', `run ${runId} was canceled`));
+            if (entry.claim.runId === runId && !entry.abort.aborted) {
+              entry.abort.abort(new WeftError('run_canceled', `run ${runId} was canceled`));
             }
           }
         }),
@@ -322,7 +323,7 @@ export class Worker {
     while (next) {
       const entry: InFlight = {
         claim: next.claim,
-        controller: new AbortController(),
+        abort: new AttemptAbort(),
         leaseUntil: next.leaseFrom + this.leaseMs,
         dbTrouble: false,
       };
@@ -365,7 +366,7 @@ export class Worker {
     });
     if ((await Promise.race([drained.then(() => 'done' as const), grace])) === 'timeout') {
       for (const entry of this.inflight.values()) {
-        entry.controller.abort(
+        entry.abort.abort(
           new WeftError(
             'worker_shutdown',
             `worker ${this.workerId} is shutting down and step run ${entry.claim.stepRunId} (\`${entry.claim.stepKey}\`, attempt ${entry.claim.attempt}) ran past the ${this.shutdownGraceMs} ms grace; it runs again on a live worker.`,
