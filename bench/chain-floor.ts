@@ -1,0 +1,330 @@
+/**
+ * Where a chained step's time goes (issue 8), by layers that can be subtracted: the same chained
+ * step measured several ways in one database, repetitions interleaved (the order rotates).
+ *
+ * - `weft`: the engine runs a fresh --steps chain (embedded worker, as in the main bench's chain);
+ * - `driver`: a minimal node-pg loop sends the statement the engine sends for a chained step
+ *   (complete_step with the chain's take: store/runs/queue.ts) on a chain claimed up front. No
+ *   engine code: the difference to `weft` is what the engine's own code adds per step;
+ * - `pgbench`: the same statement from C (`pgbench -M prepared`, each reply's next step passed to
+ *   the next call with `\gset`), when a pgbench binary is found. No Node: the difference to
+ *   `driver` is what node-pg adds;
+ * - `bare` / `bare-pgbench`: the main bench's bare commit (`insert into commits (v) values ($1)`,
+ *   one per transaction) from node-pg and from pgbench.
+ *
+ * Each floor run is checked afterwards: every one of its steps succeeded (a fenced call would make
+ * a loop look fast). Prints one JSON line per sample, then the medians and the ratios between the
+ * layers. PostgreSQL only (WEFT_BENCH_PG_URL).
+ *
+ *   node --import tsx bench/chain-floor.ts [--steps 1000] [--reps 5]
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import pg from 'pg';
+import { mintRunScopedId } from '../src/core/ids.js';
+import type { Workflow } from '../src/core/workflow.js';
+import { Engine } from '../src/engine/engine.js';
+import { silentLogger } from '../src/engine/logger.js';
+import { defineWorkflow } from '../src/index.js';
+import type { ClaimedStep } from '../src/store/rows.js';
+import { openWeftDatabase } from './lib/weft-database.js';
+
+const { values } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '1000' },
+    reps: { type: 'string', default: '5' },
+  },
+});
+const STEPS = Number(values.steps);
+const REPS = Number(values.reps);
+const LEASE_MS = 3_600_000;
+
+const pgbench = [
+  process.env.PGBENCH,
+  ...(existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort() : []).map(
+    (v) => `/usr/lib/postgresql/${v}/bin/pgbench`,
+  ),
+]
+  .filter((p): p is string => !!p && existsSync(p))
+  .at(-1);
+const variants = [
+  'weft',
+  'driver',
+  ...(pgbench ? ['pgbench'] : []),
+  'bare',
+  ...(pgbench ? ['bare-pgbench'] : []),
+];
+
+let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
+for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+
+const { db, executor, stores, environmentId } = await openWeftDatabase('chain_floor');
+const dir = mkdtempSync(join(tmpdir(), 'weft-chain-floor-'));
+const client = new pg.Client({ connectionString: db.url, application_name: 'weft' });
+try {
+  const schema = stores.schemas.locations[0]!;
+  const tag = schema.replace(/^weft_loc_/, '');
+  // The floors' chains: triggered and claimed up front (worker `floor`, an hour's lease), before
+  // the engine's worker starts, so it never takes them.
+  const setup = await Engine.start({
+    stores,
+    environmentId,
+    workflows: [wf],
+    worker: false,
+    logger: silentLogger(),
+  });
+  const floorRuns = variants.filter((v) => v === 'driver' || v === 'pgbench').length * (REPS + 1);
+  for (let i = 0; i < floorRuns; i++) await setup.trigger('chain', null);
+  const claimed: ClaimedStep[] = await stores.runs.claimSteps(
+    'floor',
+    [environmentId],
+    ['chain'],
+    floorRuns,
+    LEASE_MS,
+  );
+  if (claimed.length !== floorRuns)
+    throw new Error(`claimed ${claimed.length} of ${floorRuns} floor chains`);
+  await setup.stop();
+  const engine = await Engine.start({
+    stores,
+    environmentId,
+    workflows: [wf],
+    logger: silentLogger(),
+  });
+  await engine.waitForRun((await engine.trigger('chain', null)).run.id, { timeoutMs: 600_000 }); // warm-up
+
+  await client.connect();
+  await client.query(
+    'create table commits (id bigint generated always as identity primary key, v integer not null)',
+  );
+  const statement = `select ${schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`;
+
+  /** Every step of a floor chain succeeded, or the loop measured something else. */
+  const checkChain = async (runId: string) => {
+    const { rows } = await client.query<{ n: number }>(
+      `select count(*)::int as n from ${schema}.step_runs where run_id = $1 and status = 'succeeded'`,
+      [runId],
+    );
+    if (rows[0]!.n !== STEPS)
+      throw new Error(`floor chain ${runId}: ${rows[0]!.n} of ${STEPS} steps succeeded`);
+  };
+
+  const runPgbench = async (script: string, transactions: number, vars: Record<string, string>) => {
+    const file = join(dir, 'script.sql');
+    writeFileSync(file, script);
+    const url = new URL(db.url);
+    const args = [
+      '-h',
+      url.hostname,
+      '-p',
+      url.port || '5432',
+      '-U',
+      decodeURIComponent(url.username),
+      '-n',
+      '-M',
+      'prepared',
+      '-t',
+      String(transactions),
+      '-f',
+      file,
+      ...Object.entries(vars).flatMap(([k, v]) => ['-D', `${k}=${v}`]),
+      url.pathname.slice(1),
+    ];
+    const { stdout } = await promisify(execFile)(pgbench!, args);
+    const ms = /latency average = ([0-9.]+) ms/.exec(stdout)?.[1];
+    if (!ms || !/number of failed transactions: 0 /.test(stdout))
+      throw new Error(`pgbench: ${stdout}`);
+    return Number(ms);
+  };
+
+  const measure: Record<
+    string,
+    () => Promise<{ wallMsPerStep: number; clientCpuMsPerStep?: number }>
+  > = {
+    weft: async () => {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const done = await engine.waitForRun((await engine.trigger('chain', null)).run.id, {
+        timeoutMs: 600_000,
+      });
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      if (done.status !== 'succeeded') throw new Error(`the chain ended ${done.status}`);
+      return {
+        wallMsPerStep: wall / STEPS,
+        clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
+      };
+    },
+    driver: async () => {
+      const first = claimed.shift()!;
+      let sr = first.stepRunId;
+      let attempt = first.attempt;
+      let key = first.stepKey;
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 1; i <= STEPS; i++) {
+        const live = i < STEPS ? [`s${Number(key.slice(1)) + 1}`] : [];
+        const { rows } = await client.query<{
+          r: { status: string; next?: { step_run_id: string; attempt: number; step_key: string } };
+        }>({
+          name: 'floor_complete_step',
+          text: statement,
+          values: [
+            sr,
+            attempt,
+            'floor',
+            'null',
+            mintRunScopedId('dc', tag),
+            null,
+            null,
+            live,
+            [],
+            true,
+            LEASE_MS,
+          ],
+        });
+        const r = rows[0]!.r;
+        if (r.status !== 'committed')
+          throw new Error(`driver: step ${key} of ${first.runId} was ${r.status}`);
+        if (i < STEPS) ({ step_run_id: sr, attempt, step_key: key } = r.next!);
+      }
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      await checkChain(first.runId);
+      return {
+        wallMsPerStep: wall / STEPS,
+        clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
+      };
+    },
+    pgbench: async () => {
+      const first = claimed.shift()!;
+      // the last step has no successor to take: STEPS - 1 calls here, the last one below
+      const script = `select r->'next'->>'step_run_id' as sr, r->'next'->>'attempt' as att, r->'next'->>'step_key' as key
+  from (select ${schema}.complete_step(:sr, (:att)::int, 'floor', 'null', ${schema}.mint_id('dc'), null, null,
+        array['s' || (substr(:key, 2)::int + 1)], '{}', true, ${LEASE_MS}) as r) x
+\\gset
+`;
+      const ms = await runPgbench(script, STEPS - 1, {
+        sr: first.stepRunId,
+        att: String(first.attempt),
+        key: first.stepKey,
+      });
+      const { rows } = await client.query<{ id: string; attempt: number }>(
+        `select id, attempt_count as attempt from ${schema}.step_runs where run_id = $1 and status = 'running'`,
+        [first.runId],
+      );
+      if (rows.length !== 1)
+        throw new Error(
+          `pgbench: ${first.runId} has ${rows.length} running steps, not its last one`,
+        );
+      await client.query(statement, [
+        rows[0]!.id,
+        rows[0]!.attempt,
+        'floor',
+        'null',
+        mintRunScopedId('dc', tag),
+        null,
+        null,
+        [],
+        [],
+        true,
+        LEASE_MS,
+      ]);
+      await checkChain(first.runId);
+      return { wallMsPerStep: ms };
+    },
+    bare: async () => {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < STEPS; i++)
+        await client.query({
+          name: 'floor_bare',
+          text: 'insert into commits (v) values ($1)',
+          values: [i],
+        });
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      return {
+        wallMsPerStep: wall / STEPS,
+        clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
+      };
+    },
+    'bare-pgbench': async () => ({
+      wallMsPerStep: await runPgbench('insert into commits (v) values (1);\n', STEPS, {}),
+    }),
+  };
+
+  const samples = new Map<string, Array<{ wallMsPerStep: number; clientCpuMsPerStep?: number }>>(
+    variants.map((v) => [v, []]),
+  );
+  for (let rep = 0; rep <= REPS; rep++) {
+    // rotate the order; the first repetition warms plans and connections and is not kept
+    for (const v of variants.map((_, i) => variants[(i + rep) % variants.length]!)) {
+      const s = await measure[v]!();
+      if (rep === 0) continue;
+      samples.get(v)!.push(s);
+      console.log(JSON.stringify({ type: 'sample', variant: v, rep, ...round(s) }));
+    }
+  }
+  await engine.stop();
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const med = Object.fromEntries(
+    variants.map((v) => {
+      const xs = samples.get(v)!;
+      const cpu = xs.map((x) => x.clientCpuMsPerStep).filter((x): x is number => x !== undefined);
+      return [
+        v,
+        {
+          wallMsPerStep: median(xs.map((x) => x.wallMsPerStep)),
+          ...(cpu.length ? { clientCpuMsPerStep: median(cpu) } : {}),
+        },
+      ];
+    }),
+  );
+  for (const v of variants)
+    console.log(
+      JSON.stringify({
+        type: 'median',
+        variant: v,
+        steps: STEPS,
+        reps: REPS,
+        ...round(med[v]!),
+        loadavg: loadavg(),
+      }),
+    );
+  const ratio = (a: string, b: string, meaning: string) =>
+    med[a] &&
+    med[b] &&
+    console.log(
+      JSON.stringify({
+        type: 'ratio',
+        of: a,
+        to: b,
+        ratio: +(med[a].wallMsPerStep / med[b].wallMsPerStep).toFixed(2),
+        meaning,
+      }),
+    );
+  ratio(
+    'weft',
+    'driver',
+    "the engine's whole step over the same statement sent by a bare node-pg loop",
+  );
+  ratio('driver', 'pgbench', 'node-pg over C for that statement');
+  ratio('pgbench', 'bare-pgbench', 'the statement in bare commits, both from C');
+  ratio('weft', 'bare', "issue 8's measure: a chained step in bare commits, both from node-pg");
+} finally {
+  await client.end().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+  await executor.close();
+  await db.drop();
+}
+
+function round<T extends Record<string, number | undefined>>(o: T): T {
+  return Object.fromEntries(
+    Object.entries(o).map(([k, v]) => [k, v === undefined ? v : +v.toFixed(4)]),
+  ) as T;
+}
