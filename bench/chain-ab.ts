@@ -16,6 +16,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { createDatabase } from './lib/postgres.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -46,8 +47,7 @@ async function open(checkout: string, label: string): Promise<Side> {
   const stores = createStores({ control: executor });
   await stores.migrate();
   const environmentId: string = await ensureEnvironment(stores.control);
-  let wf = defineWorkflow('chain').step('s0', () => null);
-  for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+  const wf = chainWorkflow('chain', STEPS, defineWorkflow);
   const engine = await Engine.start({
     stores,
     environmentId,

@@ -12,8 +12,8 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { defineWorkflow, type Workflow } from '../src/index.js';
 import { openWeftDatabase } from './lib/weft-database.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,8 +24,7 @@ const { values } = parseArgs({
 const STEPS = Number(values.steps);
 const REPS = Number(values.reps);
 
-let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
-for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+const wf = chainWorkflow('chain', STEPS);
 
 let gcMs = 0;
 let gcCount = 0;

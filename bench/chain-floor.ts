@@ -25,12 +25,12 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
 import { mintRunScopedId } from '../src/core/ids.js';
-import type { Workflow } from '../src/core/workflow.js';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { defineWorkflow } from '../src/index.js';
 import type { ClaimedStep } from '../src/store/rows.js';
 import { openWeftDatabase } from './lib/weft-database.js';
+import { completeStepSql } from '../src/store/runs/queue.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values } = parseArgs({
   options: {
@@ -58,8 +58,7 @@ const variants = [
   ...(pgbench ? ['bare-pgbench'] : []),
 ];
 
-let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
-for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+const wf = chainWorkflow('chain', STEPS);
 
 const { db, executor, stores, environmentId } = await openWeftDatabase('chain_floor');
 const dir = mkdtempSync(join(tmpdir(), 'weft-chain-floor-'));
@@ -100,7 +99,7 @@ try {
   await client.query(
     'create table commits (id bigint generated always as identity primary key, v integer not null)',
   );
-  const statement = `select ${schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`;
+  const statement = completeStepSql(schema);
 
   /** Every step of a floor chain succeeded, or the loop measured something else. */
   const checkChain = async (runId: string) => {

@@ -16,11 +16,10 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import type { Workflow } from '../src/core/workflow.js';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
-import { defineWorkflow } from '../src/index.js';
 import { openWeftDatabase } from './lib/weft-database.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,8 +35,7 @@ const variants = [
   ...values.variant.map((file) => ({ name: file, sql: readFileSync(file, 'utf8') })),
 ];
 
-let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow('chain').step('s0', () => null);
-for (let i = 1; i < STEPS; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
+const wf = chainWorkflow('chain', STEPS);
 
 const { db, executor, stores, environmentId } = await openWeftDatabase('in_server', {
   poolSize: 2,

@@ -12,12 +12,10 @@
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/engine/engine.js';
 import { silentLogger } from '../src/engine/logger.js';
-import type { AnyWorkflow } from '../src/engine/registry.js';
-import { defineWorkflow } from '../src/index.js';
 import { CHANNELS } from '../src/store/channels.js';
-import type { Workflow } from '../src/core/workflow.js';
 import { ServerProbe, serverCpuMs } from './lib/postgres.js';
 import { openWeftDatabase } from './lib/weft-database.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,14 +30,8 @@ const STEPS = Number(values.steps);
 const REPS = Number(values.reps);
 const CONCURRENCY = Number(values.concurrency);
 
-function chain(id: string, n: number): AnyWorkflow {
-  let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow(id).step('s0', () => null);
-  for (let i = 1; i < n; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
-  return wf;
-}
-
 const { db, stores, environmentId } = await openWeftDatabase('phases');
-const workflows = [chain('fan', STEPS)];
+const workflows = [chainWorkflow('fan', STEPS)];
 
 // run ends, from the NOTIFY the store sends after each run's final commit (as bench/systems/weft.ts)
 const ended = new Set<string>();

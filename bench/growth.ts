@@ -29,12 +29,12 @@ import { loadavg } from 'node:os';
 import pg from 'pg';
 import { defineWorkflow, Engine, type Stores } from '../src/index.js';
 import type { AnyWorkflow } from '../src/engine/registry.js';
-import type { Workflow } from '../src/core/workflow.js';
 import type { RunStatus } from '../src/store/rows.js';
 import { silentLogger } from '../src/engine/logger.js';
 import type { BenchDatabase } from './lib/postgres.js';
 import { RunEnds } from './lib/run-ends.js';
 import { openWeftDatabase } from './lib/weft-database.js';
+import { chainWorkflow } from './lib/chain-workflow.js';
 
 const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -53,12 +53,6 @@ function emit(record: Record<string, unknown>): void {
   const line = JSON.stringify({ at: new Date().toISOString(), loadavg: loadavg(), ...record });
   console.log(line);
   if (OUT) appendFileSync(OUT, line + '\n');
-}
-
-function chainWorkflow(id: string, n: number): AnyWorkflow {
-  let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow(id).step('s0', () => null);
-  for (let i = 1; i < n; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
-  return wf;
 }
 
 const median = (xs: number[]): number => {

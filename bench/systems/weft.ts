@@ -17,10 +17,8 @@ import {
   openExecutor,
   type Stores,
 } from '../../src/index.js';
-import type { AnyWorkflow } from '../../src/engine/registry.js';
 import { silentLogger } from '../../src/engine/logger.js';
 import { ensureEnvironment } from '../../src/engine/tenant.js';
-import type { Workflow } from '../../src/core/workflow.js';
 import {
   adminQuery,
   connectHarnessClient,
@@ -41,6 +39,7 @@ import type {
   Timed,
   Variant,
 } from './system.js';
+import { chainWorkflow } from '../lib/chain-workflow.js';
 
 const WORKER_DEFAULTS = { pollIntervalMs: 1000, leaseMs: 30_000 } as const;
 /** Weft's default worker concurrency; the chain (one run) does not depend on it. */
@@ -63,13 +62,6 @@ export function weftTarget(backend: Backend): SystemTarget {
     },
     open: (sizes, options) => openWeft(backend, sizes, options.diagnose),
   };
-}
-
-/** A no-op chain of `n` steps, built in a loop: s0 → s1 → … → s(n-1). */
-function chainWorkflow(id: string, n: number): AnyWorkflow {
-  let wf: Workflow<unknown, Record<string, unknown>> = defineWorkflow(id).step('s0', () => null);
-  for (let i = 1; i < n; i++) wf = wf.step(`s${i}`, { after: `s${i - 1}` }, () => null);
-  return wf;
 }
 
 async function openWeft(backend: Backend, sizes: Sizes, diagnose: Diagnose): Promise<Session> {

@@ -106,22 +106,19 @@ export class RunQueue {
     const outputId = mintRunScopedId('dc', loc.tag);
     const rows = await loc.db.query<{
       r: { status: string; runStatus?: RunStatus; next?: Row | null };
-    }>(
-      `select ${loc.schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`,
-      [
-        claim.stepRunId,
-        claim.attempt,
-        workerId,
-        c.outputText,
-        outputId,
-        c.stateSet,
-        c.stateDelete,
-        keyed(claim.stepKey, c.live),
-        keyed(claim.stepKey, c.dead),
-        c.claimNext,
-        c.leaseMs,
-      ],
-    );
+    }>(completeStepSql(loc.schema), [
+      claim.stepRunId,
+      claim.attempt,
+      workerId,
+      c.outputText,
+      outputId,
+      c.stateSet,
+      c.stateDelete,
+      keyed(claim.stepKey, c.live),
+      keyed(claim.stepKey, c.dead),
+      c.claimNext,
+      c.leaseMs,
+    ]);
     const r = rows.rows[0]!.r;
     if (r.status === 'fenced') return { status: 'fenced' };
     this.r.signalWoken(loc, r);
@@ -442,4 +439,13 @@ export class RunQueue {
     }
     return earliest;
   }
+}
+
+/**
+ * The statement of one step's commit (complete_step.sql): step run, attempt, worker, output text
+ * and id, state set and delete, live and dead edges, claim-next, lease ms. bench/chain-floor.ts
+ * sends the same text.
+ */
+export function completeStepSql(schema: string): string {
+  return `select ${schema}.complete_step($1, $2, $3, $4, $5, $6::jsonb, $7::text[], $8::text[], $9::text[], $10, $11) as r`;
 }
