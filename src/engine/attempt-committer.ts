@@ -8,6 +8,7 @@ import { describeError, type StepErrorInfo } from '../core/errors.js';
 import { resolveOutgoingEdges } from '../core/edge-resolution.js';
 import type { CompiledStep, CompiledWorkflow } from '../core/graph.js';
 import { encodeJson } from '../core/json.js';
+import { planOf } from '../core/plan.js';
 import { isConflictError, isTransientDatabaseError } from '../store/db-errors.js';
 import type { ClaimedStep } from '../store/rows.js';
 import type { CommitPayload, CompleteResult } from '../store/run-store.js';
@@ -46,12 +47,15 @@ export class AttemptCommitter {
         ok: true,
         output: decision ? decision.value : output,
       });
+      const successor =
+        edges.live.length === 1 ? planOf(workflow.graph).nodes.get(edges.live[0]!) : undefined;
       commit = {
         outputText: encoded.text,
         stateSet: patch.setText,
         stateDelete: patch.delete,
         live: edges.live,
         dead: edges.dead,
+        takesSuccessor: successor?.parents.length === 1 && successor.concurrency === undefined,
       };
     } catch (error) {
       await this.recordFailure(claim, describeError(error), null, log);

@@ -144,6 +144,16 @@ function placeFragments(sql: string, dir: URL, file: string): string {
   });
 }
 
+/**
+ * A fragment of a function set as its functions place it (build constants substituted,
+ * `{{schema}}` left): for a statement the store sends itself with the same SQL inside
+ * (store/runs/chain-commit.ts places the claim rule).
+ */
+export function readFragment(set: MigrationSet, name: string): string {
+  const dir = new URL(`./sql/${set}/`, import.meta.url);
+  return renderSome(placeFragments(`{{fragment:${name}}}`, dir, `(${name})`), BUILD_CONSTANTS);
+}
+
 /** Substitute the given `{{key}}`s, leave the others (rendered per schema later). */
 function renderSome(sql: string, vars: Record<string, string>): string {
   return sql.replace(/\{\{(\w+)\}\}/g, (all, key: string) => vars[key] ?? all);

@@ -9,6 +9,7 @@ import { keyed, planNodeColumns, toClaimed, type Row } from './decoders.js';
 import type { RunLifecycle } from './run-lifecycle.js';
 import type { RunLocation, RunResources } from './resources.js';
 import { CHANNELS } from '../channels.js';
+import { commitChained, takesChainedCommit } from './chain-commit.js';
 
 /**
  * After a PostgreSQL (re)start, how long the reaper waits before reaping (see reapExpiredLeases):
@@ -54,6 +55,12 @@ export interface CommitPayload {
   dead: string[];
   /** Claim the next ready step of the same run for this worker in the same transaction. */
   claimNext: boolean;
+  /**
+   * The workflow's plan says the one live successor waits on this step alone and has no
+   * concurrency limit: the chained commit (chain-commit.ts) can take it. A hint only: the
+   * statement checks the row, and anything else is committed by complete_step.
+   */
+  takesSuccessor?: boolean;
   leaseMs: number;
 }
 
@@ -104,6 +111,10 @@ export class RunQueue {
   ): Promise<CompleteResult> {
     const loc = this.r.locationOf(claim.stepRunId)!;
     const outputId = mintRunScopedId('dc', loc.tag);
+    if (takesChainedCommit(c)) {
+      const done = await commitChained(loc, claim, workerId, c, outputId);
+      if (done) return done;
+    }
     const rows = await loc.db.query<{
       r: { status: string; runStatus?: RunStatus; next?: Row | null };
     }>(completeStepSql(loc.schema), [
