@@ -321,6 +321,9 @@ describe('workers ride out a PostgreSQL outage (throwaway cluster)', () => {
           beforeCommit: async (claim) => {
             if (blipped.has(claim.stepKey)) return;
             blipped.add(claim.stepKey);
+            // b's commit comes as soon as a's commit got through, which can be before pg_ctl has
+            // confirmed the restart of a's outage: stopping then made that start fail
+            await Promise.all(restarts);
             await cluster.stop('fast');
             restarts.push(sleep(1_500).then(() => cluster.start()));
           },
