@@ -4,11 +4,14 @@
  *
  * - `weft`: the engine runs a fresh --steps chain (embedded worker, as in the main bench's chain);
  * - `driver`: a minimal node-pg loop sends the statement the engine sends for a chained step
- *   (complete_step with the chain's take: store/runs/queue.ts) on a chain claimed up front. No
- *   engine code: the difference to `weft` is what the engine's own code adds per step;
+ *   (the chained commit, store/runs/chain-commit.ts) on a chain claimed up front. No engine code:
+ *   the difference to `weft` is what the engine's own code adds per step;
  * - `pgbench`: the same statement from C (`pgbench -M prepared`, each reply's next step passed to
  *   the next call with `\gset`), when a pgbench binary is found. No Node: the difference to
  *   `driver` is what node-pg adds;
+ * - `driver-fn` / `pgbench-fn`: the same with the complete_step call (its chain fast path), which
+ *   the engine sent for every chained step before session 12 and still sends for the commits the
+ *   chained statement leaves to it (a state patch, a successor whose row disagrees with the plan);
  * - `bare` / `bare-pgbench`: the main bench's bare commit (`insert into commits (v) values ($1)`,
  *   one per transaction) from node-pg and from pgbench.
  *
@@ -30,6 +33,7 @@ import { silentLogger } from '../src/engine/logger.js';
 import type { ClaimedStep } from '../src/store/rows.js';
 import { openWeftDatabase } from './lib/weft-database.js';
 import { completeStepSql } from '../src/store/runs/queue.js';
+import { completeChainedStepSql } from '../src/store/runs/chain-commit.js';
 import { chainWorkflow } from './lib/chain-workflow.js';
 
 const { values } = parseArgs({
@@ -53,7 +57,8 @@ const pgbench = [
 const variants = [
   'weft',
   'driver',
-  ...(pgbench ? ['pgbench'] : []),
+  'driver-fn',
+  ...(pgbench ? ['pgbench', 'pgbench-fn'] : []),
   'bare',
   ...(pgbench ? ['bare-pgbench'] : []),
 ];
@@ -75,7 +80,10 @@ try {
     worker: false,
     logger: silentLogger(),
   });
-  const floorRuns = variants.filter((v) => v === 'driver' || v === 'pgbench').length * (REPS + 1);
+  const floorRuns =
+    variants.filter((v) => v.startsWith('driver') || v.startsWith('pgbench-') || v === 'pgbench')
+      .length *
+    (REPS + 1);
   for (let i = 0; i < floorRuns; i++) await setup.trigger('chain', null);
   const claimed: ClaimedStep[] = await stores.runs.claimSteps(
     'floor',
@@ -100,6 +108,7 @@ try {
     'create table commits (id bigint generated always as identity primary key, v integer not null)',
   );
   const statement = completeStepSql(schema);
+  const chained = completeChainedStepSql(schema);
 
   /** Every step of a floor chain succeeded, or the loop measured something else. */
   const checkChain = async (runId: string) => {
@@ -139,6 +148,117 @@ try {
     return Number(ms);
   };
 
+  /** The last step of a floor chain has no successor: complete_step commits it, as the engine. */
+  const completeLast = async (runId: string) => {
+    const { rows } = await client.query<{ id: string; attempt: number }>(
+      `select id, attempt_count as attempt from ${schema}.step_runs where run_id = $1 and status = 'running'`,
+      [runId],
+    );
+    if (rows.length !== 1)
+      throw new Error(`floor chain ${runId} has ${rows.length} running steps, not its last one`);
+    const done = await client.query<{ r: { status: string } }>(statement, [
+      rows[0]!.id,
+      rows[0]!.attempt,
+      'floor',
+      'null',
+      mintRunScopedId('dc', tag),
+      null,
+      null,
+      [],
+      [],
+      true,
+      LEASE_MS,
+    ]);
+    if (done.rows[0]!.r.status !== 'committed')
+      throw new Error(`floor chain ${runId}: its last step was ${done.rows[0]!.r.status}`);
+  };
+
+  type Next = { step_run_id: string; attempt: number; step_key: string };
+  /** One chained step from node-pg, by the chained statement or the complete_step call. */
+  const sendStep = async (
+    kind: 'chained' | 'fn',
+    runId: string,
+    sr: string,
+    attempt: number,
+    key: string,
+  ): Promise<Next> => {
+    const next = `s${Number(key.slice(1)) + 1}`;
+    const outputId = mintRunScopedId('dc', tag);
+    if (kind === 'chained') {
+      const { rows } = await client.query<Next & { fenced: number }>({
+        name: 'floor_chained_step',
+        text: chained,
+        values: [sr, attempt, 'floor', 'null', outputId, runId, next, key, LEASE_MS],
+      });
+      if (rows[0]!.fenced !== 1 || !rows[0]!.step_run_id)
+        throw new Error(`driver: step ${key} of ${runId} was not committed with its successor`);
+      return rows[0]!;
+    }
+    const { rows } = await client.query<{ r: { status: string; next?: Next } }>({
+      name: 'floor_complete_step',
+      text: statement,
+      values: [sr, attempt, 'floor', 'null', outputId, null, null, [next], [], true, LEASE_MS],
+    });
+    const r = rows[0]!.r;
+    if (r.status !== 'committed' || !r.next)
+      throw new Error(`driver-fn: step ${key} of ${runId} was ${r.status}`);
+    return r.next;
+  };
+
+  const driverLoop = async (kind: 'chained' | 'fn') => {
+    const first = claimed.shift()!;
+    let step: Next = {
+      step_run_id: first.stepRunId,
+      attempt: first.attempt,
+      step_key: first.stepKey,
+    };
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 1; i < STEPS; i++)
+      step = await sendStep(kind, first.runId, step.step_run_id, step.attempt, step.step_key);
+    await completeLast(first.runId);
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    await checkChain(first.runId);
+    return {
+      wallMsPerStep: wall / STEPS,
+      clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
+    };
+  };
+
+  /** The same chain from C: STEPS - 1 chained steps by pgbench (timed), the last one after. */
+  const pgbenchChain = async (kind: 'chained' | 'fn') => {
+    const first = claimed.shift()!;
+    const nextKey = `('s' || (substr(:step_key, 2)::int + 1))`;
+    const script =
+      kind === 'chained'
+        ? // the engine's statement, its parameters as pgbench variables; it answers step_run_id,
+          // attempt and step_key, which \gset makes the next call's variables
+          `${chained
+            .replaceAll('$1::', ':step_run_id::')
+            .replaceAll('$2::', '(:attempt)::')
+            .replaceAll('$3::', `'floor'::`)
+            .replaceAll('$4::', `'null'::`)
+            .replaceAll('$5::', `${schema}.mint_id('dc')::`)
+            .replaceAll('$6::', `'${first.runId}'::`)
+            .replaceAll('$7::', `${nextKey}::`)
+            .replaceAll('$8::', ':step_key::')
+            .replaceAll('$9::', `${LEASE_MS}::`)}\n\\gset\n`
+        : `select r->'next'->>'step_run_id' as step_run_id, r->'next'->>'attempt' as attempt, r->'next'->>'step_key' as step_key
+  from (select ${schema}.complete_step(:step_run_id, (:attempt)::int, 'floor', 'null', ${schema}.mint_id('dc'), null, null,
+        array[${nextKey}], '{}', true, ${LEASE_MS}) as r) x
+\\gset
+`;
+    const ms = await runPgbench(script, STEPS - 1, {
+      step_run_id: first.stepRunId,
+      attempt: String(first.attempt),
+      step_key: first.stepKey,
+    });
+    await completeLast(first.runId);
+    await checkChain(first.runId);
+    return { wallMsPerStep: ms };
+  };
+
   const measure: Record<
     string,
     () => Promise<{ wallMsPerStep: number; clientCpuMsPerStep?: number }>
@@ -157,84 +277,10 @@ try {
         clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
       };
     },
-    driver: async () => {
-      const first = claimed.shift()!;
-      let sr = first.stepRunId;
-      let attempt = first.attempt;
-      let key = first.stepKey;
-      const cpu0 = process.cpuUsage();
-      const t0 = performance.now();
-      for (let i = 1; i <= STEPS; i++) {
-        const live = i < STEPS ? [`s${Number(key.slice(1)) + 1}`] : [];
-        const { rows } = await client.query<{
-          r: { status: string; next?: { step_run_id: string; attempt: number; step_key: string } };
-        }>({
-          name: 'floor_complete_step',
-          text: statement,
-          values: [
-            sr,
-            attempt,
-            'floor',
-            'null',
-            mintRunScopedId('dc', tag),
-            null,
-            null,
-            live,
-            [],
-            true,
-            LEASE_MS,
-          ],
-        });
-        const r = rows[0]!.r;
-        if (r.status !== 'committed')
-          throw new Error(`driver: step ${key} of ${first.runId} was ${r.status}`);
-        if (i < STEPS) ({ step_run_id: sr, attempt, step_key: key } = r.next!);
-      }
-      const wall = performance.now() - t0;
-      const cpu = process.cpuUsage(cpu0);
-      await checkChain(first.runId);
-      return {
-        wallMsPerStep: wall / STEPS,
-        clientCpuMsPerStep: (cpu.user + cpu.system) / 1000 / STEPS,
-      };
-    },
-    pgbench: async () => {
-      const first = claimed.shift()!;
-      // the last step has no successor to take: STEPS - 1 calls here, the last one below
-      const script = `select r->'next'->>'step_run_id' as sr, r->'next'->>'attempt' as att, r->'next'->>'step_key' as key
-  from (select ${schema}.complete_step(:sr, (:att)::int, 'floor', 'null', ${schema}.mint_id('dc'), null, null,
-        array['s' || (substr(:key, 2)::int + 1)], '{}', true, ${LEASE_MS}) as r) x
-\\gset
-`;
-      const ms = await runPgbench(script, STEPS - 1, {
-        sr: first.stepRunId,
-        att: String(first.attempt),
-        key: first.stepKey,
-      });
-      const { rows } = await client.query<{ id: string; attempt: number }>(
-        `select id, attempt_count as attempt from ${schema}.step_runs where run_id = $1 and status = 'running'`,
-        [first.runId],
-      );
-      if (rows.length !== 1)
-        throw new Error(
-          `pgbench: ${first.runId} has ${rows.length} running steps, not its last one`,
-        );
-      await client.query(statement, [
-        rows[0]!.id,
-        rows[0]!.attempt,
-        'floor',
-        'null',
-        mintRunScopedId('dc', tag),
-        null,
-        null,
-        [],
-        [],
-        true,
-        LEASE_MS,
-      ]);
-      await checkChain(first.runId);
-      return { wallMsPerStep: ms };
-    },
+    driver: () => driverLoop('chained'),
+    'driver-fn': () => driverLoop('fn'),
+    pgbench: () => pgbenchChain('chained'),
+    'pgbench-fn': () => pgbenchChain('fn'),
     bare: async () => {
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
@@ -313,6 +359,12 @@ try {
     "the engine's whole step over the same statement sent by a bare node-pg loop",
   );
   ratio('driver', 'pgbench', 'node-pg over C for that statement');
+  ratio('pgbench', 'pgbench-fn', 'the chained statement over the complete_step call, both from C');
+  ratio(
+    'driver',
+    'driver-fn',
+    'the chained statement over the complete_step call, both from node-pg',
+  );
   ratio('pgbench', 'bare-pgbench', 'the statement in bare commits, both from C');
   ratio('weft', 'bare', "issue 8's measure: a chained step in bare commits, both from node-pg");
 } finally {

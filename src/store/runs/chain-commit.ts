@@ -3,13 +3,13 @@
  * it alone is committed, and that successor claimed for the same worker, by ONE statement the
  * store sends itself, not by a call of complete_step.
  *
- * Why a statement and not the function: the same writes cost ~0.15 ms less per chained step as
- * one prepared statement than through the PL/pgSQL call (from C, pgbench, 1,000-step chains, on
- * one database: 0.64 → 0.47 ms per step with the commit's WAL flush; bench/RESULTS.md, "Issue 8,
- * session 12"). A PL/pgSQL call pays per transaction for what a loop inside one transaction pays
- * once: the call itself, its SET clauses, an executor start for each of its statements and its
- * simple expressions prepared again in each new transaction. A chain commits one transaction per
- * step, so it paid all of that on every step.
+ * Why a statement and not the function: the same writes cost less as one prepared statement than
+ * through the PL/pgSQL call, which pays per transaction for what a loop inside one transaction
+ * pays once (the call and its SET clauses, an executor start for each of its statements, its
+ * simple expressions prepared again in each new transaction); a chain commits one transaction per
+ * step. bench/chain-floor.ts, 1,000-step chains, 5 interleaved repetitions: from node-pg 0.747 →
+ * 0.696 ms per step (×0.93), from C 0.650 → 0.632 (×0.97); the engine, paired (bench/chain-ab.ts,
+ * 40 pairs), ×0.98 (bench/RESULTS.md, "Issue 8, session 12").
  *
  * What it does is complete_step's chain fast path (complete_step.sql), in the same order:
  *   1. `succ`: the successor by (run_id, step_key), eligible for the chain's take (pending, its only
@@ -26,7 +26,8 @@
  *      statement's snapshot changed the successor), chain_take_conflict raises WF001: the
  *      statement is rolled back whole and the store commits with complete_step instead.
  * The answer is one row: `fenced` and `eligible` (0 or 1 each), and the claimed successor's
- * columns as claim_rows gives them (null when none), with its input from `outp`: the claim rule's
+ * columns as claim_rows gives them (null when none; those of its run are the committed step's),
+ * with its input from `outp`: the claim rule's
  * own join cannot see a dataclip inserted by the same statement. Columns, not a jsonb object:
  * building and parsing one cost ~0.05 ms per step (pgbench, same chain).
  *
@@ -36,7 +37,7 @@
  */
 import { readFragment } from '../migrator.js';
 import type { ClaimedStep } from '../rows.js';
-import { keyed, toClaimed, type Row } from './decoders.js';
+import { keyed } from './decoders.js';
 import type { CommitPayload, CompleteResult } from './queue.js';
 import type { RunLocation } from './resources.js';
 
@@ -71,9 +72,9 @@ export async function commitChained(
   c: CommitPayload,
   outputId: string,
 ): Promise<CompleteResult | null> {
-  let row: Row & { fenced: number; eligible: number; step_run_id: string | null };
+  let row: ChainedRow;
   try {
-    const rows = await loc.db.query<typeof row>(completeChainedStepSql(loc.schema), [
+    const rows = await loc.db.query<ChainedRow>(completeChainedStepSql(loc.schema), [
       claim.stepRunId,
       claim.attempt,
       workerId,
@@ -93,12 +94,35 @@ export async function commitChained(
   return {
     status: 'committed',
     runStatus: 'running',
-    // the successor belongs to the same run: same version and dataclip setting
+    // the successor belongs to the same run: its run, workflow, version, environment and
+    // dataclip setting are this step's
     next:
       row.step_run_id === null
         ? null
-        : toClaimed({ ...row, version_id: claim.versionId, save_dataclips: claim.saveDataclips }),
+        : {
+            ...claim,
+            stepRunId: row.step_run_id,
+            stepId: row.step_id!,
+            stepKey: row.step_key!,
+            attempt: row.attempt!,
+            maxAttempts: row.max_attempts!,
+            input: row.input ?? null,
+            state: row.state ?? {},
+          },
   };
+}
+
+/** The statement's one row (the successor's columns null when none was claimed). */
+interface ChainedRow {
+  fenced: number;
+  eligible: number;
+  step_run_id: string | null;
+  step_id: string | null;
+  step_key: string | null;
+  attempt: number | null;
+  max_attempts: number | null;
+  input: unknown;
+  state: Record<string, unknown> | null;
 }
 
 /** The claim rule's PL/pgSQL variables (fragments/claim.sql), bound to this statement's values. */
@@ -148,8 +172,7 @@ function render(schema: string): string {
   returning body, body_hash
 ), ${claim.replaceAll('{{schema}}', s)}
 select f.n as fenced, e.n as eligible,
-       t.step_run_id, t.run_id, t.step_id, t.step_key, t.workflow_id, t.environment_id, t.attempt,
-       t.max_attempts, o.body as input, t.state,
+       t.step_run_id, t.step_id, t.step_key, t.attempt, t.max_attempts, o.body as input, t.state,
        case when f.n > 0 and t.step_run_id is null then ${s}.chain_take_conflict($1::text, $7::text) end as conflict
   from (select count(*)::integer as n from fenced) f
  cross join (select count(*)::integer as n from succ) e
