@@ -14,6 +14,7 @@ import type { Executor } from '../src/store/executor.js';
 import type { CommitPayload } from '../src/store/runs/queue.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
+import { createStoreRun } from './support/store-runs.js';
 
 const CHAINED = /^with succ as/;
 
@@ -64,17 +65,7 @@ describe.each(BACKENDS)('the chained commit on %s', (backend) => {
 
   /** A run of `pair` with its first step claimed by worker w1 (no engine: the test commits). */
   async function claimedRun() {
-    const { versionId } = await db.stores.control.registerWorkflow(environmentId, compiled);
-    const { run } = await db.stores.runs.createRun({
-      environmentId,
-      workflowId: 'pair',
-      versionId,
-      graph: compiled.graph,
-      inputText: 'null',
-      inputBytes: 4,
-      saveDataclips: true,
-      trigger: { kind: 'api' },
-    });
+    const run = await createStoreRun(db.stores, environmentId, compiled);
     const claims = await db.stores.runs.claimSteps('w1', [environmentId], ['pair'], 10, 60_000);
     const claim = claims.find((c) => c.runId === run.id)!;
     expect(claim.stepKey).toBe('a');

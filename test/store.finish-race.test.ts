@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileWorkflow } from '../src/core/graph.js';
 import { defineWorkflow } from '../src/index.js';
 import { openTestDatabase, type TestDatabase } from './support/databases.js';
+import { createStoreRun } from './support/store-runs.js';
 
 describe('finishing the last branches concurrently (PostgreSQL)', () => {
   let db: TestDatabase;
@@ -30,17 +31,7 @@ describe('finishing the last branches concurrently (PostgreSQL)', () => {
       project: 'p',
       environment: 'race',
     });
-    const { versionId } = await db.stores.control.registerWorkflow(environmentId, compiled);
-    const { run } = await db.stores.runs.createRun({
-      environmentId,
-      workflowId: 'two-leaves',
-      versionId,
-      graph: compiled.graph,
-      inputText: 'null',
-      inputBytes: 4,
-      saveDataclips: true,
-      trigger: { kind: 'api' },
-    });
+    const run = await createStoreRun(db.stores, environmentId, compiled);
     const runs = db.stores.runs;
     const [root] = await runs.claimSteps('w', [environmentId], ['two-leaves'], 1, 60_000);
     await runs.completeStep(root!, 'w', {

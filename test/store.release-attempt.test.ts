@@ -10,6 +10,7 @@ import { compileWorkflow } from '../src/core/graph.js';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
 import { startTestEngine } from './support/engine.js';
+import { createStoreRun } from './support/store-runs.js';
 
 const dbError = { code: 'database_unavailable', charged: false, message: 'test' };
 
@@ -38,17 +39,7 @@ describe.each(BACKENDS)('releasing an attempt uncharged on %s', (backend) => {
   });
 
   async function startRun() {
-    const versionId = (await db.stores.control.registerWorkflow(environmentId, compiled)).versionId;
-    const { run } = await db.stores.runs.createRun({
-      environmentId,
-      workflowId: 'once',
-      versionId,
-      graph: compiled.graph,
-      inputText: 'null',
-      inputBytes: 4,
-      saveDataclips: true,
-      trigger: { kind: 'api' },
-    });
+    const run = await createStoreRun(db.stores, environmentId, compiled);
     const [claim] = await db.stores.runs.claimSteps('w1', [environmentId], ['once'], 1, 60_000);
     expect(claim).toMatchObject({ runId: run.id, stepKey: 'a', attempt: 1, maxAttempts: 1 });
     return claim!;

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileWorkflow } from '../src/core/graph.js';
 import { defineWorkflow } from '../src/index.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './support/databases.js';
+import { createStoreRun } from './support/store-runs.js';
 
 describe.each(BACKENDS)('wake-ups after commit on %s', (backend) => {
   let db: TestDatabase;
@@ -42,18 +43,7 @@ describe.each(BACKENDS)('wake-ups after commit on %s', (backend) => {
   });
 
   async function startRun() {
-    const { versionId } = await db.stores.control.registerWorkflow(environmentId, compiled);
-    const { run } = await db.stores.runs.createRun({
-      environmentId,
-      workflowId: 'fan',
-      versionId,
-      graph: compiled.graph,
-      inputText: 'null',
-      inputBytes: 4,
-      saveDataclips: true,
-      trigger: { kind: 'api' },
-    });
-    return run.id;
+    return (await createStoreRun(db.stores, environmentId, compiled)).id;
   }
 
   const commit = (live: string[]) => ({
