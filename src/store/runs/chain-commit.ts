@@ -8,8 +8,9 @@
  * pays once (the call and its SET clauses, an executor start for each of its statements, its
  * simple expressions prepared again in each new transaction); a chain commits one transaction per
  * step. bench/chain-floor.ts, 1,000-step chains, 5 interleaved repetitions: from node-pg 0.747 →
- * 0.696 ms per step (×0.93), from C 0.650 → 0.632 (×0.97); the engine, paired (bench/chain-ab.ts,
- * 40 pairs), ×0.98 (bench/RESULTS.md, "Issue 8, session 12").
+ * 0.696 ms per step (×0.93), from C 0.650 → 0.632 (×0.97). End to end the engine's gain
+ * (×0.93–0.98 by three tools) was within that machine's noise (bench/RESULTS.md, "Issue 8,
+ * session 12").
  *
  * What it does is complete_step's chain fast path (complete_step.sql), in the same order:
  *   1. `succ`: the successor by (run_id, step_key), eligible for the chain's take (pending, its only
