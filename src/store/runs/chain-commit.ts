@@ -17,11 +17,11 @@
  *      parent this step, no concurrency limit). Not eligible: nothing below is done, and the
  *      statement answers `eligible = 0`; the store then calls complete_step, which takes every
  *      other path (propagate: joins, limits, pruned edges, the run's end).
- *   2. `fenced`: the fence, as complete_step's (step run, attempt, worker, unexpired lease), with
- *      its `step.succeeded` event id taken first; only when the successor is eligible.
+ *   2. `fenced`: the commit fence, placed from fragments/fence.sql (the one copy, also placed in
+ *      complete_step), with its `step.succeeded` event id taken first; its step run id is bound
+ *      only when the successor is eligible.
  *   3. `outp`: the output dataclip.
- *   4. the claim rule, placed from fragments/claim.sql (the one copy), its PL/pgSQL variables bound
- *      to this statement's values; it runs after the fence (its ids are read through `fenced`),
+ *   4. the claim rule, placed from fragments/claim.sql (the one copy); it runs after the fence (its ids are read through `fenced`),
  *      so the successor's `step.started` follows this step's `step.succeeded` in the event log.
  *   5. If the fence held but the claim took no row (a transaction that committed after this
  *      statement's snapshot changed the successor), chain_take_conflict raises WF001: the
@@ -126,10 +126,20 @@ interface ChainedRow {
   state: Record<string, unknown> | null;
 }
 
-/** The claim rule's PL/pgSQL variables (fragments/claim.sql), bound to this statement's values. */
-const CLAIM_BINDINGS: Record<string, string> = {
-  p_ids: 'array[(select succ.id::text from succ, fenced)]',
+/**
+ * The PL/pgSQL variables of the fragments placed here (fragments/fence.sql, fragments/claim.sql),
+ * bound to this statement's values. The fence's step run id is given only while the successor is
+ * eligible (`succ` has its row): otherwise the fence matches nothing and the statement writes
+ * nothing.
+ */
+const BINDINGS: Record<string, string> = {
+  p_step_run_id: '(select $1::text from succ)',
+  p_attempt: '$2::integer',
   p_worker: '$3::text',
+  p_output_id: '$5::text',
+  p_state_set: 'null::jsonb',
+  p_state_del: 'null::text[]',
+  p_ids: 'array[(select succ.id::text from succ, fenced)]',
   p_lease_ms: '$9::integer',
   p_take_from: '$8::text',
   p_take_input_id: '$5::text',
@@ -152,26 +162,23 @@ export function completeChainedStepSql(schema: string): string {
 }
 
 function render(schema: string): string {
-  const claim = claimRule();
+  const fence = placed('fence').replaceAll('{{schema}}', schema);
+  // the claim rule is a `with` list of its own: its CTEs join this statement's list
+  const claim = placed('claim')
+    .replace(/^with\s+/i, '')
+    .replaceAll('{{schema}}', schema);
   const s = schema;
   return `with succ as (
   select sr.id from ${s}.step_runs sr
    where sr.run_id = $6::text and sr.step_key = $7::text and sr.concurrency_key is null
      and (sr.status || '') = 'pending' and sr.pending_parents = 1 and sr.parents = array[$8::text]::text[]
 ), fenced as (
-  update ${s}.step_runs
-     set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
-         output_dataclip_id = $5::text, error = null, event_id = nextval('${s}.run_events_id_seq')
-   where id = $1::text and (status || '') = 'running' and attempt_count = $2::integer
-     and lease_owner = $3::text and lease_expires_at >= now()
-     and exists (select from succ)
-  returning run_id, step_key, environment_id
-), outp as (
+  ${fence}), outp as (
   insert into ${s}.dataclips (id, run_id, environment_id, kind, body, body_hash, size_bytes)
   select $5::text, f.run_id, f.environment_id, 'output', $4::jsonb, md5($4::jsonb::text), octet_length($4::text)
     from fenced f
   returning body, body_hash
-), ${claim.replaceAll('{{schema}}', s)}
+), ${claim}
 select f.n as fenced, e.n as eligible,
        t.step_run_id, t.step_id, t.step_key, t.attempt, t.max_attempts, o.body as input, t.state,
        case when f.n > 0 and t.step_run_id is null then ${s}.chain_take_conflict($1::text, $7::text) end as conflict
@@ -181,20 +188,20 @@ select f.n as fenced, e.n as eligible,
   left join outp o on true`;
 }
 
-/** fragments/claim.sql without its comments and its leading `with`, its variables bound. */
-function claimRule(): string {
-  const text = readFragment('location', 'claim')
+/** A fragment of the location set without its comments, its variables bound (BINDINGS). */
+function placed(name: 'fence' | 'claim'): string {
+  return readFragment('location', name)
     .split('\n')
     .filter((line) => !/^\s*--/.test(line))
     .map((line) => line.replace(/\s--.*$/, ''))
     .join('\n')
-    .trim();
-  if (!/^with\s/i.test(text))
-    throw new Error('fragments/claim.sql no longer starts with `with`: chain-commit.ts places it');
-  return text.replace(/^with\s+/i, '').replace(/\bp_[a-z_]+\b/g, (name) => {
-    const bound = CLAIM_BINDINGS[name];
-    if (bound === undefined)
-      throw new Error(`fragments/claim.sql reads ${name}, which chain-commit.ts does not bind`);
-    return bound;
-  });
+    .trim()
+    .replace(/\bp_[a-z_]+\b/g, (variable) => {
+      const bound = BINDINGS[variable];
+      if (bound === undefined)
+        throw new Error(
+          `fragments/${name}.sql reads ${variable}, which chain-commit.ts does not bind`,
+        );
+      return bound;
+    });
 }

@@ -49,16 +49,9 @@ declare
   p_take_input_id text;
   p_take_input_hash text;
 begin
-  -- event_id: this step's `step.succeeded` event, when it patches no state (location 0010: derived
-  -- from this row, no run_events row); taken first, so it precedes the successor's `step.started`
-  update {{schema}}.step_runs
-     set status = 'succeeded', finished_at = now(), lease_owner = null, lease_expires_at = null,
-         output_dataclip_id = p_output_id, error = null,
-         event_id = case when p_state_set is null and p_state_del is null
-                         then nextval('{{schema}}.run_events_id_seq') end
-   where id = p_step_run_id and (status || '') = 'running' and attempt_count = p_attempt -- by id: README.md
-     and lease_owner = p_worker and lease_expires_at >= now()
-  returning run_id, step_key, environment_id, scope_key, iteration into s;
+  -- the fence (fragments/fence.sql), which also takes this step's `step.succeeded` event id first
+  {{fragment:fence}}
+  into s;
   if not found then
     return jsonb_build_object('status', 'fenced', 'wake', '[]'::jsonb);
   end if;
