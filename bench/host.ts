@@ -22,6 +22,7 @@ import {
   type ServerSnapshot,
 } from './lib/postgres.js';
 import type { FromHost, HostArgs, Sample, ToHost } from './lib/protocol.js';
+import { readMachineBusyMs } from './lib/proc.js';
 import { TARGETS } from './systems/index.js';
 import type { Session } from './systems/system.js';
 
@@ -114,6 +115,7 @@ async function measure(
   const exec0 = session.executorCounts?.();
   wire.reset();
   const load0 = loadavg()[0]!;
+  const machine0 = await readMachineBusyMs();
   const cpu0 = process.cpuUsage();
   const timed =
     m.bench === 'chain'
@@ -122,6 +124,7 @@ async function measure(
         ? await session.fanout(m.runs, m.stepsPerRun)
         : await session.latency!(m.runs);
   const cpu = process.cpuUsage(cpu0);
+  const machine1 = await readMachineBusyMs();
   const w = wire.read();
   const exec1 = session.executorCounts?.();
   const proc1 = await session.serverProcess?.();
@@ -148,6 +151,14 @@ async function measure(
     sample.serverCpuMs = proc1.cpuMs - proc0.cpuMs;
     if (proc0.writeBytes !== undefined && proc1.writeBytes !== undefined)
       sample.serverWriteBytes = proc1.writeBytes - proc0.writeBytes;
+  }
+  if (machine0 !== undefined && machine1 !== undefined) {
+    // What else ran: the machine's busy time less this process's and the system's server's
+    // (PostgreSQL's own background processes, the other systems' idle processes, other tenants).
+    sample.otherCpuMs = Math.max(
+      0,
+      machine1 - machine0 - sample.clientCpuMs - (sample.serverCpuMs ?? 0),
+    );
   }
   if (exec0 && exec1) {
     sample.executorRoundTrips = exec1.roundTrips - exec0.roundTrips;

@@ -23,3 +23,22 @@ export async function readProcessStats(
     return undefined;
   }
 }
+
+/**
+ * CPU time (ms) spent by everything on this machine so far, summed over its CPUs: the busy
+ * fields of /proc/stat's first line (user, nice, system, irq, softirq, steal; idle and iowait
+ * are not busy). Read before and after a repetition, it tells how much CPU ran beside the system
+ * under test: the machine's busy time less the system's own client and server CPU.
+ */
+export async function readMachineBusyMs(): Promise<number | undefined> {
+  try {
+    const stat = await readFile('/proc/stat', 'utf8');
+    const fields = stat.slice(0, stat.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    const [user, nice, system, , , irq, softirq, steal] = fields;
+    const ticks = user! + nice! + system! + irq! + softirq! + (steal ?? 0);
+    return (ticks * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}

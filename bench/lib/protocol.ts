@@ -25,6 +25,11 @@ export interface Sample {
    * of the system's own server process (Restate, Redis).
    */
   serverCpuMs?: number;
+  /**
+   * CPU ms the rest of the machine used during the repetition (its /proc/stat busy time less
+   * the client and server CPU above; 10 ms ticks): how much ran beside the system under test.
+   */
+  otherCpuMs?: number;
   /** Bytes the system's own server process wrote to storage (/proc/<pid>/io; Restate, Redis). */
   serverWriteBytes?: number;
   /** Latency bench: trigger → step started, ms, over this repetition's triggers. */

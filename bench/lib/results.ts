@@ -73,7 +73,11 @@ export interface ResultLine {
     writeTransactions?: number;
     /** Bytes the system's own server process wrote to storage (Restate, Redis). */
     serverWriteBytes?: number;
+    /** CPU the rest of the machine used meanwhile (Sample.otherCpuMs). */
+    otherCpuMs?: number;
   };
+  /** Per repetition, in the order run: the rest of the machine's CPU per step (ms). */
+  otherCpuPerStep?: number[];
 }
 
 export interface DiagnoseSummary {
@@ -213,6 +217,8 @@ export function resultOf(job: Job, sizes: Sizes): ResultLine {
     s.serverWriteBytes === undefined ? undefined : s.serverWriteBytes / s.steps,
   );
   if (written !== undefined) perStep.serverWriteBytes = written;
+  const other = per((s) => (s.otherCpuMs === undefined ? undefined : s.otherCpuMs / s.steps));
+  if (other !== undefined) perStep.otherCpuMs = other;
   const loads = job.samples.flatMap((s) => [s.load1AtStart, s.load1]);
   const lat = job.samples.map((s) => s.latency).filter((l) => l !== undefined);
   const diagnose = diagnoseOf(job);
@@ -242,6 +248,9 @@ export function resultOf(job: Job, sizes: Sizes): ResultLine {
       ? { triggeredMs: sig(median(job.samples.map((s) => s.triggeredMs!)), 4) }
       : {}),
     perStep,
+    ...(job.samples.every((s) => s.otherCpuMs !== undefined)
+      ? { otherCpuPerStep: job.samples.map((s) => sig(s.otherCpuMs! / s.steps, 3)) }
+      : {}),
   };
 }
 

@@ -12,6 +12,9 @@ export function repNote(sample: Sample): string {
     : undefined;
   const notes = [
     sample.latency ? `p99 ${fmt(sample.latency.p99)} ms` : '',
+    sample.otherCpuMs !== undefined
+      ? `rest of the machine ${perStep(sample.otherCpuMs)} ms CPU/step`
+      : '',
     d?.bareCommitMs ? `bare commit ${fmt(d.bareCommitMs)} ms` : '',
     d
       ? `${perStep(rows)} row writes, ${perStep(d.walBytes)} B WAL (own ${perStep(d.ownWalBytes)}, of it full pages ${perStep(d.ownWalFpiBytes)}) per step`
