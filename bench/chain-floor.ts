@@ -9,6 +9,9 @@
  * - `pgbench`: the same statement from C (`pgbench -M prepared`, each reply's next step passed to
  *   the next call with `\gset`), when a pgbench binary is found. No Node: the difference to
  *   `driver` is what node-pg adds;
+ * - `driver-executor`: the `driver` loop sent through Weft's executor (its `pg` pool and named
+ *   statements, store/pg-executor.ts) instead of one `pg` client: the difference to `driver` is
+ *   what the pool adds, the difference of `weft` to it what the engine's own code adds;
  * - `driver-fn` / `pgbench-fn`: the same with the complete_step call (its chain fast path), which
  *   the engine sent for every chained step before session 12 and still sends for the commits the
  *   chained statement leaves to it (a state patch, a successor whose row disagrees with the plan);
@@ -57,6 +60,7 @@ const pgbench = [
 const variants = [
   'weft',
   'driver',
+  'driver-executor',
   'driver-fn',
   ...(pgbench ? ['pgbench', 'pgbench-fn'] : []),
   'bare',
@@ -176,7 +180,7 @@ try {
   type Next = { step_run_id: string; attempt: number; step_key: string };
   /** One chained step from node-pg, by the chained statement or the complete_step call. */
   const sendStep = async (
-    kind: 'chained' | 'fn',
+    kind: 'chained' | 'fn' | 'executor',
     runId: string,
     sr: string,
     attempt: number,
@@ -184,12 +188,16 @@ try {
   ): Promise<Next> => {
     const next = `s${Number(key.slice(1)) + 1}`;
     const outputId = mintRunScopedId('dc', tag);
-    if (kind === 'chained') {
-      const { rows } = await client.query<Next & { fenced: number }>({
-        name: 'floor_chained_step',
-        text: chained,
-        values: [sr, attempt, 'floor', 'null', outputId, runId, next, key, LEASE_MS],
-      });
+    if (kind !== 'fn') {
+      const values = [sr, attempt, 'floor', 'null', outputId, runId, next, key, LEASE_MS];
+      const { rows } =
+        kind === 'executor'
+          ? await executor.query<Next & { fenced: number }>(chained, values)
+          : await client.query<Next & { fenced: number }>({
+              name: 'floor_chained_step',
+              text: chained,
+              values,
+            });
       if (rows[0]!.fenced !== 1 || !rows[0]!.step_run_id)
         throw new Error(`driver: step ${key} of ${runId} was not committed with its successor`);
       return rows[0]!;
@@ -205,7 +213,7 @@ try {
     return r.next;
   };
 
-  const driverLoop = async (kind: 'chained' | 'fn') => {
+  const driverLoop = async (kind: 'chained' | 'fn' | 'executor') => {
     const first = claimed.shift()!;
     let step: Next = {
       step_run_id: first.stepRunId,
@@ -278,6 +286,7 @@ try {
       };
     },
     driver: () => driverLoop('chained'),
+    'driver-executor': () => driverLoop('executor'),
     'driver-fn': () => driverLoop('fn'),
     pgbench: () => pgbenchChain('chained'),
     'pgbench-fn': () => pgbenchChain('fn'),
@@ -359,6 +368,16 @@ try {
     "the engine's whole step over the same statement sent by a bare node-pg loop",
   );
   ratio('driver', 'pgbench', 'node-pg over C for that statement');
+  ratio(
+    'driver-executor',
+    'driver',
+    "Weft's executor (pg pool) over one pg client, same statement",
+  );
+  ratio(
+    'weft',
+    'driver-executor',
+    "the engine's step over the same statement through its executor",
+  );
   ratio('pgbench', 'pgbench-fn', 'the chained statement over the complete_step call, both from C');
   ratio(
     'driver',
