@@ -109,7 +109,7 @@ async function measure(
       mark = await diagnose.mark();
     }
   }
-  gc?.();
+  if (args.gcBetweenReps) gc?.();
   const before: ServerSnapshot | undefined = await probe?.snapshot();
   const proc0 = await session.serverProcess?.();
   const exec0 = session.executorCounts?.();

@@ -60,6 +60,14 @@ const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
  * the same for every system.
  */
 const CHAIN_WARMUP_RUNS = 20;
+/*
+ * No forced GC between measurements (it was `gc()` before every one until 2026-11-30, on by
+ * `--gc-between-reps`). A full GC forced every 100 steps kept the clients off their steady state,
+ * which no deployment has: Weft's own session code, 60 chains of 100 steps in one process, ran at
+ * 0.66–0.73 ms/step and 0.19–0.26 ms of client CPU from its 30th chain on without it, and at
+ * 0.76–0.95 ms/step and 0.34–0.44 ms of CPU with it, never coming down. Every system's figures
+ * under both are in RESULTS.md ("Issue 8, session 13").
+ */
 /**
  * Untimed passes of a tenth of the fan-out (100 runs of the default 1,000) per system before the
  * fan-out's repetitions: ten of them, one full-size fan-out in all (was one pass). Weft's fan-out
@@ -82,6 +90,8 @@ const HELP = `Usage: npm run bench -- [options]
   --chain-warmup <n>      untimed chains per system before the timed ones (default ${CHAIN_WARMUP_RUNS};
                           1 before 2026-11-30: see RESULTS.md, "Issue 8, session 7")
   --fanout-warmup <n>     untimed passes of a tenth of the fan-out per system (default ${FANOUT_WARMUP_PASSES}; 1 before)
+  --gc-between-reps       force a full GC (gc()) in each system's process before every measurement
+                          (the default until 2026-11-30: see RESULTS.md, "Issue 8, session 13")
   --fanout-runs <n>       runs of the fan-out (default 1000)
   --fanout-steps <n>      chained steps per fan-out run (default 3)
   --latency-triggers <n>  one-step runs triggered one at a time in the latency bench (default 1000)
@@ -111,6 +121,8 @@ interface Options {
   chainWarmup: number;
   /** Untimed passes of a tenth of the fan-out each system runs before its repetitions. */
   fanoutWarmup: number;
+  /** Force a full GC in each system's process before every measurement (GC_BETWEEN_REPS). */
+  gcBetweenReps: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -133,6 +145,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean', default: false },
       out: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
+      'gc-between-reps': { type: 'boolean', default: false },
       diagnose: { type: 'boolean', default: false },
       explain: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -207,6 +220,7 @@ function parseOptions(argv: string[]): Options {
     diagnose: values.explain ? 'statements' : values.diagnose ? 'functions' : 'off',
     chainWarmup: int('chain-warmup', values['chain-warmup'], quick ? 1 : CHAIN_WARMUP_RUNS),
     fanoutWarmup: int('fanout-warmup', values['fanout-warmup'], quick ? 1 : FANOUT_WARMUP_PASSES),
+    gcBetweenReps: values['gc-between-reps'],
   };
 }
 
@@ -239,15 +253,16 @@ class Host {
     sizes: Sizes,
     cpuProf: boolean,
     diagnose: Diagnose,
+    gcBetweenReps: boolean,
   ): Promise<{ host: Host; ready: FromHost }> {
-    const execArgv = ['--import', 'tsx', '--expose-gc'];
+    const execArgv = ['--import', 'tsx', ...(gcBetweenReps ? ['--expose-gc'] : [])];
     if (cpuProf) {
       // One directory per system: V8 writes a profile per thread (tsx's loader has one too).
       const dir = join(HERE, '.profiles', target.id);
       mkdirSync(dir, { recursive: true });
       execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
     }
-    const args: HostArgs = { target: target.id, sizes, diagnose };
+    const args: HostArgs = { target: target.id, sizes, diagnose, gcBetweenReps };
     const child = fork(join(HERE, 'host.ts'), [JSON.stringify(args)], {
       execArgv,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -370,7 +385,7 @@ async function main(): Promise<void> {
     durability: Object.fromEntries(
       options.targets.filter((t) => t.durability).map((t) => [t.id, t.durability]),
     ),
-    method: `each system in its own process; untimed warm-up each (chain: ${options.chainWarmup} chains; fan-out: ${options.fanoutWarmup} passes at a tenth of the size; latency: one pass at a tenth); repetitions interleaved round robin, the order rotated by one each repetition; medians reported`,
+    method: `each system in its own process; untimed warm-up each (chain: ${options.chainWarmup} chains; fan-out: ${options.fanoutWarmup} passes at a tenth of the size; latency: one pass at a tenth); repetitions interleaved round robin, the order rotated by one each repetition; ${options.gcBetweenReps ? 'a forced full GC in each process before every measurement' : 'no forced GC'}; medians reported`,
   });
   log(
     `weft bench: ${options.benches.join(', ')} on ${options.targets.map((t) => t.id).join(', ')}`,
@@ -392,6 +407,7 @@ async function main(): Promise<void> {
         options.sizes,
         options.cpuProf,
         options.diagnose,
+        options.gcBetweenReps,
       );
       if (ready.type === 'ready') {
         hosts.set(target.id, host);

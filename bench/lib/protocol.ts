@@ -6,6 +6,8 @@ export interface HostArgs {
   target: string;
   sizes: Sizes;
   diagnose: Diagnose;
+  /** Force a full GC before every measurement (run.ts, `--gc-between-reps`). */
+  gcBetweenReps: boolean;
 }
 
 export type ToHost =
