@@ -64,7 +64,7 @@ const CHAIN_WARMUP_RUNS = 20;
  * No forced GC between measurements (it was `gc()` before every one until 2026-11-30, on by
  * `--gc-between-reps`). A full GC forced every 100 steps kept the clients off their steady state,
  * which no deployment has: Weft's own session code, 60 chains of 100 steps in one process, ran at
- * 0.66–0.73 ms/step and 0.19–0.26 ms of client CPU from its 30th chain on without it, and at
+ * 0.66–0.79 ms/step and 0.19–0.26 ms of client CPU from its 30th chain on without it, and at
  * 0.76–0.95 ms/step and 0.34–0.44 ms of CPU with it, never coming down. Every system's figures
  * under both are in RESULTS.md ("Issue 8, session 13").
  */
