@@ -16,7 +16,11 @@
  *   1. `succ`: the successor by (run_id, step_key), eligible for the chain's take (pending, its only
  *      parent this step, no concurrency limit). Not eligible: nothing below is done, and the
  *      statement answers `eligible = 0`; the store then calls complete_step, which takes every
- *      other path (propagate: joins, limits, pruned edges, the run's end).
+ *      other path (propagate: joins, limits, pruned edges, the run's end). `succ` spells out the
+ *      claim rule's take condition on purpose, where complete_step's fast path finds the row by
+ *      key alone: the answer's input is this statement's output (`outp`), which is right only for
+ *      a take; a successor already `ready` keeps an input of its own. The claim rule checks
+ *      again, and a row that changed in between is the WF001 case below.
  *   2. `fenced`: the commit fence, placed from fragments/fence.sql (the one copy, also placed in
  *      complete_step), with its `step.succeeded` event id taken first; its step run id is bound
  *      only when the successor is eligible.
