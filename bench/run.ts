@@ -60,6 +60,14 @@ const BENCHES: BenchName[] = ['chain', 'fanout', 'latency'];
  * the same for every system.
  */
 const CHAIN_WARMUP_RUNS = 20;
+/**
+ * Timed chain repetitions per system (5 until 2026-11-30). One repetition of a 100-step chain is
+ * 0.06-0.2 s, and on this 2-core VM one system's repetitions spread by up to 2x, with no cause
+ * the bench could remove (RESULTS.md, "Issue 8, session 14"). Resampling 15 interleaved
+ * repetitions of Weft and Restate, the ratio of the medians of 5 fell between 0.58 and 0.74 (5th
+ * to 95th percentile), of 11 between 0.62 and 0.70. Eleven cost about 15 s more than five.
+ */
+const CHAIN_REPS = 11;
 /*
  * No forced GC between measurements (it was `gc()` before every one until 2026-11-30, on by
  * `--gc-between-reps`). A full GC forced every 100 steps kept the clients off their steady state,
@@ -80,7 +88,7 @@ const HELP = `Usage: npm run bench -- [options]
   --only <benches>        chain,fanout,latency (default: all three)
   --systems <ids>         comma list of: ${TARGETS.map((t) => t.id).join(', ')}
                           (a name without -pg/-pglite selects both, e.g. weft,graphile)
-  --reps <n>              repetitions for every bench (default: chain 5, fanout 3, latency 3)
+  --reps <n>              repetitions for every bench (default: chain ${CHAIN_REPS}, fanout 3, latency 3)
   --chain-reps <n>        repetitions of the chain
   --fanout-reps <n>       repetitions of the fan-out
   --latency-reps <n>      repetitions of the latency bench
@@ -204,7 +212,7 @@ function parseOptions(argv: string[]): Options {
     benches,
     targets,
     reps: {
-      chain: int('chain-reps', values['chain-reps'], reps || (quick ? 1 : 5)),
+      chain: int('chain-reps', values['chain-reps'], reps || (quick ? 1 : CHAIN_REPS)),
       fanout: int('fanout-reps', values['fanout-reps'], reps || (quick ? 1 : 3)),
       latency: int('latency-reps', values['latency-reps'], reps || (quick ? 1 : 3)),
     },
