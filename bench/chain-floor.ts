@@ -16,13 +16,17 @@
  *   the engine sent for every chained step before session 12 and still sends for the commits the
  *   chained statement leaves to it (a state patch, a successor whose row disagrees with the plan);
  * - `bare` / `bare-pgbench`: the main bench's bare commit (`insert into commits (v) values ($1)`,
- *   one per transaction) from node-pg and from pgbench.
+ *   one per transaction) from node-pg and from pgbench;
+ * - with `--parts`, `pgbench-without-<part>`: the chained statement from C with one part taken out
+ *   (WITHOUT_PARTS below), to see what each part costs. These change what the statement answers
+ *   (a null input or state, a constant hash) or writes (no output row), so they measure cost only;
+ *   each is checked to change the statement's text, and its chains to complete.
  *
  * Each floor run is checked afterwards: every one of its steps succeeded (a fenced call would make
  * a loop look fast). Prints one JSON line per sample, then the medians and the ratios between the
  * layers. PostgreSQL only (WEFT_BENCH_PG_URL).
  *
- *   node --import tsx bench/chain-floor.ts [--steps 1000] [--reps 5]
+ *   node --import tsx bench/chain-floor.ts [--steps 1000] [--reps 5] [--parts]
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +47,7 @@ const { values } = parseArgs({
   options: {
     steps: { type: 'string', default: '1000' },
     reps: { type: 'string', default: '5' },
+    parts: { type: 'boolean', default: false },
   },
 });
 const STEPS = Number(values.steps);
@@ -57,6 +62,34 @@ const pgbench = [
 ]
   .filter((p): p is string => !!p && existsSync(p))
   .at(-1);
+/** Parts of the chained statement that `--parts` takes out, one at a time (S: the schema). */
+const WITHOUT_PARTS: Record<string, (sql: string, S: string) => string> = {
+  // the claimed row's input, read by the claim rule's own join (the statement answers outp's body)
+  'input-join': (q, S) =>
+    q
+      .replace(`left join ${S}.dataclips claim_d on claim_d.id = claim_c.input_dataclip_id`, '')
+      .replace('claim_d.body as input', 'null::jsonb as input'),
+  // the output's hash, computed by the server
+  md5: (q) => q.replace('md5($4::jsonb::text)', `'h'`),
+  // the run's row: version, state, dataclip setting, watched test
+  'run-join': (q, S) =>
+    q
+      .replace(`join ${S}.runs claim_r on claim_r.id = claim_c.run_id`, '')
+      .replace('claim_r.version_id::text', 'null::text')
+      .replace('claim_r.state as state', 'null::jsonb as state')
+      .replace('claim_r.save_dataclips as save_dataclips', 'true as save_dataclips')
+      .replace(
+        `where claim_r.watched_until is null or claim_r.watched_until < now()
+      or ${S}.notify_watched(claim_c.run_id)`,
+        '',
+      ),
+  // the output row itself
+  'output-row': (q) =>
+    q.replace(
+      /, outp as \(\n {2}insert into [\s\S]*?returning body, body_hash\n\)/,
+      `, outp as (select 'null'::jsonb as body, 'h' as body_hash from fenced)`,
+    ),
+};
 const variants = [
   'weft',
   'driver',
@@ -65,6 +98,7 @@ const variants = [
   ...(pgbench ? ['pgbench', 'pgbench-fn'] : []),
   'bare',
   ...(pgbench ? ['bare-pgbench'] : []),
+  ...(pgbench && values.parts ? Object.keys(WITHOUT_PARTS).map((p) => `pgbench-without-${p}`) : []),
 ];
 
 const wf = chainWorkflow('chain', STEPS);
@@ -113,6 +147,9 @@ try {
   );
   const statement = completeStepSql(schema);
   const chained = completeChainedStepSql(schema);
+  for (const [part, without] of Object.entries(WITHOUT_PARTS))
+    if (without(chained, schema) === chained)
+      throw new Error(`--parts: taking out ${part} changed nothing in the chained statement`);
 
   /** Every step of a floor chain succeeded, or the loop measured something else. */
   const checkChain = async (runId: string) => {
@@ -235,7 +272,7 @@ try {
   };
 
   /** The same chain from C: STEPS - 1 chained steps by pgbench (timed), the last one after. */
-  const pgbenchChain = async (kind: 'chained' | 'fn') => {
+  const pgbenchChain = async (kind: 'chained' | 'fn', text = chained) => {
     const first = claimed.shift()!;
     const nextKey = `('s' || (substr(:step_key, 2)::int + 1))`;
     // The output dataclip's id, made by pgbench as the engine makes it in JavaScript. Until
@@ -247,7 +284,7 @@ try {
       (kind === 'chained'
         ? // the engine's statement, its parameters as pgbench variables; it answers step_run_id,
           // attempt and step_key, which \gset makes the next call's variables
-          `${chained
+          `${text
             .replaceAll('$1::', ':step_run_id::')
             .replaceAll('$2::', '(:attempt)::')
             .replaceAll('$3::', `'floor'::`)
@@ -295,6 +332,12 @@ try {
     'driver-fn': () => driverLoop('fn'),
     pgbench: () => pgbenchChain('chained'),
     'pgbench-fn': () => pgbenchChain('fn'),
+    ...Object.fromEntries(
+      Object.entries(WITHOUT_PARTS).map(([part, without]) => [
+        `pgbench-without-${part}`,
+        () => pgbenchChain('chained', without(chained, schema)),
+      ]),
+    ),
     bare: async () => {
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
@@ -390,6 +433,12 @@ try {
     'the chained statement over the complete_step call, both from node-pg',
   );
   ratio('pgbench', 'bare-pgbench', 'the statement in bare commits, both from C');
+  for (const part of Object.keys(WITHOUT_PARTS))
+    ratio(
+      `pgbench-without-${part}`,
+      'pgbench',
+      `the statement without ${part} over the whole one, C`,
+    );
   ratio('weft', 'bare', "issue 8's measure: a chained step in bare commits, both from node-pg");
 } finally {
   await client.end().catch(() => {});
