@@ -6,10 +6,10 @@
  * (perf_hooks), then the medians. Run with `node --cpu-prof --cpu-prof-dir DIR` to see where the
  * client's CPU goes (bench/profile-summary.ts). PostgreSQL only (WEFT_BENCH_PG_URL).
  *
- * With --pause-ms the process idles that long before each repetition (a list is taken in turn), as a system's process does
- * in the main bench while the other systems take their turn; each line then also says how long a
- * fixed loop of integer arithmetic took just before the repetition (`spinMs`: a CPU that runs
- * slower after the pause would show there).
+ * With --pause-ms the process idles that long before each repetition (a list is taken in turn),
+ * as a system's process does in the main bench while the other systems take their turn. Each line
+ * also says how long a fixed loop of integer arithmetic took just before the repetition
+ * (`spinMs`: a CPU that runs slower after the pause would show there).
  *
  *   node --import tsx bench/chain-client.ts [--steps 2000] [--reps 5] [--warmup 1] [--pause-ms 0]
  */
@@ -43,6 +43,7 @@ function spin(n: number): number {
 for (let i = 0; i < 200; i++) spin(100_000);
 const spinMs = () => {
   const t0 = performance.now();
+  // the result is used, so the loop cannot be optimized away
   if (spin(400_000) === 42) console.log('');
   return performance.now() - t0;
 };

@@ -129,7 +129,7 @@ interface Options {
   chainWarmup: number;
   /** Untimed passes of a tenth of the fan-out each system runs before its repetitions. */
   fanoutWarmup: number;
-  /** Force a full GC in each system's process before every measurement (GC_BETWEEN_REPS). */
+  /** Force a full GC in each system's process before every measurement (`--gc-between-reps`). */
   gcBetweenReps: boolean;
 }
 

@@ -1,6 +1,10 @@
 /** Reading a local server process's costs from /proc (Linux). */
 import { readFile } from 'node:fs/promises';
 
+/** /proc counts CPU time in clock ticks of 1/USER_HZ s; USER_HZ is 100 on Linux x86-64 and arm64. */
+const TICKS_PER_SECOND = 100;
+const ticksToMs = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND;
+
 /** CPU (ms) and bytes written to storage so far by a local process (from /proc). */
 export async function readProcessStats(
   pid: number,
@@ -10,7 +14,7 @@ export async function readProcessStats(
     // Fields after the command name (which may hold spaces): utime is the 14th, stime the 15th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    const out: { cpuMs: number; writeBytes?: number } = { cpuMs: (ticks * 1000) / 100 };
+    const out: { cpuMs: number; writeBytes?: number } = { cpuMs: ticksToMs(ticks) };
     try {
       const io = await readFile(`/proc/${pid}/io`, 'utf8');
       const m = /write_bytes:\s*(\d+)/.exec(io);
@@ -37,7 +41,7 @@ export async function readMachineBusyMs(): Promise<number | undefined> {
     // user nice system idle iowait irq softirq steal (guest time is already in user)
     const [user, nice, system, , , irq, softirq, steal] = fields;
     const ticks = user! + nice! + system! + irq! + softirq! + (steal ?? 0);
-    return (ticks * 1000) / 100;
+    return ticksToMs(ticks);
   } catch {
     return undefined;
   }
